@@ -1,0 +1,62 @@
+// One runner for recurring work: each task runs on an interval with jitter, on one process at a time
+// (PostgreSQL advisory lock per task), with its own error isolation and a clean stop.
+import type { Logger } from '../platform/logger.js';
+import { withAdvisoryLock, type Pool } from '../stores/postgres/pool.js';
+
+export interface RecurringTask {
+  name: string;
+  intervalMs: number;
+  run(signal: AbortSignal): Promise<unknown>;
+}
+
+export class TaskRunner {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly running = new Set<Promise<unknown>>();
+  private readonly abort = new AbortController();
+  private started = false;
+
+  constructor(private readonly deps: { pool: Pool; log: Logger; tasks: RecurringTask[] }) {}
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    for (const task of this.deps.tasks) this.schedule(task, Math.random() * Math.min(task.intervalMs, 1000));
+  }
+
+  /** Runs one task now under its lock; returns false when another process holds it. */
+  async runOnce(task: RecurringTask): Promise<boolean> {
+    const log = this.deps.log.child({ component: 'task', task: task.name });
+    const t0 = performance.now();
+    try {
+      const r = await withAdvisoryLock(this.deps.pool, `rty:task:${task.name}`, () =>
+        task.run(this.abort.signal),
+      );
+      if (r.ran) log.debug({ ms: Math.round(performance.now() - t0), result: r.value }, 'task ran');
+      return r.ran;
+    } catch (err) {
+      log.error({ err }, 'task failed');
+      return true;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    await Promise.allSettled([...this.running]);
+  }
+
+  private schedule(task: RecurringTask, delayMs: number): void {
+    if (this.abort.signal.aborted) return;
+    const timer = setTimeout(() => {
+      const p = this.runOnce(task).finally(() => {
+        this.running.delete(p);
+        // ±10% jitter keeps processes from waking in lockstep.
+        this.schedule(task, task.intervalMs * (0.9 + Math.random() * 0.2));
+      });
+      this.running.add(p);
+    }, delayMs);
+    timer.unref();
+    this.timers.set(task.name, timer);
+  }
+}

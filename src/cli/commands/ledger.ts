@@ -1,0 +1,39 @@
+// `rty ledger verify`: recomputes every balance and hold from the entries and prints each mismatch.
+import { createLogger } from '../../platform/logger.js';
+import { createPgPool } from '../../stores/postgres/pool.js';
+import { LedgerService } from '../../modules/credits/index.js';
+import type { CliContext } from '../context.js';
+
+export async function runLedgerVerify(ctx: CliContext): Promise<number> {
+  const { config } = ctx;
+  const pool = createPgPool({
+    url: config.POSTGRES_URL,
+    size: 2,
+    schema: config.POSTGRES_SCHEMA,
+    applicationName: 'rty-ledger-verify',
+  });
+  const ledger = new LedgerService({
+    pool,
+    log: createLogger('silent'),
+    options: {
+      batchMaxWaitMs: 0,
+      batchMaxSize: 1,
+      batchConcurrency: 1,
+      holdTimeoutMs: config.LEDGER_HOLD_TIMEOUT_MS,
+    },
+  });
+  try {
+    const mismatches = await ledger.verifyLedger();
+    for (const m of mismatches)
+      ctx.out(`MISMATCH ${m.scope} ${m.id} ${m.field}: stored=${m.stored} derived=${m.derived}`);
+    ctx.out(
+      mismatches.length === 0
+        ? 'ledger: consistent (every balance and hold equals its entries)'
+        : `ledger: ${mismatches.length} mismatch(es)`,
+    );
+    return mismatches.length === 0 ? 0 : 1;
+  } finally {
+    await ledger.stop();
+    await pool.end();
+  }
+}

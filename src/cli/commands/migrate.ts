@@ -1,0 +1,47 @@
+// `rty migrate [--dry-run]`: applies every store's schema: PostgreSQL migrations (advisory-locked), then the
+// other stores' idempotent setup steps as modules add them.
+import { postgresMigrationsDir } from '../../platform/paths.js';
+import { migrate } from '../../stores/postgres/migrator.js';
+import { createPgPool } from '../../stores/postgres/pool.js';
+import type { CliContext } from '../context.js';
+
+export interface MigrationStep {
+  name: string;
+  run(ctx: CliContext, dryRun: boolean): Promise<void>;
+}
+
+const postgresStep: MigrationStep = {
+  name: 'postgres',
+  async run(ctx, dryRun) {
+    const pool = createPgPool({
+      url: ctx.config.POSTGRES_URL,
+      size: 1,
+      schema: ctx.config.POSTGRES_SCHEMA,
+      applicationName: 'rty-migrate',
+    });
+    try {
+      const r = await migrate(pool, {
+        dir: postgresMigrationsDir(),
+        schema: ctx.config.POSTGRES_SCHEMA,
+        dryRun,
+      });
+      if (dryRun) {
+        if (r.pending.length === 0) ctx.out('postgres: up to date; nothing to apply');
+        for (const m of r.pending) ctx.out(`-- ${m.id}\n${m.sql.trimEnd()}\n`);
+      } else {
+        ctx.out(
+          r.applied.length === 0 ? 'postgres: up to date' : `postgres: applied ${r.applied.join(', ')}`,
+        );
+      }
+    } finally {
+      await pool.end();
+    }
+  },
+};
+
+export const migrationSteps: MigrationStep[] = [postgresStep];
+
+export async function runMigrate(ctx: CliContext, opts: { dryRun: boolean }): Promise<number> {
+  for (const step of migrationSteps) await step.run(ctx, opts.dryRun);
+  return 0;
+}

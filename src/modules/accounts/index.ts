@@ -1,0 +1,4 @@
+// Public face of the accounts module.
+export { AccountsService, type CreatedApiKey } from './accounts.service.js';
+export type { Account, Namespace, ApiKeyRecord } from './accounts.repository.js';
+export { parseApiKey } from './api-key.js';

@@ -1,0 +1,285 @@
+// The ledger against the real PostgreSQL: concurrency, idempotency, crash safety, verification, expiry.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
+import { CREDIT, createNamespaces } from '../../../test/factories.js';
+import { createPgPool } from '../../stores/postgres/pool.js';
+import { isAppError } from '../../platform/errors.js';
+import { LedgerService, type LedgerOptions } from './index.js';
+
+const unbatched: LedgerOptions = {
+  batchMaxWaitMs: 0,
+  batchMaxSize: 1,
+  batchConcurrency: 16,
+  holdTimeoutMs: 60_000,
+};
+const batched: LedgerOptions = {
+  batchMaxWaitMs: 2,
+  batchMaxSize: 200,
+  batchConcurrency: 4,
+  holdTimeoutMs: 60_000,
+};
+
+let db: PgTestSchema;
+
+beforeAll(async () => {
+  db = await createPgTestSchema({ poolSize: 16 });
+});
+afterAll(async () => {
+  await db.drop();
+});
+
+function ledgerWith(options: LedgerOptions, pool = db.pool): LedgerService {
+  return new LedgerService({ pool, log: testLog, options });
+}
+
+describe.each([
+  ['without batching', unbatched],
+  ['with group commit', batched],
+])('2,000 concurrent reservations of 1 credit on 1,000 credits (%s)', (_label, options) => {
+  it('admits exactly 1,000 and never goes below zero', async () => {
+    const [ns] = await createNamespaces(db.pool, 1);
+    const ledger = ledgerWith(options);
+    await ledger.topUp(ns!.id, 1000n * CREDIT, 'initial');
+    const results = await Promise.allSettled(
+      Array.from({ length: 2000 }, () => ledger.reserve(ns!.id, randomUUID(), CREDIT)),
+    );
+    const ok = results.filter((r) => r.status === 'fulfilled').length;
+    const refused = results.filter(
+      (r) => r.status === 'rejected' && isAppError(r.reason, 'insufficient_credits'),
+    ).length;
+    expect(ok).toBe(1000);
+    expect(refused).toBe(1000);
+    const balance = await ledger.getBalance(ns!.id);
+    expect(balance).toMatchObject({ available: 0n, reserved: 1000n * CREDIT });
+    const holds = await db.pool.query('select count(*)::int as n from credit_holds where namespace_id = $1', [
+      ns!.id,
+    ]);
+    expect(holds.rows[0].n).toBe(1000);
+    expect(await ledger.verifyLedger()).toEqual([]);
+    await ledger.stop();
+  });
+});
+
+describe('two-phase holds', () => {
+  it('settle twice equals once; a reused key with another amount is a distinct error; settle above the hold is refused', async () => {
+    const [ns] = await createNamespaces(db.pool, 1);
+    const ledger = ledgerWith(batched);
+    await ledger.topUp(ns!.id, 100n, 't');
+    const job = randomUUID();
+    await ledger.reserve(ns!.id, job, 40n);
+    expect(await ledger.reserve(ns!.id, job, 40n)).toMatchObject({ replayed: true, amount: 40n });
+    await expect(ledger.reserve(ns!.id, job, 41n)).rejects.toMatchObject({ code: 'idempotency_conflict' });
+    await expect(ledger.settle(ns!.id, job, 41n)).rejects.toMatchObject({ code: 'settle_exceeds_hold' });
+    const first = await ledger.settle(ns!.id, job, 30n);
+    const second = await ledger.settle(ns!.id, job, 30n);
+    expect(first).toMatchObject({ charged: 30n, released: 10n, replayed: false });
+    expect(second).toMatchObject({ charged: 30n, released: 10n, replayed: true });
+    await expect(ledger.settle(ns!.id, job, 20n)).rejects.toMatchObject({ code: 'idempotency_conflict' });
+    expect(await ledger.getBalance(ns!.id)).toMatchObject({ available: 70n, reserved: 0n });
+    const entries = await db.pool.query(
+      'select kind, amount from ledger_entries where job_id = $1 order by id',
+      [job],
+    );
+    expect(entries.rows.map((r) => `${r.kind}:${r.amount}`)).toEqual([
+      'reserve:40',
+      'settle:30',
+      'release:10',
+    ]);
+    // Top-up idempotency: same key and amount replays, another amount conflicts.
+    expect(await ledger.topUp(ns!.id, 100n, 't')).toMatchObject({ replayed: true });
+    await expect(ledger.topUp(ns!.id, 5n, 't')).rejects.toMatchObject({ code: 'idempotency_conflict' });
+    await ledger.stop();
+  });
+
+  it('one namespace lacking funds does not fail the others in its batch', async () => {
+    const [rich, poor] = await createNamespaces(db.pool, 2);
+    const ledger = ledgerWith({ ...batched, batchMaxWaitMs: 20 });
+    await ledger.topUp(rich!.id, 1_000n, 'r');
+    const [a, b, c] = await Promise.allSettled([
+      ledger.reserve(rich!.id, randomUUID(), 10n),
+      ledger.reserve(poor!.id, randomUUID(), 10n),
+      ledger.reserve(rich!.id, randomUUID(), 10n),
+    ]);
+    expect(a.status).toBe('fulfilled');
+    expect(b.status === 'rejected' && isAppError(b.reason, 'insufficient_credits')).toBe(true);
+    expect(c.status).toBe('fulfilled');
+    expect(await ledger.getBalance(rich!.id)).toMatchObject({ available: 980n, reserved: 20n });
+    await ledger.stop();
+  });
+
+  it('void refunds the whole hold, and node earnings are bounded by the settled charge', async () => {
+    const [ns] = await createNamespaces(db.pool, 1);
+    const ledger = ledgerWith(batched);
+    await ledger.topUp(ns!.id, 100n, 't');
+    const failed = randomUUID();
+    await ledger.reserve(ns!.id, failed, 60n);
+    expect(await ledger.void(ns!.id, failed)).toMatchObject({ released: 60n });
+    expect(await ledger.void(ns!.id, failed)).toMatchObject({ replayed: true });
+    const done = randomUUID();
+    const node = `0x${'ab'.repeat(20)}`;
+    await ledger.reserve(ns!.id, done, 50n);
+    await ledger.settle(ns!.id, done, 20n);
+    await expect(ledger.creditEarning(node, done, 21n)).rejects.toMatchObject({
+      code: 'settle_exceeds_hold',
+    });
+    await ledger.creditEarning(node, done, 15n);
+    expect(await ledger.creditEarning(node, done, 15n)).toMatchObject({ replayed: true });
+    await expect(ledger.payout(node, 16n, 'p1')).rejects.toMatchObject({ code: 'insufficient_credits' });
+    await ledger.payout(node, 15n, 'p1');
+    expect(await ledger.getBalance(ns!.id)).toMatchObject({ available: 80n, reserved: 0n });
+    expect(await ledger.verifyLedger()).toEqual([]);
+    await ledger.stop();
+  });
+
+  it('refuses bad input with a clear error before touching the database', async () => {
+    const [ns] = await createNamespaces(db.pool, 1);
+    const ledger = ledgerWith(batched);
+    const count = async () =>
+      (await db.pool.query('select count(*)::int as n from ledger_entries')).rows[0].n;
+    const before = await count();
+    expect(() => ledger.topUp(ns!.id, 1.5, 'x')).toThrow(/integer number of micro-credits/);
+    expect(() => ledger.topUp(ns!.id, -3, 'x')).toThrow(/> 0/);
+    expect(() => ledger.reserve('not-a-uuid', randomUUID(), 1)).toThrow(/not a valid id/);
+    await expect(ledger.reserve(randomUUID(), randomUUID(), 1n)).rejects.toMatchObject({
+      code: 'namespace_not_found',
+    });
+    await expect(ledger.settle(ns!.id, randomUUID(), 1n)).rejects.toMatchObject({ code: 'hold_not_found' });
+    expect(await count()).toBe(before);
+    await ledger.stop();
+  });
+});
+
+describe('crash safety and verification', () => {
+  it('a connection terminated mid-transaction leaves no partial entries', async () => {
+    const [ns] = await createNamespaces(db.pool, 1);
+    const appName = `ledger-victim-${randomUUID().slice(0, 8)}`;
+    const victimPool = createPgPool({
+      url: db.config.POSTGRES_URL,
+      size: 1,
+      schema: db.schema,
+      applicationName: appName,
+    });
+    const ledger = ledgerWith(unbatched, victimPool);
+    const setup = ledgerWith(unbatched);
+    await setup.topUp(ns!.id, 100n, 'seed');
+    // Another transaction holds an uncommitted entry with the key our batch will insert last, so the batch
+    // blocks after it has already updated the balance and inserted the hold.
+    const job = randomUUID();
+    const blocker = await db.pool.connect();
+    await blocker.query('begin');
+    await blocker.query(
+      `insert into ledger_entries (kind, namespace_id, job_id, amount, idem_key) values ('reserve', $1, $2, 1, $3)`,
+      [ns!.id, job, `reserve:${job}`],
+    );
+    const pending = ledger.reserve(ns!.id, job, 40n);
+    let pid: number | undefined;
+    for (let i = 0; i < 100 && pid === undefined; i += 1) {
+      const r = await db.pool.query(
+        `select pid from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'`,
+        [appName],
+      );
+      pid = r.rows[0]?.pid;
+      if (pid === undefined) await new Promise((res) => setTimeout(res, 20));
+    }
+    expect(pid).toBeDefined();
+    const progress = await db.pool.query(`select query from pg_stat_activity where pid = $1`, [pid]);
+    expect(progress.rows[0].query).toMatch(/insert into ledger_entries/);
+    await db.pool.query('select pg_terminate_backend($1)', [pid]);
+    await expect(pending).rejects.toMatchObject({ code: 'store_unavailable', retryable: true });
+    await blocker.query('rollback');
+    blocker.release();
+    expect(await setup.getBalance(ns!.id)).toMatchObject({ available: 100n, reserved: 0n });
+    const holds = await db.pool.query('select count(*)::int as n from credit_holds where job_id = $1', [job]);
+    expect(holds.rows[0].n).toBe(0);
+    const entries = await db.pool.query('select count(*)::int as n from ledger_entries where job_id = $1', [
+      job,
+    ]);
+    expect(entries.rows[0].n).toBe(0);
+    // The retried operation succeeds on a fresh connection.
+    expect(await ledger.reserve(ns!.id, job, 40n)).toMatchObject({ replayed: false });
+    expect(await setup.verifyLedger()).toEqual([]);
+    await ledger.stop();
+    await setup.stop();
+    await victimPool.end();
+  });
+
+  it('verifyLedger reports a manually altered entry and a manually altered balance', async () => {
+    const [ns, other] = await createNamespaces(db.pool, 2);
+    const ledger = ledgerWith(batched);
+    await ledger.topUp(ns!.id, 500n, 'a');
+    await ledger.topUp(other!.id, 500n, 'b');
+    const job = randomUUID();
+    await ledger.reserve(ns!.id, job, 100n);
+    expect(await ledger.verifyLedger()).toEqual([]);
+    // Entries are append-only; tampering needs the trigger bypassed, as a rogue superuser would.
+    await expect(
+      db.pool.query(`update ledger_entries set amount = 1 where idem_key = $1`, [`topup:${ns!.id}:a`]),
+    ).rejects.toThrow(/append-only/);
+    const c = await db.pool.connect();
+    await c.query(`set session_replication_role = replica`);
+    await c.query(`update ledger_entries set amount = 400 where idem_key = $1`, [`topup:${ns!.id}:a`]);
+    await c.query(`set session_replication_role = origin`);
+    c.release();
+    await db.pool.query('update credit_balances set available = available + 7 where namespace_id = $1', [
+      other!.id,
+    ]);
+    const mismatches = await ledger.verifyLedger();
+    expect(mismatches).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          scope: 'namespace',
+          id: ns!.id,
+          field: 'available',
+          stored: '400',
+          derived: '300',
+        }),
+        expect.objectContaining({
+          scope: 'namespace',
+          id: other!.id,
+          field: 'available',
+          stored: '507',
+          derived: '500',
+        }),
+      ]),
+    );
+    // Restore both so that later tests in this schema see a consistent ledger.
+    const r = await db.pool.connect();
+    await r.query(`set session_replication_role = replica`);
+    await r.query(`update ledger_entries set amount = 500 where idem_key = $1`, [`topup:${ns!.id}:a`]);
+    await r.query(`set session_replication_role = origin`);
+    r.release();
+    await db.pool.query('update credit_balances set available = available - 7 where namespace_id = $1', [
+      other!.id,
+    ]);
+    expect(await ledger.verifyLedger()).toEqual([]);
+    await ledger.stop();
+  });
+
+  it('the sweeper releases an expired hold exactly once, and expires unused bonus', async () => {
+    const [ns] = await createNamespaces(db.pool, 1);
+    const ledger = ledgerWith(batched);
+    await ledger.topUp(ns!.id, 100n, 't');
+    await ledger.grantBonus(ns!.id, 30n, 'welcome', new Date(Date.now() - 1000));
+    const stale = randomUUID();
+    const fresh = randomUUID();
+    await ledger.reserve(ns!.id, stale, 50n, 1);
+    await ledger.reserve(ns!.id, fresh, 20n, 60_000);
+    await new Promise((r) => setTimeout(r, 20));
+    const [a, b] = await Promise.all([ledger.expireHolds(), ledger.expireHolds()]);
+    expect(a + b).toBe(1);
+    expect((await ledger.getHold(ns!.id, stale))?.status).toBe('expired');
+    expect((await ledger.getHold(ns!.id, fresh))?.status).toBe('pending');
+    await expect(ledger.settle(ns!.id, stale, 10n)).rejects.toMatchObject({ code: 'hold_not_pending' });
+    expect(await ledger.expireBonuses()).toBe(1);
+    expect(await ledger.expireBonuses()).toBe(0);
+    // 130 in, 20 still held, 30 of bonus expired.
+    expect(await ledger.getBalance(ns!.id)).toMatchObject({
+      available: 80n,
+      reserved: 20n,
+      bonusAvailable: 0n,
+    });
+    expect(await ledger.verifyLedger()).toEqual([]);
+    await ledger.stop();
+  });
+});

@@ -1,0 +1,365 @@
+// SQL of the ledger: load-and-lock a batch's rows, write its results set-wise, verify balances, find expiring holds.
+import type { PoolClient, Queryable } from '../../stores/postgres/pool.js';
+import type { Balance, BatchState, ExistingEntry, Hold, HoldStatus, NodeBalance } from './ledger.js';
+
+const str = (v: bigint) => v.toString();
+
+export interface BalanceView {
+  namespaceId: string;
+  available: bigint;
+  reserved: bigint;
+  bonusAvailable: bigint;
+}
+
+export interface LedgerMismatch {
+  scope: 'namespace' | 'node' | 'hold';
+  id: string;
+  field: string;
+  stored: string;
+  derived: string;
+}
+
+export class CreditsRepository {
+  /**
+   * Locks the balance rows of the batch's namespaces (sorted, so batches never deadlock) and then its node rows;
+   * loads holds and idempotency entries. Holds need no row lock: a hold only changes under its namespace's lock.
+   */
+  async loadBatch(
+    tx: PoolClient,
+    ids: { namespaceIds: string[]; nodeAddresses: string[]; jobIds: string[]; idemKeys: string[] },
+    now: Date,
+  ): Promise<BatchState> {
+    const balances = new Map<string, Balance>();
+    if (ids.namespaceIds.length > 0) {
+      const r = await tx.query<{
+        namespace_id: string;
+        available: bigint;
+        reserved: bigint;
+        bonus_available: bigint;
+      }>(
+        `select namespace_id, available, reserved, bonus_available from credit_balances
+         where namespace_id = any($1::uuid[]) order by namespace_id for update`,
+        [ids.namespaceIds],
+      );
+      for (const row of r.rows) {
+        balances.set(row.namespace_id, {
+          available: row.available,
+          reserved: row.reserved,
+          bonusAvailable: row.bonus_available,
+          dirty: false,
+        });
+      }
+    }
+    const nodes = new Map<string, NodeBalance>();
+    if (ids.nodeAddresses.length > 0) {
+      const r = await tx.query<{ node_address: string; earned: bigint; paid_out: bigint }>(
+        'select node_address, earned, paid_out from node_balances where node_address = any($1::text[]) order by node_address for update',
+        [ids.nodeAddresses],
+      );
+      for (const row of r.rows)
+        nodes.set(row.node_address, {
+          earned: row.earned,
+          paidOut: row.paid_out,
+          deltaEarned: 0n,
+          deltaPaidOut: 0n,
+        });
+    }
+    const holds = new Map<string, Hold>();
+    if (ids.jobIds.length > 0) {
+      const r = await tx.query<{
+        job_id: string;
+        namespace_id: string;
+        amount: bigint;
+        settled_amount: bigint | null;
+        status: HoldStatus;
+        expires_at: Date;
+      }>(
+        'select job_id, namespace_id, amount, settled_amount, status, expires_at from credit_holds where job_id = any($1::uuid[])',
+        [ids.jobIds],
+      );
+      for (const row of r.rows) {
+        holds.set(row.job_id, {
+          jobId: row.job_id,
+          namespaceId: row.namespace_id,
+          amount: row.amount,
+          settledAmount: row.settled_amount,
+          status: row.status,
+          expiresAt: row.expires_at,
+          isNew: false,
+          dirty: false,
+        });
+      }
+    }
+    const entries = new Map<string, ExistingEntry>();
+    if (ids.idemKeys.length > 0) {
+      const r = await tx.query<{
+        idem_key: string;
+        kind: ExistingEntry['kind'];
+        namespace_id: string | null;
+        node_address: string | null;
+        amount: bigint;
+      }>(
+        'select idem_key, kind, namespace_id, node_address, amount from ledger_entries where idem_key = any($1::text[])',
+        [ids.idemKeys],
+      );
+      for (const row of r.rows)
+        entries.set(row.idem_key, {
+          kind: row.kind,
+          namespaceId: row.namespace_id,
+          nodeAddress: row.node_address,
+          amount: row.amount,
+        });
+    }
+    return { now, balances, nodes, holds, entries, newEntries: [] };
+  }
+
+  /** Writes everything a batch changed with one statement per table. */
+  async writeBatch(tx: PoolClient, s: BatchState): Promise<void> {
+    const dirty = [...s.balances.entries()].filter(([, b]) => b.dirty);
+    if (dirty.length > 0) {
+      await tx.query(
+        `update credit_balances b set available = v.available, reserved = v.reserved, bonus_available = v.bonus, updated_at = $5
+         from unnest($1::uuid[], $2::int8[], $3::int8[], $4::int8[]) as v(namespace_id, available, reserved, bonus)
+         where b.namespace_id = v.namespace_id`,
+        [
+          dirty.map(([id]) => id),
+          dirty.map(([, b]) => str(b.available)),
+          dirty.map(([, b]) => str(b.reserved)),
+          dirty.map(([, b]) => str(b.bonusAvailable)),
+          s.now,
+        ],
+      );
+    }
+    const nodes = [...s.nodes.entries()].filter(([, n]) => n.deltaEarned > 0n || n.deltaPaidOut > 0n);
+    if (nodes.length > 0) {
+      // Deltas, not absolute values: a node row may not exist yet (and so could not be locked) when the batch began.
+      // Ensure the rows exist first so that the CHECK (paid_out <= earned) sees only real totals.
+      await tx.query(
+        'insert into node_balances (node_address) select unnest($1::text[]) on conflict (node_address) do nothing',
+        [nodes.map(([a]) => a)],
+      );
+      await tx.query(
+        `update node_balances b set earned = b.earned + v.e, paid_out = b.paid_out + v.p, updated_at = $4
+         from unnest($1::text[], $2::int8[], $3::int8[]) as v(a, e, p) where b.node_address = v.a`,
+        [
+          nodes.map(([a]) => a),
+          nodes.map(([, n]) => str(n.deltaEarned)),
+          nodes.map(([, n]) => str(n.deltaPaidOut)),
+          s.now,
+        ],
+      );
+    }
+    const holds = [...s.holds.values()].filter((h) => h.dirty);
+    const created = holds.filter((h) => h.isNew);
+    const changed = holds.filter((h) => !h.isNew);
+    if (created.length > 0) {
+      await tx.query(
+        `insert into credit_holds (job_id, namespace_id, amount, settled_amount, status, expires_at, created_at, closed_at)
+         select j, n, a, sa, st, e, $7::timestamptz, case when st = 'pending' then null else $7::timestamptz end
+         from unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[], $5::text[], $6::timestamptz[]) as v(j, n, a, sa, st, e)`,
+        [
+          created.map((h) => h.jobId),
+          created.map((h) => h.namespaceId),
+          created.map((h) => str(h.amount)),
+          created.map((h) => (h.settledAmount === null ? null : str(h.settledAmount))),
+          created.map((h) => h.status),
+          created.map((h) => h.expiresAt),
+          s.now,
+        ],
+      );
+    }
+    if (changed.length > 0) {
+      await tx.query(
+        `update credit_holds h set status = v.st, settled_amount = v.sa, closed_at = $4
+         from unnest($1::uuid[], $2::text[], $3::int8[]) as v(j, st, sa) where h.job_id = v.j`,
+        [
+          changed.map((h) => h.jobId),
+          changed.map((h) => h.status),
+          changed.map((h) => (h.settledAmount === null ? null : str(h.settledAmount))),
+          s.now,
+        ],
+      );
+    }
+    const e = s.newEntries;
+    if (e.length > 0) {
+      await tx.query(
+        `insert into ledger_entries (kind, namespace_id, node_address, job_id, amount, idem_key, expires_at, created_at)
+         select k, n, a, j, amt, i, x, $8
+         from unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::int8[], $6::text[], $7::timestamptz[]) as v(k, n, a, j, amt, i, x)`,
+        [
+          e.map((x) => x.kind),
+          e.map((x) => x.namespaceId),
+          e.map((x) => x.nodeAddress),
+          e.map((x) => x.jobId),
+          e.map((x) => str(x.amount)),
+          e.map((x) => x.idemKey),
+          e.map((x) => x.expiresAt),
+          s.now,
+        ],
+      );
+    }
+  }
+
+  async getBalance(db: Queryable, namespaceId: string): Promise<BalanceView | undefined> {
+    const r = await db.query<{ available: bigint; reserved: bigint; bonus_available: bigint }>(
+      'select available, reserved, bonus_available from credit_balances where namespace_id = $1',
+      [namespaceId],
+    );
+    const row = r.rows[0];
+    return row
+      ? { namespaceId, available: row.available, reserved: row.reserved, bonusAvailable: row.bonus_available }
+      : undefined;
+  }
+
+  async getHold(
+    db: Queryable,
+    namespaceId: string,
+    jobId: string,
+  ): Promise<Omit<Hold, 'isNew' | 'dirty'> | undefined> {
+    const r = await db.query<{
+      job_id: string;
+      namespace_id: string;
+      amount: bigint;
+      settled_amount: bigint | null;
+      status: HoldStatus;
+      expires_at: Date;
+    }>(
+      'select job_id, namespace_id, amount, settled_amount, status, expires_at from credit_holds where job_id = $1 and namespace_id = $2',
+      [jobId, namespaceId],
+    );
+    const row = r.rows[0];
+    return row
+      ? {
+          jobId: row.job_id,
+          namespaceId: row.namespace_id,
+          amount: row.amount,
+          settledAmount: row.settled_amount,
+          status: row.status,
+          expiresAt: row.expires_at,
+        }
+      : undefined;
+  }
+
+  async findExpiredHolds(
+    db: Queryable,
+    now: Date,
+    limit: number,
+  ): Promise<Array<{ jobId: string; namespaceId: string }>> {
+    const r = await db.query<{ job_id: string; namespace_id: string }>(
+      `select job_id, namespace_id from credit_holds where status = 'pending' and expires_at <= $1 order by expires_at limit $2`,
+      [now, limit],
+    );
+    return r.rows.map((x) => ({ jobId: x.job_id, namespaceId: x.namespace_id }));
+  }
+
+  async findExpiredBonuses(
+    db: Queryable,
+    now: Date,
+    limit: number,
+  ): Promise<Array<{ namespaceId: string; bonusIdemKey: string; grant: bigint }>> {
+    const r = await db.query<{ namespace_id: string; idem_key: string; amount: bigint }>(
+      `select b.namespace_id, b.idem_key, b.amount from ledger_entries b
+       where b.kind = 'bonus' and b.expires_at <= $1
+         and not exists (select 1 from ledger_entries x where x.idem_key = 'bonus_expire:' || b.idem_key)
+       order by b.expires_at limit $2`,
+      [now, limit],
+    );
+    return r.rows.map((x) => ({ namespaceId: x.namespace_id, bonusIdemKey: x.idem_key, grant: x.amount }));
+  }
+
+  /** Recomputes every balance and hold from the entries and lists each disagreement. */
+  async findMismatches(db: Queryable): Promise<LedgerMismatch[]> {
+    const out: LedgerMismatch[] = [];
+    const ns = await db.query<{
+      id: string;
+      available: string;
+      reserved: string;
+      d_available: string;
+      d_reserved: string;
+    }>(`
+      with d as (
+        select namespace_id,
+          coalesce(sum(case when kind in ('topup','bonus','release','void','hold_expire') then amount
+                            when kind in ('reserve','bonus_expire','storage_charge') then -amount else 0 end), 0) as available,
+          coalesce(sum(case when kind = 'reserve' then amount
+                            when kind in ('settle','release','void','hold_expire') then -amount else 0 end), 0) as reserved
+        from ledger_entries where namespace_id is not null group by namespace_id)
+      select coalesce(b.namespace_id, d.namespace_id)::text as id,
+             coalesce(b.available, 0)::text as available, coalesce(b.reserved, 0)::text as reserved,
+             coalesce(d.available, 0)::text as d_available, coalesce(d.reserved, 0)::text as d_reserved
+      from credit_balances b full join d on d.namespace_id = b.namespace_id
+      where coalesce(b.available, 0) <> coalesce(d.available, 0) or coalesce(b.reserved, 0) <> coalesce(d.reserved, 0)`);
+    for (const r of ns.rows) {
+      if (r.available !== r.d_available)
+        out.push({
+          scope: 'namespace',
+          id: r.id,
+          field: 'available',
+          stored: r.available,
+          derived: r.d_available,
+        });
+      if (r.reserved !== r.d_reserved)
+        out.push({
+          scope: 'namespace',
+          id: r.id,
+          field: 'reserved',
+          stored: r.reserved,
+          derived: r.d_reserved,
+        });
+    }
+    // Reserved must equal the sum of pending holds.
+    const pend = await db.query<{ id: string; reserved: string; pending: string }>(`
+      select b.namespace_id::text as id, b.reserved::text as reserved, coalesce(p.s, 0)::text as pending
+      from credit_balances b left join (select namespace_id, sum(amount) as s from credit_holds where status = 'pending' group by namespace_id) p
+        on p.namespace_id = b.namespace_id
+      where b.reserved <> coalesce(p.s, 0)`);
+    for (const r of pend.rows)
+      out.push({
+        scope: 'namespace',
+        id: r.id,
+        field: 'reserved_vs_pending_holds',
+        stored: r.reserved,
+        derived: r.pending,
+      });
+    // Each hold agrees with its own entries: reserve = amount; closing entries sum to amount and match its status.
+    const holds = await db.query<{ id: string; field: string; stored: string; derived: string }>(`
+      with e as (
+        select job_id,
+          coalesce(sum(amount) filter (where kind = 'reserve'), 0) as reserved,
+          coalesce(sum(amount) filter (where kind = 'settle'), 0) as settled,
+          coalesce(sum(amount) filter (where kind in ('settle','release','void','hold_expire')), 0) as closed,
+          count(*) filter (where kind = 'settle') as n_settle
+        from ledger_entries where job_id is not null and namespace_id is not null group by job_id)
+      select h.job_id::text as id, 'reserve_entry' as field, h.amount::text as stored, coalesce(e.reserved, 0)::text as derived
+        from credit_holds h left join e on e.job_id = h.job_id where h.amount <> coalesce(e.reserved, 0)
+      union all
+      select h.job_id::text, 'closing_entries', h.amount::text, coalesce(e.closed, 0)::text
+        from credit_holds h left join e on e.job_id = h.job_id where h.status <> 'pending' and h.amount <> coalesce(e.closed, 0)
+      union all
+      select h.job_id::text, 'settled_amount', coalesce(h.settled_amount, 0)::text, coalesce(e.settled, 0)::text
+        from credit_holds h left join e on e.job_id = h.job_id where coalesce(h.settled_amount, 0) <> coalesce(e.settled, 0)`);
+    for (const r of holds.rows) out.push({ scope: 'hold', ...r });
+    const nodes = await db.query<{
+      id: string;
+      earned: string;
+      paid_out: string;
+      d_earned: string;
+      d_paid: string;
+    }>(`
+      with d as (
+        select node_address, coalesce(sum(amount) filter (where kind = 'earning'), 0) as earned,
+               coalesce(sum(amount) filter (where kind = 'payout'), 0) as paid
+        from ledger_entries where node_address is not null group by node_address)
+      select coalesce(b.node_address, d.node_address) as id, coalesce(b.earned, 0)::text as earned, coalesce(b.paid_out, 0)::text as paid_out,
+             coalesce(d.earned, 0)::text as d_earned, coalesce(d.paid, 0)::text as d_paid
+      from node_balances b full join d on d.node_address = b.node_address
+      where coalesce(b.earned, 0) <> coalesce(d.earned, 0) or coalesce(b.paid_out, 0) <> coalesce(d.paid, 0)`);
+    for (const r of nodes.rows) {
+      if (r.earned !== r.d_earned)
+        out.push({ scope: 'node', id: r.id, field: 'earned', stored: r.earned, derived: r.d_earned });
+      if (r.paid_out !== r.d_paid)
+        out.push({ scope: 'node', id: r.id, field: 'paid_out', stored: r.paid_out, derived: r.d_paid });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,124 @@
+// PostgreSQL pool, transactions, advisory locks and driver-error translation. Nothing domain-specific.
+import pg from 'pg';
+import { AppError } from '../../platform/errors.js';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
+
+// int8 (bigint) columns arrive as exact JS bigint, never as lossy numbers or strings.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v: string) => BigInt(v));
+
+export interface PgPoolOptions {
+  url: string;
+  size: number;
+  /** search_path for every connection: the schema that holds our tables. */
+  schema: string;
+  applicationName?: string;
+}
+
+export function createPgPool(opts: PgPoolOptions): Pool {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.size,
+    application_name: opts.applicationName ?? 'rty',
+    options: `-c search_path=${opts.schema}`,
+    connectionTimeoutMillis: 5_000,
+  });
+  // A terminated idle connection must not crash the process; the pool replaces it.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Runs fn in one transaction; rolls back on any error and rethrows it translated. */
+export async function withTransaction<T>(
+  pool: Pool,
+  fn: (client: PoolClient) => Promise<T>,
+  isolation: 'read committed' | 'repeatable read' | 'serializable' = 'read committed',
+): Promise<T> {
+  const client = await pool.connect().catch((err: unknown) => {
+    throw translatePgError(err);
+  });
+  let broken = false;
+  // A connection killed while checked out emits 'error' besides failing the query; the query's error is enough.
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
+  try {
+    await client.query(`begin isolation level ${isolation}`);
+    const result = await fn(client);
+    await client.query('commit');
+    return result;
+  } catch (err) {
+    try {
+      await client.query('rollback');
+    } catch {
+      broken = true; // the connection is gone (e.g. terminated); never hand it out again
+    }
+    throw translatePgError(err);
+  } finally {
+    client.off('error', onError);
+    client.release(broken);
+  }
+}
+
+/** Runs fn only if this process wins the session-level advisory lock `key`; returns undefined otherwise. */
+export async function withAdvisoryLock<T>(
+  pool: Pool,
+  key: string,
+  fn: () => Promise<T>,
+): Promise<{ ran: true; value: T } | { ran: false }> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    const got = await client.query<{ ok: boolean }>(
+      'select pg_try_advisory_lock(hashtextextended($1, 0)) as ok',
+      [key],
+    );
+    if (!got.rows[0]?.ok) return { ran: false };
+    try {
+      return { ran: true, value: await fn() };
+    } finally {
+      await client.query('select pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch(() => {
+        broken = true;
+      });
+    }
+  } finally {
+    client.release(broken);
+  }
+}
+
+const connectionLost = /^(08|57P0[1-3]|53300)/;
+
+/** Maps SQLSTATE codes to catalogue errors; leaves AppErrors alone. */
+export function translatePgError(err: unknown): unknown {
+  if (err instanceof AppError) return err;
+  const code = (err as { code?: string } | null)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code && connectionLost.test(code))
+    return new AppError(
+      'store_unavailable',
+      `PostgreSQL unavailable: ${message}`,
+      { sqlstate: code },
+      { cause: err },
+    );
+  if (code === '23505') return new AppError('already_exists', message, { sqlstate: code }, { cause: err });
+  if (code === '40001' || code === '40P01')
+    return new AppError(
+      'store_unavailable',
+      `transaction conflict, retry: ${message}`,
+      { sqlstate: code },
+      { cause: err },
+    );
+  if (!code && /Connection terminated|ECONNREFUSED|ECONNRESET/i.test(message)) {
+    return new AppError('store_unavailable', `PostgreSQL unavailable: ${message}`, undefined, { cause: err });
+  }
+  return err;
+}
+
+export async function pgHealth(pool: Pool): Promise<{ version: string; rttMs: number }> {
+  const t0 = performance.now();
+  const r = await pool.query<{ v: string }>('select version() as v');
+  return { version: r.rows[0]?.v ?? '?', rttMs: performance.now() - t0 };
+}
