@@ -13,6 +13,7 @@ export const errorCatalogue = {
   hold_not_pending: { status: 409, retryable: false, type: 'conflict_error' },
   settle_exceeds_hold: { status: 422, retryable: false, type: 'invalid_request_error' },
   already_exists: { status: 409, retryable: false, type: 'conflict_error' },
+  bonus_held: { status: 409, retryable: true, type: 'conflict_error' },
   payload_too_large: { status: 413, retryable: false, type: 'invalid_request_error' },
   rate_limited: { status: 429, retryable: true, type: 'rate_limit_error' },
   store_unavailable: { status: 503, retryable: true, type: 'server_error' },

@@ -1,4 +1,5 @@
 // SQL of the ledger: load-and-lock a batch's rows, write its results set-wise, verify balances, find expiring holds.
+import { AppError } from '../../platform/errors.js';
 import type { PoolClient, Queryable } from '../../stores/postgres/pool.js';
 import type { Balance, BatchState, ExistingEntry, Hold, HoldStatus, NodeBalance } from './ledger.js';
 
@@ -21,9 +22,11 @@ export interface LedgerMismatch {
 
 export class CreditsRepository {
   /**
-   * One round trip: locks the balance rows of the batch's namespaces (sorted, so batches never deadlock) and
-   * loads its holds and idempotency entries. Holds need no row lock: a hold only changes under its namespace's
-   * lock. Node rows are locked separately (after namespaces, also sorted) and only when the batch has node ops.
+   * Two round trips: first lock the balance rows of the batch's namespaces (sorted, so batches never deadlock),
+   * then read holds and idempotency entries in a NEW statement. Under READ COMMITTED a statement keeps the
+   * snapshot it started with, so reading holds in the locking statement could see a hold as pending that the
+   * batch we waited for has just closed. Holds need no row lock of their own: a hold only changes under its
+   * namespace's lock. Node rows are locked last (sorted) and only when the batch has node operations.
    */
   async loadBatch(
     tx: PoolClient,
@@ -31,7 +34,6 @@ export class CreditsRepository {
     now: Date,
   ): Promise<BatchState> {
     type Loaded = {
-      b: Array<{ n: string; av: string; re: string; bo: string }> | null;
       h: Array<{ j: string; n: string; a: string; sa: string | null; st: HoldStatus; x: string }> | null;
       e: Array<{
         i: string;
@@ -41,32 +43,40 @@ export class CreditsRepository {
         amt: string;
       }> | null;
     };
-    // bigints travel as text inside the JSON so that no precision is lost.
     // Named statements are parsed and planned once per connection (this path runs thousands of times a second).
-    const r = await tx.query<Loaded>({
-      name: 'ledger_load_batch',
-      text: `with b as (
-         select namespace_id::text as n, available::text as av, reserved::text as re, bonus_available::text as bo
-         from credit_balances where namespace_id = any($1::uuid[]) order by namespace_id for update),
-       h as (
-         select job_id::text as j, namespace_id::text as n, amount::text as a, settled_amount::text as sa, status as st, expires_at as x
-         from credit_holds where job_id = any($2::uuid[])),
-       e as (
-         select idem_key as i, kind as k, namespace_id::text as n, node_address as a, amount::text as amt
-         from ledger_entries where idem_key = any($3::text[]))
-       select (select json_agg(b) from b) as b, (select json_agg(h) from h) as h, (select json_agg(e) from e) as e`,
-      values: [ids.namespaceIds, ids.jobIds, ids.idemKeys],
+    const locked = await tx.query<{
+      namespace_id: string;
+      available: bigint;
+      reserved: bigint;
+      bonus_available: bigint;
+    }>({
+      name: 'ledger_lock_balances',
+      text: `select namespace_id, available, reserved, bonus_available from credit_balances
+             where namespace_id = any($1::uuid[]) order by namespace_id for update`,
+      values: [ids.namespaceIds],
     });
-    const row = r.rows[0]!;
     const balances = new Map<string, Balance>();
-    for (const x of row.b ?? []) {
-      balances.set(x.n, {
-        available: BigInt(x.av),
-        reserved: BigInt(x.re),
-        bonusAvailable: BigInt(x.bo),
+    for (const x of locked.rows) {
+      balances.set(x.namespace_id, {
+        available: x.available,
+        reserved: x.reserved,
+        bonusAvailable: x.bonus_available,
         dirty: false,
       });
     }
+    // bigints travel as text inside the JSON so that no precision is lost.
+    const r = await tx.query<Loaded>({
+      name: 'ledger_load_batch',
+      text: `with h as (
+         select job_id::text as j, namespace_id::text as n, amount::text as a, settled_amount::text as sa, status as st, expires_at as x
+         from credit_holds where job_id = any($1::uuid[])),
+       e as (
+         select idem_key as i, kind as k, namespace_id::text as n, node_address as a, amount::text as amt
+         from ledger_entries where idem_key = any($2::text[]))
+       select (select json_agg(h) from h) as h, (select json_agg(e) from e) as e`,
+      values: [ids.jobIds, ids.idemKeys],
+    });
+    const row = r.rows[0]!;
     const holds = new Map<string, Hold>();
     for (const x of row.h ?? []) {
       holds.set(x.j, {
@@ -103,13 +113,14 @@ export class CreditsRepository {
   /** One statement (data-modifying CTEs) writes balances, holds and entries; node totals follow when present. */
   async writeBatch(tx: PoolClient, s: BatchState): Promise<void> {
     const dirty = [...s.balances.entries()].filter(([, b]) => b.dirty);
-    const holds = [...s.holds.values()].filter((h) => h.dirty);
+    // Sorted by job id so that two batches touching the same new holds lock them in the same order.
+    const holds = [...s.holds.values()].filter((h) => h.dirty).sort((a, b) => (a.jobId < b.jobId ? -1 : 1));
     const created = holds.filter((h) => h.isNew);
     const changed = holds.filter((h) => !h.isNew);
     const e = s.newEntries;
     const settled = (h: Hold) => (h.settledAmount === null ? null : str(h.settledAmount));
     if (dirty.length + holds.length + e.length > 0) {
-      await tx.query({
+      const w = await tx.query<{ closed: number }>({
         name: 'ledger_write_batch',
         text: `with ub as (
            update credit_balances b set available = v.available, reserved = v.reserved, bonus_available = v.bonus, updated_at = $1
@@ -121,10 +132,13 @@ export class CreditsRepository {
            from unnest($6::uuid[], $7::uuid[], $8::int8[], $9::int8[], $10::text[], $11::timestamptz[]) as v(j, n, a, sa, st, x)),
          uh as (
            update credit_holds h set status = v.st, settled_amount = v.sa, closed_at = $1
-           from unnest($12::uuid[], $13::text[], $14::int8[]) as v(j, st, sa) where h.job_id = v.j)
-         insert into ledger_entries (kind, namespace_id, node_address, job_id, amount, idem_key, expires_at, created_at)
+           from unnest($12::uuid[], $13::text[], $14::int8[]) as v(j, st, sa) where h.job_id = v.j and h.status = 'pending'
+           returning 1),
+         ie as (
+           insert into ledger_entries (kind, namespace_id, node_address, job_id, amount, idem_key, expires_at, created_at)
          select k, n, a, j, amt, i, x, $1
-         from unnest($15::text[], $16::uuid[], $17::text[], $18::uuid[], $19::int8[], $20::text[], $21::timestamptz[]) as v(k, n, a, j, amt, i, x)`,
+         from unnest($15::text[], $16::uuid[], $17::text[], $18::uuid[], $19::int8[], $20::text[], $21::timestamptz[]) as v(k, n, a, j, amt, i, x))
+         select (select count(*) from uh)::int as closed`,
         values: [
           s.now,
           dirty.map(([id]) => id),
@@ -149,8 +163,17 @@ export class CreditsRepository {
           e.map((x) => x.expiresAt),
         ],
       });
+      // Defence in depth: every hold we close must still have been pending (see loadBatch on snapshots).
+      if (w.rows[0]?.closed !== changed.length) {
+        throw new AppError('store_unavailable', 'a hold changed under a concurrent batch; re-run', {
+          sqlstate: 'hold_race',
+        });
+      }
     }
-    const nodes = [...s.nodes.entries()].filter(([, n]) => n.deltaEarned > 0n || n.deltaPaidOut > 0n);
+    // Sorted: two batches that first credit the same new nodes must insert them in the same order (no deadlock).
+    const nodes = [...s.nodes.entries()]
+      .filter(([, n]) => n.deltaEarned > 0n || n.deltaPaidOut > 0n)
+      .sort(([a], [b]) => (a < b ? -1 : 1));
     if (nodes.length > 0) {
       // Deltas, not absolute values: a node row may not exist yet (and so could not be locked) when the batch began.
       // Ensure the rows exist first so that the CHECK (paid_out <= earned) sees only real totals.
@@ -310,6 +333,24 @@ export class CreditsRepository {
       select h.job_id::text, 'settled_amount', coalesce(h.settled_amount, 0)::text, coalesce(e.settled, 0)::text
         from credit_holds h left join e on e.job_id = h.job_id where coalesce(h.settled_amount, 0) <> coalesce(e.settled, 0)`);
     for (const r of holds.rows) out.push({ scope: 'hold', ...r });
+    // Entries agree with their hold: every job entry has a hold in the same namespace, and the closing entry
+    // matches the hold's status (posted: settle; voided: void; expired: hold_expire; pending: none).
+    const shape = await db.query<{ id: string; field: string; stored: string; derived: string }>(`
+      with e as (
+        select job_id, bool_or(kind = 'settle') as s, bool_or(kind = 'void') as v, bool_or(kind = 'hold_expire') as x,
+               min(namespace_id::text) as ns_min, max(namespace_id::text) as ns_max
+        from ledger_entries where job_id is not null and namespace_id is not null group by job_id)
+      select e.job_id::text as id, 'hold_row' as field, 'missing' as stored, 'entries exist' as derived
+        from e left join credit_holds h on h.job_id = e.job_id where h.job_id is null
+      union all
+      select h.job_id::text, 'entry_namespace', h.namespace_id::text, e.ns_min || '/' || e.ns_max
+        from credit_holds h join e on e.job_id = h.job_id where e.ns_min <> h.namespace_id::text or e.ns_max <> h.namespace_id::text
+      union all
+      select h.job_id::text, 'status', h.status,
+             case when e.s then 'posted' when e.v then 'voided' when e.x then 'expired' else 'pending' end
+        from credit_holds h left join e on e.job_id = h.job_id
+        where h.status <> case when e.s then 'posted' when e.v then 'voided' when e.x then 'expired' else 'pending' end`);
+    for (const r of shape.rows) out.push({ scope: 'hold', ...r });
     const nodes = await db.query<{
       id: string;
       earned: string;
