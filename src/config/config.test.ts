@@ -15,5 +15,9 @@ describe('config', () => {
     expect(() => loadConfig({ POSTGRES_POOL_SIZE: 'many' })).toThrow(/POSTGRES_POOL_SIZE/);
     expect(() => loadConfig({ LEDGER_HOLD_TIMEOUT_MS: '5' })).toThrow(/LEDGER_HOLD_TIMEOUT_MS.*got "5"/s);
     expect(() => loadConfig({ REDIS_URL: 'http://x' })).toThrow(/REDIS_URL: a redis:\/\/ URL/);
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/API_KEY_PEPPER: must be set/);
+    expect(
+      loadConfig({ NODE_ENV: 'production', API_KEY_PEPPER: 'a-real-secret-of-some-length' }).NODE_ENV,
+    ).toBe('production');
   });
 });

@@ -61,7 +61,10 @@ export class GroupCommitter<T, R> {
         clearTimeout(this.timer);
         this.timer = undefined;
       }
-      const batch = this.queue.splice(0, this.opts.maxSize);
+      // Spread what is queued over the free slots: smaller batches run in parallel instead of one long one.
+      const free = this.opts.concurrency - this.inFlight;
+      const size = Math.min(this.opts.maxSize, Math.max(1, Math.ceil(this.queue.length / free)));
+      const batch = this.queue.splice(0, size);
       this.inFlight += 1;
       void this.run(batch);
     }
