@@ -1,0 +1,258 @@
+// Redis side of live node state: runs the live_* scripts on the right cell and maps their replies.
+import { AppError } from '../../platform/errors.js';
+import type { Redis } from '../../stores/redis/client.js';
+import { RedisKeys, liveSuffix } from '../../stores/redis/keys.js';
+import { getScript, runScript, type LuaReply } from '../../stores/redis/scripts.js';
+import {
+  baseScoreOf,
+  cellOf,
+  encodeActiveModels,
+  environments,
+  gpuClassOf,
+  type Environment,
+  type Heartbeat,
+  type JobRequirements,
+  type NodeFlag,
+} from './node-status.js';
+
+export interface LiveOptions {
+  cells: number;
+  heartbeatTtlMs: number;
+  leaseTtlMs: number;
+  scanLimit: number;
+  failurePenalty: number;
+  successRecovery: number;
+}
+
+export interface Hydration {
+  /** `flag=<expiry ms|0>,...` */
+  flags: string;
+  subcloudIds: string[];
+}
+
+export type HeartbeatReply =
+  | { kind: 'hydrate' }
+  | { kind: 'stale'; storedTimestampMs: number }
+  | { kind: 'ok'; joined: boolean; eligible: boolean };
+
+export interface Lease {
+  jobId: string;
+  environment: Environment;
+  nodeAddress: string;
+  /** Checked by the completion path: a stale token (lease expired and re-taken) is refused. */
+  fencingToken: string;
+  expiresAtMs: number;
+}
+
+export interface SweepResult {
+  offline: Array<{ environment: Environment; address: string; lastSeenMs: number }>;
+  expired: Array<Omit<Lease, 'expiresAtMs'>>;
+  lifted: Array<{ environment: Environment; address: string; flag: NodeFlag }>;
+  nowMs: number;
+}
+
+export type ReleaseReply =
+  | { kind: 'ok'; penalty: number }
+  | { kind: 'no_lease' }
+  | { kind: 'stale'; currentToken: string };
+
+const asArray = (r: LuaReply): LuaReply[] => (Array.isArray(r) ? r : []);
+const str = (r: LuaReply | undefined): string => (r === null || r === undefined ? '' : String(r));
+
+export class LiveStore {
+  readonly keys: RedisKeys;
+
+  constructor(
+    private readonly redis: Redis,
+    prefix: string,
+    readonly opts: LiveOptions,
+  ) {
+    this.keys = new RedisKeys(prefix);
+  }
+
+  baseOf(environment: Environment, nodeAddress: string): string {
+    return this.keys.liveCellBase(environment, cellOf(nodeAddress, this.opts.cells));
+  }
+
+  cellBases(environment?: Environment): Array<{ environment: Environment; base: string }> {
+    const envs = environment ? [environment] : environments;
+    return envs.flatMap((env) =>
+      Array.from({ length: this.opts.cells }, (_, c) => ({
+        environment: env,
+        base: this.keys.liveCellBase(env, c),
+      })),
+    );
+  }
+
+  async heartbeat(hb: Heartbeat, hydration?: Hydration): Promise<HeartbeatReply> {
+    const r = asArray(
+      await runScript(
+        this.redis,
+        getScript('live_heartbeat'),
+        [this.baseOf(hb.environment, hb.address)],
+        [
+          hb.address,
+          hb.timestampMs,
+          baseScoreOf(hb),
+          hb.capacity,
+          hb.load,
+          hb.region ?? '',
+          gpuClassOf(hb.gpu.memoryMb),
+          hb.gpu.memoryMb,
+          hb.gpu.count,
+          encodeActiveModels(hb.models),
+          hb.health,
+          JSON.stringify(hb),
+          this.opts.heartbeatTtlMs,
+          hydration ? '1' : '0',
+          hydration?.flags ?? '',
+          hydration?.subcloudIds.join(',') ?? '',
+        ],
+      ),
+    );
+    if (r[0] === 'HYDRATE') return { kind: 'hydrate' };
+    if (r[0] === 'STALE') return { kind: 'stale', storedTimestampMs: Number(r[1]) };
+    return { kind: 'ok', joined: Number(r[1]) === 1, eligible: Number(r[2]) === 1 };
+  }
+
+  /** Tries one cell; undefined when it has no eligible node. */
+  async selectInCell(base: string, req: JobRequirements): Promise<Lease | undefined> {
+    const r = asArray(
+      await runScript(
+        this.redis,
+        getScript('live_select_lease'),
+        [base],
+        [
+          req.jobId,
+          req.model,
+          req.version ?? '',
+          req.minGpuMemoryMb ?? 0,
+          req.region ?? '',
+          req.subcloudId ?? '',
+          this.opts.leaseTtlMs,
+          this.opts.heartbeatTtlMs,
+          (req.excludeNodes ?? []).join(','),
+          this.opts.scanLimit,
+        ],
+      ),
+    );
+    if (r[0] !== 'OK' && r[0] !== 'HELD') return undefined;
+    return {
+      jobId: req.jobId,
+      environment: req.environment,
+      nodeAddress: str(r[1]),
+      fencingToken: str(r[2]),
+      expiresAtMs: Number(r[3]),
+    };
+  }
+
+  async release(lease: Omit<Lease, 'expiresAtMs'>, outcome: 'ok' | 'failed'): Promise<ReleaseReply> {
+    const r = asArray(
+      await runScript(
+        this.redis,
+        getScript('live_release'),
+        [this.baseOf(lease.environment, lease.nodeAddress)],
+        [
+          lease.jobId,
+          lease.nodeAddress,
+          lease.fencingToken,
+          outcome,
+          this.opts.failurePenalty,
+          this.opts.successRecovery,
+          this.opts.heartbeatTtlMs,
+        ],
+      ),
+    );
+    if (r[0] === 'OK') return { kind: 'ok', penalty: Number(r[1]) };
+    if (r[0] === 'STALE') return { kind: 'stale', currentToken: str(r[1]) };
+    return { kind: 'no_lease' };
+  }
+
+  async sweepCell(environment: Environment, base: string, limit: number): Promise<SweepResult> {
+    const r = asArray(
+      await runScript(this.redis, getScript('live_sweep'), [base], [this.opts.heartbeatTtlMs, limit]),
+    );
+    const [offline, expired, lifted] = [asArray(r[0]!), asArray(r[1]!), asArray(r[2]!)];
+    const out: SweepResult = { offline: [], expired: [], lifted: [], nowMs: Number(r[3]) };
+    for (let i = 0; i < offline.length; i += 2)
+      out.offline.push({ environment, address: str(offline[i]), lastSeenMs: Number(offline[i + 1]) });
+    for (let i = 0; i < expired.length; i += 3)
+      out.expired.push({
+        environment,
+        jobId: str(expired[i]),
+        nodeAddress: str(expired[i + 1]),
+        fencingToken: str(expired[i + 2]),
+      });
+    for (let i = 0; i < lifted.length; i += 2)
+      out.lifted.push({ environment, address: str(lifted[i]), flag: str(lifted[i + 1]) as NodeFlag });
+    return out;
+  }
+
+  /** Mirrors a flag already written to PostgreSQL; false when the node has no live record. */
+  async mirrorFlag(
+    environment: Environment,
+    address: string,
+    flag: NodeFlag,
+    op: 'set' | 'clear',
+    expiresAt: Date | null,
+  ): Promise<boolean> {
+    const r = asArray(
+      await runScript(
+        this.redis,
+        getScript('live_flag'),
+        [this.baseOf(environment, address)],
+        [address, flag, op, expiresAt ? expiresAt.getTime() : 0, this.opts.heartbeatTtlMs],
+      ),
+    );
+    return Number(r[1]) === 1;
+  }
+
+  async mirrorSubclouds(environment: Environment, address: string, subcloudIds: string[]): Promise<boolean> {
+    const r = asArray(
+      await runScript(
+        this.redis,
+        getScript('live_subclouds'),
+        [this.baseOf(environment, address)],
+        [address, subcloudIds.join(','), this.opts.heartbeatTtlMs],
+      ),
+    );
+    return Number(r[1]) === 1;
+  }
+
+  /** The raw live record (empty object when offline). */
+  async readNode(environment: Environment, address: string): Promise<Record<string, string>> {
+    return this.redis.hgetall(this.baseOf(environment, address) + liveSuffix.node(address));
+  }
+
+  async readPool(base: string, suffix: string): Promise<string[]> {
+    return this.redis.zrange(base + suffix, 0, -1);
+  }
+
+  /** Per-cell counters for catalogs and status, summed by the caller. */
+  async readCellCounters(base: string): Promise<{
+    online: number;
+    catalog: Record<string, string>;
+    stats: Record<string, string>;
+  }> {
+    const [online, catalog, stats] = await Promise.all([
+      this.redis.zcard(base + liveSuffix.seen),
+      this.redis.hgetall(base + liveSuffix.catalog),
+      this.redis.hgetall(base + liveSuffix.stats),
+    ]);
+    return { online, catalog, stats };
+  }
+
+  async readyCount(base: string, model: string): Promise<number> {
+    return this.redis.zcard(base + liveSuffix.ready(model));
+  }
+
+  async publish(channel: string, message: unknown): Promise<void> {
+    await this.redis.publish(channel, JSON.stringify(message));
+  }
+}
+
+export function requireEnvironment(value: string): Environment {
+  if (!(environments as readonly string[]).includes(value))
+    throw new AppError('invalid_request', `environment must be one of ${environments.join(', ')}`);
+  return value as Environment;
+}

@@ -1,0 +1,87 @@
+// Select-and-lease over the cells of an environment, lease completion with fencing, failure penalties.
+import { AppError } from '../../platform/errors.js';
+import type { Logger } from '../../platform/logger.js';
+import type { LiveStore, Lease } from './live.store.js';
+import type { NodeAdminService } from './node-admin.service.js';
+import {
+  cellOf,
+  cellOrder,
+  environments,
+  modelName,
+  modelVersion,
+  regionName,
+  type JobRequirements,
+} from './node-status.js';
+
+export interface CooldownPolicy {
+  /** Penalty at which a failing node is paused. */
+  penaltyThreshold: number;
+  cooldownMs: number;
+}
+
+export class MatchmakingService {
+  private readonly log: Logger;
+
+  constructor(
+    private readonly deps: { live: LiveStore; admin: NodeAdminService; cooldown: CooldownPolicy; log: Logger },
+  ) {
+    this.log = deps.log.child({ component: 'matchmaking' });
+  }
+
+  /**
+   * Picks the best eligible node and leases it (atomic per cell). Returns undefined when no node can
+   * take the job now. A job that already holds a lease gets that lease back (idempotent).
+   */
+  async selectAndLease(req: JobRequirements): Promise<Lease | undefined> {
+    validate(req);
+    const { live } = this.deps;
+    const order = cellOrder(req.jobId, live.opts.cells);
+    for (const cell of order) {
+      const lease = await live.selectInCell(live.keys.liveCellBase(req.environment, cell), req);
+      if (lease) return lease;
+    }
+    return undefined;
+  }
+
+  /** Ends a lease; a stale fencing token or an expired lease is refused (the job went elsewhere). */
+  async complete(lease: Omit<Lease, 'expiresAtMs'>, outcome: 'ok' | 'failed'): Promise<{ penalty: number }> {
+    const r = await this.deps.live.release(lease, outcome);
+    if (r.kind === 'stale')
+      throw new AppError('lease_stale', `lease of job ${lease.jobId} has a newer fencing token`, {
+        jobId: lease.jobId,
+      });
+    if (r.kind === 'no_lease')
+      throw new AppError('lease_not_found', `job ${lease.jobId} holds no lease (expired or released)`, {
+        jobId: lease.jobId,
+      });
+    if (outcome === 'failed' && r.penalty >= this.deps.cooldown.penaltyThreshold) {
+      // Repeated failures: a cooldown pause, persisted like an admin flag so it survives a flush.
+      await this.deps.admin.setFlag({
+        nodeAddress: lease.nodeAddress,
+        flag: 'pause',
+        setBy: 'system:penalty',
+        reason: `penalty ${r.penalty} after failures`,
+        expiresAt: new Date(Date.now() + this.deps.cooldown.cooldownMs),
+      });
+      this.log.info({ nodeId: lease.nodeAddress, penalty: r.penalty }, 'node cooled down after failures');
+    }
+    return { penalty: r.penalty };
+  }
+
+  /** The cell a lease lives in (for diagnostics). */
+  cellOfLease(lease: Pick<Lease, 'nodeAddress'>): number {
+    return cellOf(lease.nodeAddress, this.deps.live.opts.cells);
+  }
+}
+
+function validate(req: JobRequirements): void {
+  const bad = (what: string) => new AppError('invalid_request', `job requirements: ${what}`);
+  if (!req.jobId || req.jobId.length > 128 || /[,|]/.test(req.jobId)) throw bad('jobId');
+  if (!(environments as readonly string[]).includes(req.environment)) throw bad('environment');
+  if (!modelName.safeParse(req.model).success) throw bad('model');
+  if (req.version !== undefined && !modelVersion.safeParse(req.version).success) throw bad('version');
+  if (req.region !== undefined && !regionName.safeParse(req.region).success) throw bad('region');
+  if (req.subcloudId !== undefined && !/^[0-9a-f-]{36}$/.test(req.subcloudId)) throw bad('subcloudId');
+  if (req.minGpuMemoryMb !== undefined && !(req.minGpuMemoryMb >= 0)) throw bad('minGpuMemoryMb');
+  if ((req.excludeNodes ?? []).some((a) => !/^0x[0-9a-f]{40}$/.test(a))) throw bad('excludeNodes');
+}

@@ -1,0 +1,71 @@
+-- Picks the best eligible node of one cell for a job and leases it, atomically.
+-- KEYS[1] cell base (RedisKeys.liveCellBase); touches base..ready:*, node:*, lease:<job>, leaseexp,
+--         nodeleases:<addr>, fence.
+-- ARGV[1] job id   ARGV[2] model   ARGV[3] version ('' = any)   ARGV[4] minimum GPU memory (MB)
+-- ARGV[5] preferred region ('' = none; falls back to every region)   ARGV[6] Subcloud id ('' = public)
+-- ARGV[7] lease TTL (ms)   ARGV[8] heartbeat TTL (ms)   ARGV[9] excluded node addresses "a,b"
+-- ARGV[10] scan limit (candidates examined per pool)
+-- returns {'OK', address, fencing token, expiry ms} | {'HELD', address, token, expiry} when this job
+--         already holds a lease in the cell | {'NONE', examined}
+local base = KEYS[1]
+local job, model, version = ARGV[1], ARGV[2], ARGV[3]
+local min_mem = tonumber(ARGV[4])
+local region, subcloud = ARGV[5], ARGV[6]
+local lease_ttl, hb_ttl, limit = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
+local now = now_ms()
+
+local held = redis.call('HMGET', base .. 'lease:' .. job, 'node', 'token', 'exp')
+if held[1] then return {'HELD', held[1], held[2], held[3]} end
+
+local excluded = {}
+for _, a in ipairs(split(ARGV[9], ',')) do excluded[a] = true end
+
+-- Subcloud jobs search the Subcloud pool (region checked per node); public jobs search the region
+-- pool first, then the whole model pool.
+local passes = {}
+if subcloud ~= '' then
+  passes[1] = {pool = 'ready:' .. model .. '|s:' .. subcloud, region = region}
+  if region ~= '' then passes[2] = {pool = passes[1].pool, region = ''} end
+else
+  if region ~= '' then passes[#passes + 1] = {pool = 'ready:' .. model .. '|r:' .. region, region = ''} end
+  passes[#passes + 1] = {pool = 'ready:' .. model, region = ''}
+end
+
+local examined = 0
+for _, pass in ipairs(passes) do
+  local pool = base .. pass.pool
+  local offset = 0
+  while offset < limit do
+    local batch = redis.call('ZREVRANGE', pool, offset, offset + 31)
+    if #batch == 0 then break end
+    local removed = 0
+    for _, addr in ipairs(batch) do
+      examined = examined + 1
+      if not excluded[addr] then
+        local nkey = base .. 'node:' .. addr
+        local h = redis.call('HMGET', nkey, 'seen', 'cap', 'leases', 'gmem', 'v:' .. model, 'region', 'health',
+          'f:pause', 'f:freeze', 'f:shadow_ban')
+        local cap, leases = tonumber(h[2]) or 0, tonumber(h[3]) or 0
+        local usable = h[1] and tonumber(h[1]) >= now - hb_ttl and h[7] ~= 'unhealthy' and leases < cap
+          and not flag_active(h[8], now) and not flag_active(h[9], now) and not flag_active(h[10], now)
+        if not usable then
+          -- Stale pool entry (offline, flagged, full or gone): heal the index on the way.
+          redis.call('ZREM', pool, addr)
+          removed = removed + 1
+        elseif (tonumber(h[4]) or 0) >= min_mem and (version == '' or h[5] == version)
+          and (pass.region == '' or h[6] == pass.region) then
+          local token = redis.call('INCR', base .. 'fence')
+          local exp = now + lease_ttl
+          redis.call('HSET', base .. 'lease:' .. job, 'node', addr, 'token', token, 'exp', exp)
+          redis.call('ZADD', base .. 'leaseexp', exp, job)
+          redis.call('SADD', base .. 'nodeleases:' .. addr, job)
+          redis.call('HINCRBY', nkey, 'leases', 1)
+          place(base, addr, now, hb_ttl)
+          return {'OK', addr, token, exp}
+        end
+      end
+    end
+    offset = offset + #batch - removed
+  end
+end
+return {'NONE', examined}
