@@ -116,7 +116,11 @@ export class LiveStore {
   }
 
   /** Tries one cell; undefined when it has no eligible node. */
-  async selectInCell(base: string, req: JobRequirements): Promise<Lease | undefined> {
+  async selectInCell(
+    base: string,
+    req: JobRequirements,
+    regionMode: 'prefer' | 'only' | 'any' = 'prefer',
+  ): Promise<Lease | undefined> {
     const r = asArray(
       await runScript(
         this.redis,
@@ -133,6 +137,7 @@ export class LiveStore {
           this.opts.heartbeatTtlMs,
           (req.excludeNodes ?? []).join(','),
           this.opts.scanLimit,
+          regionMode,
         ],
       ),
     );
@@ -240,6 +245,16 @@ export class LiveStore {
       this.redis.hgetall(base + liveSuffix.stats),
     ]);
     return { online, catalog, stats };
+  }
+
+  /** Best score in `suffix` of each cell (-Infinity when empty), for ordering cells. */
+  async topScores(bases: string[], suffix: string): Promise<number[]> {
+    return Promise.all(
+      bases.map(async (b) => {
+        const r = await this.redis.zrevrange(b + suffix, 0, 0, 'WITHSCORES');
+        return r.length === 2 ? Number(r[1]) : Number.NEGATIVE_INFINITY;
+      }),
+    );
   }
 
   async readyCount(base: string, model: string): Promise<number> {

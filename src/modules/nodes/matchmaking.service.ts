@@ -1,6 +1,7 @@
 // Select-and-lease over the cells of an environment, lease completion with fencing, failure penalties.
 import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
+import { liveSuffix } from '../../stores/redis/keys.js';
 import type { LiveStore, Lease } from './live.store.js';
 import type { NodeAdminService } from './node-admin.service.js';
 import {
@@ -35,12 +36,34 @@ export class MatchmakingService {
   async selectAndLease(req: JobRequirements): Promise<Lease | undefined> {
     validate(req);
     const { live } = this.deps;
-    const order = cellOrder(req.jobId, live.opts.cells);
-    for (const cell of order) {
-      const lease = await live.selectInCell(live.keys.liveCellBase(req.environment, cell), req);
-      if (lease) return lease;
+    const bases = cellOrder(req.jobId, live.opts.cells).map((c) => live.keys.liveCellBase(req.environment, c));
+    // One cell: one call. Several cells with a region preference: the region in every cell first,
+    // then every region, so a near node in a later cell beats a far one in an earlier cell.
+    const modes: Array<'prefer' | 'only' | 'any'> =
+      bases.length === 1 ? ['prefer'] : req.region ? ['only', 'any'] : ['any'];
+    for (const mode of modes) {
+      for (const base of await this.orderCells(bases, req, mode)) {
+        const lease = await live.selectInCell(base, req, mode);
+        if (lease) return lease;
+      }
     }
     return undefined;
+  }
+
+  /** Cells by the best score of the pool searched (a heuristic: the top node may fail other filters). */
+  private async orderCells(bases: string[], req: JobRequirements, mode: 'prefer' | 'only' | 'any'): Promise<string[]> {
+    if (bases.length === 1) return bases;
+    const suffix = req.subcloudId
+      ? liveSuffix.readyInSubcloud(req.model, req.subcloudId)
+      : mode === 'only' && req.region
+        ? liveSuffix.readyInRegion(req.model, req.region)
+        : liveSuffix.ready(req.model);
+    const scores = await this.deps.live.topScores(bases, suffix);
+    return bases
+      .map((b, i) => ({ b, s: scores[i]!, i }))
+      .filter((x) => x.s > Number.NEGATIVE_INFINITY)
+      .sort((x, y) => y.s - x.s || x.i - y.i)
+      .map((x) => x.b);
   }
 
   /** Ends a lease; a stale fencing token or an expired lease is refused (the job went elsewhere). */

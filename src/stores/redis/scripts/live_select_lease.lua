@@ -5,6 +5,7 @@
 -- ARGV[5] preferred region ('' = none; falls back to every region)   ARGV[6] Subcloud id ('' = public)
 -- ARGV[7] lease TTL (ms)   ARGV[8] heartbeat TTL (ms)   ARGV[9] excluded node addresses "a,b"
 -- ARGV[10] scan limit (candidates examined per pool)
+-- ARGV[11] region mode: 'prefer' (region first, then all), 'only' (the region alone), 'any' (ignore it)
 -- returns {'OK', address, fencing token, expiry ms} | {'HELD', address, token, expiry} when this job
 --         already holds a lease in the cell | {'NONE', examined}
 local base = KEYS[1]
@@ -22,13 +23,16 @@ for _, a in ipairs(split(ARGV[9], ',')) do excluded[a] = true end
 
 -- Subcloud jobs search the Subcloud pool (region checked per node); public jobs search the region
 -- pool first, then the whole model pool.
+local mode = ARGV[11]
+if region == '' then mode = 'any' end
 local passes = {}
 if subcloud ~= '' then
-  passes[1] = {pool = 'ready:' .. model .. '|s:' .. subcloud, region = region}
-  if region ~= '' then passes[2] = {pool = passes[1].pool, region = ''} end
+  local pool = 'ready:' .. model .. '|s:' .. subcloud
+  if mode ~= 'any' then passes[#passes + 1] = {pool = pool, region = region} end
+  if mode ~= 'only' then passes[#passes + 1] = {pool = pool, region = ''} end
 else
-  if region ~= '' then passes[#passes + 1] = {pool = 'ready:' .. model .. '|r:' .. region, region = ''} end
-  passes[#passes + 1] = {pool = 'ready:' .. model, region = ''}
+  if mode ~= 'any' then passes[#passes + 1] = {pool = 'ready:' .. model .. '|r:' .. region, region = ''} end
+  if mode ~= 'only' then passes[#passes + 1] = {pool = 'ready:' .. model, region = ''} end
 end
 
 local examined = 0
