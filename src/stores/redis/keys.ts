@@ -29,7 +29,7 @@ export const liveSuffix = {
   leaseExpiry: 'leaseexp',
   /** SET: the job ids a node currently holds. */
   nodeLeases: (address: string) => `nodeleases:${address}`,
-  /** STRING: the cell's fencing-token counter (monotonic while Redis keeps it; see recovery notes). */
+  /** STRING: the cell's fencing-token counter; (re)starts at server ms × 1000 so tokens never repeat after a flush. */
   fence: 'fence',
   /** ZSET: `<address>|<flag>` → flag expiry (ms), for cooldowns that lift themselves. */
   flagExpiry: 'flagexp',

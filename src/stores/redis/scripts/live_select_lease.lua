@@ -58,7 +58,11 @@ for _, pass in ipairs(passes) do
           removed = removed + 1
         elseif (tonumber(h[4]) or 0) >= min_mem and (version == '' or h[5] == version)
           and (pass.region == '' or h[6] == pass.region) then
-          local token = redis.call('INCR', base .. 'fence')
+          -- Tokens start from server time × 1000 when the counter is missing (first use, flush or
+          -- restart), so a token issued after a loss of state never repeats one issued before it.
+          local fkey = base .. 'fence'
+          if redis.call('EXISTS', fkey) == 0 then redis.call('SET', fkey, now * 1000) end
+          local token = redis.call('INCR', fkey)
           local exp = now + lease_ttl
           redis.call('HSET', base .. 'lease:' .. job, 'node', addr, 'token', token, 'exp', exp)
           redis.call('ZADD', base .. 'leaseexp', exp, job)
