@@ -58,7 +58,7 @@ export const configSchema = z.object({
   NODE_FAILURE_COOLDOWN_MS: intFrom(5 * 60_000, 1_000),
   /** API key cache: shared Redis copy and each process's local copy (revocations invalidate both). */
   API_KEY_CACHE_TTL_MS: intFrom(60_000, 1_000),
-  API_KEY_LOCAL_CACHE_TTL_MS: intFrom(5_000, 100),
+  API_KEY_LOCAL_CACHE_TTL_MS: intFrom(1_000, 100),
   /** Token bucket defaults: per API key (when the key sets none) and per namespace. */
   RATE_LIMIT_KEY_PER_S: intFrom(20, 1),
   RATE_LIMIT_KEY_BURST: intFrom(40, 1),

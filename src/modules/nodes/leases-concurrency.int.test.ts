@@ -19,7 +19,7 @@ afterAll(async () => {
   await pg.drop();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 it('10,000 concurrent selections over 1,000 nodes respect capacity, flags and liveness', async () => {
   const ttlMs = 4_000;

@@ -39,7 +39,7 @@ const job = (over: Partial<JobRequirements> = {}): JobRequirements => ({
   model: 'llama3-8b',
   ...over,
 });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 type Setup = (nodes: NodesModule, address: string) => Promise<void>;
 interface FilterCase {
