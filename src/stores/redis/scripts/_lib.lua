@@ -37,12 +37,17 @@ local function place(base, addr, now, ttl)
   local eligible = h[6] ~= 'unhealthy' and leases < cap and (tonumber(h[7]) or 0) >= now - ttl
     and not flag_active(h[8], now) and not flag_active(h[9], now) and not flag_active(h[10], now)
   local pools = split(h[1], ',')
+  local mark = ''
   if eligible then
     local s = score_of(tonumber(h[2]) or 0, tonumber(h[3]) or 0, leases, cap)
     for _, p in ipairs(pools) do redis.call('ZADD', base .. p, s, addr) end
+    mark = tostring(s)
   else
     for _, p in ipairs(pools) do redis.call('ZREM', base .. p, addr) end
   end
+  -- `placed` mirrors the pools: the score the node is in them with, or '' when out of them. The
+  -- heartbeat's fast path skips the pools when its new mark equals this one.
+  redis.call('HSET', base .. 'node:' .. addr, 'placed', mark)
   return eligible
 end
 

@@ -13,13 +13,36 @@ local base = KEYS[1]
 local addr = ARGV[1]
 local key = base .. 'node:' .. addr
 local now = now_ms()
-local prev = redis.call('HMGET', key, 'ts', 'sig', 'sc')
+local prev = redis.call('HMGET', key, 'ts', 'sig', 'sc', 'placed', 'pen', 'leases', 'pools',
+  'f:pause', 'f:freeze', 'f:shadow_ban')
 local exists = prev[1] ~= false
 local hydrate = ARGV[14] == '1'
 if not exists and not hydrate then return {'HYDRATE'} end
 if exists and tonumber(prev[1]) >= tonumber(ARGV[2]) then return {'STALE', prev[1]} end
 
+redis.call('HSET', key, 'ts', ARGV[2], 'seen', now, 'base', ARGV[3], 'cap', ARGV[4], 'load', ARGV[5],
+  'region', ARGV[6], 'gclass', ARGV[7], 'gmem', ARGV[8], 'health', ARGV[11], 'status', ARGV[12])
+redis.call('ZADD', base .. 'seen', now, addr)
+
 local sc = prev[3] or ''
+local sig = ARGV[6] .. '|' .. ARGV[9] .. '|' .. ARGV[10] .. '|' .. (hydrate and ARGV[16] or sc)
+if exists and not hydrate and sig == prev[2] then
+  -- Fast path (the steady state): same models, region and Subclouds. Touch the pools only when the
+  -- node's eligibility or score changed.
+  local leases, cap = tonumber(prev[6]) or 0, tonumber(ARGV[4])
+  local eligible = ARGV[11] ~= 'unhealthy' and leases < cap and not flag_active(prev[8], now)
+    and not flag_active(prev[9], now) and not flag_active(prev[10], now)
+  local mark = ''
+  if eligible then mark = tostring(score_of(tonumber(ARGV[3]), tonumber(prev[5]) or 0, leases, cap)) end
+  if mark ~= prev[4] then
+    for _, p in ipairs(split(prev[7], ',')) do
+      if eligible then redis.call('ZADD', base .. p, tonumber(mark), addr) else redis.call('ZREM', base .. p, addr) end
+    end
+    redis.call('HSET', key, 'placed', mark)
+  end
+  return {'OK', 0, eligible and 1 or 0}
+end
+
 if hydrate then
   sc = ARGV[16]
   redis.call('HDEL', key, 'f:pause', 'f:freeze', 'f:shadow_ban')
@@ -30,15 +53,10 @@ if hydrate then
   end
 end
 if not exists then redis.call('HSET', key, 'leases', 0, 'pen', 0) end
-
-local sig = ARGV[6] .. '|' .. ARGV[9] .. '|' .. ARGV[10] .. '|' .. sc
 if sig ~= prev[2] then
   if exists then unindex(base, addr) end
   redis.call('HSET', key, 'models', ARGV[10], 'gcount', ARGV[9], 'sc', sc, 'sig', sig)
   index(base, addr, ARGV[10], ARGV[6], sc, ARGV[9])
 end
-redis.call('HSET', key, 'ts', ARGV[2], 'seen', now, 'base', ARGV[3], 'cap', ARGV[4], 'load', ARGV[5],
-  'region', ARGV[6], 'gclass', ARGV[7], 'gmem', ARGV[8], 'health', ARGV[11], 'status', ARGV[12])
-redis.call('ZADD', base .. 'seen', now, addr)
 local eligible = place(base, addr, now, tonumber(ARGV[13]))
 return {'OK', exists and 0 or 1, eligible and 1 or 0}

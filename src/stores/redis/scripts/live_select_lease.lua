@@ -40,7 +40,7 @@ for _, pass in ipairs(passes) do
   local pool = base .. pass.pool
   local offset = 0
   while offset < limit do
-    local batch = redis.call('ZREVRANGE', pool, offset, offset + 31)
+    local batch = redis.call('ZREVRANGE', pool, offset, offset + 7)
     if #batch == 0 then break end
     local removed = 0
     for _, addr in ipairs(batch) do
@@ -53,8 +53,10 @@ for _, pass in ipairs(passes) do
         local usable = h[1] and tonumber(h[1]) >= now - hb_ttl and h[7] ~= 'unhealthy' and leases < cap
           and not flag_active(h[8], now) and not flag_active(h[9], now) and not flag_active(h[10], now)
         if not usable then
-          -- Stale pool entry (offline, flagged, full or gone): heal the index on the way.
+          -- Stale pool entry (offline, flagged, full or gone): heal the index on the way, and clear
+          -- the node's `placed` mark so that its next heartbeat puts it back in every pool.
           redis.call('ZREM', pool, addr)
+          if h[1] then redis.call('HSET', nkey, 'placed', '') end
           removed = removed + 1
         elseif (tonumber(h[4]) or 0) >= min_mem and (version == '' or h[5] == version)
           and (pass.region == '' or h[6] == pass.region) then
