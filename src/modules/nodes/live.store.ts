@@ -1,4 +1,5 @@
 // Redis side of live node state: runs the live_* scripts on the right cell and maps their replies.
+import { createHash } from 'node:crypto';
 import { AppError } from '../../platform/errors.js';
 import type { Redis } from '../../stores/redis/client.js';
 import { RedisKeys, liveSuffix } from '../../stores/redis/keys.js';
@@ -56,11 +57,27 @@ export type ReleaseReply =
   | { kind: 'no_lease' }
   | { kind: 'stale'; currentToken: string };
 
+/** The rarely changing part of a heartbeat, and a short digest of it. */
+export function staticStatusOf(hb: Heartbeat): { json: string; digest: string } {
+  const json = JSON.stringify({
+    version: hb.version,
+    environment: hb.environment,
+    region: hb.region,
+    software: hb.software,
+    gpu: hb.gpu,
+    configDigest: hb.configDigest,
+    models: hb.models,
+  });
+  return { json, digest: createHash('sha1').update(json).digest('base64url').slice(0, 16) };
+}
+
 const asArray = (r: LuaReply): LuaReply[] => (Array.isArray(r) ? r : []);
 const str = (r: LuaReply | undefined): string => (r === null || r === undefined ? '' : String(r));
 
 export class LiveStore {
   readonly keys: RedisKeys;
+  /** Address → digest of the static status this process last stored (bounded; a miss only costs bytes). */
+  private readonly sentStatus = new Map<string, string>();
 
   constructor(
     private readonly redis: Redis,
@@ -85,7 +102,26 @@ export class LiveStore {
   }
 
   async heartbeat(hb: Heartbeat, hydration?: Hydration): Promise<HeartbeatReply> {
-    const r = asArray(
+    const { json, digest } = staticStatusOf(hb);
+    // The static part (versions, GPU, models, config) rarely changes: send it only when this process
+    // has not sent this digest for this node; the script asks for it when its copy differs.
+    const known = !hydration && this.sentStatus.get(hb.address) === digest;
+    let r = await this.runHeartbeat(hb, hydration, known ? '' : json, digest);
+    if (r[0] === 'STATUS') r = await this.runHeartbeat(hb, hydration, json, digest);
+    if (r[0] === 'HYDRATE') return { kind: 'hydrate' };
+    if (r[0] === 'STALE') return { kind: 'stale', storedTimestampMs: Number(r[1]) };
+    if (this.sentStatus.size >= 1_000_000) this.sentStatus.clear();
+    this.sentStatus.set(hb.address, digest);
+    return { kind: 'ok', joined: Number(r[1]) === 1, eligible: Number(r[2]) === 1 };
+  }
+
+  private async runHeartbeat(
+    hb: Heartbeat,
+    hydration: Hydration | undefined,
+    statusJson: string,
+    digest: string,
+  ): Promise<LuaReply[]> {
+    return asArray(
       await runScript(
         this.redis,
         getScript('live_heartbeat'),
@@ -102,17 +138,15 @@ export class LiveStore {
           hb.gpu.count,
           encodeActiveModels(hb.models),
           hb.health,
-          JSON.stringify(hb),
+          statusJson,
           this.opts.heartbeatTtlMs,
           hydration ? '1' : '0',
           hydration?.flags ?? '',
           hydration?.subcloudIds.join(',') ?? '',
+          digest,
         ],
       ),
     );
-    if (r[0] === 'HYDRATE') return { kind: 'hydrate' };
-    if (r[0] === 'STALE') return { kind: 'stale', storedTimestampMs: Number(r[1]) };
-    return { kind: 'ok', joined: Number(r[1]) === 1, eligible: Number(r[2]) === 1 };
   }
 
   /** Tries one cell; undefined when it has no eligible node. */

@@ -55,6 +55,23 @@ describe('heartbeats', () => {
     expect((await nodes.live.readNode('mainnet', addr)).cap).toBe('7');
   });
 
+  it('the stored static status follows the latest heartbeat even when processes alternate', async () => {
+    const config = liveConfig(`${space.prefix}s:`);
+    const a = buildNodes(pg.pool, space.redis, config);
+    const b = buildNodes(pg.pool, space.connect(), config);
+    const addr = randomAddress();
+    await registerNodes(pg.pool, [{ address: addr, environment: 'mainnet' }]);
+    await a.presence.ingest(heartbeat(addr, { configDigest: 'd1' }));
+    await b.presence.ingest(heartbeat(addr, { configDigest: 'd2' }));
+    // Process a last sent d1 and sends only its digest; the script sees d2 stored and asks for the JSON.
+    await a.presence.ingest(heartbeat(addr, { configDigest: 'd1' }));
+    expect((await b.presence.viewNode('mainnet', addr, 'admin')).status?.configDigest).toBe('d1');
+    await a.presence.ingest(heartbeat(addr, { configDigest: 'd1', load: 1 }));
+    expect(await a.presence.viewNode('mainnet', addr, 'admin')).toMatchObject({
+      status: { configDigest: 'd1', load: 1, software: { agent: '1.0.0' } },
+    });
+  });
+
   it('refuses heartbeats of unregistered nodes, of the wrong environment, and malformed ones', async () => {
     const nodes = buildNodes(pg.pool, space.redis, liveConfig(`${space.prefix}c:`));
     const stranger = randomAddress();

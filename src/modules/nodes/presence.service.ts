@@ -27,7 +27,8 @@ export interface NodeView {
   address: string;
   environment: Environment;
   online: boolean;
-  status?: Heartbeat;
+  /** Static status as last reported, with the live fields (quality and latency only via the score). */
+  status?: Omit<Heartbeat, 'quality' | 'latencyMs'>;
   capacity?: number;
   leases?: number;
   /** Flags the viewer may see: an operator never sees shadow_ban. */
@@ -145,7 +146,14 @@ export class PresenceService {
       address,
       environment,
       online: true,
-      status: JSON.parse(rec.status ?? '{}') as Heartbeat,
+      status: {
+        ...(JSON.parse(rec.status ?? '{}') as Omit<Heartbeat, 'timestampMs' | 'capacity' | 'load' | 'health'>),
+        address,
+        timestampMs: Number(rec.ts),
+        capacity: Number(rec.cap),
+        load: Number(rec.load),
+        health: rec.health as Heartbeat['health'],
+      },
       capacity: Number(rec.cap),
       leases: Number(rec.leases),
       flags,

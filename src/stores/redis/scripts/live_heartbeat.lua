@@ -3,25 +3,31 @@
 -- ARGV[1] address            ARGV[2] node timestamp (ms; strictly increasing per node)
 -- ARGV[3] base score         ARGV[4] capacity (concurrent jobs, >= 1)   ARGV[5] reported load
 -- ARGV[6] region ('' none)   ARGV[7] GPU class   ARGV[8] GPU memory (MB)   ARGV[9] GPU count
--- ARGV[10] models "model=version,..."   ARGV[11] health (ok|degraded|unhealthy)   ARGV[12] status JSON
+-- ARGV[10] models "model=version,..."   ARGV[11] health (ok|degraded|unhealthy)
+-- ARGV[12] static status JSON (versions, GPU, config digest, models), or '' when the caller believes the
+--          stored one (digest ARGV[17]) is current
 -- ARGV[13] heartbeat TTL (ms)
 -- ARGV[14] '1' when hydration data from PostgreSQL follows, else '0'
 -- ARGV[15] flags "pause=<expiry ms|0>,..." (hydration)   ARGV[16] Subcloud ids "id,id" (hydration)
+-- ARGV[17] digest of the static status
 -- returns {'HYDRATE'} when the node has no live record and no hydration was given (caller loads
---         PostgreSQL and calls again); {'STALE', stored_ts} when not newer; {'OK', joined 0|1, eligible 0|1}
+--         PostgreSQL and calls again); {'STALE', stored_ts} when not newer; {'STATUS'} when ARGV[12] is ''
+--         but the stored digest differs (caller sends again with the JSON); {'OK', joined 0|1, eligible 0|1}
 local base = KEYS[1]
 local addr = ARGV[1]
 local key = base .. 'node:' .. addr
 local now = now_ms()
 local prev = redis.call('HMGET', key, 'ts', 'sig', 'sc', 'placed', 'pen', 'leases', 'pools',
-  'f:pause', 'f:freeze', 'f:shadow_ban')
+  'f:pause', 'f:freeze', 'f:shadow_ban', 'sdig')
 local exists = prev[1] ~= false
 local hydrate = ARGV[14] == '1'
 if not exists and not hydrate then return {'HYDRATE'} end
 if exists and tonumber(prev[1]) >= tonumber(ARGV[2]) then return {'STALE', prev[1]} end
+if ARGV[12] == '' and prev[11] ~= ARGV[17] then return {'STATUS'} end
 
 redis.call('HSET', key, 'ts', ARGV[2], 'seen', now, 'base', ARGV[3], 'cap', ARGV[4], 'load', ARGV[5],
-  'region', ARGV[6], 'gclass', ARGV[7], 'gmem', ARGV[8], 'health', ARGV[11], 'status', ARGV[12])
+  'region', ARGV[6], 'gclass', ARGV[7], 'gmem', ARGV[8], 'health', ARGV[11])
+if ARGV[12] ~= '' then redis.call('HSET', key, 'status', ARGV[12], 'sdig', ARGV[17]) end
 redis.call('ZADD', base .. 'seen', now, addr)
 
 local sc = prev[3] or ''
