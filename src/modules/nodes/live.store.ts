@@ -71,6 +71,35 @@ export function staticStatusOf(hb: Heartbeat): { json: string; digest: string } 
   return { json, digest: createHash('sha1').update(json).digest('base64url').slice(0, 16) };
 }
 
+/** Heartbeats per script call (one cell); large enough to amortize the call, small enough to stay short. */
+const heartbeatBatch = 50;
+
+function heartbeatArgs(
+  hb: Heartbeat,
+  hydration: Hydration | undefined,
+  statusJson: string,
+  digest: string,
+): Array<string | number> {
+  return [
+    hb.address,
+    hb.timestampMs,
+    baseScoreOf(hb),
+    hb.capacity,
+    hb.load,
+    hb.region ?? '',
+    gpuClassOf(hb.gpu.memoryMb),
+    hb.gpu.memoryMb,
+    hb.gpu.count,
+    encodeActiveModels(hb.models),
+    hb.health,
+    statusJson,
+    hydration ? '1' : '0',
+    hydration?.flags ?? '',
+    hydration?.subcloudIds.join(',') ?? '',
+    digest,
+  ];
+}
+
 const asArray = (r: LuaReply): LuaReply[] => (Array.isArray(r) ? r : []);
 const str = (r: LuaReply | undefined): string => (r === null || r === undefined ? '' : String(r));
 
@@ -102,51 +131,59 @@ export class LiveStore {
   }
 
   async heartbeat(hb: Heartbeat, hydration?: Hydration): Promise<HeartbeatReply> {
-    const { json, digest } = staticStatusOf(hb);
-    // The static part (versions, GPU, models, config) rarely changes: send it only when this process
-    // has not sent this digest for this node; the script asks for it when its copy differs.
-    const known = !hydration && this.sentStatus.get(hb.address) === digest;
-    let r = await this.runHeartbeat(hb, hydration, known ? '' : json, digest);
-    if (r[0] === 'STATUS') r = await this.runHeartbeat(hb, hydration, json, digest);
-    if (r[0] === 'HYDRATE') return { kind: 'hydrate' };
-    if (r[0] === 'STALE') return { kind: 'stale', storedTimestampMs: Number(r[1]) };
-    if (this.sentStatus.size >= 1_000_000) this.sentStatus.clear();
-    this.sentStatus.set(hb.address, digest);
-    return { kind: 'ok', joined: Number(r[1]) === 1, eligible: Number(r[2]) === 1 };
+    return (await this.heartbeatMany([{ hb, hydration }]))[0]!;
   }
 
-  private async runHeartbeat(
-    hb: Heartbeat,
-    hydration: Hydration | undefined,
-    statusJson: string,
-    digest: string,
-  ): Promise<LuaReply[]> {
-    return asArray(
-      await runScript(
-        this.redis,
-        getScript('live_heartbeat'),
-        [this.baseOf(hb.environment, hb.address)],
-        [
-          hb.address,
-          hb.timestampMs,
-          baseScoreOf(hb),
-          hb.capacity,
-          hb.load,
-          hb.region ?? '',
-          gpuClassOf(hb.gpu.memoryMb),
-          hb.gpu.memoryMb,
-          hb.gpu.count,
-          encodeActiveModels(hb.models),
-          hb.health,
-          statusJson,
-          this.opts.heartbeatTtlMs,
-          hydration ? '1' : '0',
-          hydration?.flags ?? '',
-          hydration?.subcloudIds.join(',') ?? '',
-          digest,
-        ],
-      ),
+  /**
+   * Ingests heartbeats in one script call per cell and chunk (HEARTBEAT_BATCH). The static part of a
+   * status (versions, GPU, models, config) rarely changes: it is sent only when this process has not
+   * sent that digest for that node; the script asks for it when its copy differs.
+   */
+  async heartbeatMany(items: Array<{ hb: Heartbeat; hydration?: Hydration }>): Promise<HeartbeatReply[]> {
+    const prepared = items.map(({ hb, hydration }) => {
+      const s = staticStatusOf(hb);
+      return { hb, hydration, ...s, base: this.baseOf(hb.environment, hb.address) };
+    });
+    const replies = new Array<LuaReply[]>(items.length);
+    const send = async (indexes: number[], forceStatus: boolean) => {
+      const byBase = new Map<string, number[]>();
+      for (const i of indexes) {
+        const list = byBase.get(prepared[i]!.base) ?? [];
+        list.push(i);
+        byBase.set(prepared[i]!.base, list);
+      }
+      const calls: Promise<void>[] = [];
+      for (const [base, list] of byBase) {
+        for (let c = 0; c < list.length; c += heartbeatBatch) {
+          const chunk = list.slice(c, c + heartbeatBatch);
+          const args: Array<string | number> = [this.opts.heartbeatTtlMs];
+          for (const i of chunk) {
+            const p = prepared[i]!;
+            const known = !forceStatus && !p.hydration && this.sentStatus.get(p.hb.address) === p.digest;
+            args.push(...heartbeatArgs(p.hb, p.hydration, known ? '' : p.json, p.digest));
+          }
+          calls.push(
+            runScript(this.redis, getScript('live_heartbeat'), [base], args).then((r) => {
+              asArray(r).forEach((reply, k) => (replies[chunk[k]!] = asArray(reply)));
+            }),
+          );
+        }
+      }
+      await Promise.all(calls);
+    };
+    await send(
+      items.map((_, i) => i),
+      false,
     );
+    const resend = replies.flatMap((r, i) => (r[0] === 'STATUS' ? [i] : []));
+    if (resend.length > 0) await send(resend, true);
+    if (this.sentStatus.size >= 1_000_000) this.sentStatus.clear();
+    return replies.map((r, i): HeartbeatReply => {
+      if (r[0] === 'HYDRATE') return { kind: 'hydrate' };
+      if (r[0] === 'STALE') return { kind: 'stale', storedTimestampMs: Number(r[1]) };
+      this.sentStatus.set(prepared[i]!.hb.address, prepared[i]!.digest);
+      return { kind: 'ok', joined: Number(r[1]) === 1, eligible: Number(r[2]) === 1 };
+    });
   }
 
   /** Tries one cell; undefined when it has no eligible node. */

@@ -66,37 +66,36 @@ export class PresenceService {
   async ingestMany(inputs: unknown[]): Promise<IngestReply[]> {
     const parsed = inputs.map((i) => heartbeatSchema.safeParse(i));
     const hbs = parsed.map((p) => (p.success ? p.data : undefined));
-    const replies: IngestReply[] = await Promise.all(
-      parsed.map((p) =>
-        p.success
-          ? this.deps.live.heartbeat(p.data)
-          : { kind: 'refused' as const, error: new AppError('invalid_request', `heartbeat: ${p.error.issues[0]?.message}`) },
-      ),
+    const valid = hbs.flatMap((hb, i) => (hb ? [i] : []));
+    const stored = await this.deps.live.heartbeatMany(valid.map((i) => ({ hb: hbs[i]! })));
+    const replies: IngestReply[] = parsed.map((p) =>
+      p.success
+        ? { kind: 'hydrate' } // placeholder, replaced below
+        : { kind: 'refused', error: new AppError('invalid_request', `heartbeat: ${p.error.issues[0]?.message}`) },
     );
+    valid.forEach((i, k) => (replies[i] = stored[k]!));
     const missing = hbs.filter((hb, i): hb is Heartbeat => !!hb && replies[i]!.kind === 'hydrate');
     if (missing.length > 0) {
       const truth = await this.repo.loadTruth(this.deps.pool, [...new Set(missing.map((h) => h.address))]);
       const now = new Date();
-      await Promise.all(
-        hbs.map(async (hb, i) => {
-          if (!hb || replies[i]!.kind !== 'hydrate') return;
-          const t = truth.get(hb.address);
-          if (!t || t.node.status === 'retired') {
-            const error = new AppError('node_not_registered', `node ${hb.address} is not registered`);
-            replies[i] = { kind: 'refused', error };
-            return;
-          }
-          if (t.node.environment !== hb.environment) {
-            const error = new AppError('invalid_request', `node ${hb.address} is registered on ${t.node.environment}`);
-            replies[i] = { kind: 'refused', error };
-            return;
-          }
-          replies[i] = await this.deps.live.heartbeat(hb, {
-            flags: encodeFlags(t.flags, now),
-            subcloudIds: t.subcloudIds,
-          });
+      const hydrate: number[] = [];
+      hbs.forEach((hb, i) => {
+        if (!hb || replies[i]!.kind !== 'hydrate') return;
+        const t = truth.get(hb.address);
+        if (!t || t.node.status === 'retired') {
+          replies[i] = { kind: 'refused', error: new AppError('node_not_registered', `node ${hb.address} is not registered`) };
+        } else if (t.node.environment !== hb.environment) {
+          const error = new AppError('invalid_request', `node ${hb.address} is registered on ${t.node.environment}`);
+          replies[i] = { kind: 'refused', error };
+        } else hydrate.push(i);
+      });
+      const hydrated = await this.deps.live.heartbeatMany(
+        hydrate.map((i) => {
+          const t = truth.get(hbs[i]!.address)!;
+          return { hb: hbs[i]!, hydration: { flags: encodeFlags(t.flags, now), subcloudIds: t.subcloudIds } };
         }),
       );
+      hydrate.forEach((i, k) => (replies[i] = hydrated[k]!));
     }
     const joined = hbs.filter((hb, i): hb is Heartbeat => {
       const r = replies[i]!;
