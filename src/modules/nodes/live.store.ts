@@ -144,7 +144,7 @@ export class LiveStore {
       const s = staticStatusOf(hb);
       return { hb, hydration, ...s, base: this.baseOf(hb.environment, hb.address) };
     });
-    const replies = new Array<LuaReply[]>(items.length);
+    const replies = new Array<string>(items.length);
     const send = async (indexes: number[], forceStatus: boolean) => {
       const byBase = new Map<string, number[]>();
       for (const i of indexes) {
@@ -164,7 +164,7 @@ export class LiveStore {
           }
           calls.push(
             runScript(this.redis, getScript('live_heartbeat'), [base], args).then((r) => {
-              asArray(r).forEach((reply, k) => (replies[chunk[k]!] = asArray(reply)));
+              asArray(r).forEach((reply, k) => (replies[chunk[k]!] = str(reply)));
             }),
           );
         }
@@ -175,14 +175,14 @@ export class LiveStore {
       items.map((_, i) => i),
       false,
     );
-    const resend = replies.flatMap((r, i) => (r[0] === 'STATUS' ? [i] : []));
+    const resend = replies.flatMap((r, i) => (r === 'T' ? [i] : []));
     if (resend.length > 0) await send(resend, true);
     if (this.sentStatus.size >= 1_000_000) this.sentStatus.clear();
     return replies.map((r, i): HeartbeatReply => {
-      if (r[0] === 'HYDRATE') return { kind: 'hydrate' };
-      if (r[0] === 'STALE') return { kind: 'stale', storedTimestampMs: Number(r[1]) };
+      if (r === 'H') return { kind: 'hydrate' };
+      if (r.startsWith('S')) return { kind: 'stale', storedTimestampMs: Number(r.slice(1)) };
       this.sentStatus.set(prepared[i]!.hb.address, prepared[i]!.digest);
-      return { kind: 'ok', joined: Number(r[1]) === 1, eligible: Number(r[2]) === 1 };
+      return { kind: 'ok', joined: r[1] === '1', eligible: r[2] === '1' };
     });
   }
 

@@ -10,13 +10,14 @@
 --   +13 '1' when hydration data from PostgreSQL follows, else '0'
 --   +14 flags "pause=<expiry ms|0>,..." (hydration)   +15 Subcloud ids "id,id" (hydration)
 --   +16 digest of the static status
--- returns one reply per heartbeat: {'HYDRATE'} when the node has no live record and no hydration was
---   given (caller loads PostgreSQL and sends it again); {'STALE', stored_ts} when not newer; {'STATUS'}
---   when +12 is '' but the stored digest differs (caller sends the JSON); {'OK', joined 0|1, eligible 0|1}
+-- returns one string per heartbeat (flat, cheap to build): 'H' when the node has no live record and no
+--   hydration was given (caller loads PostgreSQL and sends it again); 'S<stored ts>' when not newer;
+--   'T' when +12 is '' but the stored digest differs (caller sends the JSON); 'O<joined 0|1><eligible 0|1>'
 local base = KEYS[1]
 local ttl = tonumber(ARGV[1])
 local now = now_ms()
-local seen_key = base .. 'seen'
+-- Liveness of the whole batch goes into the `seen` set in one ZADD at the end.
+local seen = {}
 
 local function beat(o)
   local addr, ts, base_score, cap_s = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]
@@ -26,18 +27,20 @@ local function beat(o)
   local prev = redis.call('HMGET', key, 'ts', 'sig', 'sc', 'placed', 'pen', 'leases', 'pools',
     'f:pause', 'f:freeze', 'f:shadow_ban', 'sdig')
   local exists = prev[1] ~= false
-  if not exists and not hydrate then return {'HYDRATE'} end
-  if exists and tonumber(prev[1]) >= tonumber(ts) then return {'STALE', prev[1]} end
-  if status == '' and prev[11] ~= digest then return {'STATUS'} end
+  if not exists and not hydrate then return 'H' end
+  if exists and tonumber(prev[1]) >= tonumber(ts) then return 'S' .. prev[1] end
+  if status == '' and prev[11] ~= digest then return 'T' end
 
   redis.call('HSET', key, 'ts', ts, 'seen', now, 'base', base_score, 'cap', cap_s, 'load', ARGV[o + 5],
-    'region', region, 'gclass', ARGV[o + 7], 'gmem', ARGV[o + 8], 'health', health)
+    'health', health)
   if status ~= '' then redis.call('HSET', key, 'status', status, 'sdig', digest) end
-  redis.call('ZADD', seen_key, now, addr)
+  seen[#seen + 1] = now
+  seen[#seen + 1] = addr
 
   local sc = prev[3] or ''
   if hydrate then sc = ARGV[o + 15] end
-  local sig = region .. '|' .. gcount .. '|' .. models .. '|' .. sc
+  -- Everything static in one signature: when it is unchanged, none of it is written again.
+  local sig = region .. '|' .. gcount .. '|' .. ARGV[o + 7] .. '|' .. ARGV[o + 8] .. '|' .. models .. '|' .. sc
   if exists and not hydrate and sig == prev[2] then
     -- Fast path (the steady state): same models, region and Subclouds. Touch the pools only when the
     -- node's eligibility or score changed.
@@ -52,7 +55,7 @@ local function beat(o)
       end
       redis.call('HSET', key, 'placed', mark)
     end
-    return {'OK', 0, eligible and 1 or 0}
+    return eligible and 'O01' or 'O00'
   end
 
   if hydrate then
@@ -66,13 +69,16 @@ local function beat(o)
   if not exists then redis.call('HSET', key, 'leases', 0, 'pen', 0) end
   if sig ~= prev[2] then
     if exists then unindex(base, addr) end
-    redis.call('HSET', key, 'models', models, 'gcount', gcount, 'sc', sc, 'sig', sig)
+    redis.call('HSET', key, 'models', models, 'gcount', gcount, 'sc', sc, 'sig', sig, 'region', region,
+      'gclass', ARGV[o + 7], 'gmem', ARGV[o + 8])
     index(base, addr, models, region, sc, gcount)
   end
+  -- place() checks liveness from `seen`, set above in the record.
   local eligible = place(base, addr, now, ttl)
-  return {'OK', exists and 0 or 1, eligible and 1 or 0}
+  return 'O' .. (exists and '0' or '1') .. (eligible and '1' or '0')
 end
 
 local replies = {}
 for o = 1, #ARGV - 1, 16 do replies[#replies + 1] = beat(o) end
+if #seen > 0 then redis.call('ZADD', base .. 'seen', unpack(seen)) end
 return replies
