@@ -2,27 +2,30 @@
 -- heartbeats lose. Batching amortizes the per-call cost; each heartbeat keeps its own reply.
 -- KEYS[1] cell base (RedisKeys.liveCellBase); touches base..node:<addr>, seen, ready:*, catalog, stats,
 --         flagexp.
--- ARGV[1] heartbeat TTL (ms), then 16 fields per heartbeat:
---   +1 address   +2 node timestamp (ms; strictly increasing per node)   +3 base score
---   +4 capacity (>= 1)   +5 reported load   +6 region ('' none)   +7 GPU class   +8 GPU memory (MB)
---   +9 GPU count   +10 models "model=version,..."   +11 health (ok|degraded|unhealthy)
---   +12 static status JSON, or '' when the caller believes the stored one (digest +16) is current
---   +13 '1' when hydration data from PostgreSQL follows, else '0'
---   +14 flags "pause=<expiry ms|0>,..." (hydration)   +15 Subcloud ids "id,id" (hydration)
---   +16 digest of the static status
+-- ARGV[1] heartbeat TTL (ms); ARGV[2..] one heartbeat each, 16 fields joined by TAB (one argument per
+--   heartbeat keeps the client's encoding cheap; JSON never contains a raw TAB):
+--   1 address   2 node timestamp (ms; strictly increasing per node)   3 base score   4 capacity (>= 1)
+--   5 reported load   6 region ('' none)   7 GPU class   8 GPU memory (MB)   9 GPU count
+--   10 models "model=version,..."   11 health (ok|degraded|unhealthy)
+--   12 '1' when hydration data from PostgreSQL follows, else '0'
+--   13 flags "pause=<expiry ms|0>,..." (hydration)   14 Subcloud ids "id,id" (hydration)
+--   15 digest of the static status
+--   16 static status JSON, or '' when the caller believes the stored one (digest 15) is current
 -- returns one string per heartbeat (flat, cheap to build): 'H' when the node has no live record and no
 --   hydration was given (caller loads PostgreSQL and sends it again); 'S<stored ts>' when not newer;
---   'T' when +12 is '' but the stored digest differs (caller sends the JSON); 'O<joined 0|1><eligible 0|1>'
+--   'T' when field 16 is '' but the stored digest differs (caller sends the JSON); 'O<joined 0|1><eligible 0|1>'
 local base = KEYS[1]
 local ttl = tonumber(ARGV[1])
 local now = now_ms()
 -- Liveness of the whole batch goes into the `seen` set in one ZADD at the end.
 local seen = {}
 
-local function beat(o)
-  local addr, ts, base_score, cap_s = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]
-  local region, gcount, models, health = ARGV[o + 6], ARGV[o + 9], ARGV[o + 10], ARGV[o + 11]
-  local status, hydrate, digest = ARGV[o + 12], ARGV[o + 13] == '1', ARGV[o + 16]
+local FIELDS = '^' .. string.rep('([^\t]*)\t', 15) .. '(.*)$'
+
+local function beat(packed)
+  local addr, ts, base_score, cap_s, load, region, gclass, gmem, gcount, models, health, hyd, flags, scs,
+    digest, status = string.match(packed, FIELDS)
+  local hydrate = hyd == '1'
   local key = base .. 'node:' .. addr
   local prev = redis.call('HMGET', key, 'ts', 'sig', 'sc', 'placed', 'pen', 'leases', 'pools',
     'f:pause', 'f:freeze', 'f:shadow_ban', 'sdig')
@@ -31,16 +34,16 @@ local function beat(o)
   if exists and tonumber(prev[1]) >= tonumber(ts) then return 'S' .. prev[1] end
   if status == '' and prev[11] ~= digest then return 'T' end
 
-  redis.call('HSET', key, 'ts', ts, 'seen', now, 'base', base_score, 'cap', cap_s, 'load', ARGV[o + 5],
+  redis.call('HSET', key, 'ts', ts, 'seen', now, 'base', base_score, 'cap', cap_s, 'load', load,
     'health', health)
   if status ~= '' then redis.call('HSET', key, 'status', status, 'sdig', digest) end
   seen[#seen + 1] = now
   seen[#seen + 1] = addr
 
   local sc = prev[3] or ''
-  if hydrate then sc = ARGV[o + 15] end
+  if hydrate then sc = scs end
   -- Everything static in one signature: when it is unchanged, none of it is written again.
-  local sig = region .. '|' .. gcount .. '|' .. ARGV[o + 7] .. '|' .. ARGV[o + 8] .. '|' .. models .. '|' .. sc
+  local sig = region .. '|' .. gcount .. '|' .. gclass .. '|' .. gmem .. '|' .. models .. '|' .. sc
   if exists and not hydrate and sig == prev[2] then
     -- Fast path (the steady state): same models, region and Subclouds. Touch the pools only when the
     -- node's eligibility or score changed.
@@ -60,7 +63,7 @@ local function beat(o)
 
   if hydrate then
     redis.call('HDEL', key, 'f:pause', 'f:freeze', 'f:shadow_ban')
-    for _, fe in ipairs(split(ARGV[o + 14], ',')) do
+    for _, fe in ipairs(split(flags, ',')) do
       local f, e = string.match(fe, '^(.*)=(.*)$')
       redis.call('HSET', key, 'f:' .. f, e)
       if tonumber(e) > 0 then redis.call('ZADD', base .. 'flagexp', e, addr .. '|' .. f) end
@@ -70,7 +73,7 @@ local function beat(o)
   if sig ~= prev[2] then
     if exists then unindex(base, addr) end
     redis.call('HSET', key, 'models', models, 'gcount', gcount, 'sc', sc, 'sig', sig, 'region', region,
-      'gclass', ARGV[o + 7], 'gmem', ARGV[o + 8])
+      'gclass', gclass, 'gmem', gmem)
     index(base, addr, models, region, sc, gcount)
   end
   -- place() checks liveness from `seen`, set above in the record.
@@ -79,6 +82,6 @@ local function beat(o)
 end
 
 local replies = {}
-for o = 1, #ARGV - 1, 16 do replies[#replies + 1] = beat(o) end
+for i = 2, #ARGV do replies[#replies + 1] = beat(ARGV[i]) end
 if #seen > 0 then redis.call('ZADD', base .. 'seen', unpack(seen)) end
 return replies
