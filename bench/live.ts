@@ -4,7 +4,12 @@
 // pipelined SET). Cleans its keys and its PostgreSQL schema.
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { createNodesModule, type Heartbeat, type JobRequirements, type Lease } from '../src/modules/nodes/index.js';
+import {
+  createNodesModule,
+  type Heartbeat,
+  type JobRequirements,
+  type Lease,
+} from '../src/modules/nodes/index.js';
 import { baseConfig, createPgTestSchema, testLog, uniqueName } from '../test/harness.js';
 import { heartbeat, randomAddress, registerNodes } from '../test/live-harness.js';
 import { deleteByPrefix } from '../test/redis-harness.js';
@@ -19,7 +24,12 @@ const out = (line: string) => process.stdout.write(`${line}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Runs `batches` pipelines of BATCH commands, `inFlight` pipelines at a time; returns commands/s. */
-async function pipelined(count: number, inFlight: number, fill: (p: ReturnType<Redis['pipeline']>, i: number) => void, redis: Redis) {
+async function pipelined(
+  count: number,
+  inFlight: number,
+  fill: (p: ReturnType<Redis['pipeline']>, i: number) => void,
+  redis: Redis,
+) {
   const t0 = performance.now();
   let next = 0;
   const worker = async () => {
@@ -37,7 +47,12 @@ async function pipelined(count: number, inFlight: number, fill: (p: ReturnType<R
 
 export async function main(): Promise<void> {
   const prefix = `${uniqueName('bench:live')}:`;
-  const config = Object.freeze({ ...baseConfig, REDIS_KEY_PREFIX: prefix, HEARTBEAT_TTL_MS: 300_000, LEASE_TTL_MS: 300_000 });
+  const config = Object.freeze({
+    ...baseConfig,
+    REDIS_KEY_PREFIX: prefix,
+    HEARTBEAT_TTL_MS: 300_000,
+    LEASE_TTL_MS: 300_000,
+  });
   const pg = await createPgTestSchema({ poolSize: 4 });
   const redis = new Redis(config.REDIS_URL, { enableAutoPipelining: true, maxRetriesPerRequest: 3 });
   const raw = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 });
@@ -50,13 +65,16 @@ export async function main(): Promise<void> {
       region: REGIONS[i % REGIONS.length]!,
       quality: 0.5 + (i % 50) / 100,
     }));
-    await registerNodes(pg.pool, fleet.map((n) => ({ address: n.address, environment: 'mainnet' as const })));
+    await registerNodes(
+      pg.pool,
+      fleet.map((n) => ({ address: n.address, environment: 'mainnet' as const })),
+    );
     const beat = (n: (typeof fleet)[number]): Heartbeat =>
       heartbeat(n.address, {
         region: n.region,
         capacity: 4,
         quality: n.quality,
-        latencyMs: 50 + (n.quality * 100) | 0,
+        latencyMs: (50 + n.quality * 100) | 0,
         models: [
           { name: n.model, version: 'v1', active: true },
           { name: 'installed-only', version: 'v1', active: false },
@@ -84,16 +102,24 @@ export async function main(): Promise<void> {
     const trivial = await raw.script('LOAD', 'return 1');
     const rawSet = await pipelined(200_000, 4, (p, i) => p.set(`${prefix}raw:${i % 10_000}`, 'x'), raw);
     const rawEval = await pipelined(200_000, 4, (p) => p.evalsha(trivial as string, 0), raw);
-    out(`raw ceilings: pipelined SET ${round(rawSet, 0)}/s, pipelined EVALSHA (trivial) ${round(rawEval, 0)}/s`);
+    out(
+      `raw ceilings: pipelined SET ${round(rawSet, 0)}/s, pipelined EVALSHA (trivial) ${round(rawEval, 0)}/s`,
+    );
 
     // Steady-state heartbeats: two full rounds over the fleet (parse, script, indexes).
     await raw.config('RESETSTAT');
     const hbRates = [await ingestAll(8), await ingestAll(8)];
-    const evalStat = (await raw.info('commandstats')).split('\n').find((l) => l.startsWith('cmdstat_evalsha'));
+    const evalStat = (await raw.info('commandstats'))
+      .split('\n')
+      .find((l) => l.startsWith('cmdstat_evalsha'));
     const evalUs = Number(/usec=(\d+)/.exec(evalStat ?? '')?.[1] ?? NaN);
-    out(`heartbeat rounds kept Redis busy ${round(evalUs / 1000, 0)} ms for ${2 * fleet.length} heartbeats (${round(evalUs / (2 * fleet.length), 1)} µs each, server side)`);
+    out(
+      `heartbeat rounds kept Redis busy ${round(evalUs / 1000, 0)} ms for ${2 * fleet.length} heartbeats (${round(evalUs / (2 * fleet.length), 1)} µs each, server side)`,
+    );
     const hbRate = Math.max(...hbRates);
-    out(`heartbeats: ${round(hbRate, 0)}/s (rounds ${hbRates.map((r) => round(r, 0)).join(', ')}) = ${round(hbRate / rawEval, 3)} of EVALSHA`);
+    out(
+      `heartbeats: ${round(hbRate, 0)}/s (rounds ${hbRates.map((r) => round(r, 0)).join(', ')}) = ${round(hbRate / rawEval, 3)} of EVALSHA`,
+    );
 
     const req = (i: number): JobRequirements => ({
       jobId: randomUUID(),
@@ -124,7 +150,9 @@ export async function main(): Promise<void> {
     await Promise.all(paced);
     const pacedS = (performance.now() - t0) / 1000;
     const s = summarize(lat);
-    out(`select-and-lease at 1,000/s: achieved ${round(5_000 / pacedS, 0)}/s, p50 ${round(s.p50, 3)} ms, p99 ${round(s.p99, 3)} ms, max ${round(s.max, 2)} ms`);
+    out(
+      `select-and-lease at 1,000/s: achieved ${round(5_000 / pacedS, 0)}/s, p50 ${round(s.p50, 3)} ms, p99 ${round(s.p99, 3)} ms, max ${round(s.max, 2)} ms`,
+    );
 
     // Sustained throughput: 64 callers in a closed loop for 3 s.
     let done = 0;
@@ -141,12 +169,16 @@ export async function main(): Promise<void> {
       }),
     );
     const leaseRate = done / ((performance.now() - tThr) / 1000);
-    out(`select-and-lease sustained: ${round(leaseRate, 0)}/s (64 callers) = ${round(leaseRate / rawEval, 3)} of EVALSHA`);
+    out(
+      `select-and-lease sustained: ${round(leaseRate, 0)}/s (64 callers) = ${round(leaseRate / rawEval, 3)} of EVALSHA`,
+    );
 
     const tRel = performance.now();
     for (let i = 0; i < leases.length; i += BATCH)
       await Promise.all(leases.slice(i, i + BATCH).map((l) => nodes.matchmaking.complete(l, 'ok')));
-    out(`releases: ${round(leases.length / ((performance.now() - tRel) / 1000), 0)}/s (${leases.length} leases)`);
+    out(
+      `releases: ${round(leases.length / ((performance.now() - tRel) / 1000), 0)}/s (${leases.length} leases)`,
+    );
 
     out(
       benchLine('live', {

@@ -50,15 +50,26 @@ describe('API key cache', () => {
   it('authenticates from cache and refuses wrong secrets, unknown prefixes and expired keys', async () => {
     const [ns] = await createNamespaces(pg.pool, 1);
     const cache = await processCache();
-    const { key, plaintext } = await accounts.createApiKey({ namespaceId: ns!.id, rateLimitPerS: 5, burst: 10 });
+    const { key, plaintext } = await accounts.createApiKey({
+      namespaceId: ns!.id,
+      rateLimitPerS: 5,
+      burst: 10,
+    });
     const expected = { keyId: key.id, namespaceId: ns!.id, rateLimitPerS: 5, burst: 10 };
     expect(await cache.authenticate(plaintext)).toEqual(expected);
     expect(await space.redis.exists(`${space.prefix}cache:apikey:${key.prefix}`)).toBe(1);
     expect(await cache.authenticate(plaintext)).toEqual(expected);
-    await expect(cache.authenticate(`${plaintext.slice(0, -1)}${plaintext.endsWith('A') ? 'B' : 'A'}`)).rejects.toSatisfy(unauthorized);
-    await expect(cache.authenticate(`rty_${'z'.repeat(12)}_${'a'.repeat(43)}`)).rejects.toSatisfy(unauthorized);
+    await expect(
+      cache.authenticate(`${plaintext.slice(0, -1)}${plaintext.endsWith('A') ? 'B' : 'A'}`),
+    ).rejects.toSatisfy(unauthorized);
+    await expect(cache.authenticate(`rty_${'z'.repeat(12)}_${'a'.repeat(43)}`)).rejects.toSatisfy(
+      unauthorized,
+    );
     await expect(cache.authenticate('not-a-key')).rejects.toSatisfy(unauthorized);
-    const soon = await accounts.createApiKey({ namespaceId: ns!.id, expiresAt: new Date(Date.now() + 60_000) });
+    const soon = await accounts.createApiKey({
+      namespaceId: ns!.id,
+      expiresAt: new Date(Date.now() + 60_000),
+    });
     await cache.authenticate(soon.plaintext);
     await expect(cache.authenticate(soon.plaintext, Date.now() + 61_000)).rejects.toSatisfy(unauthorized);
   });

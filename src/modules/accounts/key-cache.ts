@@ -91,8 +91,14 @@ export class ApiKeyCache {
     const k = await this.lookup(parsed.prefix, now);
     if (k.absent || !k.secretHash || k.status !== 'active') throw refuse();
     if (k.expiresAtMs !== null && k.expiresAtMs !== undefined && k.expiresAtMs <= now) throw refuse();
-    if (!secretMatches(parsed.secret, this.deps.options.pepper, Buffer.from(k.secretHash, 'base64'))) throw refuse();
-    return { keyId: k.id!, namespaceId: k.namespaceId!, rateLimitPerS: k.rateLimitPerS ?? null, burst: k.burst ?? null };
+    if (!secretMatches(parsed.secret, this.deps.options.pepper, Buffer.from(k.secretHash, 'base64')))
+      throw refuse();
+    return {
+      keyId: k.id!,
+      namespaceId: k.namespaceId!,
+      rateLimitPerS: k.rateLimitPerS ?? null,
+      burst: k.burst ?? null,
+    };
   }
 
   /** Revokes in PostgreSQL, then invalidates every cache. */
@@ -107,7 +113,12 @@ export class ApiKeyCache {
     this.generation += 1;
     this.local.delete(keyPrefix);
     const fresh = toCached(await this.repo.findApiKeyByPrefix(this.deps.pool, keyPrefix));
-    await this.deps.redis.set(this.keys.apiKeyCache(keyPrefix), JSON.stringify(fresh), 'PX', this.deps.options.redisTtlMs);
+    await this.deps.redis.set(
+      this.keys.apiKeyCache(keyPrefix),
+      JSON.stringify(fresh),
+      'PX',
+      this.deps.options.redisTtlMs,
+    );
     await this.deps.redis.publish(this.keys.apiKeyInvalidationChannel(), keyPrefix);
   }
 
@@ -125,7 +136,8 @@ export class ApiKeyCache {
       // NX: a revocation's rewrite that landed meanwhile wins over this (possibly older) read.
       await this.deps.redis.set(redisKey, JSON.stringify(value), 'PX', this.deps.options.redisTtlMs, 'NX');
     }
-    if (gen === this.generation) this.local.set(keyPrefix, { value, until: now + this.deps.options.localTtlMs });
+    if (gen === this.generation)
+      this.local.set(keyPrefix, { value, until: now + this.deps.options.localTtlMs });
     return value;
   }
 

@@ -36,7 +36,11 @@ describe('token buckets', () => {
     expect(refused.retryAfterMs).toBeGreaterThan(0);
     expect(refused.retryAfterMs).toBeLessThanOrEqual(100);
     expect(refused.resetMs).toBeGreaterThan(1_500);
-    expect(rateLimitHeaders(refused)).toMatchObject({ 'x-ratelimit-limit': '20', 'x-ratelimit-remaining': '0', 'retry-after': '1' });
+    expect(rateLimitHeaders(refused)).toMatchObject({
+      'x-ratelimit-limit': '20',
+      'x-ratelimit-remaining': '0',
+      'retry-after': '1',
+    });
     await expect(rl.take(req)).rejects.toSatisfy((e) => isAppError(e, 'rate_limited'));
   });
 
@@ -57,7 +61,7 @@ describe('token buckets', () => {
     expect(allowed).toBeGreaterThanOrEqual(Math.floor(ceiling * 0.6));
   });
 
-  it('uses the key\'s own limits, and the namespace bucket binds across its keys without draining a refused key', async () => {
+  it("uses the key's own limits, and the namespace bucket binds across its keys without draining a refused key", async () => {
     const rl = limiter({ namespacePerS: 1, namespaceBurst: 8 });
     const namespaceId = randomUUID();
     const [k1, k2] = [randomUUID(), randomUUID()];

@@ -4,7 +4,13 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createPgTestSchema, type PgTestSchema } from '../../../test/harness.js';
 import { createRedisTestSpace, type RedisTestSpace } from '../../../test/redis-harness.js';
-import { buildNodes, heartbeat, liveConfig, randomAddress, registerNodes } from '../../../test/live-harness.js';
+import {
+  buildNodes,
+  heartbeat,
+  liveConfig,
+  randomAddress,
+  registerNodes,
+} from '../../../test/live-harness.js';
 import type { Lease, LiveEvent, NodeFlag } from './index.js';
 
 let pg: PgTestSchema;
@@ -40,7 +46,11 @@ it('10,000 concurrent selections over 1,000 nodes respect capacity, flags and li
     all.map((n) => ({ address: n.address, environment: 'mainnet' as const })),
   );
   const hb = (n: (typeof all)[number]) =>
-    heartbeat(n.address, { capacity: n.capacity, quality: 0.5 + Math.random() / 2, region: n.capacity % 2 ? 'eu' : 'us' });
+    heartbeat(n.address, {
+      capacity: n.capacity,
+      quality: 0.5 + Math.random() / 2,
+      region: n.capacity % 2 ? 'eu' : 'us',
+    });
 
   // The offline group beats once, then falls silent past the TTL (no sweep runs: the scripts' own
   // liveness check must keep them out).

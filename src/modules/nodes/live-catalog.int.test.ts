@@ -2,7 +2,13 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createPgTestSchema, type PgTestSchema } from '../../../test/harness.js';
 import { createRedisTestSpace, type RedisTestSpace } from '../../../test/redis-harness.js';
-import { buildNodes, heartbeat, liveConfig, randomAddress, registerNodes } from '../../../test/live-harness.js';
+import {
+  buildNodes,
+  heartbeat,
+  liveConfig,
+  randomAddress,
+  registerNodes,
+} from '../../../test/live-harness.js';
 
 let pg: PgTestSchema;
 let space: RedisTestSpace;
@@ -17,7 +23,11 @@ afterAll(async () => {
 });
 
 it('model catalog and status per environment, cached for the TTL; Subcloud lists cached until invalidated', async () => {
-  const nodes = buildNodes(pg.pool, space.redis, liveConfig(space.prefix, { LIVE_CELLS: 2, LIVE_CACHE_TTL_MS: 60_000 }));
+  const nodes = buildNodes(
+    pg.pool,
+    space.redis,
+    liveConfig(space.prefix, { LIVE_CELLS: 2, LIVE_CACHE_TTL_MS: 60_000 }),
+  );
   const [a, b, c, t] = [randomAddress(), randomAddress(), randomAddress(), randomAddress()];
   await registerNodes(pg.pool, [
     { address: a, environment: 'mainnet' },
@@ -27,7 +37,10 @@ it('model catalog and status per environment, cached for the TTL; Subcloud lists
   ]);
   const m = (name: string, version: string, active = true) => ({ name, version, active });
   await nodes.presence.ingestMany([
-    heartbeat(a, { models: [m('llama3-8b', 'v1'), m('mistral-7b', 'v1')], gpu: { model: 'A100', memoryMb: 81_920, count: 2 } }),
+    heartbeat(a, {
+      models: [m('llama3-8b', 'v1'), m('mistral-7b', 'v1')],
+      gpu: { model: 'A100', memoryMb: 81_920, count: 2 },
+    }),
     heartbeat(b, { models: [m('llama3-8b', 'v2'), m('qwen-14b', 'v1', false)] }),
     heartbeat(c, { models: [m('mistral-7b', 'v1')] }),
     heartbeat(t, { environment: 'testnet', models: [m('tiny', 'v0')] }),
@@ -52,10 +65,16 @@ it('model catalog and status per environment, cached for the TTL; Subcloud lists
   await nodes.presence.ingest(heartbeat(d, { models: [m('phi-3', 'v1')] }));
   expect((await nodes.catalog.catalog('mainnet')).map((x) => x.model)).toEqual(['llama3-8b', 'mistral-7b']);
   await space.redis.del(nodes.live.keys.catalogCache('mainnet'));
-  expect((await nodes.catalog.catalog('mainnet')).map((x) => x.model)).toEqual(['llama3-8b', 'mistral-7b', 'phi-3']);
+  expect((await nodes.catalog.catalog('mainnet')).map((x) => x.model)).toEqual([
+    'llama3-8b',
+    'mistral-7b',
+    'phi-3',
+  ]);
 
   const sc = await nodes.admin.createSubcloud({ name: 'lab', environment: 'mainnet' });
-  expect(await nodes.catalog.subclouds('mainnet')).toEqual([{ id: sc.id, name: 'lab', environment: 'mainnet' }]);
+  expect(await nodes.catalog.subclouds('mainnet')).toEqual([
+    { id: sc.id, name: 'lab', environment: 'mainnet' },
+  ]);
   await nodes.admin.createSubcloud({ name: 'zoo', environment: 'mainnet' });
   expect(await nodes.catalog.subclouds('mainnet')).toHaveLength(1);
   await nodes.catalog.invalidateSubclouds('mainnet');

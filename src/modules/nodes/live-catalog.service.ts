@@ -25,9 +25,7 @@ export interface NetworkStatus {
 export class LiveCatalogService {
   private readonly repo = new NodesRepository();
 
-  constructor(
-    private readonly deps: { pool: Pool; redis: Redis; live: LiveStore; cacheTtlMs: number },
-  ) {}
+  constructor(private readonly deps: { pool: Pool; redis: Redis; live: LiveStore; cacheTtlMs: number }) {}
 
   /** Models served by at least one online node of the environment, with availability. */
   async catalog(environment: Environment): Promise<ModelAvailability[]> {
@@ -45,7 +43,9 @@ export class LiveCatalogService {
     await this.deps.redis.del(this.deps.live.keys.subcloudListCache(environment));
   }
 
-  async status(queueDepths: () => Promise<Record<string, number>> = async () => ({})): Promise<NetworkStatus> {
+  async status(
+    queueDepths: () => Promise<Record<string, number>> = async () => ({}),
+  ): Promise<NetworkStatus> {
     return this.cached(this.deps.live.keys.statusCache(), async () => {
       const out = {} as NetworkStatus['environments'];
       for (const env of environments) {

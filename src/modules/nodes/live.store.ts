@@ -75,7 +75,12 @@ export function staticStatusOf(hb: Heartbeat): { json: string; digest: string } 
 const heartbeatBatch = 100;
 
 /** One heartbeat as the script's TAB-joined argument (field order in live_heartbeat.lua). */
-function packHeartbeat(hb: Heartbeat, hydration: Hydration | undefined, statusJson: string, digest: string): string {
+function packHeartbeat(
+  hb: Heartbeat,
+  hydration: Hydration | undefined,
+  statusJson: string,
+  digest: string,
+): string {
   return [
     hb.address,
     hb.timestampMs,

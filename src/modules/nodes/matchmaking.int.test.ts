@@ -4,7 +4,13 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgTestSchema, type PgTestSchema } from '../../../test/harness.js';
 import { createRedisTestSpace, type RedisTestSpace } from '../../../test/redis-harness.js';
-import { buildNodes, heartbeat, liveConfig, randomAddress, registerNodes } from '../../../test/live-harness.js';
+import {
+  buildNodes,
+  heartbeat,
+  liveConfig,
+  randomAddress,
+  registerNodes,
+} from '../../../test/live-harness.js';
 import type { Config } from '../../config/config.js';
 import { isAppError } from '../../platform/errors.js';
 import type { Heartbeat, JobRequirements, LiveEvent, NodesModule } from './index.js';
@@ -60,10 +66,21 @@ const flag =
 
 const filterCases: FilterCase[] = [
   { filter: 'model', bad: { models: [{ name: 'mistral-7b', version: 'v1', active: true }] } },
-  { filter: 'model installed but not active', bad: { models: [{ name: 'llama3-8b', version: 'v1', active: false }] } },
-  { filter: 'version', bad: { models: [{ name: 'llama3-8b', version: 'v2', active: true }] }, req: { version: 'v1' } },
+  {
+    filter: 'model installed but not active',
+    bad: { models: [{ name: 'llama3-8b', version: 'v1', active: false }] },
+  },
+  {
+    filter: 'version',
+    bad: { models: [{ name: 'llama3-8b', version: 'v2', active: true }] },
+    req: { version: 'v1' },
+  },
   { filter: 'environment', bad: { environment: 'testnet' } },
-  { filter: 'minimum GPU memory', bad: { gpu: { model: 'T4', memoryMb: 16_384, count: 1 } }, req: { minGpuMemoryMb: 40_000 } },
+  {
+    filter: 'minimum GPU memory',
+    bad: { gpu: { model: 'T4', memoryMb: 16_384, count: 1 } },
+    req: { minGpuMemoryMb: 40_000 },
+  },
   { filter: 'region preference', bad: { region: 'us' }, req: { region: 'eu' }, fallsBack: true },
   { filter: 'excluded by an earlier attempt', bad: {}, req: { excludeNodes: ['$bad'] } },
   { filter: 'unhealthy', bad: { health: 'unhealthy' } },
@@ -103,7 +120,9 @@ describe('eligibility: each filter alone', () => {
     const lease = await nodes.matchmaking.selectAndLease(req);
     expect(lease?.nodeAddress).toBe(good);
     // With the eligible node busy (capacity 2), the ineligible one is still never chosen.
-    expect(await nodes.matchmaking.selectAndLease({ ...req, jobId: randomUUID() })).toMatchObject({ nodeAddress: good });
+    expect(await nodes.matchmaking.selectAndLease({ ...req, jobId: randomUUID() })).toMatchObject({
+      nodeAddress: good,
+    });
     const third = await nodes.matchmaking.selectAndLease({ ...req, jobId: randomUUID() });
     expect(third?.nodeAddress).toBe(c.fallsBack ? bad : undefined);
   });
@@ -119,7 +138,10 @@ describe('eligibility: each filter alone', () => {
     const sc = await nodes.admin.createSubcloud({ name: `sc-${randomUUID()}`, environment: 'mainnet' });
     await join(nodes, heartbeat(randomAddress(), { quality: 1 }));
     const memberUs = await join(nodes, heartbeat(randomAddress(), { region: 'us', quality: 1, capacity: 1 }));
-    const memberEu = await join(nodes, heartbeat(randomAddress(), { region: 'eu', quality: 0.2, capacity: 1 }));
+    const memberEu = await join(
+      nodes,
+      heartbeat(randomAddress(), { region: 'eu', quality: 0.2, capacity: 1 }),
+    );
     await nodes.admin.addSubcloudMember(sc.id, memberUs);
     await nodes.admin.addSubcloudMember(sc.id, memberEu);
     const picks = [
@@ -156,8 +178,12 @@ describe('eligibility: filters combined', () => {
     const excluded = await join(nodes, heartbeat(randomAddress(), { quality: 1 }));
     await nodes.admin.addSubcloudMember(sc.id, excluded);
 
-    expect((await nodes.matchmaking.selectAndLease({ ...req, excludeNodes: [excluded] }))?.nodeAddress).toBe(good);
-    expect(await nodes.matchmaking.selectAndLease({ ...req, jobId: randomUUID(), excludeNodes: [excluded] })).toBeUndefined();
+    expect((await nodes.matchmaking.selectAndLease({ ...req, excludeNodes: [excluded] }))?.nodeAddress).toBe(
+      good,
+    );
+    expect(
+      await nodes.matchmaking.selectAndLease({ ...req, jobId: randomUUID(), excludeNodes: [excluded] }),
+    ).toBeUndefined();
   });
 });
 
@@ -192,7 +218,9 @@ describe('leases', () => {
         fencingToken: lease.fencingToken,
       },
     ]);
-    await expect(nodes.matchmaking.complete(lease, 'ok')).rejects.toSatisfy((e) => isAppError(e, 'lease_not_found'));
+    await expect(nodes.matchmaking.complete(lease, 'ok')).rejects.toSatisfy((e) =>
+      isAppError(e, 'lease_not_found'),
+    );
     // The capacity came back.
     expect(await nodes.matchmaking.selectAndLease(job())).toBeDefined();
   });
@@ -206,7 +234,9 @@ describe('leases', () => {
     await nodes.presence.sweep();
     const retried = (await nodes.matchmaking.selectAndLease(req))!;
     expect(retried.fencingToken).not.toBe(old.fencingToken);
-    await expect(nodes.matchmaking.complete(old, 'ok')).rejects.toSatisfy((e) => isAppError(e, 'lease_stale'));
+    await expect(nodes.matchmaking.complete(old, 'ok')).rejects.toSatisfy((e) =>
+      isAppError(e, 'lease_stale'),
+    );
     await expect(nodes.matchmaking.complete(retried, 'ok')).resolves.toEqual({ penalty: 0 });
   });
 });
@@ -215,7 +245,12 @@ describe('flags and penalties', () => {
   it('a cooldown flag lifts itself at its expiry; the node is routable again', async () => {
     const nodes = fresh();
     const a = await join(nodes, heartbeat(randomAddress()));
-    await nodes.admin.setFlag({ nodeAddress: a, flag: 'pause', setBy: 'admin:test', expiresAt: new Date(Date.now() + 400) });
+    await nodes.admin.setFlag({
+      nodeAddress: a,
+      flag: 'pause',
+      setBy: 'admin:test',
+      expiresAt: new Date(Date.now() + 400),
+    });
     expect(await nodes.matchmaking.selectAndLease(job())).toBeUndefined();
     await sleep(500);
     expect((await nodes.presence.sweep()).liftedFlags).toBe(1);
@@ -226,7 +261,10 @@ describe('flags and penalties', () => {
     const nodes = fresh();
     const a = await join(nodes, heartbeat(randomAddress()));
     await nodes.admin.setFlag({ nodeAddress: a, flag: 'shadow_ban', setBy: 'admin:test', reason: 'abuse' });
-    expect(await nodes.presence.viewNode('mainnet', a, 'operator')).toMatchObject({ online: true, flags: [] });
+    expect(await nodes.presence.viewNode('mainnet', a, 'operator')).toMatchObject({
+      online: true,
+      flags: [],
+    });
     expect(await nodes.presence.viewNode('mainnet', a, 'admin')).toMatchObject({ flags: ['shadow_ban'] });
     expect(await nodes.matchmaking.selectAndLease(job())).toBeUndefined();
     expect(await nodes.admin.clearFlag(a, 'shadow_ban', 'admin:test')).toBe(true);

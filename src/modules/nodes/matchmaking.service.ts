@@ -24,7 +24,12 @@ export class MatchmakingService {
   private readonly log: Logger;
 
   constructor(
-    private readonly deps: { live: LiveStore; admin: NodeAdminService; cooldown: CooldownPolicy; log: Logger },
+    private readonly deps: {
+      live: LiveStore;
+      admin: NodeAdminService;
+      cooldown: CooldownPolicy;
+      log: Logger;
+    },
   ) {
     this.log = deps.log.child({ component: 'matchmaking' });
   }
@@ -36,7 +41,9 @@ export class MatchmakingService {
   async selectAndLease(req: JobRequirements): Promise<Lease | undefined> {
     validate(req);
     const { live } = this.deps;
-    const bases = cellOrder(req.jobId, live.opts.cells).map((c) => live.keys.liveCellBase(req.environment, c));
+    const bases = cellOrder(req.jobId, live.opts.cells).map((c) =>
+      live.keys.liveCellBase(req.environment, c),
+    );
     // One cell: one call. Several cells with a region preference: the region in every cell first,
     // then every region, so a near node in a later cell beats a far one in an earlier cell.
     const modes: Array<'prefer' | 'only' | 'any'> =
@@ -51,7 +58,11 @@ export class MatchmakingService {
   }
 
   /** Cells by the best score of the pool searched (a heuristic: the top node may fail other filters). */
-  private async orderCells(bases: string[], req: JobRequirements, mode: 'prefer' | 'only' | 'any'): Promise<string[]> {
+  private async orderCells(
+    bases: string[],
+    req: JobRequirements,
+    mode: 'prefer' | 'only' | 'any',
+  ): Promise<string[]> {
     if (bases.length === 1) return bases;
     const suffix = req.subcloudId
       ? liveSuffix.readyInSubcloud(req.model, req.subcloudId)

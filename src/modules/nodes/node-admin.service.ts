@@ -23,7 +23,8 @@ export class NodeAdminService {
     gpuModel?: string;
     gpuMemoryMb?: number;
   }): Promise<void> {
-    if (!/^0x[0-9a-f]{40}$/.test(n.address)) throw new AppError('invalid_request', 'address must be lower-case hex');
+    if (!/^0x[0-9a-f]{40}$/.test(n.address))
+      throw new AppError('invalid_request', 'address must be lower-case hex');
     try {
       await this.repo.upsertNode(this.deps.pool, n);
     } catch (err) {
@@ -39,7 +40,8 @@ export class NodeAdminService {
     reason?: string;
     expiresAt?: Date | null;
   }): Promise<void> {
-    if (!nodeFlags.includes(f.flag)) throw new AppError('invalid_request', `flag must be one of ${nodeFlags.join(', ')}`);
+    if (!nodeFlags.includes(f.flag))
+      throw new AppError('invalid_request', `flag must be one of ${nodeFlags.join(', ')}`);
     const node = await this.requireNode(f.nodeAddress);
     const expiresAt = f.expiresAt ?? null;
     await this.repo.upsertFlag(this.deps.pool, { ...f, expiresAt }).catch((err: unknown) => {

@@ -72,7 +72,13 @@ describe('scores and encodings', () => {
   });
 
   it('classifies GPUs by memory', () => {
-    expect([8_192, 16_384, 24_576, 49_152, 81_920].map(gpuClassOf)).toEqual(['xs', 's16', 'm24', 'l48', 'xl80']);
+    expect([8_192, 16_384, 24_576, 49_152, 81_920].map(gpuClassOf)).toEqual([
+      'xs',
+      's16',
+      'm24',
+      'l48',
+      'xl80',
+    ]);
   });
 
   it('encodes only active models, once each', () => {

@@ -63,7 +63,9 @@ export function gpuClassOf(memoryMb: number): string {
  * Base score of a node (higher is better), from its heartbeat: quality dominates, then latency and the
  * load it reports. The scripts subtract penalties and 1,000 × leases / capacity from it.
  */
-export function baseScoreOf(hb: Pick<Heartbeat, 'quality' | 'latencyMs' | 'load' | 'capacity' | 'health'>): number {
+export function baseScoreOf(
+  hb: Pick<Heartbeat, 'quality' | 'latencyMs' | 'load' | 'capacity' | 'health'>,
+): number {
   const quality = Math.round(hb.quality * 10_000);
   const latency = Math.min(Math.round(hb.latencyMs / 2), 5_000);
   const load = Math.round((Math.min(hb.load, hb.capacity) * 1_000) / hb.capacity);

@@ -40,7 +40,12 @@ type LiveConfig = Pick<
   | 'LIVE_CACHE_TTL_MS'
 >;
 
-export function createNodesModule(deps: { config: LiveConfig; pool: Pool; redis: Redis; log: Logger }): NodesModule {
+export function createNodesModule(deps: {
+  config: LiveConfig;
+  pool: Pool;
+  redis: Redis;
+  log: Logger;
+}): NodesModule {
   const c = deps.config;
   const live = new LiveStore(deps.redis, c.REDIS_KEY_PREFIX, {
     cells: c.LIVE_CELLS,
@@ -58,7 +63,12 @@ export function createNodesModule(deps: { config: LiveConfig; pool: Pool; redis:
     cooldown: { penaltyThreshold: c.NODE_COOLDOWN_PENALTY, cooldownMs: c.NODE_FAILURE_COOLDOWN_MS },
     log: deps.log,
   });
-  const catalog = new LiveCatalogService({ pool: deps.pool, redis: deps.redis, live, cacheTtlMs: c.LIVE_CACHE_TTL_MS });
+  const catalog = new LiveCatalogService({
+    pool: deps.pool,
+    redis: deps.redis,
+    live,
+    cacheTtlMs: c.LIVE_CACHE_TTL_MS,
+  });
   return {
     live,
     presence,

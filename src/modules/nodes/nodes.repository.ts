@@ -33,7 +33,14 @@ export interface Subcloud {
 export class NodesRepository {
   async upsertNode(
     db: Queryable,
-    n: { address: string; environment: Environment; accountId?: string; region?: string; gpuModel?: string; gpuMemoryMb?: number },
+    n: {
+      address: string;
+      environment: Environment;
+      accountId?: string;
+      region?: string;
+      gpuModel?: string;
+      gpuMemoryMb?: number;
+    },
   ): Promise<void> {
     await db.query(
       `insert into nodes (address, account_id, environment, region, gpu_model, gpu_memory_mb)
@@ -41,7 +48,14 @@ export class NodesRepository {
        on conflict (address) do update set account_id = coalesce(excluded.account_id, nodes.account_id),
          environment = excluded.environment, region = excluded.region, gpu_model = excluded.gpu_model,
          gpu_memory_mb = excluded.gpu_memory_mb, updated_at = now()`,
-      [n.address, n.accountId ?? null, n.environment, n.region ?? null, n.gpuModel ?? null, n.gpuMemoryMb ?? null],
+      [
+        n.address,
+        n.accountId ?? null,
+        n.environment,
+        n.region ?? null,
+        n.gpuModel ?? null,
+        n.gpuMemoryMb ?? null,
+      ],
     );
   }
 
@@ -103,7 +117,10 @@ export class NodesRepository {
   }
 
   async deleteFlag(db: Queryable, nodeAddress: string, flag: NodeFlag): Promise<boolean> {
-    const r = await db.query('delete from node_flags where node_address = $1 and flag = $2', [nodeAddress, flag]);
+    const r = await db.query('delete from node_flags where node_address = $1 and flag = $2', [
+      nodeAddress,
+      flag,
+    ]);
     return r.rowCount === 1;
   }
 

@@ -3,7 +3,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
 import { createRedisTestSpace, type RedisTestSpace } from '../../../test/redis-harness.js';
-import { buildNodes, heartbeat, liveConfig, randomAddress, registerNodes } from '../../../test/live-harness.js';
+import {
+  buildNodes,
+  heartbeat,
+  liveConfig,
+  randomAddress,
+  registerNodes,
+} from '../../../test/live-harness.js';
 import { TaskRunner } from '../../background/task-runner.js';
 import { isAppError } from '../../platform/errors.js';
 import type { LiveEvent } from './index.js';
@@ -28,7 +34,11 @@ describe('heartbeats', () => {
     const events: LiveEvent[] = [];
     nodes.presence.onEvent((e) => events.push(e));
 
-    expect(await nodes.presence.ingest(heartbeat(addr))).toEqual({ kind: 'ok', joined: true, eligible: true });
+    expect(await nodes.presence.ingest(heartbeat(addr))).toEqual({
+      kind: 'ok',
+      joined: true,
+      eligible: true,
+    });
     expect(events).toEqual([{ type: 'node.online', environment: 'mainnet', address: addr }]);
     const base = nodes.live.keys.liveCellBase('mainnet', 0);
     expect(await nodes.live.readPool(base, 'ready:llama3-8b')).toEqual([addr]);
@@ -50,7 +60,10 @@ describe('heartbeats', () => {
     const older = heartbeat(addr, { capacity: 1 });
     const newer = heartbeat(addr, { capacity: 7 });
     await nodes.presence.ingest(newer);
-    expect(await nodes.presence.ingest(older)).toEqual({ kind: 'stale', storedTimestampMs: newer.timestampMs });
+    expect(await nodes.presence.ingest(older)).toEqual({
+      kind: 'stale',
+      storedTimestampMs: newer.timestampMs,
+    });
     expect(await nodes.presence.ingest(newer)).toMatchObject({ kind: 'stale' });
     expect((await nodes.live.readNode('mainnet', addr)).cap).toBe('7');
   });
@@ -93,7 +106,11 @@ describe('heartbeats', () => {
 describe('offline detection', () => {
   it('a silent node leaves every index within TTL + 1 s (measured), with an event; it rejoins on return', async () => {
     const ttlMs = 1_500;
-    const config = liveConfig(`${space.prefix}d:`, { HEARTBEAT_TTL_MS: ttlMs, LIVE_SWEEP_INTERVAL_MS: 100, LIVE_CELLS: 2 });
+    const config = liveConfig(`${space.prefix}d:`, {
+      HEARTBEAT_TTL_MS: ttlMs,
+      LIVE_SWEEP_INTERVAL_MS: 100,
+      LIVE_CELLS: 2,
+    });
     const nodes = buildNodes(pg.pool, space.redis, config);
     const silent = randomAddress();
     const alive = randomAddress();
@@ -121,7 +138,9 @@ describe('offline detection', () => {
       }
       const detectionMs = detectedAt - lastHeartbeatAt;
       testLog.info({ detectionMs, ttlMs }, 'offline detection');
-      process.stdout.write(`offline detection: ${detectionMs} ms after the last heartbeat (TTL ${ttlMs} ms)\n`);
+      process.stdout.write(
+        `offline detection: ${detectionMs} ms after the last heartbeat (TTL ${ttlMs} ms)\n`,
+      );
       expect(offline.map((e) => e.address)).toEqual([silent]);
       expect(detectionMs).toBeGreaterThanOrEqual(ttlMs);
       expect(detectionMs).toBeLessThanOrEqual(ttlMs + 1_000);

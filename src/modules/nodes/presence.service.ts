@@ -5,12 +5,31 @@ import type { Logger } from '../../platform/logger.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { LiveStore, HeartbeatReply } from './live.store.js';
 import { NodesRepository } from './nodes.repository.js';
-import { encodeFlags, heartbeatSchema, nodeFlags, type Environment, type Heartbeat, type NodeFlag } from './node-status.js';
+import {
+  encodeFlags,
+  heartbeatSchema,
+  nodeFlags,
+  type Environment,
+  type Heartbeat,
+  type NodeFlag,
+} from './node-status.js';
 
 export type LiveEvent =
   | { type: 'node.online'; environment: Environment; address: string }
-  | { type: 'node.offline'; environment: Environment; address: string; lastSeenMs: number; detectedAtMs: number }
-  | { type: 'lease.expired'; environment: Environment; jobId: string; nodeAddress: string; fencingToken: string }
+  | {
+      type: 'node.offline';
+      environment: Environment;
+      address: string;
+      lastSeenMs: number;
+      detectedAtMs: number;
+    }
+  | {
+      type: 'lease.expired';
+      environment: Environment;
+      jobId: string;
+      nodeAddress: string;
+      fencingToken: string;
+    }
   | { type: 'flag.lifted'; environment: Environment; address: string; flag: NodeFlag };
 
 export type IngestReply = HeartbeatReply | { kind: 'refused'; error: AppError };
@@ -71,7 +90,10 @@ export class PresenceService {
     const replies: IngestReply[] = parsed.map((p) =>
       p.success
         ? { kind: 'hydrate' } // placeholder, replaced below
-        : { kind: 'refused', error: new AppError('invalid_request', `heartbeat: ${p.error.issues[0]?.message}`) },
+        : {
+            kind: 'refused',
+            error: new AppError('invalid_request', `heartbeat: ${p.error.issues[0]?.message}`),
+          },
     );
     valid.forEach((i, k) => (replies[i] = stored[k]!));
     const missing = hbs.filter((hb, i): hb is Heartbeat => !!hb && replies[i]!.kind === 'hydrate');
@@ -83,9 +105,15 @@ export class PresenceService {
         if (!hb || replies[i]!.kind !== 'hydrate') return;
         const t = truth.get(hb.address);
         if (!t || t.node.status === 'retired') {
-          replies[i] = { kind: 'refused', error: new AppError('node_not_registered', `node ${hb.address} is not registered`) };
+          replies[i] = {
+            kind: 'refused',
+            error: new AppError('node_not_registered', `node ${hb.address} is not registered`),
+          };
         } else if (t.node.environment !== hb.environment) {
-          const error = new AppError('invalid_request', `node ${hb.address} is registered on ${t.node.environment}`);
+          const error = new AppError(
+            'invalid_request',
+            `node ${hb.address} is registered on ${t.node.environment}`,
+          );
           replies[i] = { kind: 'refused', error };
         } else hydrate.push(i);
       });
@@ -102,7 +130,9 @@ export class PresenceService {
       return !!hb && r.kind === 'ok' && r.joined;
     });
     if (joined.length > 0)
-      await this.emit(joined.map((hb) => ({ type: 'node.online', environment: hb.environment, address: hb.address })));
+      await this.emit(
+        joined.map((hb) => ({ type: 'node.online', environment: hb.environment, address: hb.address })),
+      );
     return replies;
   }
 
@@ -114,9 +144,7 @@ export class PresenceService {
       for (let round = 0; round < 20; round += 1) {
         const r = await this.deps.live.sweepCell(environment, base, sweepBatch);
         const events: LiveEvent[] = [
-          ...r.offline.map(
-            (o): LiveEvent => ({ type: 'node.offline', ...o, detectedAtMs: r.nowMs }),
-          ),
+          ...r.offline.map((o): LiveEvent => ({ type: 'node.offline', ...o, detectedAtMs: r.nowMs })),
           ...r.expired.map((l): LiveEvent => ({ type: 'lease.expired', ...l })),
           ...r.lifted.map((f): LiveEvent => ({ type: 'flag.lifted', ...f })),
         ];
@@ -124,7 +152,8 @@ export class PresenceService {
         totals.expiredLeases += r.expired.length;
         totals.liftedFlags += r.lifted.length;
         if (events.length > 0) await this.emit(events);
-        if (r.offline.length < sweepBatch && r.expired.length < sweepBatch && r.lifted.length < sweepBatch) break;
+        if (r.offline.length < sweepBatch && r.expired.length < sweepBatch && r.lifted.length < sweepBatch)
+          break;
       }
     }
     return totals;
@@ -146,7 +175,10 @@ export class PresenceService {
       environment,
       online: true,
       status: {
-        ...(JSON.parse(rec.status ?? '{}') as Omit<Heartbeat, 'timestampMs' | 'capacity' | 'load' | 'health'>),
+        ...(JSON.parse(rec.status ?? '{}') as Omit<
+          Heartbeat,
+          'timestampMs' | 'capacity' | 'load' | 'health'
+        >),
         address,
         timestampMs: Number(rec.ts),
         capacity: Number(rec.cap),

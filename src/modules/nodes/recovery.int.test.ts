@@ -5,7 +5,13 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createPgTestSchema, type PgTestSchema } from '../../../test/harness.js';
 import { createExclusiveRedisDb, type RedisTestSpace } from '../../../test/redis-harness.js';
-import { buildNodes, heartbeat, liveConfig, randomAddress, registerNodes } from '../../../test/live-harness.js';
+import {
+  buildNodes,
+  heartbeat,
+  liveConfig,
+  randomAddress,
+  registerNodes,
+} from '../../../test/live-harness.js';
 import type { Lease } from './index.js';
 
 let pg: PgTestSchema;
@@ -23,12 +29,20 @@ afterAll(async () => {
 it('after a flush of the whole store (FLUSHDB on an owned database), heartbeats restore matchmaking with the same flags', async () => {
   const nodes = buildNodes(pg.pool, space.redis, liveConfig(space.prefix, { LIVE_CELLS: 2 }));
   const addrs = Array.from({ length: 12 }, () => randomAddress());
-  await registerNodes(pg.pool, addrs.map((address) => ({ address, environment: 'mainnet' as const })));
+  await registerNodes(
+    pg.pool,
+    addrs.map((address) => ({ address, environment: 'mainnet' as const })),
+  );
   const [paused, frozen, banned, member, ...plain] = addrs as [string, string, string, string, ...string[]];
   const sc = await nodes.admin.createSubcloud({ name: `sc-${randomUUID()}`, environment: 'mainnet' });
   const beat = () => nodes.presence.ingestMany(addrs.map((a) => heartbeat(a, { capacity: 1 })));
   await beat();
-  await nodes.admin.setFlag({ nodeAddress: paused, flag: 'pause', setBy: 'admin', expiresAt: new Date(Date.now() + 3_600_000) });
+  await nodes.admin.setFlag({
+    nodeAddress: paused,
+    flag: 'pause',
+    setBy: 'admin',
+    expiresAt: new Date(Date.now() + 3_600_000),
+  });
   await nodes.admin.setFlag({ nodeAddress: frozen, flag: 'freeze', setBy: 'admin' });
   await nodes.admin.setFlag({ nodeAddress: banned, flag: 'shadow_ban', setBy: 'admin' });
   await nodes.admin.addSubcloudMember(sc.id, member);
@@ -54,9 +68,17 @@ it('after a flush of the whole store (FLUSHDB on an owned database), heartbeats 
 
   // Mid-run loss of all live state.
   await space.redis.flushdb();
-  expect(await nodes.matchmaking.selectAndLease({ jobId: randomUUID(), environment: 'mainnet', model: 'llama3-8b' })).toBeUndefined();
+  expect(
+    await nodes.matchmaking.selectAndLease({
+      jobId: randomUUID(),
+      environment: 'mainnet',
+      model: 'llama3-8b',
+    }),
+  ).toBeUndefined();
   // Leases taken before the flush are gone; their completion is refused, so the jobs retry elsewhere.
-  await expect(nodes.matchmaking.complete(before[0]!, 'ok')).rejects.toMatchObject({ code: 'lease_not_found' });
+  await expect(nodes.matchmaking.complete(before[0]!, 'ok')).rejects.toMatchObject({
+    code: 'lease_not_found',
+  });
 
   const replies = await beat();
   expect(replies.every((r) => r.kind === 'ok' && r.joined)).toBe(true);
