@@ -64,6 +64,8 @@ export const configSchema = z.object({
   RATE_LIMIT_KEY_BURST: intFrom(40, 1),
   RATE_LIMIT_NAMESPACE_PER_S: intFrom(100, 1),
   RATE_LIMIT_NAMESPACE_BURST: intFrom(200, 1),
+  /** Flags in force are re-mirrored from PostgreSQL this often (heals a mirror lost to a crash). */
+  LIVE_FLAG_RECONCILE_INTERVAL_MS: intFrom(30_000, 1_000),
   /** Catalog, Subcloud list and status caches. */
   LIVE_CACHE_TTL_MS: intFrom(2_000, 100),
 });

@@ -301,6 +301,11 @@ export class LiveStore {
     return this.redis.hgetall(this.baseOf(environment, address) + liveSuffix.node(address));
   }
 
+  /** Flags mirrored into the cell's live records, as `<address>|<flag>`. */
+  async readFlagged(base: string): Promise<string[]> {
+    return this.redis.smembers(base + liveSuffix.flagged);
+  }
+
   async readPool(base: string, suffix: string): Promise<string[]> {
     return this.redis.zrange(base + suffix, 0, -1);
   }

@@ -271,6 +271,28 @@ describe('flags and penalties', () => {
     expect((await nodes.matchmaking.selectAndLease(job()))?.nodeAddress).toBe(a);
   });
 
+  it('a flag written to PostgreSQL whose mirror was lost is healed by the reconcile task', async () => {
+    const nodes = fresh();
+    const a = await join(nodes, heartbeat(randomAddress()));
+    // As if the process died after the PostgreSQL write and before the Redis write.
+    await pg.pool.query(
+      `insert into node_flags (node_address, flag, set_by) values ($1, 'freeze', 'admin')`,
+      [a],
+    );
+    const probe = job();
+    expect((await nodes.matchmaking.selectAndLease(probe))?.nodeAddress).toBe(a);
+    await nodes.matchmaking.complete((await nodes.matchmaking.selectAndLease(probe))!, 'ok');
+    expect((await nodes.flagReconcileTask.run(new AbortController().signal)) as object).toMatchObject({
+      mirrored: expect.any(Number),
+    });
+    expect(await nodes.matchmaking.selectAndLease(job())).toBeUndefined();
+    // And the other way: deleted in PostgreSQL, still mirrored (a clear lost to a crash or a race).
+    await pg.pool.query(`delete from node_flags where node_address = $1`, [a]);
+    expect(await nodes.matchmaking.selectAndLease(job())).toBeUndefined();
+    expect(await nodes.flagReconcileTask.run(new AbortController().signal)).toMatchObject({ cleared: 1 });
+    expect((await nodes.matchmaking.selectAndLease(job()))?.nodeAddress).toBe(a);
+  });
+
   it('failures lower the score below a healthy peer, and enough of them impose a persisted cooldown', async () => {
     const nodes = fresh({ NODE_FAILURE_PENALTY: 500, NODE_COOLDOWN_PENALTY: 1_500 });
     const flaky = await join(nodes, heartbeat(randomAddress(), { quality: 1, capacity: 1 }));

@@ -59,6 +59,37 @@ export class NodeAdminService {
     return removed;
   }
 
+  /**
+   * Re-mirrors every flag in force from PostgreSQL (idempotent) and clears mirrored flags PostgreSQL
+   * no longer has. Heals a mirror lost to a crash between the two writes, or overtaken by a concurrent
+   * change. Bounded per run; clearing only when the PostgreSQL list was complete.
+   */
+  async reconcileFlags(limit = 10_000): Promise<{ mirrored: number; cleared: number }> {
+    const flags = await this.repo.listFlagsInForce(this.deps.pool, limit);
+    let mirrored = 0;
+    for (let i = 0; i < flags.length; i += 500) {
+      const done = await Promise.all(
+        flags
+          .slice(i, i + 500)
+          .map((f) => this.deps.live.mirrorFlag(f.environment, f.nodeAddress, f.flag, 'set', f.expiresAt)),
+      );
+      mirrored += done.filter(Boolean).length;
+    }
+    let cleared = 0;
+    if (flags.length < limit) {
+      const inForce = new Set(flags.map((f) => `${f.environment}|${f.nodeAddress}|${f.flag}`));
+      for (const { environment, base } of this.deps.live.cellBases()) {
+        for (const member of await this.deps.live.readFlagged(base)) {
+          const [address, flag] = member.split('|') as [string, NodeFlag];
+          if (inForce.has(`${environment}|${member}`)) continue;
+          await this.deps.live.mirrorFlag(environment, address, flag, 'clear', null);
+          cleared += 1;
+        }
+      }
+    }
+    return { mirrored, cleared };
+  }
+
   async listFlags(nodeAddress: string): Promise<FlagRecord[]> {
     return this.repo.listFlags(this.deps.pool, nodeAddress);
   }

@@ -23,6 +23,8 @@ export interface NodesModule {
   catalog: LiveCatalogService;
   /** For the task runner: offline detection, lease expiry and cooldown ends, every LIVE_SWEEP_INTERVAL_MS. */
   sweepTask: RecurringTaskLike;
+  /** Re-mirrors flags in force from PostgreSQL every LIVE_FLAG_RECONCILE_INTERVAL_MS. */
+  flagReconcileTask: RecurringTaskLike;
 }
 
 type LiveConfig = Pick<
@@ -38,6 +40,7 @@ type LiveConfig = Pick<
   | 'NODE_FAILURE_COOLDOWN_MS'
   | 'LIVE_SWEEP_INTERVAL_MS'
   | 'LIVE_CACHE_TTL_MS'
+  | 'LIVE_FLAG_RECONCILE_INTERVAL_MS'
 >;
 
 export function createNodesModule(deps: {
@@ -80,6 +83,11 @@ export function createNodesModule(deps: {
       name: `nodes.live-sweep:${c.REDIS_KEY_PREFIX}`,
       intervalMs: c.LIVE_SWEEP_INTERVAL_MS,
       run: () => presence.sweep(),
+    },
+    flagReconcileTask: {
+      name: `nodes.flag-reconcile:${c.REDIS_KEY_PREFIX}`,
+      intervalMs: c.LIVE_FLAG_RECONCILE_INTERVAL_MS,
+      run: () => admin.reconcileFlags(),
     },
   };
 }

@@ -124,6 +124,30 @@ export class NodesRepository {
     return r.rowCount === 1;
   }
 
+  /** Flags in force with their node's environment, oldest change first (bounded). */
+  async listFlagsInForce(
+    db: Queryable,
+    limit: number,
+  ): Promise<Array<FlagState & { nodeAddress: string; environment: Environment }>> {
+    const r = await db.query<{
+      node_address: string;
+      flag: NodeFlag;
+      expires_at: Date | null;
+      environment: Environment;
+    }>(
+      `select f.node_address, f.flag, f.expires_at, n.environment from node_flags f
+       join nodes n on n.address = f.node_address
+       where f.expires_at is null or f.expires_at > now() order by f.set_at limit $1`,
+      [limit],
+    );
+    return r.rows.map((x) => ({
+      nodeAddress: x.node_address,
+      flag: x.flag,
+      expiresAt: x.expires_at,
+      environment: x.environment,
+    }));
+  }
+
   async listFlags(db: Queryable, nodeAddress: string): Promise<FlagRecord[]> {
     const r = await db.query<{
       node_address: string;

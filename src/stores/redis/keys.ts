@@ -33,6 +33,8 @@ export const liveSuffix = {
   fence: 'fence',
   /** ZSET: `<address>|<flag>` → flag expiry (ms), for cooldowns that lift themselves. */
   flagExpiry: 'flagexp',
+  /** SET: `<address>|<flag>` mirrored into live records (so a reconcile can clear what PostgreSQL no longer has). */
+  flagged: 'flagged',
   /** HASH: `<model>=<version>` → online nodes serving it. */
   catalog: 'catalog',
   /** HASH: counters (gpus). */

@@ -1,7 +1,7 @@
 -- Ingests a batch of node heartbeats of one cell: record, indexes, ready pools, liveness. Late
 -- heartbeats lose. Batching amortizes the per-call cost; each heartbeat keeps its own reply.
 -- KEYS[1] cell base (RedisKeys.liveCellBase); touches base..node:<addr>, seen, ready:*, catalog, stats,
---         flagexp.
+--         flagexp, flagged.
 -- ARGV[1] heartbeat TTL (ms); ARGV[2..] one heartbeat each, 16 fields joined by TAB (one argument per
 --   heartbeat keeps the client's encoding cheap; JSON never contains a raw TAB):
 --   1 address   2 node timestamp (ms; strictly increasing per node)   3 base score   4 capacity (>= 1)
@@ -63,9 +63,11 @@ local function beat(packed)
 
   if hydrate then
     redis.call('HDEL', key, 'f:pause', 'f:freeze', 'f:shadow_ban')
+    redis.call('SREM', base .. 'flagged', addr .. '|pause', addr .. '|freeze', addr .. '|shadow_ban')
     for _, fe in ipairs(split(flags, ',')) do
       local f, e = string.match(fe, '^(.*)=(.*)$')
       redis.call('HSET', key, 'f:' .. f, e)
+      redis.call('SADD', base .. 'flagged', addr .. '|' .. f)
       if tonumber(e) > 0 then redis.call('ZADD', base .. 'flagexp', e, addr .. '|' .. f) end
     end
   end

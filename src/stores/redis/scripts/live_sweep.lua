@@ -1,7 +1,7 @@
 -- One sweep of a cell: nodes past the heartbeat TTL go offline (out of every index, their leases
 -- expired), leases past their expiry are dropped, flag cooldowns that ended are lifted.
 -- KEYS[1] cell base; touches base..seen, node:*, ready:*, catalog, stats, lease:*, leaseexp,
---         nodeleases:*, flagexp.
+--         nodeleases:*, flagexp, flagged.
 -- ARGV[1] heartbeat TTL (ms)   ARGV[2] maximum items of each kind handled per call
 -- returns {offline {addr, last seen ms, ...}, expired leases {job, addr, token, ...}, lifted {addr, flag, ...},
 --          now ms}
@@ -23,6 +23,7 @@ for i = 1, #gone, 2 do
   end
   unindex(base, addr)
   redis.call('DEL', base .. 'node:' .. addr, base .. 'nodeleases:' .. addr)
+  redis.call('SREM', base .. 'flagged', addr .. '|pause', addr .. '|freeze', addr .. '|shadow_ban')
   redis.call('ZREM', base .. 'seen', addr)
 end
 
@@ -43,6 +44,7 @@ for i = 1, #ends, 2 do
   -- Lift only the cooldown that was scheduled: a later, longer flag keeps its own expiry.
   if redis.call('HGET', nkey, 'f:' .. flag) == ends[i + 1] then
     redis.call('HDEL', nkey, 'f:' .. flag)
+    redis.call('SREM', base .. 'flagged', ends[i])
     place(base, addr, now, ttl)
     lifted[#lifted + 1] = addr; lifted[#lifted + 1] = flag
   end
