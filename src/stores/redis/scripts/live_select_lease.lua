@@ -48,7 +48,7 @@ for _, pass in ipairs(passes) do
       if not excluded[addr] then
         local nkey = base .. 'node:' .. addr
         local h = redis.call('HMGET', nkey, 'seen', 'cap', 'leases', 'gmem', 'v:' .. model, 'region', 'health',
-          'f:pause', 'f:freeze', 'f:shadow_ban')
+          'f:pause', 'f:freeze', 'f:shadow_ban', 'pools', 'base', 'pen')
         local cap, leases = tonumber(h[2]) or 0, tonumber(h[3]) or 0
         local usable = h[1] and tonumber(h[1]) >= now - hb_ttl and h[7] ~= 'unhealthy' and leases < cap
           and not flag_active(h[8], now) and not flag_active(h[9], now) and not flag_active(h[10], now)
@@ -63,14 +63,25 @@ for _, pass in ipairs(passes) do
           -- Tokens start from server time × 1000 when the counter is missing (first use, flush or
           -- restart), so a token issued after a loss of state never repeats one issued before it.
           local fkey = base .. 'fence'
-          if redis.call('EXISTS', fkey) == 0 then redis.call('SET', fkey, now * 1000) end
           local token = redis.call('INCR', fkey)
-          local exp = now + lease_ttl
+          if token == 1 then
+            token = now * 1000
+            redis.call('SET', fkey, token)
+          end
+          -- Integers as exact decimal strings (a Lua number would be formatted as a float).
+          token = string.format('%.0f', token)
+          local exp = string.format('%.0f', now + lease_ttl)
           redis.call('HSET', base .. 'lease:' .. job, 'node', addr, 'token', token, 'exp', exp)
           redis.call('ZADD', base .. 'leaseexp', exp, job)
           redis.call('SADD', base .. 'nodeleases:' .. addr, job)
-          redis.call('HINCRBY', nkey, 'leases', 1)
-          place(base, addr, now, hb_ttl)
+          -- The node is otherwise unchanged (checked above): re-place it from what is known.
+          leases = leases + 1
+          local mark = ''
+          if leases < cap then mark = tostring(score_of(tonumber(h[12]) or 0, tonumber(h[13]) or 0, leases, cap)) end
+          for _, p in ipairs(split(h[11], ',')) do
+            if mark ~= '' then redis.call('ZADD', base .. p, tonumber(mark), addr) else redis.call('ZREM', base .. p, addr) end
+          end
+          redis.call('HSET', nkey, 'leases', leases, 'placed', mark)
           return {'OK', addr, token, exp}
         end
       end
