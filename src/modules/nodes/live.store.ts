@@ -301,6 +301,11 @@ export class LiveStore {
     return this.redis.hgetall(this.baseOf(environment, address) + liveSuffix.node(address));
   }
 
+  /** The static status JSON last stored for the node. */
+  async readStatus(environment: Environment, address: string): Promise<string | null> {
+    return this.redis.get(this.baseOf(environment, address) + liveSuffix.status(address));
+  }
+
   /** Flags mirrored into the cell's live records, as `<address>|<flag>`. */
   async readFlagged(base: string): Promise<string[]> {
     return this.redis.smembers(base + liveSuffix.flagged);

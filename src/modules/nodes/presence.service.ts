@@ -161,7 +161,10 @@ export class PresenceService {
 
   /** What a viewer sees of a node: its operator's view hides a shadow ban (the node looks normal). */
   async viewNode(environment: Environment, address: string, viewer: 'operator' | 'admin'): Promise<NodeView> {
-    const rec = await this.deps.live.readNode(environment, address);
+    const [rec, staticStatus] = await Promise.all([
+      this.deps.live.readNode(environment, address),
+      this.deps.live.readStatus(environment, address),
+    ]);
     if (!rec.ts) return { address, environment, online: false, flags: [] };
     const now = Date.now();
     const flags = nodeFlags.filter((f) => {
@@ -175,7 +178,7 @@ export class PresenceService {
       environment,
       online: true,
       status: {
-        ...(JSON.parse(rec.status ?? '{}') as Omit<
+        ...(JSON.parse(staticStatus ?? '{}') as Omit<
           Heartbeat,
           'timestampMs' | 'capacity' | 'load' | 'health'
         >),

@@ -15,6 +15,8 @@
 export const liveSuffix = {
   /** HASH: one node's live record (status fields, capacity, lease count, flags `f:<flag>`, pools). */
   node: (address: string) => `node:${address}`,
+  /** STRING: a node's static status JSON (versions, GPU, models, config), apart so the record stays small. */
+  status: (address: string) => `status:${address}`,
   /** ZSET: address → last heartbeat received (Redis server time, ms). The liveness index. */
   seen: 'seen',
   /** ZSET: address → score; idle capacity serving `model` (public nodes, any region). */

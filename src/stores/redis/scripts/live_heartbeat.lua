@@ -1,6 +1,6 @@
 -- Ingests a batch of node heartbeats of one cell: record, indexes, ready pools, liveness. Late
 -- heartbeats lose. Batching amortizes the per-call cost; each heartbeat keeps its own reply.
--- KEYS[1] cell base (RedisKeys.liveCellBase); touches base..node:<addr>, seen, ready:*, catalog, stats,
+-- KEYS[1] cell base (RedisKeys.liveCellBase); touches base..node:<addr>, status:<addr>, seen, ready:*, catalog, stats,
 --         flagexp, flagged.
 -- ARGV[1] heartbeat TTL (ms); ARGV[2..] one heartbeat each, 16 fields joined by TAB (one argument per
 --   heartbeat keeps the client's encoding cheap; JSON never contains a raw TAB):
@@ -36,7 +36,12 @@ local function beat(packed)
 
   redis.call('HSET', key, 'ts', ts, 'seen', now, 'base', base_score, 'cap', cap_s, 'load', load,
     'health', health)
-  if status ~= '' then redis.call('HSET', key, 'status', status, 'sdig', digest) end
+  if status ~= '' then
+    -- The static status lives in its own key: the record keeps only short values, so Redis stores it
+    -- as a compact listpack (faster to read and write on every heartbeat).
+    redis.call('SET', base .. 'status:' .. addr, status)
+    redis.call('HSET', key, 'sdig', digest)
+  end
   seen[#seen + 1] = now
   seen[#seen + 1] = addr
 

@@ -1,6 +1,6 @@
 -- One sweep of a cell: nodes past the heartbeat TTL go offline (out of every index, their leases
 -- expired), leases past their expiry are dropped, flag cooldowns that ended are lifted.
--- KEYS[1] cell base; touches base..seen, node:*, ready:*, catalog, stats, lease:*, leaseexp,
+-- KEYS[1] cell base; touches base..seen, node:*, status:*, ready:*, catalog, stats, lease:*, leaseexp,
 --         nodeleases:*, flagexp, flagged.
 -- ARGV[1] heartbeat TTL (ms)   ARGV[2] maximum items of each kind handled per call
 -- returns {offline {addr, last seen ms, ...}, expired leases {job, addr, token, ...}, lifted {addr, flag, ...},
@@ -22,7 +22,7 @@ for i = 1, #gone, 2 do
     end
   end
   unindex(base, addr)
-  redis.call('DEL', base .. 'node:' .. addr, base .. 'nodeleases:' .. addr)
+  redis.call('DEL', base .. 'node:' .. addr, base .. 'nodeleases:' .. addr, base .. 'status:' .. addr)
   redis.call('SREM', base .. 'flagged', addr .. '|pause', addr .. '|freeze', addr .. '|shadow_ban')
   redis.call('ZREM', base .. 'seen', addr)
 end
