@@ -104,5 +104,7 @@ describe('API key cache', () => {
     // A third process that never saw the key refuses it too (the Redis copy was rewritten).
     const c = await processCache();
     await expect(c.authenticate(plaintext)).rejects.toSatisfy(unauthorized);
+    // Revoking again reports it, and still invalidates (a retry after a crash between the writes).
+    await expect(a.revoke(ns!.id, key.id)).rejects.toSatisfy((e) => isAppError(e, 'not_found'));
   });
 });

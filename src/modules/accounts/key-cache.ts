@@ -2,7 +2,7 @@
 // and in Redis (≤ API_KEY_CACHE_TTL_MS), truth in PostgreSQL. A revocation rewrites the Redis copy and
 // is broadcast on pub/sub, so every process refuses the key at once (and within the local TTL even if
 // a message is lost).
-import { AppError } from '../../platform/errors.js';
+import { AppError, isAppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { Redis } from '../../stores/redis/client.js';
@@ -103,9 +103,17 @@ export class ApiKeyCache {
 
   /** Revokes in PostgreSQL, then invalidates every cache. */
   async revoke(namespaceId: string, keyId: string): Promise<void> {
-    await this.deps.accounts.revokeApiKey(namespaceId, keyId);
+    let notActive: unknown;
+    try {
+      await this.deps.accounts.revokeApiKey(namespaceId, keyId);
+    } catch (err) {
+      // Already revoked (e.g. a retry after a crash between the two writes): invalidate all the same.
+      if (!isAppError(err, 'not_found')) throw err;
+      notActive = err;
+    }
     const prefix = await findApiKeyPrefix(this.deps.pool, namespaceId, keyId);
     if (prefix) await this.invalidate(prefix);
+    if (notActive) throw notActive;
   }
 
   /** Rewrites the Redis copy from PostgreSQL (overwriting any concurrent fill) and tells every process. */
