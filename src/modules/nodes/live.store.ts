@@ -265,6 +265,18 @@ export class LiveStore {
     return out;
   }
 
+  /** The lease a job holds in any cell of its environment, if one. */
+  async findLease(environment: Environment, jobId: string): Promise<Lease | undefined> {
+    const found = await Promise.all(
+      this.cellBases(environment).map(({ base }) =>
+        this.redis.hmget(base + liveSuffix.lease(jobId), 'node', 'token', 'exp'),
+      ),
+    );
+    const hit = found.find((f) => f[0] !== null);
+    if (!hit) return undefined;
+    return { jobId, environment, nodeAddress: hit[0]!, fencingToken: hit[1]!, expiresAtMs: Number(hit[2]) };
+  }
+
   /** Mirrors a flag already written to PostgreSQL; false when the node has no live record. */
   async mirrorFlag(
     environment: Environment,

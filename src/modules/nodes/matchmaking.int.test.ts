@@ -201,6 +201,18 @@ describe('leases', () => {
     expect((await nodes.matchmaking.selectAndLease(job()))?.nodeAddress).toBe(a);
   });
 
+  it('a repeated selection of a job returns its lease, whichever cell holds it', async () => {
+    const nodes = fresh({ LIVE_CELLS: 4 });
+    for (let i = 0; i < 12; i += 1) await join(nodes, heartbeat(randomAddress(), { capacity: 3 }));
+    const req = job();
+    const first = (await nodes.matchmaking.selectAndLease(req))!;
+    for (let i = 0; i < 5; i += 1) expect(await nodes.matchmaking.selectAndLease(req)).toEqual(first);
+    const held = await Promise.all(
+      nodes.live.cellBases('mainnet').map(({ base }) => space.redis.zcard(`${base}leaseexp`)),
+    );
+    expect(held.reduce((a, b) => a + b, 0)).toBe(1);
+  });
+
   it('an expired lease is reported by the sweep; completing it afterwards is refused', async () => {
     const nodes = fresh({ LEASE_TTL_MS: 300 });
     await join(nodes, heartbeat(randomAddress(), { capacity: 1 }));

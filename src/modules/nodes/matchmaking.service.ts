@@ -36,11 +36,17 @@ export class MatchmakingService {
 
   /**
    * Picks the best eligible node and leases it (atomic per cell). Returns undefined when no node can
-   * take the job now. A job that already holds a lease gets that lease back (idempotent).
+   * take the job now. A job that already holds a lease gets that lease back (idempotent for repeated
+   * calls; the dispatcher must not run two selections of one job at the same time across cells).
    */
   async selectAndLease(req: JobRequirements): Promise<Lease | undefined> {
     validate(req);
     const { live } = this.deps;
+    // With one cell the script itself returns a held lease; with several, the lease may be in any.
+    if (live.opts.cells > 1) {
+      const held = await live.findLease(req.environment, req.jobId);
+      if (held) return held;
+    }
     const bases = cellOrder(req.jobId, live.opts.cells).map((c) =>
       live.keys.liveCellBase(req.environment, c),
     );
