@@ -155,6 +155,7 @@ export async function main(): Promise<void> {
     );
 
     // Sustained throughput: 64 callers in a closed loop for 3 s.
+    await raw.config('RESETSTAT');
     let done = 0;
     const tEnd = performance.now() + 3_000;
     const tThr = performance.now();
@@ -168,9 +169,11 @@ export async function main(): Promise<void> {
         }
       }),
     );
+    const selStat = (await raw.info('commandstats')).split('\n').find((l) => l.startsWith('cmdstat_evalsha'));
+    const selUs = Number(/usec_per_call=([\d.]+)/.exec(selStat ?? '')?.[1] ?? NaN);
     const leaseRate = done / ((performance.now() - tThr) / 1000);
     out(
-      `select-and-lease sustained: ${round(leaseRate, 0)}/s (64 callers) = ${round(leaseRate / rawEval, 3)} of EVALSHA`,
+      `select-and-lease sustained: ${round(leaseRate, 0)}/s (64 callers) = ${round(leaseRate / rawEval, 3)} of EVALSHA; ${round(selUs, 1)} µs each, server side`,
     );
 
     const tRel = performance.now();

@@ -72,7 +72,7 @@ export function staticStatusOf(hb: Heartbeat): { json: string; digest: string } 
 }
 
 /** Heartbeats per script call (one cell); large enough to amortize the call, small enough to stay short. */
-const heartbeatBatch = 100;
+const heartbeatBatch = 64;
 
 /** One heartbeat as the script's TAB-joined argument (field order in live_heartbeat.lua). */
 function packHeartbeat(
