@@ -1,6 +1,5 @@
 // Redis side of live node state: runs the live_* scripts on the right cell and maps their replies.
 import { createHash } from 'node:crypto';
-import { AppError } from '../../platform/errors.js';
 import type { Redis } from '../../stores/redis/client.js';
 import { RedisKeys, liveSuffix } from '../../stores/redis/keys.js';
 import { getScript, runScript, type LuaReply } from '../../stores/redis/scripts.js';
@@ -358,10 +357,4 @@ export class LiveStore {
   async publish(channel: string, message: unknown): Promise<void> {
     await this.redis.publish(channel, JSON.stringify(message));
   }
-}
-
-export function requireEnvironment(value: string): Environment {
-  if (!(environments as readonly string[]).includes(value))
-    throw new AppError('invalid_request', `environment must be one of ${environments.join(', ')}`);
-  return value as Environment;
 }

@@ -5,7 +5,6 @@ import { liveSuffix } from '../../stores/redis/keys.js';
 import type { LiveStore, Lease } from './live.store.js';
 import type { NodeAdminService } from './node-admin.service.js';
 import {
-  cellOf,
   cellOrder,
   environments,
   modelName,
@@ -106,11 +105,6 @@ export class MatchmakingService {
       this.log.info({ nodeId: lease.nodeAddress, penalty: r.penalty }, 'node cooled down after failures');
     }
     return { penalty: r.penalty };
-  }
-
-  /** The cell a lease lives in (for diagnostics). */
-  cellOfLease(lease: Pick<Lease, 'nodeAddress'>): number {
-    return cellOf(lease.nodeAddress, this.deps.live.opts.cells);
   }
 }
 
