@@ -39,6 +39,37 @@ export const configSchema = z.object({
   LEDGER_HOLD_TIMEOUT_MS: intFrom(15 * 60 * 1000, 1000),
   /** Server-side pepper mixed into API key hashes (a leaked database alone cannot check guesses). */
   API_KEY_PEPPER: z.string().min(16).default(DEV_PEPPER),
+
+  // --- Live node state (Redis): presence, matchmaking, leases, flags, rate limits, caches ---
+  /** How often nodes send a heartbeat (told to nodes; the TTL below must cover a few of them). */
+  HEARTBEAT_INTERVAL_MS: intFrom(10_000, 100),
+  /** A node not heard from for this long is offline (detected within this + 1 s). */
+  HEARTBEAT_TTL_MS: intFrom(30_000, 500),
+  /** Period of the live sweep (offline nodes, expired leases, ended cooldowns); keep it well under 1 s. */
+  LIVE_SWEEP_INTERVAL_MS: intFrom(250, 20),
+  /** Live-state cells per environment (the Redis Cluster shard unit); changing it re-shards on heartbeats. */
+  LIVE_CELLS: intFrom(1, 1).pipe(z.number().max(1024)),
+  /** Candidates a select-and-lease examines per pool before giving up on a cell. */
+  LIVE_SELECT_SCAN_LIMIT: intFrom(256, 1),
+  LEASE_TTL_MS: intFrom(120_000, 100),
+  /** Score points a failed job costs a node, and points a success gives back. */
+  NODE_FAILURE_PENALTY: intFrom(500),
+  NODE_SUCCESS_RECOVERY: intFrom(50),
+  /** Penalty at which a node is paused for NODE_FAILURE_COOLDOWN_MS (a flag persisted in PostgreSQL). */
+  NODE_COOLDOWN_PENALTY: intFrom(2_000, 1),
+  NODE_FAILURE_COOLDOWN_MS: intFrom(5 * 60_000, 1_000),
+  /** API key cache: shared Redis copy and each process's local copy (revocations invalidate both). */
+  API_KEY_CACHE_TTL_MS: intFrom(60_000, 1_000),
+  API_KEY_LOCAL_CACHE_TTL_MS: intFrom(1_000, 100),
+  /** Token bucket defaults: per API key (when the key sets none) and per namespace. */
+  RATE_LIMIT_KEY_PER_S: intFrom(20, 1),
+  RATE_LIMIT_KEY_BURST: intFrom(40, 1),
+  RATE_LIMIT_NAMESPACE_PER_S: intFrom(100, 1),
+  RATE_LIMIT_NAMESPACE_BURST: intFrom(200, 1),
+  /** Flags in force are re-mirrored from PostgreSQL this often (heals a mirror lost to a crash). */
+  LIVE_FLAG_RECONCILE_INTERVAL_MS: intFrom(30_000, 1_000),
+  /** Catalog, Subcloud list and status caches. */
+  LIVE_CACHE_TTL_MS: intFrom(2_000, 100),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;

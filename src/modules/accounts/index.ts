@@ -2,3 +2,5 @@
 export { AccountsService, type CreatedApiKey } from './accounts.service.js';
 export type { Account, Namespace, ApiKeyRecord } from './accounts.repository.js';
 export { parseApiKey } from './api-key.js';
+export { ApiKeyCache, type AuthenticatedKey, type ApiKeyCacheOptions } from './key-cache.js';
+export { RateLimiter, rateLimitHeaders, type RateDecision, type RateLimitDefaults } from './rate-limit.js';

@@ -1,0 +1,95 @@
+// Read-mostly views over live state, cached in Redis for LIVE_CACHE_TTL_MS: model catalog and
+// availability per environment, Subcloud lists, network status metrics.
+import type { Pool } from '../../stores/postgres/pool.js';
+import type { Redis } from '../../stores/redis/client.js';
+import type { LiveStore } from './live.store.js';
+import { NodesRepository, type Subcloud } from './nodes.repository.js';
+import { environments, type Environment } from './node-status.js';
+
+export interface ModelAvailability {
+  model: string;
+  /** Online nodes per version. */
+  versions: Record<string, number>;
+  onlineNodes: number;
+  /** Nodes with idle capacity in the public pools now. */
+  idleNodes: number;
+}
+
+export interface NetworkStatus {
+  environments: Record<Environment, { onlineNodes: number; gpus: number; models: number }>;
+  /** Queue depths reported by the routing side (provided by the caller; empty when unknown). */
+  queues: Record<string, number>;
+  atMs: number;
+}
+
+export class LiveCatalogService {
+  private readonly repo = new NodesRepository();
+
+  constructor(private readonly deps: { pool: Pool; redis: Redis; live: LiveStore; cacheTtlMs: number }) {}
+
+  /** Models served by at least one online node of the environment, with availability. */
+  async catalog(environment: Environment): Promise<ModelAvailability[]> {
+    return this.cached(this.deps.live.keys.catalogCache(environment), () => this.computeCatalog(environment));
+  }
+
+  async subclouds(environment: Environment): Promise<Subcloud[]> {
+    return this.cached(this.deps.live.keys.subcloudListCache(environment), () =>
+      this.repo.listSubclouds(this.deps.pool, environment),
+    );
+  }
+
+  /** Drops the cached Subcloud list after a change (other processes see it within the TTL). */
+  async invalidateSubclouds(environment: Environment): Promise<void> {
+    await this.deps.redis.del(this.deps.live.keys.subcloudListCache(environment));
+  }
+
+  async status(
+    queueDepths: () => Promise<Record<string, number>> = async () => ({}),
+  ): Promise<NetworkStatus> {
+    return this.cached(this.deps.live.keys.statusCache(), async () => {
+      const out = {} as NetworkStatus['environments'];
+      for (const env of environments) {
+        let onlineNodes = 0;
+        let gpus = 0;
+        const models = new Set<string>();
+        for (const { base } of this.deps.live.cellBases(env)) {
+          const c = await this.deps.live.readCellCounters(base);
+          onlineNodes += c.online;
+          gpus += Number(c.stats.gpus ?? 0);
+          for (const [mv, n] of Object.entries(c.catalog)) if (Number(n) > 0) models.add(mv.split('=')[0]!);
+        }
+        out[env] = { onlineNodes, gpus, models: models.size };
+      }
+      return { environments: out, queues: await queueDepths(), atMs: Date.now() };
+    });
+  }
+
+  private async computeCatalog(environment: Environment): Promise<ModelAvailability[]> {
+    const byModel = new Map<string, ModelAvailability>();
+    const cells = this.deps.live.cellBases(environment);
+    for (const { base } of cells) {
+      const c = await this.deps.live.readCellCounters(base);
+      for (const [mv, n] of Object.entries(c.catalog)) {
+        const count = Number(n);
+        if (count <= 0) continue;
+        const eq = mv.lastIndexOf('=');
+        const model = mv.slice(0, eq);
+        const m = byModel.get(model) ?? { model, versions: {}, onlineNodes: 0, idleNodes: 0 };
+        m.versions[mv.slice(eq + 1)] = (m.versions[mv.slice(eq + 1)] ?? 0) + count;
+        m.onlineNodes += count;
+        byModel.set(model, m);
+      }
+    }
+    for (const m of byModel.values())
+      for (const { base } of cells) m.idleNodes += await this.deps.live.readyCount(base, m.model);
+    return [...byModel.values()].sort((a, b) => a.model.localeCompare(b.model));
+  }
+
+  private async cached<T>(key: string, compute: () => Promise<T>): Promise<T> {
+    const hit = await this.deps.redis.get(key);
+    if (hit !== null) return JSON.parse(hit) as T;
+    const value = await compute();
+    await this.deps.redis.set(key, JSON.stringify(value), 'PX', this.deps.cacheTtlMs);
+    return value;
+  }
+}

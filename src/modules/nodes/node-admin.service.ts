@@ -1,0 +1,122 @@
+// Registry, moderation flags and Subcloud membership: written to PostgreSQL (the truth), then mirrored
+// into live state. A node with no live record picks its flags up on its next heartbeat (hydration).
+import { AppError } from '../../platform/errors.js';
+import type { Logger } from '../../platform/logger.js';
+import { translatePgError, type Pool } from '../../stores/postgres/pool.js';
+import type { LiveStore } from './live.store.js';
+import { NodesRepository, type FlagRecord, type Subcloud } from './nodes.repository.js';
+import { nodeFlags, type Environment, type NodeFlag } from './node-status.js';
+
+export class NodeAdminService {
+  private readonly repo = new NodesRepository();
+  private readonly log: Logger;
+
+  constructor(private readonly deps: { pool: Pool; live: LiveStore; log: Logger }) {
+    this.log = deps.log.child({ component: 'node-admin' });
+  }
+
+  async registerNode(n: {
+    address: string;
+    environment: Environment;
+    accountId?: string;
+    region?: string;
+    gpuModel?: string;
+    gpuMemoryMb?: number;
+  }): Promise<void> {
+    if (!/^0x[0-9a-f]{40}$/.test(n.address))
+      throw new AppError('invalid_request', 'address must be lower-case hex');
+    try {
+      await this.repo.upsertNode(this.deps.pool, n);
+    } catch (err) {
+      throw translatePgError(err);
+    }
+  }
+
+  /** Sets pause, freeze or shadow_ban, optionally with a cooldown end; persisted, then mirrored. */
+  async setFlag(f: {
+    nodeAddress: string;
+    flag: NodeFlag;
+    setBy: string;
+    reason?: string;
+    expiresAt?: Date | null;
+  }): Promise<void> {
+    if (!nodeFlags.includes(f.flag))
+      throw new AppError('invalid_request', `flag must be one of ${nodeFlags.join(', ')}`);
+    const node = await this.requireNode(f.nodeAddress);
+    const expiresAt = f.expiresAt ?? null;
+    await this.repo.upsertFlag(this.deps.pool, { ...f, expiresAt }).catch((err: unknown) => {
+      throw translatePgError(err);
+    });
+    await this.deps.live.mirrorFlag(node.environment, f.nodeAddress, f.flag, 'set', expiresAt);
+    this.log.info({ nodeId: f.nodeAddress, flag: f.flag, setBy: f.setBy, expiresAt }, 'node flag set');
+  }
+
+  async clearFlag(nodeAddress: string, flag: NodeFlag, clearedBy: string): Promise<boolean> {
+    const node = await this.requireNode(nodeAddress);
+    const removed = await this.repo.deleteFlag(this.deps.pool, nodeAddress, flag);
+    await this.deps.live.mirrorFlag(node.environment, nodeAddress, flag, 'clear', null);
+    this.log.info({ nodeId: nodeAddress, flag, clearedBy, removed }, 'node flag cleared');
+    return removed;
+  }
+
+  /**
+   * Re-mirrors every flag in force from PostgreSQL (idempotent) and clears mirrored flags PostgreSQL
+   * no longer has. Heals a mirror lost to a crash between the two writes, or overtaken by a concurrent
+   * change. Bounded per run; clearing only when the PostgreSQL list was complete.
+   */
+  async reconcileFlags(limit = 10_000): Promise<{ mirrored: number; cleared: number }> {
+    const flags = await this.repo.listFlagsInForce(this.deps.pool, limit);
+    let mirrored = 0;
+    for (let i = 0; i < flags.length; i += 500) {
+      const done = await Promise.all(
+        flags
+          .slice(i, i + 500)
+          .map((f) => this.deps.live.mirrorFlag(f.environment, f.nodeAddress, f.flag, 'set', f.expiresAt)),
+      );
+      mirrored += done.filter(Boolean).length;
+    }
+    let cleared = 0;
+    if (flags.length < limit) {
+      const inForce = new Set(flags.map((f) => `${f.environment}|${f.nodeAddress}|${f.flag}`));
+      for (const { environment, base } of this.deps.live.cellBases()) {
+        for (const member of await this.deps.live.readFlagged(base)) {
+          const [address, flag] = member.split('|') as [string, NodeFlag];
+          if (inForce.has(`${environment}|${member}`)) continue;
+          await this.deps.live.mirrorFlag(environment, address, flag, 'clear', null);
+          cleared += 1;
+        }
+      }
+    }
+    return { mirrored, cleared };
+  }
+
+  async listFlags(nodeAddress: string): Promise<FlagRecord[]> {
+    return this.repo.listFlags(this.deps.pool, nodeAddress);
+  }
+
+  async createSubcloud(s: { name: string; environment: Environment }): Promise<Subcloud> {
+    try {
+      return await this.repo.insertSubcloud(this.deps.pool, s);
+    } catch (err) {
+      throw translatePgError(err);
+    }
+  }
+
+  async addSubcloudMember(subcloudId: string, nodeAddress: string): Promise<void> {
+    const node = await this.requireNode(nodeAddress);
+    const ids = await this.repo.addSubcloudMember(this.deps.pool, subcloudId, nodeAddress);
+    await this.deps.live.mirrorSubclouds(node.environment, nodeAddress, ids);
+  }
+
+  async removeSubcloudMember(subcloudId: string, nodeAddress: string): Promise<void> {
+    const node = await this.requireNode(nodeAddress);
+    const ids = await this.repo.removeSubcloudMember(this.deps.pool, subcloudId, nodeAddress);
+    await this.deps.live.mirrorSubclouds(node.environment, nodeAddress, ids);
+  }
+
+  private async requireNode(address: string) {
+    const node = await this.repo.findNode(this.deps.pool, address);
+    if (!node) throw new AppError('not_found', `no registered node ${address}`);
+    return node;
+  }
+}

@@ -1,0 +1,93 @@
+// Builds the nodes module from config and stores, and its recurring task (the live sweep).
+import type { Config } from '../../config/config.js';
+import type { Logger } from '../../platform/logger.js';
+import type { Pool } from '../../stores/postgres/pool.js';
+import type { Redis } from '../../stores/redis/client.js';
+import { LiveStore } from './live.store.js';
+import { MatchmakingService } from './matchmaking.service.js';
+import { NodeAdminService } from './node-admin.service.js';
+import { PresenceService } from './presence.service.js';
+import { LiveCatalogService } from './live-catalog.service.js';
+
+export interface RecurringTaskLike {
+  name: string;
+  intervalMs: number;
+  run(signal: AbortSignal): Promise<unknown>;
+}
+
+export interface NodesModule {
+  live: LiveStore;
+  presence: PresenceService;
+  matchmaking: MatchmakingService;
+  admin: NodeAdminService;
+  catalog: LiveCatalogService;
+  /** For the task runner: offline detection, lease expiry and cooldown ends, every LIVE_SWEEP_INTERVAL_MS. */
+  sweepTask: RecurringTaskLike;
+  /** Re-mirrors flags in force from PostgreSQL every LIVE_FLAG_RECONCILE_INTERVAL_MS. */
+  flagReconcileTask: RecurringTaskLike;
+}
+
+type LiveConfig = Pick<
+  Config,
+  | 'REDIS_KEY_PREFIX'
+  | 'LIVE_CELLS'
+  | 'HEARTBEAT_TTL_MS'
+  | 'LEASE_TTL_MS'
+  | 'LIVE_SELECT_SCAN_LIMIT'
+  | 'NODE_FAILURE_PENALTY'
+  | 'NODE_SUCCESS_RECOVERY'
+  | 'NODE_COOLDOWN_PENALTY'
+  | 'NODE_FAILURE_COOLDOWN_MS'
+  | 'LIVE_SWEEP_INTERVAL_MS'
+  | 'LIVE_CACHE_TTL_MS'
+  | 'LIVE_FLAG_RECONCILE_INTERVAL_MS'
+>;
+
+export function createNodesModule(deps: {
+  config: LiveConfig;
+  pool: Pool;
+  redis: Redis;
+  log: Logger;
+}): NodesModule {
+  const c = deps.config;
+  const live = new LiveStore(deps.redis, c.REDIS_KEY_PREFIX, {
+    cells: c.LIVE_CELLS,
+    heartbeatTtlMs: c.HEARTBEAT_TTL_MS,
+    leaseTtlMs: c.LEASE_TTL_MS,
+    scanLimit: c.LIVE_SELECT_SCAN_LIMIT,
+    failurePenalty: c.NODE_FAILURE_PENALTY,
+    successRecovery: c.NODE_SUCCESS_RECOVERY,
+  });
+  const presence = new PresenceService({ pool: deps.pool, live, log: deps.log });
+  const admin = new NodeAdminService({ pool: deps.pool, live, log: deps.log });
+  const matchmaking = new MatchmakingService({
+    live,
+    admin,
+    cooldown: { penaltyThreshold: c.NODE_COOLDOWN_PENALTY, cooldownMs: c.NODE_FAILURE_COOLDOWN_MS },
+    log: deps.log,
+  });
+  const catalog = new LiveCatalogService({
+    pool: deps.pool,
+    redis: deps.redis,
+    live,
+    cacheTtlMs: c.LIVE_CACHE_TTL_MS,
+  });
+  return {
+    live,
+    presence,
+    matchmaking,
+    admin,
+    catalog,
+    sweepTask: {
+      // One runner per key space: the prefix is part of the lock name.
+      name: `nodes.live-sweep:${c.REDIS_KEY_PREFIX}`,
+      intervalMs: c.LIVE_SWEEP_INTERVAL_MS,
+      run: () => presence.sweep(),
+    },
+    flagReconcileTask: {
+      name: `nodes.flag-reconcile:${c.REDIS_KEY_PREFIX}`,
+      intervalMs: c.LIVE_FLAG_RECONCILE_INTERVAL_MS,
+      run: () => admin.reconcileFlags(),
+    },
+  };
+}

@@ -1,0 +1,59 @@
+// Live-state test fixtures: a nodes module over an isolated Redis space and PostgreSQL schema, and
+// heartbeat builders.
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../src/config/config.js';
+import { createNodesModule, type Heartbeat, type NodesModule } from '../src/modules/nodes/index.js';
+import { baseConfig, testLog } from './harness.js';
+import type { Pool } from '../src/stores/postgres/pool.js';
+import type { Redis } from 'ioredis';
+
+export function randomAddress(): string {
+  return `0x${randomBytes(20).toString('hex')}`;
+}
+
+export function liveConfig(prefix: string, overrides: Partial<Config> = {}): Config {
+  return Object.freeze({ ...baseConfig, REDIS_KEY_PREFIX: prefix, ...overrides });
+}
+
+export function buildNodes(pool: Pool, redis: Redis, config: Config): NodesModule {
+  return createNodesModule({ config, pool, redis, log: testLog });
+}
+
+let clock = Date.now();
+/** Strictly increasing node timestamps across the test process. */
+export function nextTimestamp(): number {
+  clock = Math.max(clock + 1, Date.now());
+  return clock;
+}
+
+export function heartbeat(address: string, over: Partial<Heartbeat> = {}): Heartbeat {
+  return {
+    version: 1,
+    address,
+    timestampMs: nextTimestamp(),
+    environment: 'mainnet',
+    region: 'eu',
+    software: { agent: '1.0.0', runtime: 'vllm-0.6' },
+    gpu: { model: 'A100', memoryMb: 81920, count: 1 },
+    configDigest: 'sha256:abc',
+    models: [{ name: 'llama3-8b', version: 'v1', active: true }],
+    capacity: 2,
+    load: 0,
+    health: 'ok',
+    quality: 0.9,
+    latencyMs: 100,
+    ...over,
+  };
+}
+
+/** Registers many nodes in one statement. */
+export async function registerNodes(
+  pool: Pool,
+  nodes: Array<{ address: string; environment: 'testnet' | 'mainnet' }>,
+): Promise<void> {
+  await pool.query(
+    `insert into nodes (address, environment) select * from unnest($1::text[], $2::text[])
+     on conflict (address) do nothing`,
+    [nodes.map((n) => n.address), nodes.map((n) => n.environment)],
+  );
+}
