@@ -106,7 +106,7 @@ export function rootFromPath(leaf: Uint8Array, index: number, size: number, path
     throw new RangeError(`leaf index ${index} outside a tree of ${size}`);
   let fn = index;
   let sn = size - 1;
-  let r = Buffer.from(leaf);
+  let r: Buffer = Buffer.from(leaf);
   for (const p of path) {
     if (sn === 0) throw new RangeError('audit path is longer than the tree is deep');
     if (fn % 2 === 1 || fn === sn) {
