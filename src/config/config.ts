@@ -37,6 +37,20 @@ export const configSchema = z.object({
   LEDGER_HOLD_TIMEOUT_MS: intFrom(15 * 60 * 1000, 1000),
   /** Server-side pepper mixed into API key hashes (a leaked database alone cannot check guesses). */
   API_KEY_PEPPER: z.string().min(16).default('dev-only-pepper-change-me'),
+
+  // --- Archive: rollups, snapshots, audit (issue 7) ---
+  /** Cold-storage directory for snapshot CAR files (the default archive target). */
+  ARCHIVE_DIR: z.string().min(1).default('./var/archive'),
+  /** Finished jobs stay as detail rows this long before they are rolled up (and become prunable). */
+  ROLLUP_DETAIL_WINDOW_DAYS: intFrom(7, 1),
+  ROLLUP_INTERVAL_MS: intFrom(10 * 60 * 1000, 1000),
+  /** Days aggregated per rollup transaction (chunks never cross a month: one partition scan each). */
+  ROLLUP_MAX_DAYS_PER_TX: intFrom(31, 1),
+  /** Rows and encoded bytes per snapshot data block. */
+  SNAPSHOT_CHUNK_ROWS: intFrom(4096, 1),
+  SNAPSHOT_CHUNK_MAX_BYTES: intFrom(512 * 1024, 1024),
+  /** Redis sorted set (under REDIS_KEY_PREFIX) of online node ids scored by last heartbeat ms; read by freeze. */
+  FREEZE_ONLINE_NODES_KEY: z.string().min(1).default('nodes:online'),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
