@@ -31,7 +31,7 @@ export class AuditRepository {
   async lockHead(
     tx: PoolClient,
   ): Promise<{ seq: bigint; hash: Buffer | undefined; nowMicros: bigint }> {
-    await tx.query(`select pg_advisory_xact_lock(hashtextextended('rty:audit_log', 0))`);
+    await tx.query(`select pg_advisory_xact_lock(hashtextextended('rty:audit_log:' || current_schema(), 0))`);
     const r = await tx.query<{ seq: bigint; hash: Buffer; now_us: bigint }>(
       `select l.seq, l.hash, (extract(epoch from now()) * 1000000)::int8 as now_us
        from (select 1) one left join lateral (select seq, hash from audit_log order by seq desc limit 1) l on true`,

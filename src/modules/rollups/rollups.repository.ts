@@ -43,7 +43,7 @@ export class RollupsRepository {
 
   /** Serializes rollup writers for the rest of the transaction (the task runner already elects one; the CLI may race it). */
   async lock(tx: PoolClient): Promise<void> {
-    await tx.query(`select pg_advisory_xact_lock(hashtextextended('rty:rollup', 0))`);
+    await tx.query(`select pg_advisory_xact_lock(hashtextextended('rty:rollup:' || current_schema(), 0))`);
   }
 
   async aggregateJobs(tx: PoolClient, from: Date, to: Date): Promise<number> {

@@ -1,7 +1,8 @@
 // Unit tests of the byte-level CBOR helpers and the canonical row codec.
 import * as dagCbor from '@ipld/dag-cbor';
 import { describe, expect, it } from 'vitest';
-import { encodeArrayOfEncoded, splitArray, CborFormatError } from './cbor-items.js';
+import { encodeArrayOfEncoded, firstText, splitArray, CborFormatError } from './cbor-items.js';
+import { encodeRowFast } from './row-encoder.js';
 import { encodeRow, restoreParams, rowValues } from './table-codec.js';
 import { jobRollupsSpec } from './sections.js';
 
@@ -37,5 +38,25 @@ describe('CBOR items', () => {
     const params = restoreParams(jobRollupsSpec, [decoded]);
     expect(params[8]).toEqual(['12345678901234']);
     expect(params[11]).toEqual(['{1,2,0,0,0,0,0,0,0}']);
+  });
+});
+
+describe('row encoder', () => {
+  it('is byte-for-byte what @ipld/dag-cbor encodes, for every value kind and integer width', () => {
+    const ints = [0, 1, 23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER];
+    const rows = [
+      [null, true, false, '', 'héllo ✓', new Uint8Array([]), new Uint8Array(300).fill(7)],
+      [...ints, ...ints.slice(0, -1).map((n) => -n - 1), -Number.MAX_SAFE_INTEGER],
+      [...ints.map(BigInt), 2n ** 64n - 1n, -(2n ** 64n), 2n ** 40n, -(2n ** 40n)],
+      [[1n, [2n, ['x', null]]], 'x'.repeat(70_000)],
+    ];
+    for (const r of rows) expect(Buffer.from(encodeRowFast(r)).toString('hex')).toBe(Buffer.from(dagCbor.encode(r)).toString('hex'));
+    expect(() => encodeRowFast([1.5])).toThrow(TypeError);
+    expect(() => encodeRowFast([2n ** 64n])).toThrow(RangeError);
+  });
+
+  it('reads the first text item of a row without decoding it', () => {
+    expect(firstText(encodeRowFast(['2026-01-02', 5n, 'x']))).toBe('2026-01-02');
+    expect(() => firstText(encodeRowFast([5n]))).toThrow(CborFormatError);
   });
 });

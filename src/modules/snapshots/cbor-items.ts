@@ -85,3 +85,13 @@ export function splitArray(b: Uint8Array): Uint8Array[] {
   if (p !== b.length) throw new CborFormatError(`trailing bytes after the array (${b.length - p})`);
   return out;
 }
+
+/** The first item of an array item when it is a text string (e.g. the day of a rollup row), without decoding the rest. */
+export function firstText(b: Uint8Array): string {
+  const arr = readHead(b, 0);
+  if (arr.major !== 4 || arr.arg === 0) throw new CborFormatError('not a non-empty array');
+  const t = readHead(b, arr.next);
+  if (t.major !== 3) throw new CborFormatError('first item is not a text string');
+  if (t.next + t.arg > b.length) throw new CborFormatError('truncated text string');
+  return Buffer.from(b.buffer, b.byteOffset + t.next, t.arg).toString('utf8');
+}

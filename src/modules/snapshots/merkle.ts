@@ -1,25 +1,34 @@
 // RFC 6962 Merkle trees (pure): domain-separated leaf/node hashes, roots, audit paths and inclusion checks.
-import { createHash } from 'node:crypto';
+import * as nodeCrypto from 'node:crypto';
 
 const HASH_BYTES = 32;
 
+// One-shot hashing (Node >= 20.12) avoids a Hash object per leaf; millions of leaves make that matter.
+const oneShot = (nodeCrypto as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }).hash;
+
 export function sha256(...parts: Uint8Array[]): Buffer {
-  const h = createHash('sha256');
+  if (oneShot) return oneShot('sha256', parts.length === 1 ? parts[0]! : Buffer.concat(parts), 'buffer');
+  const h = nodeCrypto.createHash('sha256');
   for (const p of parts) h.update(p);
   return h.digest();
 }
 
-const LEAF_PREFIX = Buffer.from([0x00]);
-const NODE_PREFIX = Buffer.from([0x01]);
 
 /** H(0x00 || leaf). */
 export function leafHash(leaf: Uint8Array): Buffer {
-  return sha256(LEAF_PREFIX, leaf);
+  const b = Buffer.allocUnsafe(leaf.length + 1);
+  b[0] = 0x00;
+  b.set(leaf, 1);
+  return sha256(b);
 }
 
 /** H(0x01 || left || right). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return sha256(NODE_PREFIX, left, right);
+  const b = Buffer.allocUnsafe(1 + left.length + right.length);
+  b[0] = 0x01;
+  b.set(left, 1);
+  b.set(right, 1 + left.length);
+  return sha256(b);
 }
 
 /** The root of an empty tree is the hash of the empty string (RFC 6962 2.1). */

@@ -3,6 +3,7 @@
 import * as dagCbor from '@ipld/dag-cbor';
 import { AppError } from '../../platform/errors.js';
 import { ChainVerifier, type AuditEntry, type JsonValue } from '../audit/index.js';
+import { firstText } from './cbor-items.js';
 import { LeafHashes, merkleRoot } from './merkle.js';
 import { periodHash } from './period-hash.js';
 import { SnapshotReader } from './snapshot-reader.js';
@@ -35,7 +36,9 @@ export interface VerifyReport {
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const watched = new Set(['job_rollups', 'ledger_rollups', 'rollup_periods', 'audit_log']);
+/** Sections whose rows are decoded during verification (small); rollup rows are kept as bytes, grouped by day. */
+const decodedSections = new Set(['rollup_periods', 'audit_log']);
+const rollupSections = new Set(['job_rollups', 'ledger_rollups']);
 
 export async function verifySnapshot(bytes: Uint8Array, opts: VerifyOptions = {}): Promise<VerifyReport> {
   return verifyOpened(await SnapshotReader.open(bytes), opts);
@@ -45,6 +48,7 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
   const m = snap.manifest;
   const fail = (msg: string) => new AppError('integrity_failed', `snapshot ${snap.cid}: ${msg}`);
   const decoded = new Map<string, unknown[][]>();
+  const rollupRows = new Map<string, Map<string, Uint8Array[]>>();
   const sections: VerifyReport['sections'] = [];
   const names = snap.sectionNames();
   for (const [si, name] of names.entries()) {
@@ -52,11 +56,19 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
     if (!Buffer.from(s.root).equals(Buffer.from(m.roots[name]!)))
       throw fail(`section ${name}: root in its block differs from the manifest`);
     const leaves = new LeafHashes();
-    const keep: unknown[][] | undefined = watched.has(name) ? [] : undefined;
+    const keep: unknown[][] | undefined = decodedSections.has(name) ? [] : undefined;
+    const byDay = rollupSections.has(name) ? new Map<string, Uint8Array[]>() : undefined;
+    if (byDay) rollupRows.set(name, byDay);
     for (let i = 0; i < s.chunks.length; i += 1) {
       for (const item of snap.chunkItems(s, i)) {
         leaves.addLeaf(item);
         keep?.push(dagCbor.decode(item) as unknown[]);
+        if (byDay) {
+          const day = firstText(item);
+          const list = byDay.get(day);
+          if (list) list.push(item);
+          else byDay.set(day, [item]);
+        }
       }
       if (i % 50 === 0) await opts.onProgress?.({ stage: 'verify', done: si, total: names.length, detail: name });
     }
@@ -66,7 +78,7 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
     if (keep) decoded.set(name, keep);
     sections.push({ name, count: s.count });
   }
-  const periods = checkPeriods(decoded, fail);
+  const periods = checkPeriods(decoded, rollupRows, fail);
   const auditEntries = checkAudit(decoded, m.auditHead, fail);
   const chain = await checkChain(snap, opts);
   return {
@@ -85,22 +97,24 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
 }
 
 /** Each rolled-up day's stored hash must equal the root over its rows in the snapshot. */
-function checkPeriods(decoded: Map<string, unknown[][]>, fail: (m: string) => Error): number {
+function checkPeriods(
+  decoded: Map<string, unknown[][]>,
+  rollupRows: Map<string, Map<string, Uint8Array[]>>,
+  fail: (m: string) => Error,
+): number {
   const periods = decoded.get('rollup_periods');
   if (!periods) return 0;
-  const byDay = new Map<string, { job: Uint8Array[]; ledger: Uint8Array[] }>();
-  const slot = (d: string) => byDay.get(d) ?? byDay.set(d, { job: [], ledger: [] }).get(d)!;
-  for (const r of decoded.get('job_rollups') ?? []) slot(r[0] as string).job.push(dagCbor.encode(r));
-  for (const r of decoded.get('ledger_rollups') ?? []) slot(r[0] as string).ledger.push(dagCbor.encode(r));
+  const job = rollupRows.get('job_rollups') ?? new Map<string, Uint8Array[]>();
+  const ledger = rollupRows.get('ledger_rollups') ?? new Map<string, Uint8Array[]>();
   const seen = new Set<string>();
   for (const p of periods) {
     const day = p[0] as string;
     seen.add(day);
-    const s = byDay.get(day) ?? { job: [], ledger: [] };
-    if (!periodHash(s.job, s.ledger).equals(Buffer.from(p[4] as Uint8Array)))
+    if (!periodHash(job.get(day) ?? [], ledger.get(day) ?? []).equals(Buffer.from(p[4] as Uint8Array)))
       throw fail(`rollup period ${day}: its rows do not hash to the recorded period hash`);
   }
-  for (const d of byDay.keys()) if (!seen.has(d)) throw fail(`rollup rows of ${d} belong to no recorded period`);
+  for (const d of [...job.keys(), ...ledger.keys()])
+    if (!seen.has(d)) throw fail(`rollup rows of ${d} belong to no recorded period`);
   return periods.length;
 }
 

@@ -48,7 +48,9 @@ export class SnapshotsService {
    * CID, read back and verified, and only then recorded; an interrupted run leaves no record and the next starts over.
    */
   async create(opts: { onProgress?: ProgressFn } = {}): Promise<CreateResult> {
-    const r = await withAdvisoryLock(this.deps.pool, 'rty:snapshot:create', () => this.createLocked(opts));
+    // Locks are per schema: several networks (or test schemas) may share one server.
+    const schema = (await this.deps.pool.query<{ s: string }>('select current_schema() as s')).rows[0]!.s;
+    const r = await withAdvisoryLock(this.deps.pool, `rty:snapshot:create:${schema}`, () => this.createLocked(opts));
     if (!r.ran) throw new AppError('precondition_failed', 'another snapshot is being created; try again later');
     return r.value;
   }

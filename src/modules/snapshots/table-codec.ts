@@ -1,6 +1,6 @@
 // Canonical encoding of table rows (pure): each column type's SQL read expression, its DAG-CBOR value and the
 // typed unnest() that writes it back. Timestamps travel as integer microseconds so that a round trip is exact.
-import * as dagCbor from '@ipld/dag-cbor';
+import { encodeRowFast, type RowValue } from './row-encoder.js';
 
 export type ColumnType = 'uuid' | 'text' | 'int' | 'int8' | 'bool' | 'ts' | 'date' | 'json' | 'bytea' | 'int8[]';
 
@@ -71,8 +71,9 @@ export function rowValues(t: TableSpec, row: Record<string, unknown>): CellValue
   });
 }
 
+/** Canonical DAG-CBOR of a row (the Merkle leaf and the item inside a chunk block). */
 export function encodeRow(values: CellValue[]): Uint8Array {
-  return dagCbor.encode(values);
+  return encodeRowFast(values as RowValue[]);
 }
 
 /** Decoded values back to what the unnest() parameters take (strings for int8, Buffers for bytea). */
