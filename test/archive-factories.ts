@@ -7,7 +7,14 @@ import type { Pool } from '../src/stores/postgres/pool.js';
  */
 export async function insertJobs(
   pool: Pool,
-  opts: { count: number; from: Date; to: Date; namespaceIds: string[]; nodes?: string[]; withUnfinished?: boolean },
+  opts: {
+    count: number;
+    from: Date;
+    to: Date;
+    namespaceIds: string[];
+    nodes?: string[];
+    withUnfinished?: boolean;
+  },
 ): Promise<void> {
   await pool.query('select ensure_job_partitions($1, $2)', [opts.from, opts.to]);
   const nodes = opts.nodes ?? ['0x' + '1'.repeat(40), '0x' + '2'.repeat(40)];
@@ -27,17 +34,23 @@ export async function insertJobs(
   );
 }
 
-/** Top-up entries (and matching balances) spread over [from, to); keeps `ledger verify` consistent. */
+/**
+ * Top-up entries (and matching balances) spread over [from, to); keeps `ledger verify` consistent. `clustered` gives
+ * each namespace a run of consecutive entries (one burst of activity) instead of interleaving all namespaces.
+ */
 export async function insertTopups(
   pool: Pool,
-  opts: { count: number; from: Date; to: Date; namespaceIds: string[]; tag: string },
+  opts: { count: number; from: Date; to: Date; namespaceIds: string[]; tag: string; clustered?: boolean },
 ): Promise<void> {
   await pool.query(
     `insert into ledger_entries (kind, namespace_id, amount, idem_key, created_at)
-     select 'topup', ($3::uuid[])[1 + g % cardinality($3::uuid[])], 1000 + g % 977, 'topup:' || $5::text || ':' || g,
+     select 'topup',
+       ($3::uuid[])[1 + case when $6::bool then (g::int8 * cardinality($3::uuid[]) / $4::int)::int
+                             else g % cardinality($3::uuid[]) end],
+       1000 + g % 977, 'topup:' || $5::text || ':' || g,
        $1::timestamptz + (($2::timestamptz - $1::timestamptz) * (g::float8 / $4::int))
      from generate_series(0, $4::int - 1) g`,
-    [opts.from, opts.to, opts.namespaceIds, opts.count, opts.tag],
+    [opts.from, opts.to, opts.namespaceIds, opts.count, opts.tag, opts.clustered ?? false],
   );
   await pool.query(
     `update credit_balances b set available = b.available + s.total

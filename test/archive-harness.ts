@@ -20,7 +20,12 @@ export async function createScratchDatabase(): Promise<{ url: string; pool: Pool
   await admin.query(`create database ${name}`);
   const url = new URL(baseConfig.POSTGRES_URL);
   url.pathname = `/${name}`;
-  const pool = createPgPool({ url: url.toString(), size: 4, schema: 'public', applicationName: `test-${name}` });
+  const pool = createPgPool({
+    url: url.toString(),
+    size: 4,
+    schema: 'public',
+    applicationName: `test-${name}`,
+  });
   return {
     url: url.toString(),
     pool,

@@ -67,7 +67,9 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .action(async () => setExit(await runSnapshotList(ctx)));
   snapshot
     .command('verify <fileOrCid>')
-    .description('offline: every block hash, Merkle root, period hash, the audit chain, and the link to the predecessor')
+    .description(
+      'offline: every block hash, Merkle root, period hash, the audit chain, and the link to the predecessor',
+    )
     .option('--previous <file>', "the predecessor's CAR (default: looked up in the archive)")
     .action(async (ref: string, o: { previous?: string }) => setExit(await runSnapshotVerify(ctx, ref, o)));
   snapshot
@@ -82,7 +84,9 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .command('verify-proof <proofFile>')
     .description('check an inclusion proof against a Merkle root alone')
     .option('--root <hex>', 'the trusted root (default: the root inside the proof)')
-    .action(async (file: string, o: { root?: string }) => setExit(await runSnapshotVerifyProof(ctx, file, o)));
+    .action(async (file: string, o: { root?: string }) =>
+      setExit(await runSnapshotVerifyProof(ctx, file, o)),
+    );
   snapshot
     .command('restore <file>')
     .description('launch a network database from a snapshot: verify, migrate, load (target must be empty)')

@@ -24,7 +24,9 @@ export async function runRollupVerify(ctx: CliContext): Promise<number> {
   return withArchive(ctx, async ({ rollups }) => {
     const r = await rollups.verifyPeriods();
     for (const d of r.bad) ctx.out(`BAD period ${d}: its rows do not hash to the recorded hash`);
-    ctx.out(r.bad.length === 0 ? `rollup: ${r.days} periods verified` : `rollup: ${r.bad.length} bad period(s)`);
+    ctx.out(
+      r.bad.length === 0 ? `rollup: ${r.days} periods verified` : `rollup: ${r.bad.length} bad period(s)`,
+    );
     return r.bad.length === 0 ? 0 : 1;
   });
 }
@@ -32,10 +34,15 @@ export async function runRollupVerify(ctx: CliContext): Promise<number> {
 export async function runRollupPrune(ctx: CliContext): Promise<number> {
   return withArchive(ctx, async ({ rollups, snapshots }) => {
     const progress = createProgress('prune');
-    const r = await rollups.prunePartitions((f, t) => snapshots.findVerifiedCovering(f, t), (p) => progress.update(p));
+    const r = await rollups.prunePartitions(
+      (f, t) => snapshots.findVerifiedCovering(f, t),
+      (p) => progress.update(p),
+    );
     progress.finish();
     for (const p of r.pruned)
-      ctx.out(`pruned ${p.partition}: ${p.totals.jobs} jobs, ${p.totals.tokens} tokens, ${p.totals.credits} credits (snapshot ${p.snapshotCid})`);
+      ctx.out(
+        `pruned ${p.partition}: ${p.totals.jobs} jobs, ${p.totals.tokens} tokens, ${p.totals.credits} credits (snapshot ${p.snapshotCid})`,
+      );
     for (const k of r.kept) ctx.out(`kept ${k.partition}: ${k.reason}`);
     ctx.out(`prune: ${r.pruned.length} partition(s) dropped, ${r.kept.length} kept`);
     return 0;

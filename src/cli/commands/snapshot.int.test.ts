@@ -52,7 +52,9 @@ describe('rty archive commands', () => {
     expect(m).not.toBeNull();
     const [, cid, file] = m!;
     expect((await rty('snapshot', 'list')).out[0]).toMatch(new RegExp(`^1\\t${cid}\\t.*verified$`));
-    expect((await rty('snapshot', 'verify', file!)).out.at(-1)).toMatch(new RegExp(`^snapshot ${cid} OK: snapshot seq 1, .* chain first`));
+    expect((await rty('snapshot', 'verify', file!)).out.at(-1)).toMatch(
+      new RegExp(`^snapshot ${cid} OK: snapshot seq 1, .* chain first`),
+    );
     expect((await rty('snapshot', 'verify', cid!)).code).toBe(0);
     const audit = await rty('audit', 'verify');
     expect(audit.code).toBe(0);

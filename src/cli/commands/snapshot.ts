@@ -56,7 +56,11 @@ export async function runSnapshotList(ctx: CliContext): Promise<number> {
   });
 }
 
-export async function runSnapshotVerify(ctx: CliContext, ref: string, opts: { previous?: string }): Promise<number> {
+export async function runSnapshotVerify(
+  ctx: CliContext,
+  ref: string,
+  opts: { previous?: string },
+): Promise<number> {
   return withArchive(ctx, async (s) => {
     const progress = createProgress('verify');
     const t0 = performance.now();
@@ -95,10 +99,16 @@ export async function runSnapshotProve(
   });
 }
 
-export async function runSnapshotVerifyProof(ctx: CliContext, file: string, opts: { root?: string }): Promise<number> {
+export async function runSnapshotVerifyProof(
+  ctx: CliContext,
+  file: string,
+  opts: { root?: string },
+): Promise<number> {
   const proof = JSON.parse(await readFile(file, 'utf8')) as unknown;
   const r = checkProof(proof, opts.root);
-  ctx.out(r.ok ? `proof OK against root ${opts.root ?? '(the proof’s own root)'}` : `proof INVALID: ${r.reason}`);
+  ctx.out(
+    r.ok ? `proof OK against root ${opts.root ?? '(the proof’s own root)'}` : `proof INVALID: ${r.reason}`,
+  );
   return r.ok ? 0 : 1;
 }
 
@@ -107,13 +117,22 @@ export async function runSnapshotRestore(
   file: string,
   opts: { database: string; schema: string },
 ): Promise<number> {
-  const pool = createPgPool({ url: opts.database, size: 2, schema: opts.schema, applicationName: 'rty-restore' });
+  const pool = createPgPool({
+    url: opts.database,
+    size: 2,
+    schema: opts.schema,
+    applicationName: 'rty-restore',
+  });
   try {
     const progress = createProgress('restore');
     const t0 = performance.now();
-    const r = await restoreSnapshot(await readFile(file), { pool, schema: opts.schema, log: ctx.log }, {
-      onProgress: (p) => progress.update(p),
-    });
+    const r = await restoreSnapshot(
+      await readFile(file),
+      { pool, schema: opts.schema, log: ctx.log },
+      {
+        onProgress: (p) => progress.update(p),
+      },
+    );
     progress.finish();
     for (const x of r.rows) ctx.out(`  ${x.name}: ${x.count} rows`);
     ctx.out(

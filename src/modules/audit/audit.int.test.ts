@@ -35,7 +35,12 @@ describe('audit log', () => {
   it('40 concurrent appends make one gap-free chain that verifies', async () => {
     await Promise.all(
       Array.from({ length: 40 }, (_, i) =>
-        audit.append({ actor: `admin-${i % 3}`, action: 'config.set', target: `key-${i}`, body: { i, z: [1, 2] } }),
+        audit.append({
+          actor: `admin-${i % 3}`,
+          action: 'config.set',
+          target: `key-${i}`,
+          body: { i, z: [1, 2] },
+        }),
       ),
     );
     const r = await audit.verify();
@@ -46,7 +51,9 @@ describe('audit log', () => {
   });
 
   it('refuses UPDATE and DELETE through the normal path', async () => {
-    await expect(db.pool.query(`update audit_log set actor = 'x' where seq = 1`)).rejects.toThrow(/append-only/);
+    await expect(db.pool.query(`update audit_log set actor = 'x' where seq = 1`)).rejects.toThrow(
+      /append-only/,
+    );
     await expect(db.pool.query('delete from audit_log where seq = 1')).rejects.toThrow(/append-only/);
   });
 

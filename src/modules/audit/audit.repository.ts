@@ -28,9 +28,7 @@ const toEntry = (r: Row): AuditEntry => ({
 
 export class AuditRepository {
   /** Serializes appenders for the rest of the transaction; returns the head and the transaction's time. */
-  async lockHead(
-    tx: PoolClient,
-  ): Promise<{ seq: bigint; hash: Buffer | undefined; nowMicros: bigint }> {
+  async lockHead(tx: PoolClient): Promise<{ seq: bigint; hash: Buffer | undefined; nowMicros: bigint }> {
     await tx.query(`select pg_advisory_xact_lock(hashtextextended('rty:audit_log:' || current_schema(), 0))`);
     const r = await tx.query<{ seq: bigint; hash: Buffer; now_us: bigint }>(
       `select l.seq, l.hash, (extract(epoch from now()) * 1000000)::int8 as now_us
@@ -58,10 +56,10 @@ export class AuditRepository {
   }
 
   async readAfter(db: Queryable, afterSeq: bigint, limit: number): Promise<AuditEntry[]> {
-    const r = await db.query<Row>(
-      `select ${columns} from audit_log where seq > $1 order by seq limit $2`,
-      [afterSeq.toString(), limit],
-    );
+    const r = await db.query<Row>(`select ${columns} from audit_log where seq > $1 order by seq limit $2`, [
+      afterSeq.toString(),
+      limit,
+    ]);
     return r.rows.map(toEntry);
   }
 

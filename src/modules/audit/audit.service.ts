@@ -34,7 +34,8 @@ export class AuditService {
 
   /** Appends one entry in its own transaction (or the caller's, so that a change and its record commit together). */
   async append(input: AppendInput, tx?: PoolClient): Promise<AuditEntry> {
-    if (!input.actor || !input.action) throw new AppError('invalid_request', 'audit entries need an actor and an action');
+    if (!input.actor || !input.action)
+      throw new AppError('invalid_request', 'audit entries need an actor and an action');
     const run = async (client: PoolClient) => {
       const head = await this.repo.lockHead(client);
       const base = {

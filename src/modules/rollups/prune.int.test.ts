@@ -65,7 +65,8 @@ afterAll(async () => {
   await archive.remove();
 });
 
-const exists = async (t: string) => (await db.pool.query('select to_regclass($1) as r', [t])).rows[0].r !== null;
+const exists = async (t: string) =>
+  (await db.pool.query('select to_regclass($1) as r', [t])).rows[0].r !== null;
 const reasons = (r: { kept: Array<{ partition: string; reason: string }> }) =>
   Object.fromEntries(r.kept.map((k) => [k.partition, k.reason]));
 
@@ -109,11 +110,15 @@ describe('pruning job partitions', () => {
     expect(await exists('jobs_202602')).toBe(false);
     expect(await exists('jobs_202603')).toBe(true);
     expect(await rollups.rollupTotals('2026-01-01', '2026-04-01')).toEqual(before);
-    const recorded = await db.pool.query('select partition, snapshot_cid from pruned_job_partitions order by partition');
+    const recorded = await db.pool.query(
+      'select partition, snapshot_cid from pruned_job_partitions order by partition',
+    );
     expect(recorded.rows.map((x) => x.partition)).toEqual(['jobs_202601', 'jobs_202602']);
     const log = await audit.verify();
     expect(log.problems).toEqual([]);
-    const actions = await db.pool.query(`select target from audit_log where action = 'jobs.partition.prune' order by seq`);
+    const actions = await db.pool.query(
+      `select target from audit_log where action = 'jobs.partition.prune' order by seq`,
+    );
     expect(actions.rows.map((x) => x.target)).toEqual(['jobs_202601', 'jobs_202602']);
   });
 });

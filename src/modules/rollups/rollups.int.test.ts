@@ -99,7 +99,8 @@ describe('rollups', () => {
          from job_rollups where day = '2026-02-10' limit 1)`,
     );
     expect((await service.verifyPeriods()).bad).toEqual(['2026-02-10']);
-    await db.pool.query(`update job_rollups set credits = credits - 1 where day = '2026-02-10' and credits > 0 and
+    await db.pool
+      .query(`update job_rollups set credits = credits - 1 where day = '2026-02-10' and credits > 0 and
       (day, namespace_id, model, node_address, status) = (select day, namespace_id, model, node_address, status
          from job_rollups where day = '2026-02-10' limit 1)`);
   });

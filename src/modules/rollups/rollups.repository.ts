@@ -145,19 +145,22 @@ export class RollupsRepository {
     return r.rows[0]!;
   }
 
-  async dropPartition(
-    tx: PoolClient,
-    p: JobPartition,
-    totals: Totals,
-    snapshotCid: string,
-  ): Promise<void> {
+  async dropPartition(tx: PoolClient, p: JobPartition, totals: Totals, snapshotCid: string): Promise<void> {
     const ident = `"${p.name.replace(/"/g, '""')}"`;
     await tx.query(`alter table jobs detach partition ${ident}`);
     await tx.query(`drop table ${ident}`);
     await tx.query(
       `insert into pruned_job_partitions (partition, range_from, range_to, jobs, tokens, credits, snapshot_cid)
        values ($1, $2, $3, $4, $5, $6, $7)`,
-      [p.name, p.from, p.to, totals.jobs.toString(), totals.tokens.toString(), totals.credits.toString(), snapshotCid],
+      [
+        p.name,
+        p.from,
+        p.to,
+        totals.jobs.toString(),
+        totals.tokens.toString(),
+        totals.credits.toString(),
+        snapshotCid,
+      ],
     );
   }
 }

@@ -53,12 +53,23 @@ export class RollupsService {
   ) {}
 
   /** Rolls up every day not yet rolled that ended before the detail window; re-running it changes nothing. */
-  async rollUp(opts: { signal?: AbortSignal; onProgress?: ProgressFn; throughDay?: string } = {}): Promise<RollupResult> {
+  async rollUp(
+    opts: { signal?: AbortSignal; onProgress?: ProgressFn; throughDay?: string } = {},
+  ): Promise<RollupResult> {
     const { pool, options } = this.deps;
-    const cutoff = opts.throughDay ? addDays(opts.throughDay, 1) : cutoffDay(this.deps.clock.now(), options.detailWindowDays);
+    const cutoff = opts.throughDay
+      ? addDays(opts.throughDay, 1)
+      : cutoffDay(this.deps.clock.now(), options.detailWindowDays);
     const last = await this.repo.lastRolledDay(pool);
     const from = last ? addDays(last, 1) : await this.repo.firstDetailDay(pool);
-    const result: RollupResult = { days: 0, jobGroups: 0, ledgerGroups: 0, jobs: 0n, firstDay: undefined, lastDay: undefined };
+    const result: RollupResult = {
+      days: 0,
+      jobGroups: 0,
+      ledgerGroups: 0,
+      jobs: 0n,
+      firstDay: undefined,
+      lastDay: undefined,
+    };
     if (!from || from >= cutoff) return result;
     const chunks = monthChunks(from, cutoff, options.maxDaysPerTransaction);
     for (const [i, chunk] of chunks.entries()) {
@@ -73,7 +84,12 @@ export class RollupsService {
         const periods = await this.hashPeriods(tx, chunk.from, chunk.to);
         await this.repo.insertPeriods(tx, periods);
         await opts.onProgress?.({ stage: 'hashed', done: i, total: chunks.length, detail: chunk.from });
-        return { jobGroups, ledgerGroups, days: periods.length, jobs: periods.reduce((s, p) => s + p.jobs, 0n) };
+        return {
+          jobGroups,
+          ledgerGroups,
+          days: periods.length,
+          jobs: periods.reduce((s, p) => s + p.jobs, 0n),
+        };
       });
       await opts.onProgress?.({ stage: 'committed', done: i + 1, total: chunks.length, detail: chunk.from });
       if (!r) continue;
@@ -129,7 +145,13 @@ export class RollupsService {
     const out = [];
     for (const d of only ?? enumerate(from, to)) {
       const s = byDay.get(d) ?? { job: [], ledger: [], jobs: 0n };
-      out.push({ day: d, jobGroups: s.job.length, ledgerGroups: s.ledger.length, jobs: s.jobs, hash: periodHash(s.job, s.ledger) });
+      out.push({
+        day: d,
+        jobGroups: s.job.length,
+        ledgerGroups: s.ledger.length,
+        jobs: s.jobs,
+        hash: periodHash(s.job, s.ledger),
+      });
     }
     return out;
   }
@@ -149,7 +171,10 @@ export class RollupsService {
       const expectedDays = enumerate(from, to).length;
       const rolled = (await this.repo.rolledDays(pool, from, to)).length;
       if (rolled < expectedDays) {
-        out.kept.push({ partition: p.name, reason: `${expectedDays - rolled} of its days are not rolled up` });
+        out.kept.push({
+          partition: p.name,
+          reason: `${expectedDays - rolled} of its days are not rolled up`,
+        });
         continue;
       }
       const cid = await archivedCover(from, to);
@@ -164,12 +189,21 @@ export class RollupsService {
         const detail = await this.repo.partitionTotals(tx, p.name);
         const rollup = await this.repo.rollupTotals(tx, from, to);
         if (detail.unfinished > 0n) return `${detail.unfinished} jobs are not finished`;
-        if (detail.jobs !== rollup.jobs || detail.tokens !== rollup.tokens || detail.credits !== rollup.credits) {
+        if (
+          detail.jobs !== rollup.jobs ||
+          detail.tokens !== rollup.tokens ||
+          detail.credits !== rollup.credits
+        ) {
           return `detail totals ${fmt(detail)} differ from rollup totals ${fmt(rollup)}`;
         }
         await this.repo.dropPartition(tx, p, rollup, cid);
         await this.deps.audit.append(
-          { actor: 'system:rollups', action: 'jobs.partition.prune', target: p.name, body: { ...strTotals(rollup), snapshotCid: cid } },
+          {
+            actor: 'system:rollups',
+            action: 'jobs.partition.prune',
+            target: p.name,
+            body: { ...strTotals(rollup), snapshotCid: cid },
+          },
           tx,
         );
         return rollup;
@@ -200,7 +234,11 @@ function enumerate(from: string, to: string): string[] {
   return out;
 }
 
-const strTotals = (t: Totals) => ({ jobs: t.jobs.toString(), tokens: t.tokens.toString(), credits: t.credits.toString() });
+const strTotals = (t: Totals) => ({
+  jobs: t.jobs.toString(),
+  tokens: t.tokens.toString(),
+  credits: t.credits.toString(),
+});
 const fmt = (t: Totals) => JSON.stringify(strTotals(t));
 
 /** The recurring task (shape of background/task-runner RecurringTask): one rollup pass per interval. */

@@ -1,7 +1,7 @@
 // Cold-storage targets for CAR files: the interface (object stores and IPFS implement it as adapters) and the
 // default, a directory, written crash-safely (temp file, fsync, rename).
 import { copyFile, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 export interface ArchiveTarget {
   /** Human-readable description for logs and the snapshot record, e.g. `dir:/var/archive`. */
@@ -30,8 +30,10 @@ export class DirectoryTarget implements ArchiveTarget {
     if (!keyPattern.test(key)) throw new Error(`bad archive key ${key}`);
     await mkdir(this.dir, { recursive: true });
     const final = join(this.dir, key);
-    const tmp = join(this.dir, `.${key}.${process.pid}.tmp`);
-    if (resolve(localPath) !== tmp) await copyFile(localPath, tmp);
+    // A scratch file already in this directory is renamed into place; anything else is copied first.
+    const local = resolve(localPath);
+    const tmp = dirname(local) === this.dir ? local : join(this.dir, `.${key}.${process.pid}.tmp`);
+    if (tmp !== local) await copyFile(local, tmp);
     const fh = await open(tmp, 'r');
     try {
       await fh.sync();

@@ -93,7 +93,10 @@ export async function readVerifiedCar(bytes: Uint8Array): Promise<VerifiedCar> {
     for await (const block of iterator) {
       const mh = block.cid.multihash;
       if (mh.code !== SHA2_256)
-        throw new AppError('integrity_failed', `block ${index} (${block.cid}) uses an unsupported hash 0x${mh.code.toString(16)}`);
+        throw new AppError(
+          'integrity_failed',
+          `block ${index} (${block.cid}) uses an unsupported hash 0x${mh.code.toString(16)}`,
+        );
       const actual = createHash('sha256').update(block.bytes).digest();
       if (!actual.equals(mh.digest)) {
         throw new AppError(
@@ -107,9 +110,13 @@ export async function readVerifiedCar(bytes: Uint8Array): Promise<VerifiedCar> {
     }
   } catch (err) {
     if (err instanceof AppError) throw err;
-    throw new AppError('integrity_failed', `CAR framing broken after block ${index}: ${(err as Error).message}`, {
-      index,
-    });
+    throw new AppError(
+      'integrity_failed',
+      `CAR framing broken after block ${index}: ${(err as Error).message}`,
+      {
+        index,
+      },
+    );
   }
   return { root: roots[0]!, blocks, totalBytes: bytes.length };
 }

@@ -29,8 +29,18 @@ describe('CBOR items', () => {
 
   it('encodes a rollup row canonically and gives back restore parameters', () => {
     const row = {
-      c0: '2026-01-02', c1: '00000000-0000-4000-8000-000000000001', c2: 'm', c3: '', c4: 'succeeded',
-      c5: 3n, c6: 10n, c7: 20n, c8: 12_345_678_901_234n, c9: 3n, c10: 900n, c11: '{1,2,0,0,0,0,0,0,0}',
+      c0: '2026-01-02',
+      c1: '00000000-0000-4000-8000-000000000001',
+      c2: 'm',
+      c3: '',
+      c4: 'succeeded',
+      c5: 3n,
+      c6: 10n,
+      c7: 20n,
+      c8: 12_345_678_901_234n,
+      c9: 3n,
+      c10: 900n,
+      c11: '{1,2,0,0,0,0,0,0,0}',
     };
     const values = rowValues(jobRollupsSpec, row);
     expect(values[11]).toEqual([1n, 2n, 0n, 0n, 0n, 0n, 0n, 0n, 0n]);
@@ -50,7 +60,10 @@ describe('row encoder', () => {
       [...ints.map(BigInt), 2n ** 64n - 1n, -(2n ** 64n), 2n ** 40n, -(2n ** 40n)],
       [[1n, [2n, ['x', null]]], 'x'.repeat(70_000)],
     ];
-    for (const r of rows) expect(Buffer.from(encodeRowFast(r)).toString('hex')).toBe(Buffer.from(dagCbor.encode(r)).toString('hex'));
+    for (const r of rows)
+      expect(Buffer.from(encodeRowFast(r)).toString('hex')).toBe(
+        Buffer.from(dagCbor.encode(r)).toString('hex'),
+      );
     expect(() => encodeRowFast([1.5])).toThrow(TypeError);
     expect(() => encodeRowFast([2n ** 64n])).toThrow(RangeError);
   });

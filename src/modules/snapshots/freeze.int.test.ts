@@ -1,7 +1,13 @@
 // Freeze against the real PostgreSQL and Redis: active jobs, pending holds and online nodes in one consistent view.
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, createPgTestSchema, testLog, uniqueName, type PgTestSchema } from '../../../test/harness.js';
+import {
+  baseConfig,
+  createPgTestSchema,
+  testLog,
+  uniqueName,
+  type PgTestSchema,
+} from '../../../test/harness.js';
 import { createNamespaces } from '../../../test/factories.js';
 import { insertJobs } from '../../../test/archive-factories.js';
 import { tempArchiveDir } from '../../../test/archive-harness.js';
@@ -38,7 +44,15 @@ beforeAll(async () => {
   await ledger.topUp(namespaceIds[0]!, 1000n, 't');
   await ledger.reserve(namespaceIds[0]!, '00000000-0000-4000-8000-0000000000f1', 100n);
   await ledger.stop();
-  await redis.zadd(key, now, '0x' + 'a'.repeat(40), now - 1000, '0x' + 'b'.repeat(40), now - 60_000, '0x' + 'c'.repeat(40));
+  await redis.zadd(
+    key,
+    now,
+    '0x' + 'a'.repeat(40),
+    now - 1000,
+    '0x' + 'b'.repeat(40),
+    now - 60_000,
+    '0x' + 'c'.repeat(40),
+  );
 });
 afterAll(async () => {
   await redis.del(key);
@@ -71,7 +85,9 @@ describe('freeze', () => {
     });
     const counts = Object.fromEntries(result.sections.map((s) => [s.name, s.count]));
     expect(counts).toMatchObject({ jobs: 10, credit_holds: 1, online_nodes: 3, credit_balances: 2 });
-    const active = await db.pool.query(`select count(*)::int as n from jobs where status in ('queued', 'dispatched')`);
+    const active = await db.pool.query(
+      `select count(*)::int as n from jobs where status in ('queued', 'dispatched')`,
+    );
     expect(active.rows[0].n).toBe(11);
     const bytes = await readFile(result.location);
     const report = await verifySnapshot(bytes);

@@ -10,7 +10,13 @@ import { carKey, type ArchiveTarget } from './archive-target.js';
 import { CarFileWriter, cidOf } from './car-io.js';
 import { encodeManifest, type Manifest } from './manifest.js';
 import { activeJobsSpec, snapshotSections } from './sections.js';
-import { arrayRows, tableRows, writeSection, type ChunkLimits, type SectionSummary } from './snapshot-builder.js';
+import {
+  arrayRows,
+  tableRows,
+  writeSection,
+  type ChunkLimits,
+  type SectionSummary,
+} from './snapshot-builder.js';
 import type { Column, TableSpec } from './table-codec.js';
 
 /** Where online node ids come from; the live-state module owns the real key, this reads a sorted set. */
@@ -62,7 +68,10 @@ export async function freezeNetwork(deps: {
   limits: ChunkLimits;
   clock: Clock;
 }): Promise<FreezeResult> {
-  const scratch = join(await deps.target.scratchDir(), `.freeze-${randomBytes(6).toString('hex')}.car.partial`);
+  const scratch = join(
+    await deps.target.scratchDir(),
+    `.freeze-${randomBytes(6).toString('hex')}.car.partial`,
+  );
   const built = await withTransaction(
     deps.pool,
     async (tx) => {
@@ -73,9 +82,23 @@ export async function freezeNetwork(deps: {
       try {
         const sections: SectionSummary[] = [];
         for (const f of frozen)
-          sections.push(await writeSection(car, f.spec.name, f.spec.columns, tableRows(tx, f.spec, f.where ?? ''), deps.limits));
+          sections.push(
+            await writeSection(
+              car,
+              f.spec.name,
+              f.spec.columns,
+              tableRows(tx, f.spec, f.where ?? ''),
+              deps.limits,
+            ),
+          );
         sections.push(
-          await writeSection(car, 'online_nodes', onlineColumns, arrayRows(online.map((o) => [o.node, o.score])), deps.limits),
+          await writeSection(
+            car,
+            'online_nodes',
+            onlineColumns,
+            arrayRows(online.map((o) => [o.node, o.score])),
+            deps.limits,
+          ),
         );
         const manifest: Manifest = {
           version: 1,
@@ -103,7 +126,12 @@ export async function freezeNetwork(deps: {
   );
   try {
     const stored = await deps.target.put(`freeze-${carKey(built.cid)}`, scratch);
-    return { cid: built.cid, location: stored.location, sizeBytes: stored.sizeBytes, sections: built.sections };
+    return {
+      cid: built.cid,
+      location: stored.location,
+      sizeBytes: stored.sizeBytes,
+      sections: built.sections,
+    };
   } finally {
     await unlink(scratch).catch(() => undefined);
   }

@@ -31,8 +31,10 @@ export interface SectionBlock {
 }
 
 const bad = (what: string) => new AppError('integrity_failed', `malformed snapshot: ${what}`);
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const num = (v: unknown): number | null => (typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : null);
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const num = (v: unknown): number | null =>
+  typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : null;
 
 export function encodeManifest(m: Manifest): Uint8Array {
   return dagCbor.encode(m);
@@ -61,10 +63,16 @@ export function parseManifest(bytes: Uint8Array): Manifest {
     prev,
     createdAt: String(v.createdAt),
     network: isObj(v.network)
-      ? { configVersion: num(v.network.configVersion), configDigest: (v.network.configDigest as string | null) ?? null }
+      ? {
+          configVersion: num(v.network.configVersion),
+          configDigest: (v.network.configDigest as string | null) ?? null,
+        }
       : { configVersion: null, configDigest: null },
-    rollupRange: isObj(v.rollupRange) ? { from: String(v.rollupRange.from), to: String(v.rollupRange.to) } : null,
-    auditHead: isObj(head) && head.hash instanceof Uint8Array ? { seq: num(head.seq) ?? 0, hash: head.hash } : null,
+    rollupRange: isObj(v.rollupRange)
+      ? { from: String(v.rollupRange.from), to: String(v.rollupRange.to) }
+      : null,
+    auditHead:
+      isObj(head) && head.hash instanceof Uint8Array ? { seq: num(head.seq) ?? 0, hash: head.hash } : null,
     roots: v.roots as Record<string, Uint8Array>,
     sections: v.sections as Record<string, CID>,
   };
@@ -81,7 +89,13 @@ export function parseSectionBlock(bytes: Uint8Array, name: string): SectionBlock
   } catch (err) {
     throw bad(`section ${name} does not decode (${(err as Error).message})`);
   }
-  if (!isObj(v) || v.name !== name || !Array.isArray(v.chunks) || !Array.isArray(v.columns) || !(v.root instanceof Uint8Array))
+  if (
+    !isObj(v) ||
+    v.name !== name ||
+    !Array.isArray(v.chunks) ||
+    !Array.isArray(v.columns) ||
+    !(v.root instanceof Uint8Array)
+  )
     throw bad(`section block of ${name} has the wrong shape`);
   const chunks = v.chunks.map((c) => CID.asCID(c));
   if (chunks.some((c) => !c)) throw bad(`section ${name} has a chunk link that is not a CID`);

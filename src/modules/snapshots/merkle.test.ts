@@ -1,6 +1,15 @@
 // Unit tests of the RFC 6962 Merkle tree against the recursive definition, and of inclusion proofs.
 import { describe, expect, it } from 'vitest';
-import { EMPTY_ROOT, LeafHashes, auditPath, leafHash, merkleRoot, nodeHash, sha256, verifyInclusion } from './merkle.js';
+import {
+  EMPTY_ROOT,
+  LeafHashes,
+  auditPath,
+  leafHash,
+  merkleRoot,
+  nodeHash,
+  sha256,
+  verifyInclusion,
+} from './merkle.js';
 
 const leaf = (i: number) => Buffer.from(`leaf-${i}`);
 

@@ -13,7 +13,6 @@ export function sha256(...parts: Uint8Array[]): Buffer {
   return h.digest();
 }
 
-
 /** H(0x00 || leaf). */
 export function leafHash(leaf: Uint8Array): Buffer {
   const b = Buffer.allocUnsafe(leaf.length + 1);

@@ -41,7 +41,11 @@ const readable = (v: unknown): unknown =>
         : v;
 
 /** Proof for the first row of `section` whose decoded values satisfy `match`. */
-export function buildProof(snap: SnapshotReader, section: string, match: (row: unknown[]) => boolean): InclusionProof {
+export function buildProof(
+  snap: SnapshotReader,
+  section: string,
+  match: (row: unknown[]) => boolean,
+): InclusionProof {
   const s = snap.section(section);
   const leaves = new LeafHashes();
   let found: { index: number; leaf: Uint8Array } | undefined;
@@ -74,11 +78,20 @@ export function buildProof(snap: SnapshotReader, section: string, match: (row: u
  */
 export function checkProof(input: unknown, root?: string): { ok: boolean; reason?: string } {
   const parsed = inclusionProofSchema.safeParse(input);
-  if (!parsed.success) return { ok: false, reason: `not an inclusion proof: ${parsed.error.issues[0]?.message}` };
+  if (!parsed.success)
+    return { ok: false, reason: `not an inclusion proof: ${parsed.error.issues[0]?.message}` };
   const p = parsed.data;
   const leaf = Buffer.from(p.leaf, 'hex');
   const expectedRoot = Buffer.from(root ?? p.root, 'hex');
-  if (!verifyInclusion(leaf, p.index, p.size, p.path.map((h) => Buffer.from(h, 'hex')), expectedRoot))
+  if (
+    !verifyInclusion(
+      leaf,
+      p.index,
+      p.size,
+      p.path.map((h) => Buffer.from(h, 'hex')),
+      expectedRoot,
+    )
+  )
     return { ok: false, reason: 'the leaf and path do not lead to the root' };
   let decoded: unknown;
   try {

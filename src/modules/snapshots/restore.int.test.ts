@@ -11,7 +11,14 @@ import { AuditService } from '../audit/index.js';
 import { LedgerService } from '../credits/index.js';
 import { RollupsService } from '../rollups/index.js';
 import type { Pool } from '../../stores/postgres/pool.js';
-import { DirectoryTarget, SnapshotsService, carKey, restoreSnapshot, selectSql, snapshotSections } from './index.js';
+import {
+  DirectoryTarget,
+  SnapshotsService,
+  carKey,
+  restoreSnapshot,
+  selectSql,
+  snapshotSections,
+} from './index.js';
 
 let db: PgTestSchema;
 let archive: { dir: string; remove(): Promise<void> };
@@ -45,7 +52,12 @@ beforeAll(async () => {
   await ledger.settle(ids[2]!, '00000000-0000-4000-8000-000000000002', 300n);
   await ledger.stop();
   const audit = new AuditService({ pool: db.pool, log: testLog });
-  await audit.append({ actor: 'admin', action: 'subcloud.create', target: 'sc-a', body: { nested: { a: [1, 2.5] } } });
+  await audit.append({
+    actor: 'admin',
+    action: 'subcloud.create',
+    target: 'sc-a',
+    body: { nested: { a: [1, 2.5] } },
+  });
   const clock = { now: () => new Date('2026-04-15T00:00:00Z') };
   await new RollupsService({
     pool: db.pool,
@@ -83,10 +95,14 @@ describe('restore from a snapshot', () => {
     const tampered = Buffer.from(bytes);
     const b = blocks[2]!;
     tampered[b.blockOffset + 1]! ^= 0xff;
-    await expect(restoreSnapshot(tampered, { pool: target.pool, schema: 'public', log: testLog })).rejects.toMatchObject({
+    await expect(
+      restoreSnapshot(tampered, { pool: target.pool, schema: 'public', log: testLog }),
+    ).rejects.toMatchObject({
       code: 'integrity_failed',
     });
-    const tables = await target.pool.query(`select count(*)::int as n from pg_tables where schemaname = 'public'`);
+    const tables = await target.pool.query(
+      `select count(*)::int as n from pg_tables where schemaname = 'public'`,
+    );
     expect(tables.rows[0].n).toBe(0);
   });
 
@@ -105,7 +121,9 @@ describe('restore from a snapshot', () => {
     });
     expect(await ledger.verifyLedger()).toEqual([]);
     // The restored network keeps working: a new ledger entry gets the next identity.
-    const [ns] = (await target.pool.query('select namespace_id from credit_balances order by namespace_id limit 1')).rows;
+    const [ns] = (
+      await target.pool.query('select namespace_id from credit_balances order by namespace_id limit 1')
+    ).rows;
     await ledger.topUp(ns.namespace_id, 1n, 'after-restore');
     await ledger.stop();
     const audit = new AuditService({ pool: target.pool, log: testLog });
@@ -115,7 +133,9 @@ describe('restore from a snapshot', () => {
   });
 
   it('refuses a target that is not empty', async () => {
-    await expect(restoreSnapshot(bytes, { pool: target.pool, schema: 'public', log: testLog })).rejects.toMatchObject({
+    await expect(
+      restoreSnapshot(bytes, { pool: target.pool, schema: 'public', log: testLog }),
+    ).rejects.toMatchObject({
       code: 'precondition_failed',
     });
   });

@@ -27,14 +27,20 @@ export async function restoreSnapshot(
   const snap = await SnapshotReader.open(bytes);
   // Refuses a tampered or inconsistent file before touching the target.
   const report = await verifyOpened(snap, opts);
-  if (snap.manifest.kind !== 'snapshot') throw new AppError('invalid_request', 'only a snapshot (not a freeze) can be restored');
+  if (snap.manifest.kind !== 'snapshot')
+    throw new AppError('invalid_request', 'only a snapshot (not a freeze) can be restored');
   await migrate(into.pool, { dir: postgresMigrationsDir(), schema: into.schema });
   const rows: RestoreResult['rows'] = [];
   await withTransaction(into.pool, async (tx) => {
     await refuseNonEmpty(tx);
     for (const [i, spec] of snapshotSections.entries()) {
       if (!(spec.name in snap.manifest.sections)) continue;
-      await opts.onProgress?.({ stage: 'restore', done: i, total: snapshotSections.length, detail: spec.name });
+      await opts.onProgress?.({
+        stage: 'restore',
+        done: i,
+        total: snapshotSections.length,
+        detail: spec.name,
+      });
       rows.push({ name: spec.name, count: await restoreSection(tx, snap, spec) });
     }
     // Identity values were kept; the sequence continues after them.
@@ -42,7 +48,12 @@ export async function restoreSnapshot(
       `select setval(pg_get_serial_sequence('ledger_entries', 'id'), coalesce((select max(id) from ledger_entries), 0) + 1, false)`,
     );
     await new AuditService({ pool: into.pool, log: into.log }).append(
-      { actor: 'system:restore', action: 'network.restore', target: snap.cid, body: { seq: snap.manifest.seq } },
+      {
+        actor: 'system:restore',
+        action: 'network.restore',
+        target: snap.cid,
+        body: { seq: snap.manifest.seq },
+      },
       tx,
     );
   });
@@ -55,7 +66,10 @@ async function refuseNonEmpty(tx: PoolClient): Promise<void> {
        or exists (select 1 from audit_log) or exists (select 1 from network_config_versions) as used`,
   );
   if (r.rows[0]?.used)
-    throw new AppError('precondition_failed', 'the target database is not empty; restore only into a fresh one');
+    throw new AppError(
+      'precondition_failed',
+      'the target database is not empty; restore only into a fresh one',
+    );
 }
 
 async function restoreSection(tx: PoolClient, snap: SnapshotReader, spec: TableSpec): Promise<number> {
@@ -63,7 +77,10 @@ async function restoreSection(tx: PoolClient, snap: SnapshotReader, spec: TableS
   const expected = spec.columns.map((c) => `${c.name}:${c.type}`).join(',');
   const actual = section.columns.map(([n, t]) => `${n}:${t}`).join(',');
   if (expected !== actual)
-    throw new AppError('invalid_request', `section ${spec.name} has columns ${actual}; this version expects ${expected}`);
+    throw new AppError(
+      'invalid_request',
+      `section ${spec.name} has columns ${actual}; this version expects ${expected}`,
+    );
   const sql = insertSql(spec);
   let batch: unknown[][] = [];
   let count = 0;
@@ -74,7 +91,9 @@ async function restoreSection(tx: PoolClient, snap: SnapshotReader, spec: TableS
     batch = [];
   };
   for (let i = 0; i < section.chunks.length; i += 1) {
-    for (const row of dagCbor.decode(snap.block(section.chunks[i]!, `chunk ${i} of ${spec.name}`)) as unknown[][]) {
+    for (const row of dagCbor.decode(
+      snap.block(section.chunks[i]!, `chunk ${i} of ${spec.name}`),
+    ) as unknown[][]) {
       batch.push(row);
       if (batch.length >= BATCH) await flush();
     }

@@ -88,7 +88,8 @@ export const snapshotSections: TableSpec[] = [
   },
   {
     name: 'credit_holds',
-    columns: cols(`job_id uuid, namespace_id uuid, amount int8, settled_amount int8, status text, expires_at ts,
+    columns:
+      cols(`job_id uuid, namespace_id uuid, amount int8, settled_amount int8, status text, expires_at ts,
       created_at ts, closed_at ts`),
     orderBy: ['job_id'],
   },
@@ -114,7 +115,9 @@ export const snapshotSections: TableSpec[] = [
   rollupPeriodsSpec,
   {
     name: 'audit_log',
-    columns: cols(`seq int8, at ts, actor text, action text, target text, body json, prev_hash bytea, hash bytea`),
+    columns: cols(
+      `seq int8, at ts, actor text, action text, target text, body json, prev_hash bytea, hash bytea`,
+    ),
     orderBy: ['seq'],
   },
 ];
@@ -122,7 +125,8 @@ export const snapshotSections: TableSpec[] = [
 /** Live view exported by a freeze: jobs in flight (no detail history) besides the registry and balances. */
 export const activeJobsSpec: TableSpec = {
   name: 'jobs',
-  columns: cols(`id uuid, namespace_id uuid, api_key_id uuid, model text, mode text, priority text, environment text,
+  columns:
+    cols(`id uuid, namespace_id uuid, api_key_id uuid, model text, mode text, priority text, environment text,
     subcloud_id uuid, status text, node_address text, attempts int, tokens_in int, tokens_out int, max_cost int8,
     cost int8, latency_ms int, created_at ts, dispatched_at ts, finished_at ts`),
   orderBy: ['created_at', 'id'],

@@ -69,7 +69,8 @@ export async function* tableRows(
   await tx.query(`declare ${cursor} no scroll cursor for ${selectSql(spec, where)}`, params);
   try {
     for (;;) {
-      const r = await tx.query<Record<string, unknown>>(`fetch ${fetchRows} from ${cursor}`);
+      // Array rows: no per-row object with named keys (a snapshot reads millions of them).
+      const r = await tx.query<unknown[]>({ text: `fetch ${fetchRows} from ${cursor}`, rowMode: 'array' });
       for (const row of r.rows) yield encodeRow(rowValues(spec, row));
       if (r.rows.length < fetchRows) break;
     }

@@ -34,7 +34,8 @@ export class SnapshotReader {
 
   block(cid: CID, what: string): Uint8Array {
     const b = this.car.blocks.get(cid.toString());
-    if (!b) throw new AppError('integrity_failed', `missing block ${cid} (${what})`, { block: cid.toString() });
+    if (!b)
+      throw new AppError('integrity_failed', `missing block ${cid} (${what})`, { block: cid.toString() });
     return b;
   }
 
@@ -55,7 +56,10 @@ export class SnapshotReader {
       return splitArray(this.block(cid, `chunk ${i} of section ${section.name}`));
     } catch (err) {
       if (err instanceof CborFormatError)
-        throw new AppError('integrity_failed', `chunk ${cid} of section ${section.name} is not a CBOR array: ${err.message}`);
+        throw new AppError(
+          'integrity_failed',
+          `chunk ${cid} of section ${section.name} is not a CBOR array: ${err.message}`,
+        );
       throw err;
     }
   }

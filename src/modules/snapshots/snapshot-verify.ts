@@ -4,8 +4,7 @@ import * as dagCbor from '@ipld/dag-cbor';
 import { AppError } from '../../platform/errors.js';
 import { ChainVerifier, type AuditEntry, type JsonValue } from '../audit/index.js';
 import { firstText } from './cbor-items.js';
-import { LeafHashes, merkleRoot } from './merkle.js';
-import { periodHash } from './period-hash.js';
+import { LeafHashes, leafHash, merkleRoot } from './merkle.js';
 import { SnapshotReader } from './snapshot-reader.js';
 
 export interface VerifyProgress {
@@ -48,7 +47,8 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
   const m = snap.manifest;
   const fail = (msg: string) => new AppError('integrity_failed', `snapshot ${snap.cid}: ${msg}`);
   const decoded = new Map<string, unknown[][]>();
-  const rollupRows = new Map<string, Map<string, Uint8Array[]>>();
+  // Leaf hashes of rollup rows by day, reused for the period hashes (each row is hashed once).
+  const rollupLeaves = new Map<string, Map<string, LeafHashes>>();
   const sections: VerifyReport['sections'] = [];
   const names = snap.sectionNames();
   for (const [si, name] of names.entries()) {
@@ -57,28 +57,32 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
       throw fail(`section ${name}: root in its block differs from the manifest`);
     const leaves = new LeafHashes();
     const keep: unknown[][] | undefined = decodedSections.has(name) ? [] : undefined;
-    const byDay = rollupSections.has(name) ? new Map<string, Uint8Array[]>() : undefined;
-    if (byDay) rollupRows.set(name, byDay);
+    const byDay = rollupSections.has(name) ? new Map<string, LeafHashes>() : undefined;
+    if (byDay) rollupLeaves.set(name, byDay);
     for (let i = 0; i < s.chunks.length; i += 1) {
       for (const item of snap.chunkItems(s, i)) {
-        leaves.addLeaf(item);
-        keep?.push(dagCbor.decode(item) as unknown[]);
+        const h = leafHash(item);
+        leaves.addHash(h);
+        if (keep) keep.push(dagCbor.decode(item) as unknown[]);
         if (byDay) {
           const day = firstText(item);
-          const list = byDay.get(day);
-          if (list) list.push(item);
-          else byDay.set(day, [item]);
+          let list = byDay.get(day);
+          if (!list) byDay.set(day, (list = new LeafHashes()));
+          list.addHash(h);
         }
       }
-      if (i % 50 === 0) await opts.onProgress?.({ stage: 'verify', done: si, total: names.length, detail: name });
+      if (i % 50 === 0)
+        await opts.onProgress?.({ stage: 'verify', done: si, total: names.length, detail: name });
     }
     if (leaves.size !== s.count) throw fail(`section ${name}: ${leaves.size} rows, block says ${s.count}`);
     if (!merkleRoot(leaves).equals(Buffer.from(s.root)))
-      throw fail(`section ${name}: Merkle root ${merkleRoot(leaves).toString('hex')} differs from ${hex(s.root)}`);
+      throw fail(
+        `section ${name}: Merkle root ${merkleRoot(leaves).toString('hex')} differs from ${hex(s.root)}`,
+      );
     if (keep) decoded.set(name, keep);
     sections.push({ name, count: s.count });
   }
-  const periods = checkPeriods(decoded, rollupRows, fail);
+  const periods = checkPeriods(decoded, rollupLeaves, fail);
   const auditEntries = checkAudit(decoded, m.auditHead, fail);
   const chain = await checkChain(snap, opts);
   return {
@@ -99,18 +103,21 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
 /** Each rolled-up day's stored hash must equal the root over its rows in the snapshot. */
 function checkPeriods(
   decoded: Map<string, unknown[][]>,
-  rollupRows: Map<string, Map<string, Uint8Array[]>>,
+  rollupLeaves: Map<string, Map<string, LeafHashes>>,
   fail: (m: string) => Error,
 ): number {
   const periods = decoded.get('rollup_periods');
   if (!periods) return 0;
-  const job = rollupRows.get('job_rollups') ?? new Map<string, Uint8Array[]>();
-  const ledger = rollupRows.get('ledger_rollups') ?? new Map<string, Uint8Array[]>();
+  const job = rollupLeaves.get('job_rollups') ?? new Map<string, LeafHashes>();
+  const ledger = rollupLeaves.get('ledger_rollups') ?? new Map<string, LeafHashes>();
+  const none = Buffer.alloc(0);
   const seen = new Set<string>();
   for (const p of periods) {
     const day = p[0] as string;
     seen.add(day);
-    if (!periodHash(job.get(day) ?? [], ledger.get(day) ?? []).equals(Buffer.from(p[4] as Uint8Array)))
+    // Same tree as periodHash(): the day's job rollup leaves, then its ledger rollup leaves.
+    const dayLeaves = Buffer.concat([job.get(day)?.view() ?? none, ledger.get(day)?.view() ?? none]);
+    if (!merkleRoot(dayLeaves).equals(Buffer.from(p[4] as Uint8Array)))
       throw fail(`rollup period ${day}: its rows do not hash to the recorded period hash`);
   }
   for (const d of [...job.keys(), ...ledger.keys()])

@@ -3,6 +3,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as dagCbor from '@ipld/dag-cbor';
+import type { CID } from 'multiformats/cid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
 import { createNamespaces } from '../../../test/factories.js';
@@ -40,7 +41,8 @@ beforeAll(async () => {
   await insertJobs(db.pool, { count: 3000, from, to, namespaceIds });
   await insertTopups(db.pool, { count: 5000, from, to, namespaceIds, tag: 's' });
   audit = new AuditService({ pool: db.pool, log: testLog });
-  for (let i = 0; i < 5; i += 1) await audit.append({ actor: 'admin', action: 'config.set', target: `k${i}`, body: { i } });
+  for (let i = 0; i < 5; i += 1)
+    await audit.append({ actor: 'admin', action: 'config.set', target: `k${i}`, body: { i } });
   const clock = { now: () => now };
   await new RollupsService({
     pool: db.pool,
@@ -86,7 +88,12 @@ describe('snapshot create and verify', () => {
     ).rejects.toThrow('crash after archiving');
     expect(await count('snapshots')).toBe(0);
     first = await snapshots.create();
-    expect(first.record).toMatchObject({ seq: 1, prevCid: null, rollupFrom: '2026-02-20', rollupTo: '2026-04-07' });
+    expect(first.record).toMatchObject({
+      seq: 1,
+      prevCid: null,
+      rollupFrom: '2026-02-20',
+      rollupTo: '2026-04-07',
+    });
     expect(first.record.verifiedAt).toBeInstanceOf(Date);
     expect(await count('snapshots')).toBe(1);
   });
@@ -131,10 +138,10 @@ describe('snapshot create and verify', () => {
     const { CarReader, CarBufferWriter } = await import('@ipld/car');
     const reader = await CarReader.fromBytes(bytes);
     const [root] = await reader.getRoots();
-    const manifest = dagCbor.decode((await reader.get(root!))!.bytes) as Record<string, any>;
-    const sectionCid = manifest.sections.credit_balances;
-    const section = dagCbor.decode((await reader.get(sectionCid))!.bytes) as Record<string, any>;
-    const chunk = dagCbor.decode((await reader.get(section.chunks[0]))!.bytes) as unknown[];
+    const manifest = dagCbor.decode((await reader.get(root!))!.bytes) as { sections: Record<string, CID> };
+    const sectionCid = manifest.sections.credit_balances!;
+    const section = dagCbor.decode((await reader.get(sectionCid))!.bytes) as { chunks: CID[]; count: number };
+    const chunk = dagCbor.decode((await reader.get(section.chunks[0]!))!.bytes) as unknown[];
     const newChunk = dagCbor.encode(chunk.slice(1));
     const { cidOf } = await import('./car-io.js');
     const newChunkCid = cidOf(newChunk);
@@ -147,7 +154,7 @@ describe('snapshot create and verify', () => {
     const out = CarBufferWriter.createWriter(new ArrayBuffer(bytes.length * 2), { roots: [newRoot] });
     for await (const b of reader.blocks()) out.write(b);
     out.write({ cid: newChunkCid, bytes: newChunk });
-    out.write({ cid: manifest.sections.credit_balances, bytes: newSection });
+    out.write({ cid: manifest.sections.credit_balances!, bytes: newSection });
     out.write({ cid: newRoot, bytes: newManifest });
     await expect(verifySnapshot(out.close({ resize: true }))).rejects.toMatchObject({
       code: 'integrity_failed',
@@ -171,7 +178,9 @@ describe('snapshot create and verify', () => {
     await writeFile(carPath(first.record.cid), good);
     // Verifying against an explicitly given predecessor that is not the one named.
     const secondBytes = await readFile(carPath(second.record.cid));
-    await expect(verifySnapshot(secondBytes, { loadPrevious: async () => secondBytes })).rejects.toMatchObject({
+    await expect(
+      verifySnapshot(secondBytes, { loadPrevious: async () => secondBytes }),
+    ).rejects.toMatchObject({
       code: 'chain_broken',
     });
     expect((await verifySnapshot(secondBytes, { loadPrevious: async () => good })).chain).toBe('checked');
@@ -180,8 +189,11 @@ describe('snapshot create and verify', () => {
   it('an inclusion proof of a balance validates, and fails for a changed value or another root', async () => {
     const bytes = await readFile(carPath(second.record.cid));
     const proof = await snapshots.prove(bytes, { namespaceId: namespaceIds[2]! });
-    const bal = (await db.pool.query('select available::text as a from credit_balances where namespace_id = $1', [namespaceIds[2]]))
-      .rows[0].a as string;
+    const bal = (
+      await db.pool.query('select available::text as a from credit_balances where namespace_id = $1', [
+        namespaceIds[2],
+      ])
+    ).rows[0].a as string;
     expect(proof.record[0]).toBe(namespaceIds[2]);
     expect(String(proof.record[1])).toBe(bal);
     expect(checkProof(proof)).toEqual({ ok: true });
@@ -190,9 +202,16 @@ describe('snapshot create and verify', () => {
     expect(checkProof(changed).ok).toBe(false);
     const leaf = dagCbor.decode(Buffer.from(proof.leaf, 'hex')) as unknown[];
     leaf[1] = 999_999_999n;
-    const forged = { ...proof, leaf: Buffer.from(dagCbor.encode(leaf)).toString('hex'), record: [...proof.record.slice(0, 1), '999999999', ...proof.record.slice(2)] };
+    const forged = {
+      ...proof,
+      leaf: Buffer.from(dagCbor.encode(leaf)).toString('hex'),
+      record: [...proof.record.slice(0, 1), '999999999', ...proof.record.slice(2)],
+    };
     expect(checkProof(forged)).toEqual({ ok: false, reason: 'the leaf and path do not lead to the root' });
-    const otherRoot = Buffer.from((await snapshots.prove(bytes, { rollupKey: ['2026-03-01'] })).root, 'hex').toString('hex');
+    const otherRoot = Buffer.from(
+      (await snapshots.prove(bytes, { rollupKey: ['2026-03-01'] })).root,
+      'hex',
+    ).toString('hex');
     expect(checkProof(proof, otherRoot).ok).toBe(false);
   });
 

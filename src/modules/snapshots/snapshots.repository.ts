@@ -86,7 +86,11 @@ export class SnapshotsRepository {
   }
 
   /** The newest verified snapshot whose rollup range holds [fromDay, lastDay]. */
-  async verifiedCovering(db: Queryable, fromDay: string, lastDay: string): Promise<SnapshotRecord | undefined> {
+  async verifiedCovering(
+    db: Queryable,
+    fromDay: string,
+    lastDay: string,
+  ): Promise<SnapshotRecord | undefined> {
     const r = await db.query<Row>(
       `select ${columns} from snapshots where verified_at is not null and rollup_from <= $1 and rollup_to >= $2
        order by seq desc limit 1`,

@@ -36,8 +36,6 @@ export interface SnapshotsDeps {
   limits: ChunkLimits;
 }
 
-const microsIso = (d: Date) => d.toISOString();
-
 export class SnapshotsService {
   private readonly repo = new SnapshotsRepository();
 
@@ -50,15 +48,21 @@ export class SnapshotsService {
   async create(opts: { onProgress?: ProgressFn } = {}): Promise<CreateResult> {
     // Locks are per schema: several networks (or test schemas) may share one server.
     const schema = (await this.deps.pool.query<{ s: string }>('select current_schema() as s')).rows[0]!.s;
-    const r = await withAdvisoryLock(this.deps.pool, `rty:snapshot:create:${schema}`, () => this.createLocked(opts));
-    if (!r.ran) throw new AppError('precondition_failed', 'another snapshot is being created; try again later');
+    const r = await withAdvisoryLock(this.deps.pool, `rty:snapshot:create:${schema}`, () =>
+      this.createLocked(opts),
+    );
+    if (!r.ran)
+      throw new AppError('precondition_failed', 'another snapshot is being created; try again later');
     return r.value;
   }
 
   private async createLocked(opts: { onProgress?: ProgressFn }): Promise<CreateResult> {
     const { pool, target } = this.deps;
     const progress = opts.onProgress ?? (() => undefined);
-    const scratch = join(await target.scratchDir(), `.snapshot-${randomBytes(6).toString('hex')}.car.partial`);
+    const scratch = join(
+      await target.scratchDir(),
+      `.snapshot-${randomBytes(6).toString('hex')}.car.partial`,
+    );
     const built = await withTransaction(
       pool,
       async (tx) => {
@@ -71,14 +75,16 @@ export class SnapshotsService {
           const sections: SectionSummary[] = [];
           for (const [i, spec] of snapshotSections.entries()) {
             await progress({ stage: 'read', done: i, total: snapshotSections.length, detail: spec.name });
-            sections.push(await writeSection(car, spec.name, spec.columns, tableRows(tx, spec), this.deps.limits));
+            sections.push(
+              await writeSection(car, spec.name, spec.columns, tableRows(tx, spec), this.deps.limits),
+            );
           }
           const manifest: Manifest = {
             version: 1,
             kind: 'snapshot',
             seq: (prev?.seq ?? 0) + 1,
             prev: prev ? (SnapshotReader.parseCid(prev.cid) as CID) : null,
-            createdAt: microsIso(this.deps.clock.now()),
+            createdAt: this.deps.clock.now().toISOString(),
             network: { configVersion: config?.version ?? null, configDigest: config?.digest ?? null },
             rollupRange: range ?? null,
             auditHead: head ? { seq: Number(head.seq), hash: head.hash } : null,
@@ -125,7 +131,12 @@ export class SnapshotsService {
     await withTransaction(pool, async (tx) => {
       await this.repo.insert(tx, { ...record, verifiedAt: record.verifiedAt! });
       await this.deps.audit.append(
-        { actor: 'system:snapshots', action: 'snapshot.create', target: built.cid, body: { seq: record.seq, size: stored.sizeBytes } },
+        {
+          actor: 'system:snapshots',
+          action: 'snapshot.create',
+          target: built.cid,
+          body: { seq: record.seq, size: stored.sizeBytes },
+        },
         tx,
       );
     });
@@ -154,7 +165,10 @@ export class SnapshotsService {
     const rec = await this.repo.byCid(this.deps.pool, cid);
     if (rec) {
       if (rec.prevCid !== report.prev || rec.seq !== report.seq)
-        throw new AppError('chain_broken', `record of ${cid} (seq ${rec.seq}, prev ${rec.prevCid}) differs from its manifest`);
+        throw new AppError(
+          'chain_broken',
+          `record of ${cid} (seq ${rec.seq}, prev ${rec.prevCid}) differs from its manifest`,
+        );
       await this.repo.markVerified(this.deps.pool, cid, this.deps.clock.now());
     }
     return report;
@@ -162,7 +176,9 @@ export class SnapshotsService {
 
   /** For pruning: the CID of an archived, verified snapshot holding every rolled-up day in [fromDay, toDay). */
   async findVerifiedCovering(fromDay: string, toDayExclusive: string): Promise<string | undefined> {
-    const last = new Date(new Date(`${toDayExclusive}T00:00:00Z`).getTime() - 86_400_000).toISOString().slice(0, 10);
+    const last = new Date(new Date(`${toDayExclusive}T00:00:00Z`).getTime() - 86_400_000)
+      .toISOString()
+      .slice(0, 10);
     const rec = await this.repo.verifiedCovering(this.deps.pool, fromDay, last);
     if (!rec || !(await this.deps.target.exists(carKey(rec.cid)))) return undefined;
     return rec.cid;
@@ -179,7 +195,10 @@ export class SnapshotsService {
   }
 
   /** Inclusion proof of one namespace balance or one rollup row (key: day, namespace, model, node, status). */
-  async prove(bytes: Uint8Array, what: { namespaceId: string } | { rollupKey: string[] }): Promise<InclusionProof> {
+  async prove(
+    bytes: Uint8Array,
+    what: { namespaceId: string } | { rollupKey: string[] },
+  ): Promise<InclusionProof> {
     const snap = await SnapshotReader.open(bytes);
     if ('namespaceId' in what) return buildProof(snap, 'credit_balances', (r) => r[0] === what.namespaceId);
     const key = what.rollupKey;

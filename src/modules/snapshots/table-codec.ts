@@ -2,7 +2,17 @@
 // typed unnest() that writes it back. Timestamps travel as integer microseconds so that a round trip is exact.
 import { encodeRowFast, type RowValue } from './row-encoder.js';
 
-export type ColumnType = 'uuid' | 'text' | 'int' | 'int8' | 'bool' | 'ts' | 'date' | 'json' | 'bytea' | 'int8[]';
+export type ColumnType =
+  | 'uuid'
+  | 'text'
+  | 'int'
+  | 'int8'
+  | 'bool'
+  | 'ts'
+  | 'date'
+  | 'json'
+  | 'bytea'
+  | 'int8[]';
 
 export interface Column {
   name: string;
@@ -48,10 +58,11 @@ function parseInt8Array(text: string): bigint[] {
   return inner === '' ? [] : inner.split(',').map((s) => BigInt(s));
 }
 
-/** A database row (from selectSql) as the array of canonical values that is encoded. */
-export function rowValues(t: TableSpec, row: Record<string, unknown>): CellValue[] {
+/** A database row (from selectSql, as an object or in array row mode) as the array of canonical values that is encoded. */
+export function rowValues(t: TableSpec, row: Record<string, unknown> | unknown[]): CellValue[] {
+  const arr = Array.isArray(row);
   return t.columns.map((c, i) => {
-    const v = row[`c${i}`];
+    const v = arr ? row[i] : row[`c${i}`];
     if (v === null || v === undefined) return null;
     switch (c.type) {
       case 'int8':
@@ -113,7 +124,8 @@ const paramType: Record<ColumnType, string> = {
 };
 
 function fromParam(c: Column, v: string): string {
-  if (c.type === 'ts') return `case when ${v} is null then null else timestamptz 'epoch' + ${v} * interval '1 microsecond' end`;
+  if (c.type === 'ts')
+    return `case when ${v} is null then null else timestamptz 'epoch' + ${v} * interval '1 microsecond' end`;
   if (c.type === 'int8[]') return `${v}::int8[]`;
   return v;
 }
