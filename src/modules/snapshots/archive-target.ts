@@ -1,6 +1,6 @@
 // Cold-storage targets for CAR files: the interface (object stores and IPFS implement it as adapters) and the
 // default, a directory, written crash-safely (temp file, fsync, rename).
-import { copyFile, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 export interface ArchiveTarget {
@@ -13,7 +13,11 @@ export interface ArchiveTarget {
   exists(key: string): Promise<boolean>;
   /** A local path to scratch files before `put` (the target's own disk when it has one). */
   scratchDir(): Promise<string>;
+  /** Removes scratch files a killed process left behind (older than `olderThanMs`); returns how many. */
+  sweepScratch(olderThanMs: number): Promise<number>;
 }
+
+const scratchPattern = /^\.(snapshot|freeze)-[0-9a-f]+\.car\.partial$/;
 
 const keyPattern = /^[A-Za-z0-9._-]+$/;
 
@@ -72,6 +76,20 @@ export class DirectoryTarget implements ArchiveTarget {
   async scratchDir(): Promise<string> {
     await mkdir(this.dir, { recursive: true });
     return this.dir;
+  }
+
+  async sweepScratch(olderThanMs: number): Promise<number> {
+    let removed = 0;
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    for (const name of names.filter((n) => scratchPattern.test(n))) {
+      const path = join(this.dir, name);
+      const st = await stat(path).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > olderThanMs) {
+        await unlink(path).catch(() => undefined);
+        removed += 1;
+      }
+    }
+    return removed;
   }
 
   async remove(key: string): Promise<void> {

@@ -22,8 +22,14 @@ export function leafHash(leaf: Uint8Array): Buffer {
 }
 
 /** H(0x01 || left || right). */
+const nodeScratch = Buffer.allocUnsafe(1 + 2 * HASH_BYTES);
+
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(1 + left.length + right.length);
+  // Children are 32-byte hashes: one reused input buffer instead of one allocation per node.
+  const b =
+    left.length === HASH_BYTES && right.length === HASH_BYTES
+      ? nodeScratch
+      : Buffer.allocUnsafe(1 + left.length + right.length);
   b[0] = 0x01;
   b.set(left, 1);
   b.set(right, 1 + left.length);

@@ -59,6 +59,9 @@ export class SnapshotsService {
   private async createLocked(opts: { onProgress?: ProgressFn }): Promise<CreateResult> {
     const { pool, target } = this.deps;
     const progress = opts.onProgress ?? (() => undefined);
+    // A run killed mid-write leaves its scratch file; an hour is far beyond any live writer's idle time.
+    const swept = await target.sweepScratch(60 * 60 * 1000);
+    if (swept > 0) this.deps.log.warn({ swept }, 'removed stale snapshot scratch files');
     const scratch = join(
       await target.scratchDir(),
       `.snapshot-${randomBytes(6).toString('hex')}.car.partial`,
