@@ -22,9 +22,10 @@ beforeAll(async () => {
   db = await createPgTestSchema();
   archive = await tempArchiveDir();
   namespaceIds = (await createNamespaces(db.pool, 3)).map((n) => n.id);
+  // Activity starts on 5 January: the first month is partial and must still be prunable.
   await insertJobs(db.pool, {
     count: 4000,
-    from: new Date('2026-01-01T00:00:00Z'),
+    from: new Date('2026-01-05T00:00:00Z'),
     to: new Date('2026-03-01T00:00:00Z'),
     namespaceIds,
   });
@@ -38,7 +39,7 @@ beforeAll(async () => {
   });
   await insertTopups(db.pool, {
     count: 1000,
-    from: new Date('2026-01-01T00:00:00Z'),
+    from: new Date('2026-01-05T00:00:00Z'),
     to: new Date('2026-04-01T00:00:00Z'),
     namespaceIds,
     tag: 'p',

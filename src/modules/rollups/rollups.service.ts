@@ -164,16 +164,19 @@ export class RollupsService {
     const { pool } = this.deps;
     const out: PruneResult = { pruned: [], kept: [] };
     const parts = await this.repo.jobPartitions(pool);
+    const rolled = await this.rolledRange();
     for (const [i, p] of parts.entries()) {
       await onProgress?.({ stage: 'prune', done: i, total: parts.length, detail: p.name });
-      const from = dayOf(p.from);
+      // Days before the first rolled day had no detail when rolling began (it starts at the oldest row); a row there
+      // now would be missing from the rollup totals, which the comparison below refuses.
+      const from = rolled && rolled.from > dayOf(p.from) ? rolled.from : dayOf(p.from);
       const to = dayOf(p.to);
       const expectedDays = enumerate(from, to).length;
-      const rolled = (await this.repo.rolledDays(pool, from, to)).length;
-      if (rolled < expectedDays) {
+      const rolledDays = (await this.repo.rolledDays(pool, from, to)).length;
+      if (!rolled || rolledDays < expectedDays) {
         out.kept.push({
           partition: p.name,
-          reason: `${expectedDays - rolled} of its days are not rolled up`,
+          reason: `${expectedDays - rolledDays} of its days are not rolled up`,
         });
         continue;
       }
