@@ -4,6 +4,17 @@ import type { CliContext } from './context.js';
 import { runDoctor } from './commands/doctor.js';
 import { runMigrate } from './commands/migrate.js';
 import { runLedgerVerify } from './commands/ledger.js';
+import { runAuditVerify } from './commands/audit.js';
+import { runRollup, runRollupPrune, runRollupVerify } from './commands/rollup.js';
+import {
+  runSnapshotCreate,
+  runSnapshotFreeze,
+  runSnapshotList,
+  runSnapshotProve,
+  runSnapshotRestore,
+  runSnapshotVerify,
+  runSnapshotVerifyProof,
+} from './commands/snapshot.js';
 
 export function buildProgram(ctx: CliContext, setExit: (code: number) => void): Command {
   const program = new Command('rty')
@@ -23,5 +34,71 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .command('verify')
     .description('recompute all balances from entries and report mismatches')
     .action(async () => setExit(await runLedgerVerify(ctx)));
+
+  const audit = program.command('audit').description('the hash-chained admin and config history');
+  audit
+    .command('verify')
+    .description('check the chain; names each removed, altered or reordered entry')
+    .action(async () => setExit(await runAuditVerify(ctx)));
+
+  const rollup = program.command('rollup').description('hashed daily aggregates of jobs and ledger activity');
+  rollup
+    .command('run')
+    .description('roll up every finished day older than the detail window (idempotent)')
+    .option('--through <day>', 'roll up through this UTC day (YYYY-MM-DD) instead of the detail window')
+    .action(async (o: { through?: string }) => setExit(await runRollup(ctx, o)));
+  rollup
+    .command('verify')
+    .description('recompute each period hash from its stored rows')
+    .action(async () => setExit(await runRollupVerify(ctx)));
+  rollup
+    .command('prune')
+    .description('drop job partitions that are rolled up and inside an archived, verified snapshot')
+    .action(async () => setExit(await runRollupPrune(ctx)));
+
+  const snapshot = program.command('snapshot').description('verifiable, content-addressed snapshots (CAR)');
+  snapshot
+    .command('create')
+    .description('snapshot the authoritative state, archive it, verify the archived copy, record it')
+    .action(async () => setExit(await runSnapshotCreate(ctx)));
+  snapshot
+    .command('list')
+    .description('recorded snapshots, newest first')
+    .action(async () => setExit(await runSnapshotList(ctx)));
+  snapshot
+    .command('verify <fileOrCid>')
+    .description(
+      'offline: every block hash, Merkle root, period hash, the audit chain, and the link to the predecessor',
+    )
+    .option('--previous <file>', "the predecessor's CAR (default: looked up in the archive)")
+    .action(async (ref: string, o: { previous?: string }) => setExit(await runSnapshotVerify(ctx, ref, o)));
+  snapshot
+    .command('prove <fileOrCid>')
+    .description('inclusion proof of one balance (--namespace) or one rollup row (--rollup)')
+    .option('--namespace <id>', 'namespace id')
+    .option('--rollup <key>', 'day,namespace,model,node,status (a prefix matches the first such row)')
+    .action(async (ref: string, o: { namespace?: string; rollup?: string }) =>
+      setExit(await runSnapshotProve(ctx, ref, o)),
+    );
+  snapshot
+    .command('verify-proof <proofFile>')
+    .description('check an inclusion proof against a Merkle root alone')
+    .option('--root <hex>', 'the trusted root (default: the root inside the proof)')
+    .action(async (file: string, o: { root?: string }) =>
+      setExit(await runSnapshotVerifyProof(ctx, file, o)),
+    );
+  snapshot
+    .command('restore <file>')
+    .description('launch a network database from a snapshot: verify, migrate, load (target must be empty)')
+    .requiredOption('--database <url>', 'PostgreSQL URL of the new database')
+    .option('--schema <name>', 'schema to restore into', 'public')
+    .action(async (file: string, o: { database: string; schema: string }) =>
+      setExit(await runSnapshotRestore(ctx, file, o)),
+    );
+  snapshot
+    .command('freeze')
+    .description('export a consistent view of the live network (active jobs, balances, online nodes)')
+    .option('--online-key <key>', 'Redis sorted set of online nodes (under REDIS_KEY_PREFIX)')
+    .action(async (o: { onlineKey?: string }) => setExit(await runSnapshotFreeze(ctx, o)));
   return program;
 }

@@ -70,6 +70,20 @@ export const configSchema = z.object({
   LIVE_FLAG_RECONCILE_INTERVAL_MS: intFrom(30_000, 1_000),
   /** Catalog, Subcloud list and status caches. */
   LIVE_CACHE_TTL_MS: intFrom(2_000, 100),
+
+  // --- Archive: rollups, snapshots, audit (issue 7) ---
+  /** Cold-storage directory for snapshot CAR files (the default archive target). */
+  ARCHIVE_DIR: z.string().min(1).default('./var/archive'),
+  /** Finished jobs stay as detail rows this long before they are rolled up (and become prunable). */
+  ROLLUP_DETAIL_WINDOW_DAYS: intFrom(7, 1),
+  ROLLUP_INTERVAL_MS: intFrom(10 * 60 * 1000, 1000),
+  /** Days aggregated per rollup transaction (chunks never cross a month: one partition scan each). */
+  ROLLUP_MAX_DAYS_PER_TX: intFrom(31, 1),
+  /** Rows and encoded bytes per snapshot data block. */
+  SNAPSHOT_CHUNK_ROWS: intFrom(4096, 1),
+  SNAPSHOT_CHUNK_MAX_BYTES: intFrom(512 * 1024, 1024),
+  /** Redis sorted set (under REDIS_KEY_PREFIX) of online node ids scored by last heartbeat ms; read by freeze. */
+  FREEZE_ONLINE_NODES_KEY: z.string().min(1).default('nodes:online'),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;

@@ -19,6 +19,9 @@ export const errorCatalogue = {
   lease_not_found: { status: 409, retryable: false, type: 'conflict_error' },
   lease_stale: { status: 409, retryable: false, type: 'conflict_error' },
   rate_limited: { status: 429, retryable: true, type: 'rate_limit_error' },
+  precondition_failed: { status: 409, retryable: false, type: 'conflict_error' },
+  integrity_failed: { status: 422, retryable: false, type: 'invalid_request_error' },
+  chain_broken: { status: 422, retryable: false, type: 'invalid_request_error' },
   store_unavailable: { status: 503, retryable: true, type: 'server_error' },
   internal: { status: 500, retryable: true, type: 'server_error' },
 } as const satisfies Record<string, { status: number; retryable: boolean; type: string }>;

@@ -1,0 +1,97 @@
+// Byte-level DAG-CBOR helpers (pure): an array header for pre-encoded items, and splitting an array into its items'
+// bytes without decoding them (verification hashes each item as a Merkle leaf).
+
+/** The minimal CBOR header of an array of `n` items (major type 4), as DAG-CBOR requires. */
+export function arrayHeader(n: number): Uint8Array {
+  if (n < 24) return Uint8Array.of(0x80 + n);
+  if (n < 0x100) return Uint8Array.of(0x98, n);
+  if (n < 0x10000) return Uint8Array.of(0x99, n >> 8, n & 0xff);
+  if (n <= 0xffffffff) return Uint8Array.of(0x9a, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+  throw new RangeError('array too long');
+}
+
+/** Concatenates pre-encoded items into the bytes of one DAG-CBOR array. */
+export function encodeArrayOfEncoded(items: Uint8Array[]): Uint8Array {
+  const header = arrayHeader(items.length);
+  let size = header.length;
+  for (const it of items) size += it.length;
+  const out = new Uint8Array(size);
+  out.set(header, 0);
+  let at = header.length;
+  for (const it of items) {
+    out.set(it, at);
+    at += it.length;
+  }
+  return out;
+}
+
+export class CborFormatError extends Error {}
+
+/** Reads a head at `pos`: returns major type, argument and the position after the head. */
+function readHead(b: Uint8Array, pos: number): { major: number; arg: number; next: number } {
+  if (pos >= b.length) throw new CborFormatError(`truncated CBOR at byte ${pos}`);
+  const first = b[pos]!;
+  const major = first >> 5;
+  const info = first & 0x1f;
+  if (info < 24) return { major, arg: info, next: pos + 1 };
+  const width = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : 0;
+  if (width === 0) throw new CborFormatError(`unsupported CBOR additional info ${info} at byte ${pos}`);
+  if (pos + 1 + width > b.length) throw new CborFormatError(`truncated CBOR at byte ${pos}`);
+  let arg = 0;
+  for (let i = 1; i <= width; i += 1) arg = arg * 256 + b[pos + i]!;
+  return { major, arg, next: pos + 1 + width };
+}
+
+/** Returns the position just after the item that starts at `pos`. */
+export function skipItem(b: Uint8Array, pos: number): number {
+  const { major, arg, next } = readHead(b, pos);
+  switch (major) {
+    case 0:
+    case 1:
+    case 7:
+      return next; // integers, simple values and floats carry their value in the head
+    case 2:
+    case 3:
+      if (next + arg > b.length) throw new CborFormatError(`truncated CBOR string at byte ${pos}`);
+      return next + arg;
+    case 4: {
+      let p = next;
+      for (let i = 0; i < arg; i += 1) p = skipItem(b, p);
+      return p;
+    }
+    case 5: {
+      let p = next;
+      for (let i = 0; i < arg * 2; i += 1) p = skipItem(b, p);
+      return p;
+    }
+    case 6:
+      return skipItem(b, next);
+    default:
+      throw new CborFormatError(`bad CBOR major type ${major} at byte ${pos}`);
+  }
+}
+
+/** The bytes of each item of the top-level array in `b`; the array must fill `b` exactly. */
+export function splitArray(b: Uint8Array): Uint8Array[] {
+  const { major, arg, next } = readHead(b, 0);
+  if (major !== 4) throw new CborFormatError('block is not a CBOR array');
+  const out: Uint8Array[] = [];
+  let p = next;
+  for (let i = 0; i < arg; i += 1) {
+    const end = skipItem(b, p);
+    out.push(b.subarray(p, end));
+    p = end;
+  }
+  if (p !== b.length) throw new CborFormatError(`trailing bytes after the array (${b.length - p})`);
+  return out;
+}
+
+/** The first item of an array item when it is a text string (e.g. the day of a rollup row), without decoding the rest. */
+export function firstText(b: Uint8Array): string {
+  const arr = readHead(b, 0);
+  if (arr.major !== 4 || arr.arg === 0) throw new CborFormatError('not a non-empty array');
+  const t = readHead(b, arr.next);
+  if (t.major !== 3) throw new CborFormatError('first item is not a text string');
+  if (t.next + t.arg > b.length) throw new CborFormatError('truncated text string');
+  return Buffer.from(b.buffer, b.byteOffset + t.next, t.arg).toString('utf8');
+}

@@ -1,0 +1,12 @@
+// Public face of the snapshots module: canonical encoding, Merkle proofs, CAR snapshots, freeze and restore.
+export { periodHash } from './period-hash.js';
+export { encodeRow, rowValues, selectSql, type TableSpec } from './table-codec.js';
+export { jobRollupsSpec, ledgerRollupsSpec, snapshotSections } from './sections.js';
+export { leafHash, merkleRoot, verifyInclusion } from './merkle.js';
+export { DirectoryTarget, carKey, type ArchiveTarget } from './archive-target.js';
+export { SnapshotsService, type CreateResult, type SnapshotsDeps } from './snapshots.service.js';
+export type { SnapshotRecord } from './snapshots.repository.js';
+export { verifySnapshot, type VerifyReport, type VerifyProgress } from './snapshot-verify.js';
+export { checkProof, type InclusionProof } from './proofs.js';
+export { restoreSnapshot, type RestoreResult } from './restore.js';
+export { freezeNetwork, sortedSetOnlineNodes, type OnlineNodesSource, type FreezeResult } from './freeze.js';

@@ -1,0 +1,75 @@
+// Opens a snapshot CAR for reading: every block already checked against its CID; the manifest, sections and their
+// rows are reached by link, and a missing block is named.
+import * as dagCbor from '@ipld/dag-cbor';
+import { CID } from 'multiformats/cid';
+import { AppError } from '../../platform/errors.js';
+import { CborFormatError, splitArray } from './cbor-items.js';
+import { readVerifiedCar, type VerifiedCar } from './car-io.js';
+import { parseManifest, parseSectionBlock, type Manifest, type SectionBlock } from './manifest.js';
+
+export class SnapshotReader {
+  private constructor(
+    readonly car: VerifiedCar,
+    readonly manifest: Manifest,
+  ) {}
+
+  static async open(bytes: Uint8Array): Promise<SnapshotReader> {
+    const car = await readVerifiedCar(bytes);
+    const reader = new SnapshotReader(car, undefined as unknown as Manifest);
+    const manifest = parseManifest(reader.block(car.root, 'the manifest'));
+    return new SnapshotReader(car, manifest);
+  }
+
+  static parseCid(text: string): CID {
+    try {
+      return CID.parse(text);
+    } catch {
+      throw new AppError('invalid_request', `not a CID: ${text}`);
+    }
+  }
+
+  get cid(): string {
+    return this.car.root.toString();
+  }
+
+  block(cid: CID, what: string): Uint8Array {
+    const b = this.car.blocks.get(cid.toString());
+    if (!b)
+      throw new AppError('integrity_failed', `missing block ${cid} (${what})`, { block: cid.toString() });
+    return b;
+  }
+
+  sectionNames(): string[] {
+    return Object.keys(this.manifest.sections);
+  }
+
+  section(name: string): SectionBlock {
+    const cid = this.manifest.sections[name];
+    if (!cid) throw new AppError('not_found', `the snapshot has no section ${name}`);
+    return parseSectionBlock(this.block(cid, `section block of ${name}`), name);
+  }
+
+  /** The encoded rows of chunk `i` of a section (not decoded). */
+  chunkItems(section: SectionBlock, i: number): Uint8Array[] {
+    const cid = section.chunks[i]!;
+    try {
+      return splitArray(this.block(cid, `chunk ${i} of section ${section.name}`));
+    } catch (err) {
+      if (err instanceof CborFormatError)
+        throw new AppError(
+          'integrity_failed',
+          `chunk ${cid} of section ${section.name} is not a CBOR array: ${err.message}`,
+        );
+      throw err;
+    }
+  }
+
+  /** Every row of a section, decoded, in order. */
+  *rows(name: string): Iterable<unknown[]> {
+    const s = this.section(name);
+    for (let i = 0; i < s.chunks.length; i += 1) {
+      const rows = dagCbor.decode(this.block(s.chunks[i]!, `chunk ${i} of section ${name}`)) as unknown[][];
+      yield* rows;
+    }
+  }
+}

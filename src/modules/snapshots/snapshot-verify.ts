@@ -1,0 +1,179 @@
+// Offline verification of a snapshot: block hashes (on open), section Merkle roots and counts, rollup period hashes,
+// the audit chain inside it, and the link to its predecessor when that is at hand.
+import * as dagCbor from '@ipld/dag-cbor';
+import { AppError } from '../../platform/errors.js';
+import { ChainVerifier, type AuditEntry, type JsonValue } from '../audit/index.js';
+import { firstText } from './cbor-items.js';
+import { LeafHashes, leafHash, merkleRoot } from './merkle.js';
+import { SnapshotReader } from './snapshot-reader.js';
+
+export interface VerifyProgress {
+  stage: string;
+  done: number;
+  total: number;
+  detail?: string;
+}
+
+export interface VerifyOptions {
+  /** The predecessor's CAR by CID (e.g. from the archive), or undefined when it is not at hand. */
+  loadPrevious?: (cid: string) => Promise<Uint8Array | undefined>;
+  onProgress?: (p: VerifyProgress) => void | Promise<void>;
+}
+
+export interface VerifyReport {
+  cid: string;
+  kind: string;
+  seq: number | null;
+  prev: string | null;
+  createdAt: string;
+  blocks: number;
+  bytes: number;
+  sections: Array<{ name: string; count: number }>;
+  periods: number;
+  auditEntries: number;
+  chain: 'first' | 'checked' | 'predecessor-absent' | 'not-chained';
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+/** Sections whose rows are decoded during verification (small); rollup rows are kept as bytes, grouped by day. */
+const decodedSections = new Set(['rollup_periods', 'audit_log']);
+const rollupSections = new Set(['job_rollups', 'ledger_rollups']);
+
+export async function verifySnapshot(bytes: Uint8Array, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  return verifyOpened(await SnapshotReader.open(bytes), opts);
+}
+
+export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const m = snap.manifest;
+  const fail = (msg: string) => new AppError('integrity_failed', `snapshot ${snap.cid}: ${msg}`);
+  const decoded = new Map<string, unknown[][]>();
+  // Leaf hashes of rollup rows by day, reused for the period hashes (each row is hashed once).
+  const rollupLeaves = new Map<string, Map<string, LeafHashes>>();
+  const sections: VerifyReport['sections'] = [];
+  const names = snap.sectionNames();
+  for (const [si, name] of names.entries()) {
+    const s = snap.section(name);
+    if (!Buffer.from(s.root).equals(Buffer.from(m.roots[name]!)))
+      throw fail(`section ${name}: root in its block differs from the manifest`);
+    const leaves = new LeafHashes();
+    const keep: unknown[][] | undefined = decodedSections.has(name) ? [] : undefined;
+    const byDay = rollupSections.has(name) ? new Map<string, LeafHashes>() : undefined;
+    if (byDay) rollupLeaves.set(name, byDay);
+    for (let i = 0; i < s.chunks.length; i += 1) {
+      for (const item of snap.chunkItems(s, i)) {
+        const h = leafHash(item);
+        leaves.addHash(h);
+        if (keep) keep.push(dagCbor.decode(item) as unknown[]);
+        if (byDay) {
+          const day = firstText(item);
+          let list = byDay.get(day);
+          if (!list) byDay.set(day, (list = new LeafHashes()));
+          list.addHash(h);
+        }
+      }
+      if (i % 50 === 0)
+        await opts.onProgress?.({ stage: 'verify', done: si, total: names.length, detail: name });
+    }
+    if (leaves.size !== s.count) throw fail(`section ${name}: ${leaves.size} rows, block says ${s.count}`);
+    if (!merkleRoot(leaves).equals(Buffer.from(s.root)))
+      throw fail(
+        `section ${name}: Merkle root ${merkleRoot(leaves).toString('hex')} differs from ${hex(s.root)}`,
+      );
+    if (keep) decoded.set(name, keep);
+    sections.push({ name, count: s.count });
+  }
+  const periods = checkPeriods(decoded, rollupLeaves, fail);
+  const auditEntries = checkAudit(decoded, m.auditHead, fail);
+  const chain = await checkChain(snap, opts);
+  return {
+    cid: snap.cid,
+    kind: m.kind,
+    seq: m.seq,
+    prev: m.prev?.toString() ?? null,
+    createdAt: m.createdAt,
+    blocks: snap.car.blocks.size,
+    bytes: snap.car.totalBytes,
+    sections,
+    periods,
+    auditEntries,
+    chain,
+  };
+}
+
+/** Each rolled-up day's stored hash must equal the root over its rows in the snapshot. */
+function checkPeriods(
+  decoded: Map<string, unknown[][]>,
+  rollupLeaves: Map<string, Map<string, LeafHashes>>,
+  fail: (m: string) => Error,
+): number {
+  const periods = decoded.get('rollup_periods');
+  if (!periods) return 0;
+  const job = rollupLeaves.get('job_rollups') ?? new Map<string, LeafHashes>();
+  const ledger = rollupLeaves.get('ledger_rollups') ?? new Map<string, LeafHashes>();
+  const none = Buffer.alloc(0);
+  const seen = new Set<string>();
+  for (const p of periods) {
+    const day = p[0] as string;
+    seen.add(day);
+    // Same tree as periodHash(): the day's job rollup leaves, then its ledger rollup leaves.
+    const dayLeaves = Buffer.concat([job.get(day)?.view() ?? none, ledger.get(day)?.view() ?? none]);
+    if (!merkleRoot(dayLeaves).equals(Buffer.from(p[4] as Uint8Array)))
+      throw fail(`rollup period ${day}: its rows do not hash to the recorded period hash`);
+  }
+  for (const d of [...job.keys(), ...ledger.keys()])
+    if (!seen.has(d)) throw fail(`rollup rows of ${d} belong to no recorded period`);
+  return periods.length;
+}
+
+function checkAudit(
+  decoded: Map<string, unknown[][]>,
+  head: { seq: number; hash: Uint8Array } | null,
+  fail: (m: string) => Error,
+): number {
+  const rows = decoded.get('audit_log');
+  if (!rows) return 0;
+  const v = new ChainVerifier();
+  for (const r of rows) {
+    const e: AuditEntry = {
+      seq: BigInt(r[0] as number),
+      atMicros: BigInt(r[1] as number),
+      actor: r[2] as string,
+      action: r[3] as string,
+      target: (r[4] as string | null) ?? null,
+      body: JSON.parse(r[5] as string) as JsonValue,
+      prevHash: Buffer.from(r[6] as Uint8Array),
+      hash: Buffer.from(r[7] as Uint8Array),
+    };
+    v.push(e);
+  }
+  if (head) v.checkAnchor({ seq: BigInt(head.seq), hash: Buffer.from(head.hash) });
+  if (v.problems.length > 0) throw fail(`audit log: ${v.problems[0]!.message}`);
+  const last = rows[rows.length - 1];
+  if ((head === null) !== (last === undefined) || (last && BigInt(last[0] as number) !== BigInt(head!.seq)))
+    throw fail('the manifest audit head is not the last audit entry');
+  return rows.length;
+}
+
+async function checkChain(snap: SnapshotReader, opts: VerifyOptions): Promise<VerifyReport['chain']> {
+  const m = snap.manifest;
+  if (m.kind !== 'snapshot') return 'not-chained';
+  if (m.seq === 1) {
+    if (m.prev) throw new AppError('chain_broken', `snapshot ${snap.cid} has seq 1 but names a predecessor`);
+    return 'first';
+  }
+  if (!m.prev) throw new AppError('chain_broken', `snapshot ${snap.cid} (seq ${m.seq}) names no predecessor`);
+  const prevBytes = await opts.loadPrevious?.(m.prev.toString());
+  if (!prevBytes) return 'predecessor-absent';
+  const prev = await SnapshotReader.open(prevBytes);
+  if (prev.cid !== m.prev.toString())
+    throw new AppError(
+      'chain_broken',
+      `snapshot ${snap.cid} names predecessor ${m.prev}, but the predecessor given is ${prev.cid}`,
+    );
+  if (prev.manifest.kind !== 'snapshot' || prev.manifest.seq !== (m.seq ?? 0) - 1)
+    throw new AppError(
+      'chain_broken',
+      `snapshot ${snap.cid} has seq ${m.seq}; its predecessor ${prev.cid} has seq ${prev.manifest.seq}`,
+    );
+  return 'checked';
+}
