@@ -98,7 +98,10 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
   snapshot
     .command('freeze')
     .description('export a consistent view of the live network (active jobs, balances, online nodes)')
-    .option('--online-key <key>', 'Redis sorted set of online nodes (under REDIS_KEY_PREFIX)')
+    .option(
+      '--online-key <key>',
+      'read online nodes from this one sorted set (under REDIS_KEY_PREFIX) instead of the live cells',
+    )
     .action(async (o: { onlineKey?: string }) => setExit(await runSnapshotFreeze(ctx, o)));
   return program;
 }

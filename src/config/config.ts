@@ -82,8 +82,6 @@ export const configSchema = z.object({
   /** Rows and encoded bytes per snapshot data block. */
   SNAPSHOT_CHUNK_ROWS: intFrom(4096, 1),
   SNAPSHOT_CHUNK_MAX_BYTES: intFrom(512 * 1024, 1024),
-  /** Redis sorted set (under REDIS_KEY_PREFIX) of online node ids scored by last heartbeat ms; read by freeze. */
-  FREEZE_ONLINE_NODES_KEY: z.string().min(1).default('nodes:online'),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;

@@ -4,12 +4,14 @@ import { readFile } from 'node:fs/promises';
 import { systemClock } from '../../platform/clock.js';
 import { createPgPool } from '../../stores/postgres/pool.js';
 import { createRedis } from '../../stores/redis/client.js';
+import { RedisKeys, liveSuffix } from '../../stores/redis/keys.js';
 import {
   checkProof,
   freezeNetwork,
   restoreSnapshot,
   sortedSetOnlineNodes,
   verifySnapshot,
+  type OnlineNodesSource,
   type VerifyReport,
 } from '../../modules/snapshots/index.js';
 import type { CliContext } from '../context.js';
@@ -149,11 +151,12 @@ export async function runSnapshotFreeze(ctx: CliContext, opts: { onlineKey?: str
   const redis = createRedis(config.REDIS_URL);
   try {
     return await withArchive(ctx, async ({ pool, target }) => {
-      const key = `${config.REDIS_KEY_PREFIX}${opts.onlineKey ?? config.FREEZE_ONLINE_NODES_KEY}`;
       const r = await freezeNetwork({
         pool,
         target,
-        online: sortedSetOnlineNodes(redis, key),
+        online: opts.onlineKey
+          ? sortedSetOnlineNodes(redis, `${config.REDIS_KEY_PREFIX}${opts.onlineKey}`)
+          : liveCellsOnline(redis, config),
         limits: { rows: config.SNAPSHOT_CHUNK_ROWS, bytes: config.SNAPSHOT_CHUNK_MAX_BYTES },
         clock: systemClock,
       });
@@ -164,4 +167,30 @@ export async function runSnapshotFreeze(ctx: CliContext, opts: { onlineKey?: str
   } finally {
     redis.disconnect();
   }
+}
+
+/** Online nodes as the live-state module keeps them: every cell's last-seen set, heard within the TTL. */
+function liveCellsOnline(
+  redis: ReturnType<typeof createRedis>,
+  config: CliContext['config'],
+): OnlineNodesSource {
+  const keys = new RedisKeys(config.REDIS_KEY_PREFIX);
+  return {
+    async onlineNodes() {
+      const since = String(Date.now() - config.HEARTBEAT_TTL_MS);
+      const all: Array<{ node: string; score: string }> = [];
+      for (const env of ['testnet', 'mainnet']) {
+        for (let cell = 0; cell < config.LIVE_CELLS; cell += 1) {
+          all.push(
+            ...(await sortedSetOnlineNodes(
+              redis,
+              `${keys.liveCellBase(env, cell)}${liveSuffix.seen}`,
+              since,
+            ).onlineNodes()),
+          );
+        }
+      }
+      return all.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+    },
+  };
 }
