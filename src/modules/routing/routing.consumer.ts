@@ -36,6 +36,8 @@ export type ExpiredHandler = (job: JobMessage) => Promise<void>;
 
 /** Test and metrics hooks, called synchronously. */
 export interface ConsumerObserver {
+  /** In the local buffer (delivered by the broker, not started). */
+  buffered?(job: JobMessage, queue: string): void;
   started?(job: JobMessage, queue: string): void;
   acked?(job: JobMessage): void;
 }
@@ -222,6 +224,7 @@ export class JobConsumer {
     const key = this.laneKeys.get(d.queue);
     const priority: PriorityClass = (key?.priority as PriorityClass | undefined) ?? job.priority;
     this.scheduler.push(priority, d.queue, { delivery: d, job });
+    this.deps.observer?.buffered?.(job, d.queue);
     this.pump();
   }
 

@@ -32,6 +32,8 @@ import { laneKeyOf, remainingTtlMs } from './routing.rules.js';
 
 /** A lane is re-registered (and re-announced) at most this often per process while it is used. */
 export const LANE_REFRESH_MS = 30_000;
+/** How long a submit waits for a lost connection to come back before failing with store_unavailable. */
+const CONNECT_WAIT_MS = 15_000;
 
 export interface LaneAnnouncement {
   queue: string;
@@ -164,6 +166,8 @@ export class JobPublisher {
     const cached = this.laneCache.get(queue);
     if (cached && cached.until > Date.now()) return cached.ready;
     const ready = (async () => {
+      // While (re)connecting, wait (bounded) instead of failing: the caller's submit is simply slower.
+      await this.connected();
       const ch = await this.admin.get();
       await assertTopology(ch, laneTopology(key, this.deps.topology));
       await this.lanes.registerLane(this.deps.pool, key);
@@ -176,6 +180,24 @@ export class JobPublisher {
       this.log.warn({ err, queue }, 'lane declaration failed');
     });
     return ready;
+  }
+
+  private async connected(): Promise<void> {
+    if (this.deps.connection.connection) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.deps.connection.ready(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new AppError('store_unavailable', 'RabbitMQ is not connected')),
+            CONNECT_WAIT_MS,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async stop(): Promise<void> {
