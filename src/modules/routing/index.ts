@@ -28,3 +28,4 @@ export {
 } from './routing.contracts.js';
 export type { QuarantinedJob, Selection } from './quarantine.js';
 export type { QueueDepth } from './health.js';
+export { laneKeyOf } from './routing.rules.js';

@@ -21,7 +21,7 @@ import type { Counters } from './health.js';
 import { LanesRepository, type LaneFilter } from './lanes.repository.js';
 import { decodeJob, PRIORITY_CLASSES, type JobMessage, type PriorityClass } from './routing.contracts.js';
 import type { JobPublisher, LaneAnnouncement } from './routing.publisher.js';
-import { decideFailure, isExpired, laneKeyOf, type RetryPolicy } from './routing.rules.js';
+import { decideFailure, isExpired, type RetryPolicy } from './routing.rules.js';
 
 /** What the handler reports; it must resolve only after the job's outcome is committed (e.g. PostgreSQL). */
 export type JobOutcome = { kind: 'done' } | { kind: 'failed'; reason: string; nodeId?: string };
