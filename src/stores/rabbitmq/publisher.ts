@@ -35,6 +35,9 @@ interface Entry {
   sentOn: ConfirmChannel | undefined;
 }
 
+/** Messages that may wait (beyond the in-flight window) before publish() itself waits. */
+const QUEUE_FACTOR = 8;
+
 export interface PublisherStats {
   published: number;
   confirmed: number;
@@ -44,14 +47,17 @@ export interface PublisherStats {
   inFlight: number;
 }
 
-const SEQ_HEADER = 'x-rty-pub-seq';
-
 export class ConfirmedPublisher {
   private channel: ConfirmChannel | undefined;
   private readonly entries = new Map<number, Entry>();
+  /** Waiting to be sent, in order, from unsentHead on (a head index: Array.shift is O(n)). */
   private unsent: Entry[] = [];
+  private unsentHead = 0;
+  /** Sent on the current channel and not yet confirmed. */
+  private onWire = 0;
   private seq = 0;
   private slotWaiters: Array<() => void> = [];
+  private slotHead = 0;
   private idleWaiters: Array<() => void> = [];
   private pumping = false;
   private closed = false;
@@ -75,11 +81,18 @@ export class ConfirmedPublisher {
       async (conn) => {
         const ch = await conn.createConfirmChannel();
         ch.on('error', () => undefined); // the connection hook handles loss
-        ch.on('return', (m: { properties: { headers?: Record<string, unknown> } }) => {
-          const seq = Number(m.properties.headers?.[SEQ_HEADER]);
-          const e = this.entries.get(seq);
-          if (e) e.returned = true;
+        // basic.return for a message precedes its basic.ack, so every in-flight entry with the returned
+        // routing key on this channel is a candidate; marking them all costs at most a duplicate (handled
+        // downstream by job id) and saves a per-message header to match on.
+        ch.on('return', (m: { fields: { exchange: string; routingKey: string } }) => {
           this.stats.returned += 1;
+          for (const e of this.entries.values())
+            if (
+              e.sentOn === ch &&
+              e.msg.exchange === m.fields.exchange &&
+              e.msg.routingKey === m.fields.routingKey
+            )
+              e.returned = true;
         });
         ch.on('close', () => {
           if (this.channel === ch) this.channel = undefined;
@@ -89,24 +102,29 @@ export class ConfirmedPublisher {
         // Everything not confirmed on the old channel goes out again, in publish order.
         // (An entry whose confirm callback already failed with 'channel closed' is in neither list.)
         const all = [...this.entries.values()].filter((e) => !e.reDeclaring).sort((a, b) => a.seq - b.seq);
-        this.stats.republished += all.length - this.unsent.length;
+        this.stats.republished += all.length - (this.unsent.length - this.unsentHead);
         for (const e of all) e.sentOn = undefined;
         this.unsent = all;
+        this.unsentHead = 0;
+        this.onWire = 0;
         this.pump();
       },
       () => {
         this.channel = undefined;
+        this.onWire = 0;
       },
     );
   }
 
-  /** Resolves once the broker has confirmed the message (the submission counts as accepted only then). */
-  async publish(msg: OutgoingMessage): Promise<void> {
-    if (this.closed) throw new AppError('store_unavailable', 'publisher is stopped');
-    while (this.entries.size >= this.opts.maxInFlight) {
-      await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
-      if (this.closed) throw new AppError('store_unavailable', 'publisher is stopped');
-    }
+  /**
+   * Resolves once the broker has confirmed the message (the submission counts as accepted only then).
+   * At most `maxInFlight` messages are on the wire unconfirmed; later ones wait in order, and past
+   * QUEUE_FACTOR x maxInFlight waiting messages the caller waits too (backpressure).
+   */
+  publish(msg: OutgoingMessage): Promise<void> {
+    if (this.closed) return Promise.reject(new AppError('store_unavailable', 'publisher is stopped'));
+    if (this.entries.size >= this.opts.maxInFlight * QUEUE_FACTOR)
+      return new Promise<void>((resolve) => this.slotWaiters.push(resolve)).then(() => this.publish(msg));
     return new Promise<void>((resolve, reject) => {
       this.seq += 1;
       const e: Entry = {
@@ -136,7 +154,8 @@ export class ConfirmedPublisher {
   async stop(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
-      for (const w of this.slotWaiters.splice(0)) w();
+      for (const w of this.slotWaiters.splice(0).slice(this.slotHead)) w();
+      this.slotHead = 0;
     }
     if (this.entries.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     const ch = this.channel;
@@ -148,16 +167,12 @@ export class ConfirmedPublisher {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (this.unsent.length > 0) {
+      while (this.unsentHead < this.unsent.length && this.onWire < this.opts.maxInFlight) {
         const ch = this.channel;
         if (!ch) return; // resent by the connect hook
-        const e = this.unsent.shift()!;
+        const e = this.unsent[this.unsentHead]!;
         e.sentOn = ch;
-        const options: Options.Publish = {
-          persistent: true,
-          ...e.msg.options,
-          headers: { ...e.msg.options?.headers, [SEQ_HEADER]: e.seq },
-        };
+        const options: Options.Publish = { persistent: true, ...e.msg.options };
         let writable: boolean;
         try {
           writable = ch.publish(e.msg.exchange, e.msg.routingKey, e.msg.content, options, (err) =>
@@ -166,18 +181,24 @@ export class ConfirmedPublisher {
         } catch {
           // The channel closed under us: the message waits for the next connection.
           e.sentOn = undefined;
-          this.unsent.unshift(e);
           return;
         }
-        if (!writable) return; // wait for 'drain'
+        this.unsentHead += 1;
+        this.onWire += 1;
+        if (!writable) return; // wait for drain
       }
     } finally {
+      if (this.unsentHead > 1024 && this.unsentHead * 2 > this.unsent.length) {
+        this.unsent = this.unsent.slice(this.unsentHead);
+        this.unsentHead = 0;
+      }
       this.pumping = false;
     }
   }
 
   private onConfirm(e: Entry, ch: ConfirmChannel, err: unknown): void {
     if (e.sentOn !== ch || !this.entries.has(e.seq)) return; // superseded by a resend
+    if (ch === this.channel) this.onWire -= 1;
     if (err) {
       e.sentOn = undefined;
       if ((err as Error).message === 'channel closed') return; // resent after reconnect
@@ -190,6 +211,7 @@ export class ConfirmedPublisher {
       e.returned = false;
       e.reDeclaring = true;
       void this.handleReturned(e);
+      this.pump();
       return;
     }
     this.stats.confirmed += 1;
@@ -221,10 +243,23 @@ export class ConfirmedPublisher {
     this.pump();
   }
 
+  /** FIFO without Array.shift (O(n) on the thousands of waiters a burst can queue). */
+  private wakeOneWaiter(): void {
+    if (this.slotHead >= this.slotWaiters.length) return;
+    const w = this.slotWaiters[this.slotHead]!;
+    this.slotHead += 1;
+    if (this.slotHead > 1024 && this.slotHead * 2 > this.slotWaiters.length) {
+      this.slotWaiters = this.slotWaiters.slice(this.slotHead);
+      this.slotHead = 0;
+    }
+    w();
+  }
+
   private finish(e: Entry): void {
     this.entries.delete(e.seq);
     this.stats.inFlight = this.entries.size;
-    this.slotWaiters.shift()?.();
+    this.wakeOneWaiter();
+    this.pump(); // a window slot is free
     if (this.entries.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 }
