@@ -62,7 +62,10 @@ export const configSchema = z.object({
   ROUTING_JOB_MAX_RUNTIME_MS: intFrom(10 * 60 * 1000, 1000),
   /** The broker's consumer_timeout (3.10 default 30 min; server-wide setting, not per queue before 3.12). */
   ROUTING_BROKER_CONSUMER_TIMEOUT_MS: intFrom(30 * 60 * 1000, 1000),
-  /** An unused lane queue is deleted by the broker after this (x-expires); above the longest TTL. */
+  /** A lane nobody published to for this long is released by consumers and deleted if empty (pruning). */
+  ROUTING_LANE_IDLE_MS: intFrom(10 * 60 * 1000, 1000),
+  /** Broker-side safety net (x-expires) for lanes left unused; above the longest TTL. Passive declares
+   * (health reads) renew it, so pruning, not this, is what normally removes idle lanes. */
   ROUTING_LANE_EXPIRES_MS: intFrom(6 * 60 * 60 * 1000, 60_000),
   /** Consumers re-read the lane registry this often (announcements make new lanes visible sooner). */
   ROUTING_LANE_POLL_MS: intFrom(2000, 50),

@@ -1,5 +1,6 @@
-// Queue health: our own counters (publish/deliver/ack/redelivery/retry/quarantine/expiry) with rates since
-// the previous reading, and queue depths and consumer counts from passive declares (no management plugin).
+// Queue health and upkeep: our own counters (publish/deliver/ack/redelivery/retry/quarantine/expiry) with rates since
+// the previous reading, queue depths and consumer counts from passive declares (no management plugin), and
+// the if-idle deletion of lanes.
 import type { AmqpConnection } from '../../stores/rabbitmq/connection.js';
 
 export const COUNTER_NAMES = [
@@ -71,4 +72,22 @@ export async function readQueueDepths(
     await ch.close().catch(() => undefined);
   }
   return out;
+}
+
+/**
+ * Deletes a queue only if it is empty and has no consumer; true when it is gone (deleted now or before).
+ * A refusal (406) or a missing queue (404) closes the channel, so each call uses its own.
+ */
+export async function deleteQueueIfIdle(conn: AmqpConnection, queue: string): Promise<boolean> {
+  const ch = await conn.createChannel();
+  let closedByServer: number | undefined;
+  ch.on('error', (err: { code?: number }) => (closedByServer = err.code));
+  try {
+    await ch.deleteQueue(queue, { ifEmpty: true, ifUnused: true });
+    await ch.close().catch(() => undefined);
+    return true;
+  } catch (err) {
+    const code = closedByServer ?? (err as { code?: number }).code;
+    return code === 404;
+  }
 }

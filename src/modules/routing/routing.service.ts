@@ -14,6 +14,7 @@ import {
 } from '../../stores/rabbitmq/topology.js';
 import type { ClassWeights } from './fair-scheduler.js';
 import {
+  deleteQueueIfIdle,
   RateMeter,
   readQueueDepths,
   zeroCounters,
@@ -84,7 +85,7 @@ export function routingOptionsFromConfig(config: Config, connectionName = 'rty')
     },
     jobTtlMaxMs: config.ROUTING_JOB_TTL_MAX_MS,
     lanePollMs: config.ROUTING_LANE_POLL_MS,
-    laneIdleMs: 60_000,
+    laneIdleMs: config.ROUTING_LANE_IDLE_MS,
     reconnectDelayMs: config.ROUTING_RECONNECT_DELAY_MS,
   };
 }
@@ -223,6 +224,24 @@ export class RoutingService {
       queues,
       quarantineSize: queues.find((q) => q.queue === QUEUES.quarantine)?.messages,
     };
+  }
+
+  /**
+   * Deletes lanes nobody published to for `laneIdleMs` that are empty and have no consumer (the broker
+   * checks both atomically: queue.delete if-empty if-unused), and forgets them in the registry; meant for the
+   * task runner. Explicit, because x-expires alone is unreliable here: every passive declare (health reads)
+   * renews its lease. A publisher that still has the lane cached gets its job back unroutable and declares
+   * the lane again. Returns how many lanes were removed.
+   */
+  async pruneIdleLanes(now = new Date()): Promise<number> {
+    const seenBefore = new Date(now.getTime() - this.deps.options.laneIdleMs);
+    const idle = (await this.lanes.findLanes(this.deps.pool)).filter((l) => l.lastPublishedAt < seenBefore);
+    let removed = 0;
+    for (const lane of idle) {
+      const gone = await deleteQueueIfIdle(this.requireConnection(), lane.queueName);
+      if (gone && (await this.lanes.deleteLane(this.deps.pool, lane.queueName, seenBefore))) removed += 1;
+    }
+    return removed;
   }
 
   /** Consumers drain and close first, then the publisher flushes every unconfirmed message. Idempotent. */

@@ -44,7 +44,8 @@ export interface TopologyOptions {
   retryDelaysMs: readonly number[];
   /** Queue-level TTL on lanes: a safety net above every per-message TTL. */
   jobTtlMaxMs: number;
-  /** Unused lanes are deleted by the broker after this long (x-expires). */
+  /** Unused lanes are deleted by the broker after this long (x-expires): a safety net only, since every
+   * passive declare renews the lease; the routing layer prunes idle lanes explicitly. */
   laneExpiresMs: number;
 }
 
@@ -129,7 +130,7 @@ export function laneQueueName(k: LaneKey): string {
   return `${routingClassName(k)}.${escapePart(k.namespaceId)}`;
 }
 
-/** The on-demand lane queue: TTL expiry dead-letters to the expiry path; removed by the broker when unused. */
+/** The on-demand lane queue: TTL expiry dead-letters to the expiry path; x-expires as a removal safety net. */
 export function laneTopology(k: LaneKey, o: TopologyOptions): Topology {
   const name = laneQueueName(k);
   return {
