@@ -20,6 +20,26 @@ export type Counters = Record<CounterName, number>;
 
 export const zeroCounters = (): Counters => Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as Counters;
 
+/** Counters in total and per queue (lane, quarantine, ...), for rates per queue. */
+export class QueueCounters {
+  readonly total: Counters = zeroCounters();
+  private readonly byQueue = new Map<string, Counters>();
+
+  add(queue: string, name: CounterName, n = 1): void {
+    this.total[name] += n;
+    let c = this.byQueue.get(queue);
+    if (!c) {
+      c = zeroCounters();
+      this.byQueue.set(queue, c);
+    }
+    c[name] += n;
+  }
+
+  of(queue: string): Counters {
+    return this.byQueue.get(queue) ?? zeroCounters();
+  }
+}
+
 export interface RateReading {
   counters: Counters;
   /** Per second over the interval since the previous reading. */

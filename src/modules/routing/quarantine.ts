@@ -3,7 +3,7 @@
 import type { Channel, GetMessage } from 'amqplib';
 import type { AmqpConnection } from '../../stores/rabbitmq/connection.js';
 import { QUEUES } from '../../stores/rabbitmq/topology.js';
-import type { Counters } from './health.js';
+import type { QueueCounters } from './health.js';
 import { decodeJob, type JobMessage } from './routing.contracts.js';
 import type { JobPublisher } from './routing.publisher.js';
 import { replayedJob } from './routing.rules.js';
@@ -78,7 +78,7 @@ export async function listQuarantine(conn: AmqpConnection, limit: number): Promi
 export async function replayQuarantine(
   conn: AmqpConnection,
   publisher: JobPublisher,
-  counters: Counters,
+  counters: QueueCounters,
   sel: Selection,
   now = new Date(),
 ): Promise<number> {
@@ -87,7 +87,7 @@ export async function replayQuarantine(
     const job = replayedJob(q.job, now);
     await publisher.submit(job, now); // confirmed before the quarantine copy is acked
     await publisher.publishEvent('replayed', job, { reason: q.reason }, now);
-    counters.replayed += 1;
+    counters.add(QUEUES.quarantine, 'replayed');
     return true;
   });
 }

@@ -17,7 +17,7 @@ import {
   type TopologyOptions,
 } from '../../stores/rabbitmq/topology.js';
 import { FairScheduler, type ClassWeights } from './fair-scheduler.js';
-import type { Counters } from './health.js';
+import type { QueueCounters } from './health.js';
 import { LanesRepository, type LaneFilter } from './lanes.repository.js';
 import { decodeJob, PRIORITY_CLASSES, type JobMessage, type PriorityClass } from './routing.contracts.js';
 import type { JobPublisher, LaneAnnouncement } from './routing.publisher.js';
@@ -80,7 +80,7 @@ export class JobConsumer {
       pool: Pool;
       publisher: JobPublisher;
       log: Logger;
-      counters: Counters;
+      counters: QueueCounters;
       handler: JobHandler;
       onExpired?: ExpiredHandler;
       observer?: ConsumerObserver;
@@ -218,8 +218,8 @@ export class JobConsumer {
       d.nack(false);
       return;
     }
-    this.deps.counters.delivered += 1;
-    if (d.message.fields.redelivered) this.deps.counters.redelivered += 1;
+    this.deps.counters.add(d.queue, 'delivered');
+    if (d.message.fields.redelivered) this.deps.counters.add(d.queue, 'redelivered');
     this.lastDelivery.set(d.queue, Date.now());
     const key = this.laneKeys.get(d.queue);
     const priority: PriorityClass = (key?.priority as PriorityClass | undefined) ?? job.priority;
@@ -250,7 +250,7 @@ export class JobConsumer {
           delivery.nack(false);
           return;
         }
-        await this.expire(job, 'ttl');
+        await this.expire(job, 'ttl', delivery.queue);
         this.ack(delivery, job);
         return;
       }
@@ -281,7 +281,7 @@ export class JobConsumer {
 
   private ack(delivery: Delivery, job: JobMessage): void {
     if (delivery.ack()) {
-      this.deps.counters.acked += 1;
+      this.deps.counters.add(delivery.queue, 'acked');
       this.deps.observer?.acked?.(job);
     }
   }
@@ -291,18 +291,18 @@ export class JobConsumer {
     const info = { reason: f.reason, ...(f.nodeId ? { nodeId: f.nodeId } : {}) };
     if (decision.kind === 'retry') {
       await this.deps.publisher.publishRetry(decision.next, decision.delayMs);
-      this.deps.counters.retried += 1;
+      this.deps.counters.add(queue, 'retried');
       await this.deps.publisher.publishEvent('retry_scheduled', decision.next, info);
     } else {
       await this.deps.publisher.publishQuarantine(decision.next, f.reason, queue);
-      this.deps.counters.quarantined += 1;
+      this.deps.counters.add(queue, 'quarantined');
       await this.deps.publisher.publishEvent('quarantined', decision.next, info);
     }
   }
 
-  private async expire(job: JobMessage, reason: string): Promise<void> {
+  private async expire(job: JobMessage, reason: string, queue: string): Promise<void> {
     await this.deps.onExpired!(job);
-    this.deps.counters.expired += 1;
+    this.deps.counters.add(queue, 'expired');
     await this.deps.publisher.publishEvent('expired', job, { reason });
   }
 
@@ -314,13 +314,14 @@ export class JobConsumer {
     const reason = deaths?.[0]?.reason ?? 'unknown';
     const job = decodeJob(d.message.content);
     try {
-      if (job && reason === 'expired') await this.expire(job, 'ttl');
-      else if (job && isExpired(job, new Date())) await this.expire(job, `ttl (${reason})`);
+      const from = deaths?.[0]?.queue ?? 'unknown';
+      if (job && reason === 'expired') await this.expire(job, 'ttl', from);
+      else if (job && isExpired(job, new Date())) await this.expire(job, `ttl (${reason})`, from);
       else
         await this.deps.publisher.publishQuarantine(
           d.message.content,
           job ? `dead-lettered: ${reason}` : 'invalid contract',
-          deaths?.[0]?.queue ?? 'unknown',
+          from,
         );
       if (d.ack() && job) this.deps.observer?.acked?.(job);
     } catch (err) {

@@ -265,18 +265,25 @@ describe('expiry', () => {
 });
 
 describe('health', () => {
-  it('reports depths per queue, the quarantine size and counters', async () => {
+  it('reports depths per queue, the quarantine size, counters and per-queue rates', async () => {
     const job = makeJob({ model: 'idle-model' });
+    const lane = laneQueueName(laneKeyOf(job));
     await routing.submit(job);
+    await routing.health(); // first reading of this lane's meter
+    await routing.submitMany([
+      makeJob({ ...job, jobId: makeJob().jobId }),
+      makeJob({ ...job, jobId: makeJob().jobId }),
+    ]);
     const h = await routing.health();
     expect(h.queueType).toBe('classic');
-    expect(h.queues.find((q) => q.queue === laneQueueName(laneKeyOf(job)))).toMatchObject({
-      messages: 1,
-      consumers: 0,
-    });
+    const row = h.queues.find((q) => q.queue === lane);
+    expect(row).toMatchObject({ messages: 3, consumers: 0 });
+    expect(row!.ratesPerS.published).toBeGreaterThan(0);
+    expect(row!.ratesPerS.delivered).toBe(0);
     expect(h.quarantineSize).toBe(0);
     expect(h.rates.counters.published).toBeGreaterThan(0);
     expect(h.rates.counters.acked).toBeGreaterThan(0);
+    expect(h.rates.counters.redelivered).toBeGreaterThan(0); // the ack test's redelivery
     expect(h.publisher.inFlight).toBe(0);
   });
 });

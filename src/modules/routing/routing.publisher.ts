@@ -17,7 +17,7 @@ import {
   type LaneKey,
   type TopologyOptions,
 } from '../../stores/rabbitmq/topology.js';
-import type { Counters } from './health.js';
+import type { QueueCounters } from './health.js';
 import { LanesRepository } from './lanes.repository.js';
 import {
   decodeJob,
@@ -44,7 +44,7 @@ export interface JobPublisherDeps {
   connection: ManagedConnection;
   pool: Pool;
   log: Logger;
-  counters: Counters;
+  counters: QueueCounters;
   topology: TopologyOptions;
   maxInFlight: number;
   jobTtlMaxMs: number;
@@ -115,8 +115,8 @@ export class JobPublisher {
     const ready = cached?.done && cached.until > Date.now() ? undefined : this.ensureLane(key);
     const publish = () =>
       this.publisher.publish(this.laneMessage(parsed, queue, now)).then(() => {
-        this.deps.counters.published += 1;
-        this.deps.counters.confirmed += 1;
+        this.deps.counters.add(queue, 'published');
+        this.deps.counters.add(queue, 'confirmed');
       });
     return ready ? ready.then(publish) : publish();
   }

@@ -17,7 +17,7 @@ import {
   deleteQueueIfIdle,
   RateMeter,
   readQueueDepths,
-  zeroCounters,
+  QueueCounters,
   type Counters,
   type QueueDepth,
   type RateReading,
@@ -37,7 +37,7 @@ import {
   type ExpiredHandler,
   type JobHandler,
 } from './routing.consumer.js';
-import { JobPublisher } from './routing.publisher.js';
+import { JobPublisher, LANE_REFRESH_MS } from './routing.publisher.js';
 import { parseRetryDelays, type RetryPolicy } from './routing.rules.js';
 
 export interface RoutingOptions {
@@ -61,6 +61,10 @@ export function routingOptionsFromConfig(config: Config, connectionName = 'rty')
   if (config.ROUTING_JOB_MAX_RUNTIME_MS >= config.ROUTING_BROKER_CONSUMER_TIMEOUT_MS)
     throw new Error(
       'ROUTING_JOB_MAX_RUNTIME_MS must stay below ROUTING_BROKER_CONSUMER_TIMEOUT_MS (the broker would close the channel of a long job)',
+    );
+  if (config.ROUTING_LANE_IDLE_MS <= 2 * LANE_REFRESH_MS)
+    throw new Error(
+      `ROUTING_LANE_IDLE_MS must exceed ${2 * LANE_REFRESH_MS} ms (publishers refresh a used lane's registry row every ${LANE_REFRESH_MS} ms)`,
     );
   if (config.ROUTING_LANE_EXPIRES_MS <= config.ROUTING_JOB_TTL_MAX_MS)
     throw new Error(
@@ -102,20 +106,27 @@ export interface ConsumerSpec {
   name?: string;
 }
 
+export interface QueueHealth extends QueueDepth {
+  /** This process's counters for the queue, per second since the previous health() call. */
+  ratesPerS: Counters;
+}
+
 export interface RoutingHealth {
   queueType: QueueType;
+  /** This process's counters and rates, all queues together. */
   rates: RateReading;
   publisher: JobPublisher['stats'];
-  queues: QueueDepth[];
+  queues: QueueHealth[];
   quarantineSize: number | undefined;
 }
 
 export class RoutingService {
-  readonly counters: Counters = zeroCounters();
+  readonly counters = new QueueCounters();
   readonly connection: ManagedConnection;
   readonly publisher: JobPublisher;
   private readonly consumers: Array<{ consumer: JobConsumer; connection: ManagedConnection }> = [];
   private readonly meter = new RateMeter();
+  private readonly queueMeters = new Map<string, RateMeter>();
   private readonly lanes = new LanesRepository();
   private stopping: Promise<void> | undefined;
   private consumerSeq = 0;
@@ -166,6 +177,7 @@ export class RoutingService {
       model: s.model,
       subcloud: s.subcloud ?? '_',
     }));
+    const concurrency = spec.concurrency ?? o.concurrency;
     const consumer = new JobConsumer({
       connection,
       pool: this.deps.pool,
@@ -177,8 +189,9 @@ export class RoutingService {
       ...(spec.observer ? { observer: spec.observer } : {}),
       options: {
         serves,
-        concurrency: spec.concurrency ?? o.concurrency,
-        lanePrefetch: spec.lanePrefetch ?? o.lanePrefetch,
+        concurrency,
+        // Prefetch sized to capacity: a lane never holds more unacked jobs than the consumer can run.
+        lanePrefetch: spec.lanePrefetch ?? Math.min(o.lanePrefetch, concurrency),
         weights: spec.weights ?? o.weights,
         pollMs: o.lanePollMs,
         policy: o.policy,
@@ -213,13 +226,19 @@ export class RoutingService {
       QUEUES.recorderEvents,
       ...this.deps.options.topology.retryDelaysMs.map(retryTierName),
     ];
-    const queues = await readQueueDepths(this.requireConnection(), [
+    const depths = await readQueueDepths(this.requireConnection(), [
       ...fixed,
       ...lanes.map((l) => l.queueName),
     ]);
+    const nowMs = Date.now();
+    const queues = depths.map((d) => {
+      let meter = this.queueMeters.get(d.queue);
+      if (!meter) this.queueMeters.set(d.queue, (meter = new RateMeter()));
+      return { ...d, ratesPerS: meter.read(this.counters.of(d.queue), nowMs).ratesPerS };
+    });
     return {
       queueType: QUEUE_TYPE,
-      rates: this.meter.read(this.counters),
+      rates: this.meter.read(this.counters.total, nowMs),
       publisher: { ...this.publisher.stats },
       queues,
       quarantineSize: queues.find((q) => q.queue === QUEUES.quarantine)?.messages,
