@@ -1,5 +1,7 @@
 // Pure routing rules, the fair scheduler, the contracts and topology naming (no I/O).
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../config/config.js';
+import { routingOptionsFromConfig } from './routing.service.js';
 import {
   laneQueueName,
   laneTopology,
@@ -171,5 +173,30 @@ describe('fair scheduler', () => {
     expect(s.drain().sort()).toEqual([1, 2]);
     expect(s.size).toBe(0);
     expect(s.next()).toBeUndefined();
+  });
+});
+
+describe('routing options from config', () => {
+  const config = loadConfig({});
+  it('derives weights, policy and topology from the defaults', () => {
+    const o = routingOptionsFromConfig(config);
+    expect(o.weights).toEqual({ urgent: 8, bulk: 2, test: 1 });
+    expect(o.policy).toEqual({ maxAttempts: 4, retryDelaysMs: [1000, 5000, 30000] });
+    expect(o.topology.laneExpiresMs).toBeGreaterThan(o.topology.jobTtlMaxMs);
+  });
+
+  it('refuses a job runtime the broker consumer timeout would cut, and unsafe lane timings', () => {
+    expect(() => routingOptionsFromConfig(loadConfig({ ROUTING_JOB_MAX_RUNTIME_MS: '1800000' }))).toThrow(
+      /CONSUMER_TIMEOUT/,
+    );
+    expect(() => routingOptionsFromConfig(loadConfig({ ROUTING_LANE_IDLE_MS: '5000' }))).toThrow(
+      /ROUTING_LANE_IDLE_MS/,
+    );
+    expect(() =>
+      routingOptionsFromConfig(
+        loadConfig({ ROUTING_LANE_EXPIRES_MS: '60000', ROUTING_JOB_TTL_MAX_MS: '120000' }),
+      ),
+    ).toThrow(/ROUTING_LANE_EXPIRES_MS/);
+    expect(() => loadConfig({ ROUTING_RETRY_DELAYS_MS: '1s,5s' })).toThrow(/ROUTING_RETRY_DELAYS_MS/);
   });
 });
