@@ -9,6 +9,7 @@ import {
   runQuarantinePurge,
   runQuarantineReplay,
   runQueueHealth,
+  runQueuePrune,
   type QuarantineSelectionOptions,
 } from './commands/queue.js';
 
@@ -35,6 +36,10 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .command('health')
     .description('depth and consumers of every routing queue (passive declares), quarantine size')
     .action(async () => setExit(await runQueueHealth(ctx)));
+  queue
+    .command('prune')
+    .description('delete lanes idle for ROUTING_LANE_IDLE_MS that are empty and unconsumed')
+    .action(async () => setExit(await runQueuePrune(ctx)));
   const quarantine = queue.command('quarantine').description('jobs past their retry limit');
   const limit = (v: string) => Number.parseInt(v, 10);
   quarantine

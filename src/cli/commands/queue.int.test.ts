@@ -70,5 +70,7 @@ it('migrate asserts the topology; queue health, quarantine list, replay and purg
   const laneOfReplayed = laneQueueName(laneKeyOf(jobs[1]!));
   const lane = (await routing.health()).queues.find((q) => q.queue === laneOfReplayed);
   expect(lane?.messages).toBe(1); // the replayed job waits in its lane
+  // Nothing is idle long enough (ROUTING_LANE_IDLE_MS default 10 min): nothing pruned.
+  expect((await rty('queue', 'prune')).lines).toContain('pruned 0 idle lane(s)');
   await routing.stop();
 });

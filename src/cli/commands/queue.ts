@@ -1,4 +1,4 @@
-// `rty queue ...`: queue health (depths from passive declares) and quarantine list / replay / purge.
+// `rty queue ...`: queue health (depths from passive declares), idle-lane pruning, quarantine list / replay / purge.
 import { createPgPool } from '../../stores/postgres/pool.js';
 import { RoutingService, routingOptionsFromConfig } from '../../modules/routing/index.js';
 import type { CliContext } from '../context.js';
@@ -85,6 +85,15 @@ export async function runQuarantinePurge(ctx: CliContext, o: QuarantineSelection
   return withRouting(ctx, async (routing) => {
     const n = await routing.purgeQuarantine(sel);
     ctx.out(`purged ${n} job(s)`);
+    return 0;
+  });
+}
+
+/** Deletes idle, empty, unconsumed lanes and forgets them in the registry (also a task-runner job). */
+export async function runQueuePrune(ctx: CliContext): Promise<number> {
+  return withRouting(ctx, async (routing) => {
+    const n = await routing.pruneIdleLanes();
+    ctx.out(`pruned ${n} idle lane(s)`);
     return 0;
   });
 }
