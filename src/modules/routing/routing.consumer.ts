@@ -23,7 +23,10 @@ import { decodeJob, PRIORITY_CLASSES, type JobMessage, type PriorityClass } from
 import type { JobPublisher, LaneAnnouncement } from './routing.publisher.js';
 import { decideFailure, isExpired, type RetryPolicy } from './routing.rules.js';
 
-/** What the handler reports; it must resolve only after the job's outcome is committed (e.g. PostgreSQL). */
+/**
+ * What the handler reports. It must resolve only after the job's outcome is committed (e.g. PostgreSQL),
+ * and be idempotent by job id: a job can be delivered again (lost ack, republished publish, requeue).
+ */
 export type JobOutcome = { kind: 'done' } | { kind: 'failed'; reason: string; nodeId?: string };
 
 export type JobHandler = (
@@ -31,7 +34,8 @@ export type JobHandler = (
   ctx: { redelivered: boolean; queue: string },
 ) => Promise<JobOutcome>;
 
-/** Commits the consequences of an expired job (refund, terminal state) and resolves after the commit. */
+/** Commits the consequences of an expired job (refund, terminal state), idempotently by job id; resolves
+ * after the commit. */
 export type ExpiredHandler = (job: JobMessage) => Promise<void>;
 
 /** Test and metrics hooks, called synchronously. */
