@@ -82,6 +82,40 @@ export const configSchema = z.object({
   /** Rows and encoded bytes per snapshot data block. */
   SNAPSHOT_CHUNK_ROWS: intFrom(4096, 1),
   SNAPSHOT_CHUNK_MAX_BYTES: intFrom(512 * 1024, 1024),
+
+  // ---- routing (RabbitMQ) -------------------------------------------------------------------------
+  /** Unconfirmed publishes allowed in flight per publisher before publish() waits (backpressure). */
+  ROUTING_PUBLISH_MAX_IN_FLIGHT: intFrom(2000, 1),
+  /** Jobs a consumer runs at once; prefetch per lane is derived from it. */
+  ROUTING_CONSUMER_CONCURRENCY: intFrom(32, 1),
+  /** Unacked deliveries per lane (namespace sub-queue); bounds local buffering and what one lane can hold. */
+  ROUTING_LANE_PREFETCH: intFrom(16, 1),
+  /** Weighted round-robin shares of the priority classes (urgent is taken first, bulk keeps its share). */
+  ROUTING_WEIGHT_URGENT: intFrom(8, 1),
+  ROUTING_WEIGHT_BULK: intFrom(2, 1),
+  ROUTING_WEIGHT_TEST: intFrom(1, 1),
+  /** Our own attempt limit; past it a job goes to quarantine. */
+  ROUTING_MAX_ATTEMPTS: intFrom(4, 1),
+  /** Retry delays, comma-separated, increasing; one delay queue each. */
+  ROUTING_RETRY_DELAYS_MS: z
+    .string()
+    .regex(/^\d+(,\d+)*$/, 'comma-separated milliseconds, e.g. 1000,5000,30000')
+    .default('1000,5000,30000'),
+  /** Longest job TTL accepted at submit (also the queue-level TTL safety net). */
+  ROUTING_JOB_TTL_MAX_MS: intFrom(60 * 60 * 1000, 1000),
+  /** Longest a job may run; must stay below the broker's consumer_timeout. */
+  ROUTING_JOB_MAX_RUNTIME_MS: intFrom(10 * 60 * 1000, 1000),
+  /** The broker's consumer_timeout (3.10 default 30 min; server-wide setting, not per queue before 3.12). */
+  ROUTING_BROKER_CONSUMER_TIMEOUT_MS: intFrom(30 * 60 * 1000, 1000),
+  /** A lane nobody published to for this long is released by consumers and deleted if empty (pruning). */
+  ROUTING_LANE_IDLE_MS: intFrom(10 * 60 * 1000, 1000),
+  /** Broker-side safety net (x-expires) for lanes left unused; above the longest TTL. Passive declares
+   * (health reads) renew it, so pruning, not this, is what normally removes idle lanes. */
+  ROUTING_LANE_EXPIRES_MS: intFrom(6 * 60 * 60 * 1000, 60_000),
+  /** Consumers re-read the lane registry this often (announcements make new lanes visible sooner). */
+  ROUTING_LANE_POLL_MS: intFrom(2000, 50),
+  /** Delay before reconnecting after a lost AMQP connection (doubles up to 30 s). */
+  ROUTING_RECONNECT_DELAY_MS: intFrom(200, 10),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;

@@ -3,6 +3,9 @@
 import { postgresMigrationsDir } from '../../platform/paths.js';
 import { migrate } from '../../stores/postgres/migrator.js';
 import { createPgPool } from '../../stores/postgres/pool.js';
+import { routingOptionsFromConfig } from '../../modules/routing/index.js';
+import { connectAmqp } from '../../stores/rabbitmq/connection.js';
+import { assertTopology, staticTopology } from '../../stores/rabbitmq/topology.js';
 import type { CliContext } from '../context.js';
 
 export interface MigrationStep {
@@ -39,7 +42,33 @@ const postgresStep: MigrationStep = {
   },
 };
 
-export const migrationSteps: MigrationStep[] = [postgresStep];
+/** Asserts the fixed RabbitMQ topology (lanes are declared on demand by the routing layer). */
+const rabbitmqStep: MigrationStep = {
+  name: 'rabbitmq',
+  async run(ctx, dryRun) {
+    const topology = staticTopology(routingOptionsFromConfig(ctx.config).topology);
+    if (dryRun) {
+      for (const e of topology.exchanges) ctx.out(`-- rabbitmq exchange ${e.name} (${e.type}, durable)`);
+      for (const q of topology.queues) ctx.out(`-- rabbitmq queue ${q.name} ${JSON.stringify(q.arguments)}`);
+      for (const b of topology.bindings)
+        ctx.out(`-- rabbitmq bind ${b.exchange} -> ${b.queue} [${b.pattern}]`);
+      return;
+    }
+    const conn = await connectAmqp(ctx.config.AMQP_URL, 'rty-migrate');
+    try {
+      const ch = await conn.createChannel();
+      await assertTopology(ch, topology);
+      await ch.close();
+      ctx.out(
+        `rabbitmq: topology asserted (${topology.exchanges.length} exchanges, ${topology.queues.length} queues)`,
+      );
+    } finally {
+      await conn.close().catch(() => undefined);
+    }
+  },
+};
+
+export const migrationSteps: MigrationStep[] = [postgresStep, rabbitmqStep];
 
 export async function runMigrate(ctx: CliContext, opts: { dryRun: boolean }): Promise<number> {
   for (const step of migrationSteps) await step.run(ctx, opts.dryRun);

@@ -1,0 +1,31 @@
+// Public face of the routing module (jobs on RabbitMQ).
+export {
+  RoutingService,
+  routingOptionsFromConfig,
+  type ConsumerSpec,
+  type RoutingHealth,
+  type RoutingOptions,
+} from './routing.service.js';
+export type {
+  ConsumerObserver,
+  ExpiredHandler,
+  JobConsumer,
+  JobHandler,
+  JobOutcome,
+} from './routing.consumer.js';
+export {
+  decodeEvent,
+  decodeJob,
+  JOB_EVENT_VERSION,
+  JOB_MESSAGE_VERSION,
+  jobEventSchema,
+  jobMessageSchema,
+  type Environment,
+  type JobEvent,
+  type JobEventType,
+  type JobMessage,
+  type PriorityClass,
+} from './routing.contracts.js';
+export type { QuarantinedJob, Selection } from './quarantine.js';
+export type { QueueDepth } from './health.js';
+export { laneKeyOf } from './routing.rules.js';

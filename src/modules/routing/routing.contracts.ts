@@ -1,0 +1,94 @@
+// AMQP message contracts of the routing layer (zod, versioned): the job message and the job event.
+// Ids and metadata only: prompts and outputs live in MongoDB, money in PostgreSQL.
+import { z } from 'zod';
+
+export const ENVIRONMENTS = ['testnet', 'mainnet'] as const;
+export const PRIORITY_CLASSES = ['urgent', 'bulk', 'test'] as const;
+export type Environment = (typeof ENVIRONMENTS)[number];
+export type PriorityClass = (typeof PRIORITY_CLASSES)[number];
+
+const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i);
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}$/, 'a model/Subcloud name');
+
+export const failureSchema = z.object({
+  attempt: z.number().int().min(1),
+  reason: z.string().min(1).max(500),
+  nodeId: z.string().max(100).optional(),
+  at: z.string().datetime(),
+});
+export type Failure = z.infer<typeof failureSchema>;
+
+export const JOB_MESSAGE_VERSION = 1;
+
+export const jobMessageSchema = z.object({
+  v: z.literal(JOB_MESSAGE_VERSION),
+  jobId: uuid,
+  namespaceId: uuid,
+  model: name,
+  environment: z.enum(ENVIRONMENTS),
+  priority: z.enum(PRIORITY_CLASSES),
+  /** Null: any eligible node; otherwise only members of this Subcloud. */
+  subcloud: name.nullable(),
+  /** Attempts already made (our own counter; broker delivery counts are not used). */
+  attempt: z.number().int().min(0),
+  excludedNodeIds: z.array(z.string().max(100)).max(100),
+  failures: z.array(failureSchema).max(100),
+  enqueuedAt: z.string().datetime(),
+  /** Time to live from enqueuedAt; past it the job is expired (and refunded), never run. */
+  ttlMs: z.number().int().min(1),
+});
+export type JobMessage = z.infer<typeof jobMessageSchema>;
+
+export const JOB_EVENT_VERSION = 1;
+
+export const JOB_EVENT_TYPES = [
+  'enqueued',
+  'retry_scheduled',
+  'quarantined',
+  'expired',
+  'replayed',
+  'purged',
+  'completed',
+  'failed',
+] as const;
+export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
+
+/** Published on the events exchange with routing key `job.<type>`; recorders consume it. */
+export const jobEventSchema = z.object({
+  v: z.literal(JOB_EVENT_VERSION),
+  /** Unique per event: recorders deduplicate on it. */
+  eventId: uuid,
+  type: z.enum(JOB_EVENT_TYPES),
+  jobId: uuid,
+  namespaceId: uuid,
+  model: name,
+  environment: z.enum(ENVIRONMENTS),
+  attempt: z.number().int().min(0),
+  at: z.string().datetime(),
+  reason: z.string().max(500).optional(),
+  nodeId: z.string().max(100).optional(),
+});
+export type JobEvent = z.infer<typeof jobEventSchema>;
+
+export function encodeJob(job: JobMessage): Buffer {
+  return Buffer.from(JSON.stringify(jobMessageSchema.parse(job)));
+}
+
+/** Parses what we receive; returns undefined (never throws) for a body that breaks the contract. */
+export function decodeJob(body: Buffer): JobMessage | undefined {
+  try {
+    const r = jobMessageSchema.safeParse(JSON.parse(body.toString('utf8')));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function decodeEvent(body: Buffer): JobEvent | undefined {
+  try {
+    const r = jobEventSchema.safeParse(JSON.parse(body.toString('utf8')));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}

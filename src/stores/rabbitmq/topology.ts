@@ -1,0 +1,158 @@
+// Every exchange, queue and binding of the system, and their idempotent assertion. Nothing else declares any.
+//
+// Queue type: classic (durable, persistent messages), chosen deliberately for RabbitMQ 3.10 (probed on 3.10.8):
+//  - lanes are many small queues (routing class x namespace) created on demand and deleted when unused;
+//    a classic queue is one cheap process, a quorum queue is a Raft member with its own log and slower
+//    declare/delete, which buys nothing on this single-node broker;
+//  - jobs carry their TTL as per-message `expiration`, dead-lettered to the expiry path. Quorum queues on
+//    3.10 accept per-message TTL (expiry at the head only, as classic) but dead-letter at-most-once unless
+//    overflow=reject-publish and the at-least-once strategy are set; classic dead-lettering is simpler here;
+//  - 3.10 quorum queues reject x-max-priority; we do not need it: priority classes are separate queues
+//    served by weights in the consumer, which also keeps bulk from starving.
+// On 4.x: classic mirrored queues are removed and CQv2 is the only classic format; quorum queues gain two
+// priority levels, a default delivery-limit of 20 (we keep our own attempt counter anyway) and per-queue
+// `x-consumer-timeout` (also 3.12+). In a cluster we would move lanes and retry tiers to quorum queues with
+// at-least-once dead-lettering.
+import type { Channel } from 'amqplib';
+
+export type QueueType = 'classic' | 'quorum';
+export const QUEUE_TYPE: QueueType = 'classic';
+
+export const EXCHANGES = {
+  /** Direct; every lane queue is bound with its own name as routing key. */
+  jobs: 'rty.jobs',
+  /** Fanout; job lanes dead-letter here (TTL expiry or reject) for the expiry consumer. */
+  expired: 'rty.expired',
+  /** Fanout; jobs past their attempt limit, published explicitly with the failure reasons. */
+  quarantine: 'rty.quarantine',
+  /** Topic; job lifecycle events (`job.<type>`) for recorders, webhooks and metrics. */
+  events: 'rty.events',
+  /** Fanout, transient messages; "a new lane exists" announcements so consumers attach quickly. */
+  lanes: 'rty.lanes',
+} as const;
+
+export const QUEUES = {
+  expired: 'rty.expired',
+  quarantine: 'rty.quarantine',
+  /** The recorder's durable copy of every job event (kept while MongoDB is down). */
+  recorderEvents: 'rty.events.recorder',
+} as const;
+
+export const LANE_PREFIX = 'rty.lane.';
+
+export interface TopologyOptions {
+  retryDelaysMs: readonly number[];
+  /** Queue-level TTL on lanes: a safety net above every per-message TTL. */
+  jobTtlMaxMs: number;
+  /** Unused lanes are deleted by the broker after this long (x-expires): a safety net only, since every
+   * passive declare renews the lease; the routing layer prunes idle lanes explicitly. */
+  laneExpiresMs: number;
+}
+
+export interface ExchangeDecl {
+  name: string;
+  type: 'direct' | 'fanout' | 'topic';
+}
+export interface QueueDecl {
+  name: string;
+  arguments: Record<string, unknown>;
+}
+export interface BindingDecl {
+  queue: string;
+  exchange: string;
+  pattern: string;
+}
+export interface Topology {
+  exchanges: ExchangeDecl[];
+  queues: QueueDecl[];
+  bindings: BindingDecl[];
+}
+
+/** Exchange and queue of the retry tier with this delay; the queue dead-letters back to the job exchange. */
+export function retryTierName(delayMs: number): string {
+  return `rty.retry.${delayMs}ms`;
+}
+
+/** The fixed part of the topology (lanes are added on demand by laneTopology). */
+export function staticTopology(o: TopologyOptions): Topology {
+  const classic = { 'x-queue-type': QUEUE_TYPE };
+  const retry = o.retryDelaysMs.map((d) => retryTierName(d));
+  return {
+    exchanges: [
+      { name: EXCHANGES.jobs, type: 'direct' },
+      { name: EXCHANGES.expired, type: 'fanout' },
+      { name: EXCHANGES.quarantine, type: 'fanout' },
+      { name: EXCHANGES.events, type: 'topic' },
+      { name: EXCHANGES.lanes, type: 'fanout' },
+      ...retry.map((name) => ({ name, type: 'fanout' as const })),
+    ],
+    queues: [
+      // Neither drops messages (no TTL, no length limit), so neither needs a dead-letter exchange.
+      { name: QUEUES.expired, arguments: { ...classic } },
+      { name: QUEUES.quarantine, arguments: { ...classic } },
+      { name: QUEUES.recorderEvents, arguments: { ...classic } },
+      // Every message in a tier has the same TTL, so expiry at the head is exact; the original routing key
+      // (the lane) is kept by dead-lettering, which brings the job back to its own lane.
+      ...o.retryDelaysMs.map((d) => ({
+        name: retryTierName(d),
+        arguments: { ...classic, 'x-message-ttl': d, 'x-dead-letter-exchange': EXCHANGES.jobs },
+      })),
+    ],
+    bindings: [
+      { queue: QUEUES.expired, exchange: EXCHANGES.expired, pattern: '' },
+      { queue: QUEUES.quarantine, exchange: EXCHANGES.quarantine, pattern: '' },
+      { queue: QUEUES.recorderEvents, exchange: EXCHANGES.events, pattern: 'job.#' },
+      ...retry.map((name) => ({ queue: name, exchange: name, pattern: '' })),
+    ],
+  };
+}
+
+/** What identifies a lane: one queue per routing class and namespace (see the routing module). */
+export interface LaneKey {
+  environment: string;
+  model: string;
+  priority: string;
+  /** '_' when the job is not restricted to a Subcloud. */
+  subcloud: string;
+  namespaceId: string;
+}
+
+// Model and Subcloud names are free text: keep [A-Za-z0-9_-] and escape everything else (incl. '.').
+const escapePart = (s: string): string =>
+  s.replace(/[^A-Za-z0-9_-]/g, (c) => `~${c.codePointAt(0)!.toString(16)}~`);
+
+/** `rty.lane.<env>.<model>.<priority>.<subcloud>` : the routing class, shared by its namespaces' lanes. */
+export function routingClassName(k: Omit<LaneKey, 'namespaceId'>): string {
+  return `${LANE_PREFIX}${escapePart(k.environment)}.${escapePart(k.model)}.${escapePart(k.priority)}.${escapePart(k.subcloud)}`;
+}
+
+export function laneQueueName(k: LaneKey): string {
+  return `${routingClassName(k)}.${escapePart(k.namespaceId)}`;
+}
+
+/** The on-demand lane queue: TTL expiry dead-letters to the expiry path; x-expires as a removal safety net. */
+export function laneTopology(k: LaneKey, o: TopologyOptions): Topology {
+  const name = laneQueueName(k);
+  return {
+    exchanges: [],
+    queues: [
+      {
+        name,
+        arguments: {
+          'x-queue-type': QUEUE_TYPE,
+          'x-dead-letter-exchange': EXCHANGES.expired,
+          'x-message-ttl': o.jobTtlMaxMs,
+          'x-expires': o.laneExpiresMs,
+        },
+      },
+    ],
+    bindings: [{ queue: name, exchange: EXCHANGES.jobs, pattern: name }],
+  };
+}
+
+/** Declares everything; safe to repeat (same names, same arguments). */
+export async function assertTopology(ch: Channel, t: Topology): Promise<void> {
+  for (const e of t.exchanges) await ch.assertExchange(e.name, e.type, { durable: true });
+  for (const q of t.queues) await ch.assertQueue(q.name, { durable: true, arguments: q.arguments });
+  for (const b of t.bindings) await ch.bindQueue(b.queue, b.exchange, b.pattern);
+}
