@@ -1,0 +1,100 @@
+// SQL for job metadata rows: created at submit, moved to exactly one terminal state.
+import type { Queryable } from '../../stores/postgres/pool.js';
+
+export type TerminalStatus = 'succeeded' | 'failed' | 'expired' | 'cancelled';
+
+export interface JobRowInput {
+  id: string;
+  namespaceId: string;
+  apiKeyId?: string | null;
+  model: string;
+  mode: 'sync' | 'polling' | 'stream';
+  priority: 'urgent' | 'bulk' | 'test';
+  environment: 'testnet' | 'mainnet';
+  maxCost: bigint;
+  createdAt: Date;
+}
+
+export class JobsRepository {
+  async insertJob(db: Queryable, j: JobRowInput): Promise<boolean> {
+    const r = await db.query(
+      `insert into jobs (id, namespace_id, api_key_id, model, mode, priority, environment, status, max_cost, created_at)
+       select $1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9
+       where not exists (select 1 from jobs where id = $1)`,
+      [
+        j.id,
+        j.namespaceId,
+        j.apiKeyId ?? null,
+        j.model,
+        j.mode,
+        j.priority,
+        j.environment,
+        j.maxCost.toString(),
+        j.createdAt,
+      ],
+    );
+    return r.rowCount === 1;
+  }
+
+  async findStatus(db: Queryable, namespaceId: string, jobId: string): Promise<string | undefined> {
+    const r = await db.query<{ status: string }>(
+      'select status from jobs where id = $1 and namespace_id = $2',
+      [jobId, namespaceId],
+    );
+    return r.rows[0]?.status;
+  }
+
+  async markDispatched(
+    db: Queryable,
+    namespaceId: string,
+    jobId: string,
+    node: string,
+    attempt: number,
+  ): Promise<void> {
+    await db.query(
+      `update jobs set status = 'dispatched', node_address = $3, attempts = $4, dispatched_at = now()
+       where id = $1 and namespace_id = $2 and status in ('queued', 'dispatched')`,
+      [jobId, namespaceId, node, attempt],
+    );
+  }
+
+  /** Moves a job to a terminal state once; returns false when it already was terminal. */
+  async markTerminal(
+    db: Queryable,
+    namespaceId: string,
+    jobId: string,
+    t: {
+      status: TerminalStatus;
+      cost?: bigint;
+      tokensIn?: number;
+      tokensOut?: number;
+      latencyMs?: number;
+      node?: string;
+    },
+  ): Promise<boolean> {
+    const r = await db.query(
+      `update jobs set status = $3, cost = $4, tokens_in = coalesce($5, tokens_in), tokens_out = coalesce($6, tokens_out),
+         latency_ms = $7, node_address = coalesce($8, node_address), finished_at = now()
+       where id = $1 and namespace_id = $2 and status in ('queued', 'dispatched')`,
+      [
+        jobId,
+        namespaceId,
+        t.status,
+        t.cost?.toString() ?? null,
+        t.tokensIn ?? null,
+        t.tokensOut ?? null,
+        t.latencyMs ?? null,
+        t.node ?? null,
+      ],
+    );
+    return r.rowCount === 1;
+  }
+
+  async countByStatus(db: Queryable, namespaceId: string): Promise<Record<string, number>> {
+    const r = await db.query<{ status: string; n: number }>(
+      'select status, count(*)::int as n from jobs where namespace_id = $1 group by status',
+      [namespaceId],
+    );
+    return Object.fromEntries(r.rows.map((x) => [x.status, x.n]));
+  }
+}
