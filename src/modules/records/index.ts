@@ -21,3 +21,11 @@ export {
   type AggregateRequest,
 } from './records.contracts.js';
 export { COLLECTIONS, RETENTION_PLANS, type JobDoc, type LogDoc, type QcDoc, type BlobRef } from './record.js';
+export {
+  RetentionService,
+  type RetentionOptions,
+  type RetentionStep,
+  type RetentionSummary,
+} from './retention.service.js';
+export type { RetentionRun, ExportFile } from './retention.repository.js';
+export { DirectoryTarget, type ColdStorageTarget, type WrittenFile } from './cold-storage.js';
