@@ -29,3 +29,9 @@ export {
 } from './retention.service.js';
 export type { RetentionRun, ExportFile } from './retention.repository.js';
 export { DirectoryTarget, type ColdStorageTarget, type WrittenFile } from './cold-storage.js';
+export {
+  StorageBillingService,
+  type StorageBillingOptions,
+  type ChargeOutcome,
+} from './storage-billing.service.js';
+export { createRecordsTasks } from './records.tasks.js';
