@@ -1,6 +1,11 @@
 // Child process of the 100,000-document export test: streams one namespace's JSONL export from a fresh process
 // and prints its line count, byte count and RSS growth (so the parent's own allocations do not blur the figure).
-import { RecordsQueryService, RecordsRepository, RetentionPolicies, GridFsBlobStore } from '../src/modules/records/index.js';
+import {
+  RecordsQueryService,
+  RecordsRepository,
+  RetentionPolicies,
+  GridFsBlobStore,
+} from '../src/modules/records/index.js';
 import { systemClock } from '../src/platform/clock.js';
 import { connectMongo } from '../src/stores/mongo/client.js';
 import { createPgPool } from '../src/stores/postgres/pool.js';

@@ -42,9 +42,22 @@ export function jobEvents(o: JobEventOptions): RecordEventInput[] {
   ];
   const fallbacks = o.fallbacks ?? 0;
   for (let a = 1; a <= fallbacks; a += 1) {
-    events.push({ ...base, at: t(a), type: 'job.fallback', attempt: a, nodeAddress: node(a), reason: 'timeout' });
+    events.push({
+      ...base,
+      at: t(a),
+      type: 'job.fallback',
+      attempt: a,
+      nodeAddress: node(a),
+      reason: 'timeout',
+    });
   }
-  events.push({ ...base, at: t(fallbacks + 1), type: 'job.assigned', attempt: fallbacks + 1, nodeAddress: node(99) });
+  events.push({
+    ...base,
+    at: t(fallbacks + 1),
+    type: 'job.assigned',
+    attempt: fallbacks + 1,
+    nodeAddress: node(99),
+  });
   for (let l = 0; l < (o.logs ?? 0); l += 1) {
     events.push({
       ...base,
@@ -70,7 +83,13 @@ export function jobEvents(o: JobEventOptions): RecordEventInput[] {
         ? { text: 'Hello!', tokensIn: o.tokensIn ?? 5, tokensOut: o.tokensOut ?? 3, finishReason: 'stop' }
         : null,
     error: status === 'succeeded' ? null : 'node disconnected',
-    metrics: { queueMs: 3, executionMs: 40, latencyMs: o.latencyMs ?? 50, retries: fallbacks, gpu: { util: 0.7 } },
+    metrics: {
+      queueMs: 3,
+      executionMs: 40,
+      latencyMs: o.latencyMs ?? 50,
+      retries: fallbacks,
+      gpu: { util: 0.7 },
+    },
     costMicro: String(o.costMicro ?? 1200),
   });
   return events;

@@ -55,7 +55,8 @@ const mongoStep: MigrationStep = {
       );
       const verb = dryRun ? 'would create' : 'created';
       ctx.out(created.length === 0 ? 'mongo: up to date' : `mongo: ${verb} ${created.join(', ')}`);
-      if (!store.capabilities.ttlIndexes) ctx.out('mongo: no TTL indexes on this server; retention sweep only');
+      if (!store.capabilities.ttlIndexes)
+        ctx.out('mongo: no TTL indexes on this server; retention sweep only');
     } finally {
       await store.close();
     }

@@ -32,7 +32,8 @@ export class DirectoryTarget implements ColdStorageTarget {
 
   private pathOf(name: string): string {
     const p = normalize(join(this.root, name));
-    if (!p.startsWith(normalize(this.root) + sep)) throw new AppError('invalid_request', `bad export path ${name}`);
+    if (!p.startsWith(normalize(this.root) + sep))
+      throw new AppError('invalid_request', `bad export path ${name}`);
     return p;
   }
 

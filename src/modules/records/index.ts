@@ -1,11 +1,6 @@
 // Public face of the records module (job documents, logs, QC results, retention and the Space plan).
 export { RecorderService, type RecorderOptions, type RecordOutcome } from './recorder.service.js';
-export {
-  RecordsQueryService,
-  type AggregateRow,
-  type JobTrace,
-  type Page,
-} from './records-query.service.js';
+export { RecordsQueryService, type AggregateRow, type JobTrace, type Page } from './records-query.service.js';
 export { RecordsRepository } from './records.repository.js';
 export { GridFsBlobStore, type BlobStore } from './blob-store.js';
 export { RetentionPolicies, type NamespaceRetention } from './retention-policy.js';
@@ -20,7 +15,14 @@ export {
   type PageRequest,
   type AggregateRequest,
 } from './records.contracts.js';
-export { COLLECTIONS, RETENTION_PLANS, type JobDoc, type LogDoc, type QcDoc, type BlobRef } from './record.js';
+export {
+  COLLECTIONS,
+  RETENTION_PLANS,
+  type JobDoc,
+  type LogDoc,
+  type QcDoc,
+  type BlobRef,
+} from './record.js';
 export {
   RetentionService,
   type RetentionOptions,

@@ -2,7 +2,13 @@
 // large-payload extraction, cursors, retention cut-offs and percentiles. No I/O.
 import { createHash } from 'node:crypto';
 import { AppError } from '../../platform/errors.js';
-import type { JobFinishedEvent, JobSubmittedEvent, LogType, RecordEvent, TerminalStatus } from './records.contracts.js';
+import type {
+  JobFinishedEvent,
+  JobSubmittedEvent,
+  LogType,
+  RecordEvent,
+  TerminalStatus,
+} from './records.contracts.js';
 
 export const COLLECTIONS = { jobs: 'record_jobs', logs: 'record_logs', qc: 'record_qc' } as const;
 export type RecordCollection = (typeof COLLECTIONS)[keyof typeof COLLECTIONS];
@@ -189,7 +195,8 @@ export function bodyOf(e: RecordEvent): Record<string, unknown> {
     const r = rest as Record<string, unknown>;
     return { ...r, data: encodeKeys(r.data), details: encodeKeys(r.details) };
   }
-  if (e.type === 'job.finished') return { ...rest, metrics: { ...e.metrics, gpu: encodeKeys(e.metrics.gpu) } };
+  if (e.type === 'job.finished')
+    return { ...rest, metrics: { ...e.metrics, gpu: encodeKeys(e.metrics.gpu) } };
   return rest;
 }
 
@@ -340,7 +347,11 @@ export function csvRowOf(d: JobDoc): string {
 
 /** A stored job document as the API returns it: user keys decoded. */
 export function presentJob(d: JobDoc): JobDoc {
-  return { ...d, input: decodeKeys(d.input) as Record<string, unknown>, metrics: decodeKeys(d.metrics) as JobDoc['metrics'] };
+  return {
+    ...d,
+    input: decodeKeys(d.input) as Record<string, unknown>,
+    metrics: decodeKeys(d.metrics) as JobDoc['metrics'],
+  };
 }
 export function presentLog(d: LogDoc): LogDoc {
   return { ...d, body: decodeKeys(d.body) as Record<string, unknown> };

@@ -66,7 +66,9 @@ export class RecorderService {
     for (let i = 0; i < input.length; i += 1) {
       const parsed = recordEvent.safeParse(input[i]);
       if (!parsed.success) {
-        const msg = parsed.error.issues.map((x) => `${x.path.join('.') || '(event)'}: ${x.message}`).join('; ');
+        const msg = parsed.error.issues
+          .map((x) => `${x.path.join('.') || '(event)'}: ${x.message}`)
+          .join('; ');
         outcomes[i] = { status: 'rejected', error: new AppError('invalid_request', `bad job event: ${msg}`) };
         continue;
       }
@@ -97,7 +99,8 @@ export class RecorderService {
     if (prepared.length === 0) return outcomes;
 
     // Blobs first: a document never references a blob that is not stored.
-    for (const p of prepared) for (const b of p.blobs) await this.deps.blobs.put(p.doc.ns, b.ref, b.data, p.doc.ts);
+    for (const p of prepared)
+      for (const b of p.blobs) await this.deps.blobs.put(p.doc.ns, b.ref, b.data, p.doc.ts);
 
     const written = await this.deps.repo.insertEvents(prepared.map((p) => p.doc));
     prepared.forEach((p, k) => {
@@ -152,10 +155,14 @@ export class RecorderService {
     if (wanted.size === 0) return;
     const missing: string[] = [];
     for (const { ns, jobId } of wanted.values()) {
-      for (const id of [submittedIdOf(ns, jobId), finishedIdOf(ns, jobId)]) if (!inBatch.has(id)) missing.push(id);
+      for (const id of [submittedIdOf(ns, jobId), finishedIdOf(ns, jobId)])
+        if (!inBatch.has(id)) missing.push(id);
     }
     // Each event was stored before this read, so of two recorders holding the two halves at least one sees both.
-    const found = new Map([...inBatch, ...(await this.deps.repo.findEventsByIds(missing)).map((d) => [d._id, d] as const)]);
+    const found = new Map([
+      ...inBatch,
+      ...(await this.deps.repo.findEventsByIds(missing)).map((d) => [d._id, d] as const),
+    ]);
     const jobs: JobDoc[] = [];
     for (const { ns, jobId } of wanted.values()) {
       const s = found.get(submittedIdOf(ns, jobId));

@@ -62,7 +62,16 @@ describe('aggregates', () => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed % n;
     };
-    const raw: Array<{ model: string; key: string; day: string; failed: boolean; latency: number; tin: number; tout: number; cost: number }> = [];
+    const raw: Array<{
+      model: string;
+      key: string;
+      day: string;
+      failed: boolean;
+      latency: number;
+      tin: number;
+      tout: number;
+      cost: number;
+    }> = [];
     const events = [];
     for (let i = 0; i < 300; i += 1) {
       const at = new Date(Date.now() - (i % 2) * 86_400_000 - 3_600_000 - i * 1000);
@@ -110,9 +119,18 @@ describe('aggregates', () => {
           requests: group.length,
           errors: group.length - ok.length,
           errorRate: (group.length - ok.length) / group.length,
-          latencyP50: nearestRank(ok.map((g) => g.latency), 50),
-          latencyP95: nearestRank(ok.map((g) => g.latency), 95),
-          latencyP99: nearestRank(ok.map((g) => g.latency), 99),
+          latencyP50: nearestRank(
+            ok.map((g) => g.latency),
+            50,
+          ),
+          latencyP95: nearestRank(
+            ok.map((g) => g.latency),
+            95,
+          ),
+          latencyP99: nearestRank(
+            ok.map((g) => g.latency),
+            99,
+          ),
           // A failed job has no output: no tokens.
           tokensIn: ok.reduce((n, g) => n + g.tin, 0),
           tokensOut: ok.reduce((n, g) => n + g.tout, 0),
@@ -133,7 +151,9 @@ describe('aggregates', () => {
     let csv = '';
     for await (const c of await s.query.exportJobs(ns!.id, { model: 'm,"quoted"' }, 'csv')) csv += String(c);
     const lines = csv.trimEnd().split('\n');
-    expect(lines[0]).toBe('job_id,ts,model,api_key_id,status,node,attempts,tokens_in,tokens_out,latency_ms,cost_micro,finish_reason');
+    expect(lines[0]).toBe(
+      'job_id,ts,model,api_key_id,status,node,attempts,tokens_in,tokens_out,latency_ms,cost_micro,finish_reason',
+    );
     expect(lines).toHaveLength(2);
     expect(lines[1]).toContain(',"m,""quoted""",');
     csv = '';
@@ -145,7 +165,6 @@ describe('aggregates', () => {
 describe('export of 100,000 documents', () => {
   it('streams JSONL with the process RSS growing by less than 100 MB', { timeout: 300_000 }, async () => {
     const [ns] = await createNamespaces(pg.pool, 1);
-    const s = services();
     const total = 100_000;
     const text = 'x'.repeat(1000);
     const t0 = Date.now() - 3_600_000;
@@ -182,10 +201,21 @@ describe('export of 100,000 documents', () => {
       await mongo.store.db.collection<JobDoc>(COLLECTIONS.jobs).insertMany(docs, { ordered: false });
     }
     // A fresh process streams the export, so its RSS baseline is not inflated by the inserts above.
-    const { stdout } = await run('npx', ['tsx', 'test/export-rss.child.ts', mongo.dbName, pg.schema, ns!.id], {
-      timeout: 240_000,
-    });
-    const r = JSON.parse(stdout.trim().split('\n').pop()!) as { lines: number; bytes: number; rssGrowth: number };
+    const { stdout } = await run(
+      'npx',
+      ['tsx', 'test/export-rss.child.ts', mongo.dbName, pg.schema, ns!.id],
+      {
+        timeout: 240_000,
+      },
+    );
+    const r = JSON.parse(stdout.trim().split('\n').pop()!) as {
+      lines: number;
+      bytes: number;
+      rssGrowth: number;
+    };
+    console.info(
+      `export of ${r.lines} docs: ${r.bytes} bytes, RSS growth ${(r.rssGrowth / 2 ** 20).toFixed(1)} MiB`,
+    );
     expect(r.lines).toBe(total);
     // The export is larger than the bound, so holding it in memory would have failed the assertion.
     expect(r.bytes).toBeGreaterThan(100 * 1024 * 1024);

@@ -54,7 +54,17 @@ export interface JobTrace {
   qc: QcDoc[];
 }
 
-function parse<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } }, value: unknown, what: string): T {
+function parse<T>(
+  schema: {
+    safeParse(
+      v: unknown,
+    ):
+      | { success: true; data: T }
+      | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } };
+  },
+  value: unknown,
+  what: string,
+): T {
   const r = schema.safeParse(value ?? {});
   if (!r.success) {
     const msg = r.error.issues.map((i) => `${i.path.map(String).join('.') || what}: ${i.message}`).join('; ');
@@ -131,14 +141,16 @@ export class RecordsQueryService {
   /** The job document, every event (routing history, logs) in time order and its QC results. */
   async getTrace(namespaceId: string, jobId: string): Promise<JobTrace> {
     requireNamespace(namespaceId);
-    if (typeof jobId !== 'string' || !uuid.test(jobId)) throw new AppError('invalid_filter', 'jobId must be a UUID');
+    if (typeof jobId !== 'string' || !uuid.test(jobId))
+      throw new AppError('invalid_filter', 'jobId must be a UUID');
     const cutoff = await this.deps.policies.cutoff(namespaceId);
     const [job, events, qc] = await Promise.all([
       this.deps.repo.findJob(namespaceId, jobId, cutoff),
       this.deps.repo.findJobEvents(namespaceId, jobId, cutoff),
       this.deps.repo.findQcResults(namespaceId, jobId, cutoff),
     ]);
-    if (!job && events.length === 0) throw new AppError('not_found', `no job ${jobId} in namespace ${namespaceId}`);
+    if (!job && events.length === 0)
+      throw new AppError('not_found', `no job ${jobId} in namespace ${namespaceId}`);
     return { job: job ? presentJob(job) : null, events: events.map(presentLog), qc };
   }
 
@@ -169,7 +181,20 @@ export class RecordsQueryService {
       const name = JSON.stringify([key, day]);
       let row = rows.get(name);
       if (!row) {
-        row = { key, day, requests: 0, errors: 0, errorRate: 0, latencyP50: null, latencyP95: null, latencyP99: null, tokensIn: 0, tokensOut: 0, creditsMicro: 0, hist: [] };
+        row = {
+          key,
+          day,
+          requests: 0,
+          errors: 0,
+          errorRate: 0,
+          latencyP50: null,
+          latencyP95: null,
+          latencyP99: null,
+          tokensIn: 0,
+          tokensOut: 0,
+          creditsMicro: 0,
+          hist: [],
+        };
         rows.set(name, row);
       }
       return row;
@@ -194,13 +219,16 @@ export class RecordsQueryService {
           latencyP99: percentileOfHistogram(h, 99),
         };
       })
-      .sort((a, b) => (a.day === b.day ? String(a.key).localeCompare(String(b.key)) : a.day.localeCompare(b.day)));
+      .sort((a, b) =>
+        a.day === b.day ? String(a.key).localeCompare(String(b.key)) : a.day.localeCompare(b.day),
+      );
   }
 
   /** Streams the filtered jobs as CSV or JSONL in constant memory (a server cursor read in batches). */
   async exportJobs(namespaceId: string, filter: JobFilter, format: 'csv' | 'jsonl'): Promise<Readable> {
     requireNamespace(namespaceId);
-    if (format !== 'csv' && format !== 'jsonl') throw new AppError('invalid_request', 'format must be csv or jsonl');
+    if (format !== 'csv' && format !== 'jsonl')
+      throw new AppError('invalid_request', 'format must be csv or jsonl');
     const m = await this.jobMatch(namespaceId, filter);
     const cursor = this.deps.repo.jobs
       .find({ ...m, ns: { $eq: namespaceId } })
@@ -226,7 +254,11 @@ export class RecordsQueryService {
   }
 }
 
-function pageOf<T extends { ts: Date; _id: string }>(rows: T[], limit: number, present: (d: T) => T): Page<T> {
+function pageOf<T extends { ts: Date; _id: string }>(
+  rows: T[],
+  limit: number,
+  present: (d: T) => T,
+): Page<T> {
   const more = rows.length > limit;
   const items = more ? rows.slice(0, limit) : rows;
   const last = items[items.length - 1];

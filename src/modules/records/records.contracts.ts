@@ -6,7 +6,11 @@ const address = z.string().regex(/^0x[0-9a-f]{40}$/, 'a lower-case 0x address');
 /** Producer-chosen ids of log events: deterministic per event so a redelivery maps to the same document. */
 const eventId = z.string().regex(/^[A-Za-z0-9:_-]{1,160}$/, '1-160 of A-Z a-z 0-9 : _ -');
 const micro = z.string().regex(/^\d{1,15}$/, 'integer micro-credits as a decimal string (< 10^15)');
-const count = z.number().int().min(0).max(2 ** 31);
+const count = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 31);
 
 export const LOG_TYPES = ['routing', 'execution', 'error', 'anomaly', 'qc'] as const;
 export type LogType = (typeof LOG_TYPES)[number];

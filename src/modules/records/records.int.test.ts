@@ -41,7 +41,11 @@ function servicesOn(db: MongoTestDb, opts: { largePayloadBytes?: number; maxDocu
 }
 
 beforeAll(async () => {
-  [pg, mongo, mongo2] = await Promise.all([createPgTestSchema({ poolSize: 4 }), createMongoTestDb(), createMongoTestDb()]);
+  [pg, mongo, mongo2] = await Promise.all([
+    createPgTestSchema({ poolSize: 4 }),
+    createMongoTestDb(),
+    createMongoTestDb(),
+  ]);
 });
 afterAll(async () => {
   await Promise.all([mongo?.drop(), mongo2?.drop(), pg?.drop()]);
@@ -155,9 +159,17 @@ describe('recorder', () => {
     expect(isAppError(errorOf(out[big.length]), 'invalid_request')).toBe(true);
     expect(out.slice(big.length + 1).every((o) => o.status === 'recorded')).toBe(true);
     const bigJob = (big[0] as { jobId: string }).jobId;
-    expect(await mongo.store.db.collection(COLLECTIONS.logs).countDocuments({ ns: ns!.id, jobId: bigJob, type: 'job.submitted' })).toBe(0);
-    expect(await mongo.store.db.collection(COLLECTIONS.jobs).countDocuments({ _id: bigJob as never })).toBe(0);
-    expect(await mongo.store.db.collection('record_blobs.files').countDocuments({ 'metadata.ns': ns!.id })).toBe(0);
+    expect(
+      await mongo.store.db
+        .collection(COLLECTIONS.logs)
+        .countDocuments({ ns: ns!.id, jobId: bigJob, type: 'job.submitted' }),
+    ).toBe(0);
+    expect(await mongo.store.db.collection(COLLECTIONS.jobs).countDocuments({ _id: bigJob as never })).toBe(
+      0,
+    );
+    expect(
+      await mongo.store.db.collection('record_blobs.files').countDocuments({ 'metadata.ns': ns!.id }),
+    ).toBe(0);
   });
 
   it('moves a large payload to GridFS, referenced by id and SHA-256, and reads it back verified', async () => {
@@ -165,16 +177,24 @@ describe('recorder', () => {
     const s = servicesOn(mongo, { largePayloadBytes: 64 * 1024 });
     const image = Buffer.alloc(300 * 1024, 9).toString('base64');
     const evs = jobEvents({ namespaceId: ns!.id, at: new Date() });
-    (evs[0] as { input: { attachments?: unknown[] } }).input.attachments = [{ mediaType: 'image/png', data: image }];
+    (evs[0] as { input: { attachments?: unknown[] } }).input.attachments = [
+      { mediaType: 'image/png', data: image },
+    ];
     expect((await s.recorder.record(evs)).every((o) => o.status === 'recorded')).toBe(true);
     expect((await s.recorder.record(evs)).every((o) => o.status === 'duplicate')).toBe(true);
     const trace = await s.query.getTrace(ns!.id, (evs[0] as { jobId: string }).jobId);
-    const att = (trace.job!.input.attachments as Array<{ data: { __blob__: { id: string; sha256: string; bytes: number } } }>)[0]!;
+    const att = (
+      trace.job!.input.attachments as Array<{
+        data: { __blob__: { id: string; sha256: string; bytes: number } };
+      }>
+    )[0]!;
     expect(att.data.__blob__.bytes).toBe(Buffer.byteLength(image));
     const back = await s.query.readBlob(ns!.id, att.data.__blob__.id);
     expect(back.toString('utf8')).toBe(image);
     const [other] = await createNamespaces(pg.pool, 1);
-    await expect(s.query.readBlob(other!.id, att.data.__blob__.id)).rejects.toMatchObject({ code: 'not_found' });
+    await expect(s.query.readBlob(other!.id, att.data.__blob__.id)).rejects.toMatchObject({
+      code: 'not_found',
+    });
   });
 });
 
@@ -239,13 +259,25 @@ describe('queries', () => {
       params: { 'a.b': 1, $where: 'sleep(1000)', _x: { $ne: null }, 'x%2E': 2 },
     });
     await s.recorder.record(evs);
-    for (const bad of [{ model: { $gt: '' } }, { $where: 'true' }, { model: ['x'] }, { 'input.prompt': 'x' }]) {
+    for (const bad of [
+      { model: { $gt: '' } },
+      { $where: 'true' },
+      { model: ['x'] },
+      { 'input.prompt': 'x' },
+    ]) {
       await expect(s.query.listJobs(ns!.id, bad as never)).rejects.toMatchObject({ code: 'invalid_filter' });
     }
     const page = await s.query.listJobs(ns!.id, { model: '$gt' });
     expect(page.items).toHaveLength(1);
-    expect(page.items[0]!.input.params).toEqual({ 'a.b': 1, $where: 'sleep(1000)', _x: { $ne: null }, 'x%2E': 2 });
-    const raw = await mongo.store.db.collection(COLLECTIONS.jobs).findOne({ _id: page.items[0]!._id as never });
+    expect(page.items[0]!.input.params).toEqual({
+      'a.b': 1,
+      $where: 'sleep(1000)',
+      _x: { $ne: null },
+      'x%2E': 2,
+    });
+    const raw = await mongo.store.db
+      .collection(COLLECTIONS.jobs)
+      .findOne({ _id: page.items[0]!._id as never });
     expect(Object.keys(raw!.input.params).sort()).toEqual(['%24where', '%5Fx', 'a%2Eb', 'x%252E']);
     expect((await s.query.listJobs(ns!.id, { model: 'other' })).items).toHaveLength(0);
   });

@@ -95,10 +95,10 @@ export class RecordsRepository {
   ): Promise<Array<{ _id: Record<string, unknown>; v: number }>> {
     try {
       return await this.jobs
-        .aggregate<{ _id: Record<string, unknown>; v: number }>([
-          { $match: { ...match, ns: namespaceId } },
-          { $group: { _id: groupId, v: sumOf === 1 ? { $count: {} } : { $sum: sumOf } } },
-        ])
+        .aggregate<{
+          _id: Record<string, unknown>;
+          v: number;
+        }>([{ $match: { ...match, ns: namespaceId } }, { $group: { _id: groupId, v: sumOf === 1 ? { $count: {} } : { $sum: sumOf } } }])
         .toArray();
     } catch (err) {
       throw translateMongoError(err);
@@ -106,12 +106,14 @@ export class RecordsRepository {
   }
 
   /** Stored bytes of a namespace in one collection (single accumulator, see groupSum). */
-  async storedBytes(collection: Collection<{ ns: string; bytes: number }>, namespaceId: string): Promise<number> {
+  async storedBytes(
+    collection: Collection<{ ns: string; bytes: number }>,
+    namespaceId: string,
+  ): Promise<number> {
     const r = await collection
-      .aggregate<{ v: number }>([
-        { $match: { ns: namespaceId } },
-        { $group: { _id: '$ns', v: { $sum: '$bytes' } } },
-      ])
+      .aggregate<{
+        v: number;
+      }>([{ $match: { ns: namespaceId } }, { $group: { _id: '$ns', v: { $sum: '$bytes' } } }])
       .toArray();
     return Number(r[0]?.v ?? 0);
   }

@@ -21,6 +21,10 @@ export function createRecordsTasks(deps: {
       intervalMs: 60 * 60 * 1000,
       run: (signal) => deps.billing.chargeAll(signal),
     },
-    { name: 'records-retention', intervalMs: deps.retentionIntervalMs, run: (signal) => deps.retention.sweep(signal) },
+    {
+      name: 'records-retention',
+      intervalMs: deps.retentionIntervalMs,
+      run: (signal) => deps.retention.sweep(signal),
+    },
   ];
 }

@@ -14,9 +14,7 @@ export interface NamespaceRetention {
 export class RetentionPolicies {
   private readonly cache = new Map<string, { value: NamespaceRetention; until: number }>();
 
-  constructor(
-    private readonly deps: { pool: Pool; clock: Clock; cacheMs?: number },
-  ) {}
+  constructor(private readonly deps: { pool: Pool; clock: Clock; cacheMs?: number }) {}
 
   async get(namespaceId: string): Promise<NamespaceRetention> {
     const now = Date.now();

@@ -38,7 +38,12 @@ afterAll(async () => {
   await Promise.all([mongo?.drop(), pg?.drop(), rm(dir, { recursive: true, force: true })]);
 });
 
-function retention(opts: { crashAt?: { step: RetentionStep; nth: number }; onStep?: (s: RetentionStep, run: RetentionRun) => Promise<void> } = {}) {
+function retention(
+  opts: {
+    crashAt?: { step: RetentionStep; nth: number };
+    onStep?: (s: RetentionStep, run: RetentionRun) => Promise<void>;
+  } = {},
+) {
   let seen = 0;
   return new RetentionService({
     pool: pg.pool,
@@ -107,14 +112,19 @@ describe('retention sweep', () => {
 
     // Crash 1: export written, not yet verified. Crash 2: verified, nothing deleted yet (a late document with
     // an old timestamp arrives meanwhile). Crash 3: between delete batches. Then a clean run finishes.
-    await expect(retention({ crashAt: { step: 'exported-unverified', nth: 1 } }).sweep()).rejects.toThrow(/crash/);
+    await expect(retention({ crashAt: { step: 'exported-unverified', nth: 1 } }).sweep()).rejects.toThrow(
+      /crash/,
+    );
     expect(await idsOf(a!.id, { ts: { $lt: cutoff } })).toEqual(expired);
     const late = { _id: `${a!.id}:late`, ns: a!.id, jobId: 'late', ts: new Date(Date.now() - 9 * DAY) };
     await expect(
       retention({
         crashAt: { step: 'verified', nth: 2 },
         onStep: async (s, run) => {
-          if (s === 'verified' && run.collection === COLLECTIONS.logs) await mongo.store.db.collection(COLLECTIONS.logs).updateOne({ _id: late._id as never }, { $setOnInsert: late }, { upsert: true });
+          if (s === 'verified' && run.collection === COLLECTIONS.logs)
+            await mongo.store.db
+              .collection(COLLECTIONS.logs)
+              .updateOne({ _id: late._id as never }, { $setOnInsert: late }, { upsert: true });
         },
       }).sweep(),
     ).rejects.toThrow(/crash/);
@@ -148,7 +158,10 @@ describe('retention sweep', () => {
     expectedExport.set(COLLECTIONS.logs, [...expired.get(COLLECTIONS.logs)!, late._id].sort());
     for (const [c, ids] of expectedExport) expect((exported.get(c) ?? []).sort()).toEqual(ids);
     // Only the files of the receipts (and their manifests) are in the target: the crashed attempt left nothing.
-    const expectedFiles = receipts.flatMap((r) => [...r.files.map((f) => f.name), `${a!.id}/${r.collection}/${r.id}/manifest.json`]);
+    const expectedFiles = receipts.flatMap((r) => [
+      ...r.files.map((f) => f.name),
+      `${a!.id}/${r.collection}/${r.id}/manifest.json`,
+    ]);
     expect((await listFiles(dir)).filter((f) => f.startsWith(a!.id))).toEqual(expectedFiles.sort());
     // Gone from the store, the rest untouched, the other namespace untouched.
     const after = await idsOf(a!.id);
@@ -173,7 +186,11 @@ describe('retention sweep', () => {
         }
       },
     });
-    const task = (svc: RetentionService) => ({ name: 'records-retention', intervalMs: 60_000, run: () => svc.sweep() });
+    const task = (svc: RetentionService) => ({
+      name: 'records-retention',
+      intervalMs: 60_000,
+      run: () => svc.sweep(),
+    });
     const r1 = new TaskRunner({ pool: pg.pool, log: testLog, tasks: [] });
     const r2 = new TaskRunner({ pool: pg.pool, log: testLog, tasks: [] });
     const first = r1.runOnce(task(slow));
@@ -181,7 +198,9 @@ describe('retention sweep', () => {
     expect(await r2.runOnce(task(retention()))).toBe(false);
     release();
     expect(await first).toBe(true);
-    expect((await idsOf(ns!.id, { ts: { $lt: new Date(Date.now() - 7 * DAY) } })).get(COLLECTIONS.jobs)).toEqual([]);
+    expect(
+      (await idsOf(ns!.id, { ts: { $lt: new Date(Date.now() - 7 * DAY) } })).get(COLLECTIONS.jobs),
+    ).toEqual([]);
     await Promise.all([r1.stop(), r2.stop()]);
   });
 });

@@ -65,7 +65,11 @@ export class RetentionRepository {
     return r.rows.map((x) => ({ id: x.id, retentionDays: x.retention_days }));
   }
 
-  async findOpenRun(db: Queryable, namespaceId: string, collection: string): Promise<RetentionRun | undefined> {
+  async findOpenRun(
+    db: Queryable,
+    namespaceId: string,
+    collection: string,
+  ): Promise<RetentionRun | undefined> {
     const r = await db.query<RunRow>(
       `select * from retention_runs where namespace_id = $1 and collection = $2 and status <> 'done'`,
       [namespaceId, collection],
@@ -88,7 +92,13 @@ export class RetentionRepository {
   async markExported(
     db: Queryable,
     id: string,
-    e: { files: ExportFile[]; docCount: number; rangeFrom: Date | null; rangeTo: Date | null; manifestSha256: string },
+    e: {
+      files: ExportFile[];
+      docCount: number;
+      rangeFrom: Date | null;
+      rangeTo: Date | null;
+      manifestSha256: string;
+    },
   ): Promise<void> {
     await db.query(
       `update retention_runs set status = 'exported', files = $2, doc_count = $3, range_from = $4, range_to = $5,

@@ -81,7 +81,10 @@ export class RetentionService {
       let run = await this.runs.findOpenRun(this.deps.pool, namespaceId, col.collectionName);
       if (!run) {
         const cutoff = retentionCutoff(this.deps.clock.now(), retentionDays);
-        const any = await col.findOne({ ns: { $eq: namespaceId }, ts: { $lt: cutoff } }, { projection: { _id: 1 } });
+        const any = await col.findOne(
+          { ns: { $eq: namespaceId }, ts: { $lt: cutoff } },
+          { projection: { _id: 1 } },
+        );
         if (!any) continue;
         run = await this.runs.createRun(this.deps.pool, {
           id: randomUUID(),
@@ -192,7 +195,10 @@ export class RetentionService {
       let n = 0;
       for await (const id of this.readIds(run, f, (doc) => {
         if (doc.ns !== run.namespaceId || !(doc.ts < run.cutoff))
-          throw new AppError('export_verification_failed', `${f.name}: document ${doc._id} does not belong in this run`);
+          throw new AppError(
+            'export_verification_failed',
+            `${f.name}: document ${doc._id} does not belong in this run`,
+          );
       })) {
         if (prev !== undefined && !(id > prev))
           throw new AppError('export_verification_failed', `${f.name}: _id ${id} out of order or repeated`);
@@ -200,7 +206,10 @@ export class RetentionService {
         n += 1;
       }
       if (n !== f.count)
-        throw new AppError('export_verification_failed', `${f.name}: ${n} documents, manifest says ${f.count}`);
+        throw new AppError(
+          'export_verification_failed',
+          `${f.name}: ${n} documents, manifest says ${f.count}`,
+        );
     }
   }
 
@@ -222,7 +231,10 @@ export class RetentionService {
     }
     const sha = hash.digest('hex');
     if (sha !== f.sha256)
-      throw new AppError('export_verification_failed', `${f.name}: SHA-256 ${sha}, expected ${f.sha256} (run ${run.id})`);
+      throw new AppError(
+        'export_verification_failed',
+        `${f.name}: SHA-256 ${sha}, expected ${f.sha256} (run ${run.id})`,
+      );
   }
 
   /** Deletes exactly the documents listed in the verified export, in batches; returns how many are gone. */

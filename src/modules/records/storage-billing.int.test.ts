@@ -64,7 +64,11 @@ async function record(namespaceId: string, jobs: number, ageMs: number) {
     options: { largePayloadBytes: 1 << 20, maxDocumentBytes: 1 << 22 },
   });
   const evs = Array.from({ length: jobs }, (_, i) =>
-    jobEvents({ namespaceId, at: new Date(clock.now().getTime() - ageMs + i * 1000), prompt: 'z'.repeat(2000) }),
+    jobEvents({
+      namespaceId,
+      at: new Date(clock.now().getTime() - ageMs + i * 1000),
+      prompt: 'z'.repeat(2000),
+    }),
   ).flat();
   expect((await recorder.record(evs)).every((o) => o.status === 'recorded')).toBe(true);
 }
@@ -80,7 +84,8 @@ async function storageEntries(namespaceId: string) {
 async function storedBytes(namespaceId: string): Promise<number> {
   let n = 0;
   for (const c of Object.values(COLLECTIONS)) {
-    for (const d of await mongo.store.db.collection(c).find({ ns: namespaceId }).toArray()) n += d.bytes as number;
+    for (const d of await mongo.store.db.collection(c).find({ ns: namespaceId }).toArray())
+      n += d.bytes as number;
   }
   return n;
 }
@@ -101,7 +106,9 @@ describe('storage charge', () => {
     // More data later the same day changes nothing: the day's decision is stored.
     await record(ns!.id, 5, DAY);
     expect((await billing().chargeAll()).already_charged).toBe(1);
-    expect(await storageEntries(ns!.id)).toEqual([{ amount: expected, idem_key: `storage_charge:${ns!.id}:records-storage:2026-03-10` }]);
+    expect(await storageEntries(ns!.id)).toEqual([
+      { amount: expected, idem_key: `storage_charge:${ns!.id}:records-storage:2026-03-10` },
+    ]);
     expect((await ledger.getBalance(ns!.id))?.available).toBe(100n * CREDIT - expected);
 
     clock.at = new Date('2026-03-11T01:00:00Z');
@@ -121,11 +128,15 @@ describe('storage charge', () => {
     expect((await billing().chargeAll()).grace_started).toBe(1);
     clock.at = new Date('2026-04-02T10:00:00Z');
     expect((await billing().chargeAll()).unpaid).toBe(1);
-    const mid = await pg.pool.query('select retention_plan, retention_days from namespaces where id = $1', [ns!.id]);
+    const mid = await pg.pool.query('select retention_plan, retention_days from namespaces where id = $1', [
+      ns!.id,
+    ]);
     expect(mid.rows[0]).toEqual({ retention_plan: 'space-90', retention_days: 90 });
     clock.at = new Date('2026-04-03T11:00:00Z');
     expect((await billing().chargeAll()).lapsed).toBe(1);
-    const after = await pg.pool.query('select retention_plan, retention_days from namespaces where id = $1', [ns!.id]);
+    const after = await pg.pool.query('select retention_plan, retention_days from namespaces where id = $1', [
+      ns!.id,
+    ]);
     expect(after.rows[0]).toEqual({ retention_plan: 'default', retention_days: 7 });
     const events = await pg.pool.query<{ kind: string }>(
       'select kind from retention_plan_events where namespace_id = $1 order by id',
@@ -149,6 +160,10 @@ describe('storage charge', () => {
     expect(left).toBe(0);
     expect(await mongo.store.db.collection(COLLECTIONS.jobs).countDocuments({ ns: ns!.id })).toBe(4);
     const receipts = await retention.listReceipts(ns!.id);
-    expect(receipts.find((r) => r.collection === COLLECTIONS.jobs)).toMatchObject({ status: 'done', docCount: 6, deletedCount: 6 });
+    expect(receipts.find((r) => r.collection === COLLECTIONS.jobs)).toMatchObject({
+      status: 'done',
+      docCount: 6,
+      deletedCount: 6,
+    });
   });
 });

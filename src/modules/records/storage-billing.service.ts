@@ -16,7 +16,12 @@ export interface StorageBillingOptions {
 
 export type ChargeOutcome = 'charged' | 'already_charged' | 'free' | 'unpaid' | 'grace_started' | 'lapsed';
 
-type DayRow = { bytes: bigint; amount: bigint; status: 'pending' | 'charged' | 'unpaid' | 'free'; plan: string };
+type DayRow = {
+  bytes: bigint;
+  amount: bigint;
+  status: 'pending' | 'charged' | 'unpaid' | 'free';
+  plan: string;
+};
 
 export class StorageBillingService {
   private readonly log: Logger;
@@ -44,10 +49,10 @@ export class StorageBillingService {
         [namespaceId, plan, days],
       );
       if (r.rowCount === 0) throw new AppError('namespace_not_found', `no namespace ${namespaceId}`);
-      await tx.query(`insert into retention_plan_events (namespace_id, kind, body) values ($1, 'plan_set', $2)`, [
-        namespaceId,
-        JSON.stringify({ plan, days }),
-      ]);
+      await tx.query(
+        `insert into retention_plan_events (namespace_id, kind, body) values ($1, 'plan_set', $2)`,
+        [namespaceId, JSON.stringify({ plan, days })],
+      );
     });
   }
 
@@ -92,10 +97,10 @@ export class StorageBillingService {
       return this.onUnpaid(namespaceId, day, ns.rows[0]!.retention_grace_until, plan!, now);
     }
     await withTransaction(this.deps.pool, async (tx) => {
-      await tx.query(`update storage_charge_days set status = 'charged' where namespace_id = $1 and day = $2`, [
-        namespaceId,
-        day,
-      ]);
+      await tx.query(
+        `update storage_charge_days set status = 'charged' where namespace_id = $1 and day = $2`,
+        [namespaceId, day],
+      );
       await tx.query(
         `update namespaces set retention_grace_until = null, extended_retention_until = $2::date + 1 where id = $1`,
         [namespaceId, day],
@@ -134,15 +139,21 @@ export class StorageBillingService {
     now: Date,
   ): Promise<ChargeOutcome> {
     return withTransaction(this.deps.pool, async (tx) => {
-      await tx.query(`update storage_charge_days set status = 'unpaid' where namespace_id = $1 and day = $2`, [
-        namespaceId,
-        day,
-      ]);
+      await tx.query(
+        `update storage_charge_days set status = 'unpaid' where namespace_id = $1 and day = $2`,
+        [namespaceId, day],
+      );
       if (!graceUntil) {
         const until = new Date(now.getTime() + this.deps.options.graceMs);
-        await tx.query('update namespaces set retention_grace_until = $2 where id = $1', [namespaceId, until]);
+        await tx.query('update namespaces set retention_grace_until = $2 where id = $1', [
+          namespaceId,
+          until,
+        ]);
         await this.event(tx, namespaceId, 'grace_started', { day, plan, graceUntil: until.toISOString() });
-        this.log.warn({ namespaceId, plan, graceUntil: until }, 'storage charge unpaid; grace period started');
+        this.log.warn(
+          { namespaceId, plan, graceUntil: until },
+          'storage charge unpaid; grace period started',
+        );
         return 'grace_started';
       }
       if (now < graceUntil) return 'unpaid';
@@ -153,7 +164,10 @@ export class StorageBillingService {
         [namespaceId, days],
       );
       await this.event(tx, namespaceId, 'plan_lapsed', { day, from: plan, retentionDays: days });
-      this.log.warn({ namespaceId, plan, retentionDays: days }, 'retention plan lapsed; back to the default period');
+      this.log.warn(
+        { namespaceId, plan, retentionDays: days },
+        'retention plan lapsed; back to the default period',
+      );
       return 'lapsed';
     });
   }
