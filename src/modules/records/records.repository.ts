@@ -98,7 +98,10 @@ export class RecordsRepository {
         .aggregate<{
           _id: Record<string, unknown>;
           v: number;
-        }>([{ $match: { ...match, ns: namespaceId } }, { $group: { _id: groupId, v: sumOf === 1 ? { $count: {} } : { $sum: sumOf } } }])
+        }>([
+          { $match: { ...match, ns: namespaceId } },
+          { $group: { _id: groupId, v: sumOf === 1 ? { $count: {} } : { $sum: sumOf } } },
+        ])
         .toArray();
     } catch (err) {
       throw translateMongoError(err);
