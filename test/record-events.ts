@@ -24,14 +24,14 @@ const node = (i: number) => `0x${i.toString(16).padStart(40, '0')}`;
 /** The events of one job in their natural order: submitted, fallbacks, assigned, logs, finished. */
 export function jobEvents(o: JobEventOptions): RecordEventInput[] {
   const jobId = o.jobId ?? randomUUID();
-  const base = { version: 1 as const, namespaceId: o.namespaceId, jobId };
+  const model = o.model ?? 'llama-3-8b';
+  const base = { version: 1 as const, namespaceId: o.namespaceId, jobId, model };
   const t = (ms: number) => new Date(o.at.getTime() + ms).toISOString();
   const events: RecordEventInput[] = [
     {
       ...base,
       at: t(0),
       type: 'job.submitted',
-      model: o.model ?? 'llama-3-8b',
       apiKeyId: o.apiKeyId ?? null,
       priority: 'bulk',
       input: {

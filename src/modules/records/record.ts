@@ -29,6 +29,7 @@ export interface LogDoc {
   jobId: string;
   type: RecordEvent['type'];
   logType: LogType;
+  model: string | null;
   ts: Date;
   day: string;
   /** The event body without the envelope, keys encoded, large strings replaced by blob refs. */
@@ -186,7 +187,7 @@ export function extractLargeStrings(
 
 /** The stored body of an event: envelope fields removed, user keys encoded. */
 export function bodyOf(e: RecordEvent): Record<string, unknown> {
-  const { version: _v, namespaceId: _n, jobId: _j, at: _a, type: _t, ...rest } = e;
+  const { version: _v, namespaceId: _n, jobId: _j, at: _a, type: _t, model: _m, ...rest } = e;
   if (e.type === 'job.submitted') {
     const input = e.input;
     return { ...rest, input: { ...input, params: encodeKeys(input.params) } };
@@ -213,7 +214,7 @@ export function buildJobDoc(submitted: LogDoc, finished: LogDoc): JobDoc {
     ns: submitted.ns,
     ts: submitted.ts,
     day: submitted.day,
-    model: s.model,
+    model: submitted.model ?? '',
     apiKeyId: s.apiKeyId,
     priority: s.priority,
     blind: s.blind,

@@ -126,6 +126,7 @@ export class RecorderService {
       jobId: event.jobId,
       type: event.type,
       logType: logTypeOf(event),
+      model: event.model ?? null,
       ts,
       day: dayOf(ts),
       body,

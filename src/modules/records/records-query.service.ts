@@ -129,7 +129,7 @@ export class RecordsQueryService {
     const m: Filter<LogDoc> = { ts: timeRange(cutoff, f.from, f.to) };
     if (f.logType !== undefined) m.logType = { $eq: f.logType };
     if (f.jobId !== undefined) m.jobId = { $eq: f.jobId };
-    if (f.model !== undefined) m['body.model'] = { $eq: f.model };
+    if (f.model !== undefined) m.model = { $eq: f.model };
     const rows = await this.deps.repo.findLogs(
       namespaceId,
       { ...m, ...(afterCursor(p.cursor) as Filter<LogDoc>) },

@@ -23,6 +23,8 @@ const base = {
   jobId: uuid,
   /** When it happened (producer clock, ISO 8601). */
   at: z.iso.datetime({ offset: true }),
+  /** The job's model on every event (required on job.submitted) so logs can be filtered by model. */
+  model: z.string().min(1).max(200).optional(),
 };
 
 export const jobSubmittedEvent = z.object({

@@ -239,6 +239,8 @@ describe('queries', () => {
       const logs = await s.query.listLogs(ns, {});
       expect(logs.items.length).toBeGreaterThan(0);
       expect(logs.items.every((l) => l.ns === ns && l.jobId === own)).toBe(true);
+      const routing = await s.query.listLogs(ns, { model: 'shared-model', logType: 'routing' });
+      expect(routing.items.map((l) => [l.jobId, l.type])).toEqual([[own, 'job.assigned']]);
       await expect(s.query.getTrace(ns, foreign)).rejects.toMatchObject({ code: 'not_found' });
       const agg = await s.query.aggregate(ns, { by: 'model' });
       expect(agg.reduce((n, r) => n + r.requests, 0)).toBe(1);
