@@ -1,5 +1,5 @@
 // Large payloads outside the documents: a GridFS bucket (proven on FerretDB 1.24 by blob-store.int.test.ts),
-// content-addressed per namespace, each blob verified against its SHA-256 on read.
+// content-addressed per namespace and job, each blob verified against its SHA-256 on read.
 import { createHash } from 'node:crypto';
 import { GridFSBucket, type Db } from 'mongodb';
 import { AppError } from '../../platform/errors.js';
@@ -8,7 +8,7 @@ import { BLOB_BUCKET, type BlobRef } from './record.js';
 
 export interface BlobStore {
   /** Stores the bytes under ref.id unless they are already there; safe to repeat. */
-  put(ns: string, ref: BlobRef, data: Buffer, ts: Date): Promise<void>;
+  put(ns: string, jobId: string, ref: BlobRef, data: Buffer, ts: Date): Promise<void>;
   /** Reads and verifies one blob of this namespace. */
   get(ns: string, blobId: string): Promise<Buffer>;
 }
@@ -20,14 +20,14 @@ export class GridFsBlobStore implements BlobStore {
     this.bucket = new GridFSBucket(db, { bucketName: BLOB_BUCKET });
   }
 
-  async put(ns: string, ref: BlobRef, data: Buffer, ts: Date): Promise<void> {
+  async put(ns: string, jobId: string, ref: BlobRef, data: Buffer, ts: Date): Promise<void> {
     if (!ref.id.startsWith(`${ns}:`)) throw new AppError('invalid_request', 'blob id of another namespace');
     const files = this.db.collection(`${BLOB_BUCKET}.files`);
     if (await files.findOne({ _id: { $eq: ref.id } as never }, { projection: { _id: 1 } })) return;
     // Chunks left by an upload that crashed before its files document would collide: clear them first.
     await this.db.collection(`${BLOB_BUCKET}.chunks`).deleteMany({ files_id: { $eq: ref.id } });
     const upload = this.bucket.openUploadStreamWithId(ref.id as never, ref.sha256, {
-      metadata: { ns, sha256: ref.sha256, ts },
+      metadata: { ns, jobId, sha256: ref.sha256, ts },
     });
     try {
       await new Promise<void>((resolve, reject) => {

@@ -76,14 +76,16 @@ describe('large strings', () => {
   it('leave the value as content-addressed refs; equal content gives equal ids', () => {
     const big = 'b'.repeat(5000);
     const blobs: ExtractedBlob[] = [];
-    const out = extractLargeStrings(ns, { a: big, b: [big, 'small'], c: 'small' }, 1024, blobs) as Record<
-      string,
-      unknown
-    >;
+    const out = extractLargeStrings(
+      `${ns}:${job}`,
+      { a: big, b: [big, 'small'], c: 'small' },
+      1024,
+      blobs,
+    ) as Record<string, unknown>;
     expect(out.c).toBe('small');
     const ref = (out.a as Record<string, { id: string; bytes: number }>)[BLOB_MARKER]!;
     expect(ref.bytes).toBe(5000);
-    expect(ref.id.startsWith(`${ns}:`)).toBe(true);
+    expect(ref.id.startsWith(`${ns}:${job}:`)).toBe(true);
     expect((out.b as unknown[])[0]).toEqual(out.a);
     expect(blobs).toHaveLength(2);
   });

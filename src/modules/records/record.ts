@@ -159,10 +159,11 @@ export interface ExtractedBlob {
 
 /**
  * Replaces every string longer than `thresholdBytes` (UTF-8) with `{ __blob__: ref }`; blob ids are
- * content-addressed within the namespace, so a redelivered event yields the same ids.
+ * `<namespace>:<job>:<sha256>`, so a redelivered event yields the same ids, and a blob belongs to one job
+ * (its retention follows that job's documents; no other job can still reference it).
  */
 export function extractLargeStrings(
-  ns: string,
+  idPrefix: string,
   value: unknown,
   thresholdBytes: number,
   blobs: ExtractedBlob[],
@@ -172,14 +173,15 @@ export function extractLargeStrings(
     const data = Buffer.from(value, 'utf8');
     if (data.length <= thresholdBytes) return value;
     const sha256 = createHash('sha256').update(data).digest('hex');
-    const ref = { id: `${ns}:${sha256}`, sha256, bytes: data.length };
+    const ref = { id: `${idPrefix}:${sha256}`, sha256, bytes: data.length };
     blobs.push({ ref, data });
     return { [BLOB_MARKER]: ref };
   }
-  if (Array.isArray(value)) return value.map((v) => extractLargeStrings(ns, v, thresholdBytes, blobs));
+  if (Array.isArray(value)) return value.map((v) => extractLargeStrings(idPrefix, v, thresholdBytes, blobs));
   if (isPlainObject(value)) {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = extractLargeStrings(ns, v, thresholdBytes, blobs);
+    for (const [k, v] of Object.entries(value))
+      out[k] = extractLargeStrings(idPrefix, v, thresholdBytes, blobs);
     return out;
   }
   return value;

@@ -100,7 +100,7 @@ export class RecorderService {
 
     // Blobs first: a document never references a blob that is not stored.
     for (const p of prepared)
-      for (const b of p.blobs) await this.deps.blobs.put(p.doc.ns, b.ref, b.data, p.doc.ts);
+      for (const b of p.blobs) await this.deps.blobs.put(p.doc.ns, p.doc.jobId, b.ref, b.data, p.doc.ts);
 
     const written = await this.deps.repo.insertEvents(prepared.map((p) => p.doc));
     prepared.forEach((p, k) => {
@@ -115,7 +115,7 @@ export class RecorderService {
   private prepare(event: RecordEvent, id: string, ts: Date): { doc: LogDoc; blobs: ExtractedBlob[] } {
     const blobs: ExtractedBlob[] = [];
     const body = extractLargeStrings(
-      event.namespaceId,
+      `${event.namespaceId}:${event.jobId}`,
       bodyOf(event),
       this.deps.options.largePayloadBytes,
       blobs,

@@ -67,16 +67,24 @@ async function recordJobs(namespaceId: string, count: number, ageMs: number) {
     blobs: new GridFsBlobStore(mongo.store.db),
     policies: new RetentionPolicies({ pool: pg.pool, clock: systemClock, cacheMs: 0 }),
     log: testLog,
-    options: { largePayloadBytes: 1 << 20, maxDocumentBytes: 1 << 22 },
+    options: { largePayloadBytes: 1024, maxDocumentBytes: 1 << 22 },
   });
   const events = Array.from({ length: count }, (_, i) =>
-    jobEvents({ namespaceId, at: new Date(Date.now() - ageMs + i * 1000), logs: 1 }),
+    // Each prompt is over the 1 KiB threshold: one GridFS blob per job, which retention exports and deletes too.
+    jobEvents({
+      namespaceId,
+      at: new Date(Date.now() - ageMs + i * 1000),
+      logs: 1,
+      prompt: `${i}:${'p'.repeat(1500)}`,
+    }),
   ).flat();
   const out = await recorder.record(events);
   expect(out.every((o) => o.status === 'recorded')).toBe(true);
 }
 
-async function idsOf(namespaceId: string, filter: Record<string, unknown> = {}) {
+const BLOB_FILES = 'record_blobs.files';
+
+async function idsOf(namespaceId: string, filter: { ts?: Record<string, Date> } = {}) {
   const out = new Map<string, string[]>();
   for (const c of Object.values(COLLECTIONS)) {
     const rows = await mongo.store.db
@@ -85,6 +93,14 @@ async function idsOf(namespaceId: string, filter: Record<string, unknown> = {}) 
       .toArray();
     out.set(c, rows.map((r) => String(r._id)).sort());
   }
+  const blobs = await mongo.store.db
+    .collection(BLOB_FILES)
+    .find(
+      { 'metadata.ns': namespaceId, ...(filter.ts ? { 'metadata.ts': filter.ts } : {}) },
+      { projection: { _id: 1 } },
+    )
+    .toArray();
+  out.set(BLOB_FILES, blobs.map((r) => String(r._id)).sort());
   return out;
 }
 
@@ -109,6 +125,7 @@ describe('retention sweep', () => {
     const before = await idsOf(b!.id);
     expect(expired.get(COLLECTIONS.jobs)).toHaveLength(30);
     expect(expired.get(COLLECTIONS.logs)).toHaveLength(30 * 4);
+    expect(expired.get(BLOB_FILES)).toHaveLength(30);
 
     // Crash 1: export written, not yet verified. Crash 2: verified, nothing deleted yet (a late document with
     // an old timestamp arrives meanwhile). Crash 3: between delete batches. Then a clean run finishes.
@@ -167,6 +184,12 @@ describe('retention sweep', () => {
     const after = await idsOf(a!.id);
     for (const [c, ids] of kept) expect(after.get(c)).toEqual(ids);
     expect(await idsOf(b!.id)).toEqual(before);
+    // No chunk of a deleted blob is left behind.
+    expect(
+      await mongo.store.db
+        .collection('record_blobs.chunks')
+        .countDocuments({ files_id: { $in: expired.get(BLOB_FILES)! } }),
+    ).toBe(0);
   });
 
   it('runs on one runner at a time across processes (advisory lock)', async () => {

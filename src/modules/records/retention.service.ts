@@ -5,13 +5,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
-import { BSON, type Collection, type Document } from 'mongodb';
 import { AppError } from '../../platform/errors.js';
 import type { Clock } from '../../platform/clock.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { ColdStorageTarget } from './cold-storage.js';
-import { COLLECTIONS, retentionCutoff } from './record.js';
+import { retentionCutoff } from './record.js';
+import { blobSet, collectionSet, type ExportedEntry, type RetainedSet } from './retained-sets.js';
 import type { RecordsRepository } from './records.repository.js';
 import { RetentionRepository, type ExportFile, type RetentionRun } from './retention.repository.js';
 
@@ -28,8 +28,6 @@ export interface RetentionSummary {
   runs: number;
   deleted: number;
 }
-
-type StoredDoc = Document & { _id: string; ns: string; ts: Date };
 
 export class RetentionService {
   private readonly runs = new RetentionRepository();
@@ -50,9 +48,10 @@ export class RetentionService {
     this.log = deps.log.child({ component: 'retention' });
   }
 
-  private collections(): Array<Collection<StoredDoc>> {
+  /** Documents first, blobs last: every document referencing a blob is as old as the blob or older. */
+  private sets(): RetainedSet[] {
     const { repo } = this.deps;
-    return [repo.jobs, repo.logs, repo.qc] as unknown as Array<Collection<StoredDoc>>;
+    return [...[repo.jobs, repo.logs, repo.qc].map((c) => collectionSet(c as never)), blobSet(repo.db)];
   }
 
   /** Sweeps every namespace; run it under the task runner's lock (one runner at a time). */
@@ -76,25 +75,21 @@ export class RetentionService {
 
   async sweepNamespace(namespaceId: string, retentionDays: number): Promise<RetentionRun[]> {
     const done: RetentionRun[] = [];
-    for (const col of this.collections()) {
+    for (const set of this.sets()) {
       // A crashed run keeps its own cut-off: it is finished as it was started.
-      let run = await this.runs.findOpenRun(this.deps.pool, namespaceId, col.collectionName);
+      let run = await this.runs.findOpenRun(this.deps.pool, namespaceId, set.name);
       if (!run) {
         const cutoff = retentionCutoff(this.deps.clock.now(), retentionDays);
-        const any = await col.findOne(
-          { ns: { $eq: namespaceId }, ts: { $lt: cutoff } },
-          { projection: { _id: 1 } },
-        );
-        if (!any) continue;
+        if (!(await set.hasExpiring(namespaceId, cutoff))) continue;
         run = await this.runs.createRun(this.deps.pool, {
           id: randomUUID(),
           namespaceId,
-          collection: col.collectionName,
+          collection: set.name,
           cutoff,
           target: this.deps.target.description,
         });
       }
-      done.push(await this.finishRun(col, run));
+      done.push(await this.finishRun(set, run));
     }
     return done;
   }
@@ -103,35 +98,31 @@ export class RetentionService {
     return `${run.namespaceId}/${run.collection}/${run.id}`;
   }
 
-  private async finishRun(col: Collection<StoredDoc>, run: RetentionRun): Promise<RetentionRun> {
+  private async finishRun(set: RetainedSet, run: RetentionRun): Promise<RetentionRun> {
     const log = this.log.child({ runId: run.id, namespaceId: run.namespaceId, collection: run.collection });
     if (run.status === 'exporting') {
       // Whatever an earlier attempt wrote was never verified: start the export of this run again.
       await this.deps.target.removePrefix(this.prefixOf(run));
-      const exported = await this.exportRun(col, run);
+      const exported = await this.exportRun(set, run);
       await this.deps.onStep?.('exported-unverified', run);
-      await this.verify(run, exported.files);
+      await this.verify(set, run, exported.files);
       await this.runs.markExported(this.deps.pool, run.id, exported);
       run = { ...run, ...exported, status: 'exported' };
       log.info({ docs: exported.docCount, files: exported.files.length }, 'retention export verified');
       await this.deps.onStep?.('verified', run);
     } else {
       // Resumed after a crash between export and the end of the delete: the files must still verify.
-      await this.verify(run, run.files);
+      await this.verify(set, run, run.files);
     }
-    const deleted = await this.deleteExported(col, run);
+    const deleted = await this.deleteExported(set, run);
     await this.runs.markDone(this.deps.pool, run.id, deleted);
     log.info({ deleted }, 'retention run done');
     return { ...run, status: 'done', deletedCount: deleted };
   }
 
   /** Streams the expiring documents (by _id) into gzip'd EJSON-lines files and a manifest. */
-  private async exportRun(col: Collection<StoredDoc>, run: RetentionRun) {
-    const cursor = col
-      .find({ ns: { $eq: run.namespaceId }, ts: { $lt: run.cutoff } })
-      .sort({ _id: 1 })
-      .batchSize(1000);
-    const it = cursor[Symbol.asyncIterator]();
+  private async exportRun(set: RetainedSet, run: RetentionRun) {
+    const it = set.expiring(run.namespaceId, run.cutoff);
     const files: ExportFile[] = [];
     let rangeFrom: Date | null = null;
     let rangeTo: Date | null = null;
@@ -145,19 +136,19 @@ export class RetentionService {
         const first = next.value;
         async function* lines(): AsyncGenerator<string> {
           let buf = '';
-          let doc: StoredDoc = first;
+          let entry = first;
           for (;;) {
-            buf += `${BSON.EJSON.stringify(doc, { relaxed: false })}\n`;
+            buf += `${entry.line}\n`;
             count += 1;
-            if (!rangeFrom || doc.ts < rangeFrom) rangeFrom = doc.ts;
-            if (!rangeTo || doc.ts > rangeTo) rangeTo = doc.ts;
+            if (!rangeFrom || entry.ts < rangeFrom) rangeFrom = entry.ts;
+            if (!rangeTo || entry.ts > rangeTo) rangeTo = entry.ts;
             if (buf.length >= 64 * 1024) {
               yield buf;
               buf = '';
             }
             next = await it.next();
             if (next.done || count >= max) break;
-            doc = next.value;
+            entry = next.value;
           }
           if (buf) yield buf;
         }
@@ -166,7 +157,7 @@ export class RetentionService {
         docCount += count;
       }
     } finally {
-      await cursor.close();
+      await it.return(undefined);
     }
     const manifest = {
       version: 1,
@@ -189,16 +180,13 @@ export class RetentionService {
    * Re-reads every file: its SHA-256 and count must match, and every document must belong to the namespace,
    * be older than the cut-off and have an _id greater than the one before (so none appears twice).
    */
-  private async verify(run: RetentionRun, files: ExportFile[]): Promise<void> {
+  private async verify(set: RetainedSet, run: RetentionRun, files: ExportFile[]): Promise<void> {
     let prev: string | undefined;
     for (const f of files) {
       let n = 0;
-      for await (const id of this.readIds(run, f, (doc) => {
-        if (doc.ns !== run.namespaceId || !(doc.ts < run.cutoff))
-          throw new AppError(
-            'export_verification_failed',
-            `${f.name}: document ${doc._id} does not belong in this run`,
-          );
+      for await (const id of this.readIds(set, run, f, (e) => {
+        if (e.ns !== run.namespaceId || !(e.ts < run.cutoff))
+          throw new AppError('export_verification_failed', `${f.name}: ${e.id} does not belong in this run`);
       })) {
         if (prev !== undefined && !(id > prev))
           throw new AppError('export_verification_failed', `${f.name}: _id ${id} out of order or repeated`);
@@ -215,9 +203,10 @@ export class RetentionService {
 
   /** Yields the _ids of one export file while checking the file's SHA-256 as it streams. */
   private async *readIds(
+    set: RetainedSet,
     run: RetentionRun,
     f: ExportFile,
-    check?: (doc: StoredDoc) => void,
+    check?: (e: ExportedEntry) => void,
   ): AsyncGenerator<string> {
     const raw = this.deps.target.read(f.name);
     const hash = createHash('sha256');
@@ -225,9 +214,9 @@ export class RetentionService {
     const rl = createInterface({ input: raw.pipe(createGunzip()), crlfDelay: Infinity });
     for await (const line of rl) {
       if (!line) continue;
-      const doc = BSON.EJSON.parse(line, { relaxed: false }) as StoredDoc;
-      check?.(doc);
-      yield doc._id;
+      const entry = set.parseLine(line);
+      check?.(entry);
+      yield entry.id;
     }
     const sha = hash.digest('hex');
     if (sha !== f.sha256)
@@ -238,18 +227,18 @@ export class RetentionService {
   }
 
   /** Deletes exactly the documents listed in the verified export, in batches; returns how many are gone. */
-  private async deleteExported(col: Collection<StoredDoc>, run: RetentionRun): Promise<number> {
+  private async deleteExported(set: RetainedSet, run: RetentionRun): Promise<number> {
     let gone = 0;
     const flush = async (ids: string[]) => {
-      await col.deleteMany({ ns: { $eq: run.namespaceId }, _id: { $in: ids } });
-      const left = await col.countDocuments({ ns: { $eq: run.namespaceId }, _id: { $in: ids } });
+      await set.deleteIds(run.namespaceId, ids);
+      const left = await set.countIds(run.namespaceId, ids);
       if (left !== 0) throw new AppError('store_unavailable', `${left} exported documents are still present`);
       gone += ids.length;
       await this.deps.onStep?.('deleted-batch', run);
     };
     for (const f of run.files) {
       let batch: string[] = [];
-      for await (const id of this.readIds(run, f)) {
+      for await (const id of this.readIds(set, run, f)) {
         batch.push(id);
         if (batch.length >= this.deps.options.deleteBatchSize) {
           await flush(batch);
@@ -265,5 +254,3 @@ export class RetentionService {
     return this.runs.listRuns(this.deps.pool, namespaceId);
   }
 }
-
-export const RETAINED_COLLECTIONS = Object.values(COLLECTIONS);
