@@ -1,9 +1,11 @@
 // Retention against the real FerretDB/MongoDB, PostgreSQL and a directory target: export → verify → delete with
 // receipts, resumed after crashes at every step; one runner at a time.
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { BSON } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +31,7 @@ let pg: PgTestSchema;
 let mongo: MongoTestDb;
 let dir: string;
 const DAY = 86_400_000;
+const run = promisify(execFile);
 
 beforeAll(async () => {
   [pg, mongo] = await Promise.all([createPgTestSchema({ poolSize: 6 }), createMongoTestDb()]);
@@ -111,6 +114,52 @@ async function listFiles(root: string): Promise<string[]> {
   return out.sort();
 }
 
+/** Every expired document is in exactly one verified export file of a done receipt and gone; the rest kept. */
+async function expectSweptExactlyOnce(
+  namespaceId: string,
+  expired: Map<string, string[]>,
+  kept: Map<string, string[]>,
+  extraExported: Record<string, string[]> = {},
+) {
+  const receipts = await retention().listReceipts(namespaceId);
+  expect(receipts.every((r) => r.status === 'done' && r.docCount === r.deletedCount)).toBe(true);
+  // Every exported document, read back from the files themselves, exactly once; hashes match the receipts.
+  const exported = new Map<string, string[]>();
+  for (const r of receipts) {
+    for (const f of r.files) {
+      const raw = await readFile(join(dir, f.name));
+      expect(createHash('sha256').update(raw).digest('hex')).toBe(f.sha256);
+      const docs = gunzipSync(raw)
+        .toString('utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => BSON.EJSON.parse(l, { relaxed: false }) as { _id: string; ns: string; ts: Date });
+      expect(docs).toHaveLength(f.count);
+      expect(docs.every((d) => d.ns === namespaceId && d.ts < r.cutoff)).toBe(true);
+      exported.set(r.collection, [...(exported.get(r.collection) ?? []), ...docs.map((d) => d._id)]);
+    }
+  }
+  const expectedExport = new Map(expired);
+  for (const [c, extra] of Object.entries(extraExported))
+    expectedExport.set(c, [...expectedExport.get(c)!, ...extra].sort());
+  for (const [c, ids] of expectedExport) expect((exported.get(c) ?? []).sort()).toEqual(ids);
+  // Only the files of the receipts (and their manifests) are in the target: the crashed attempt left nothing.
+  const expectedFiles = receipts.flatMap((r) => [
+    ...r.files.map((f) => f.name),
+    `${namespaceId}/${r.collection}/${r.id}/manifest.json`,
+  ]);
+  expect((await listFiles(dir)).filter((f) => f.startsWith(namespaceId))).toEqual(expectedFiles.sort());
+  // Gone from the store, the rest untouched.
+  const after = await idsOf(namespaceId);
+  for (const [c, ids] of kept) expect(after.get(c)).toEqual(ids);
+  // No chunk of a deleted blob is left behind.
+  expect(
+    await mongo.store.db
+      .collection('record_blobs.chunks')
+      .countDocuments({ files_id: { $in: expired.get(BLOB_FILES)! } }),
+  ).toBe(0);
+}
+
 describe('retention sweep', () => {
   it('after crashes at every step, every expired document is in exactly one verified export and nothing else is deleted', async () => {
     const [a, b] = await createNamespaces(pg.pool, 2);
@@ -153,43 +202,45 @@ describe('retention sweep', () => {
     expect((await idsOf(a!.id)).get(COLLECTIONS.logs)).toContain(late._id);
     await retention().sweep();
 
-    const receipts = await retention().listReceipts(a!.id);
-    expect(receipts.every((r) => r.status === 'done' && r.docCount === r.deletedCount)).toBe(true);
-    // Every exported document, read back from the files themselves, exactly once; hashes match the receipts.
-    const exported = new Map<string, string[]>();
-    for (const r of receipts) {
-      for (const f of r.files) {
-        const raw = await readFile(join(dir, f.name));
-        expect(createHash('sha256').update(raw).digest('hex')).toBe(f.sha256);
-        const docs = gunzipSync(raw)
-          .toString('utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => BSON.EJSON.parse(l, { relaxed: false }) as { _id: string; ns: string; ts: Date });
-        expect(docs).toHaveLength(f.count);
-        expect(docs.every((d) => d.ns === a!.id && d.ts < r.cutoff)).toBe(true);
-        exported.set(r.collection, [...(exported.get(r.collection) ?? []), ...docs.map((d) => d._id)]);
-      }
-    }
-    const expectedExport = new Map(expired);
-    expectedExport.set(COLLECTIONS.logs, [...expired.get(COLLECTIONS.logs)!, late._id].sort());
-    for (const [c, ids] of expectedExport) expect((exported.get(c) ?? []).sort()).toEqual(ids);
-    // Only the files of the receipts (and their manifests) are in the target: the crashed attempt left nothing.
-    const expectedFiles = receipts.flatMap((r) => [
-      ...r.files.map((f) => f.name),
-      `${a!.id}/${r.collection}/${r.id}/manifest.json`,
-    ]);
-    expect((await listFiles(dir)).filter((f) => f.startsWith(a!.id))).toEqual(expectedFiles.sort());
-    // Gone from the store, the rest untouched, the other namespace untouched.
-    const after = await idsOf(a!.id);
-    for (const [c, ids] of kept) expect(after.get(c)).toEqual(ids);
+    await expectSweptExactlyOnce(a!.id, expired, kept, { [COLLECTIONS.logs]: [late._id] });
+    // The other namespace is untouched.
     expect(await idsOf(b!.id)).toEqual(before);
-    // No chunk of a deleted blob is left behind.
-    expect(
-      await mongo.store.db
-        .collection('record_blobs.chunks')
-        .countDocuments({ files_id: { $in: expired.get(BLOB_FILES)! } }),
-    ).toBe(0);
+  });
+
+  it('a worker process killed (SIGKILL) between export and delete and between delete batches loses nothing', async () => {
+    const [a] = await createNamespaces(pg.pool, 1);
+    await pg.pool.query('update namespaces set retention_days = 30 where id = $1', [a!.id]);
+    await recordJobs(a!.id, 20, 10 * DAY);
+    await recordJobs(a!.id, 5, DAY);
+    await pg.pool.query('update namespaces set retention_days = 7 where id = $1', [a!.id]);
+    const cutoff = new Date(Date.now() - 7 * DAY);
+    const expired = await idsOf(a!.id, { ts: { $lt: cutoff } });
+    const kept = await idsOf(a!.id, { ts: { $gte: cutoff } });
+    const kill = async (step: RetentionStep, nth: number) => {
+      const err = await run(
+        process.execPath,
+        ['--import', 'tsx', 'test/retention-crash.child.ts', mongo.dbName, pg.schema, dir, step, String(nth)],
+        {
+          timeout: 120_000,
+        },
+      ).then(
+        () => undefined,
+        (e: { signal?: string }) => e,
+      );
+      expect(err?.signal).toBe('SIGKILL');
+    };
+    // Killed after the first verified export (jobs), before any delete; then after the second delete batch of
+    // the next run (logs: 80 documents in batches of 25).
+    await kill('verified', 1);
+    expect(await idsOf(a!.id, { ts: { $lt: cutoff } })).toEqual(expired);
+    await kill('deleted-batch', 3);
+    const open = await pg.pool.query<{ n: number }>(
+      `select count(*)::int as n from retention_runs where namespace_id = $1 and status <> 'done'`,
+      [a!.id],
+    );
+    expect(open.rows[0]!.n).toBe(1);
+    await retention().sweep();
+    await expectSweptExactlyOnce(a!.id, expired, kept);
   });
 
   it('runs on one runner at a time across processes (advisory lock)', async () => {
