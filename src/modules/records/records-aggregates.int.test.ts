@@ -202,8 +202,8 @@ describe('export of 100,000 documents', () => {
     }
     // A fresh process streams the export, so its RSS baseline is not inflated by the inserts above.
     const { stdout } = await run(
-      'npx',
-      ['tsx', 'test/export-rss.child.ts', mongo.dbName, pg.schema, ns!.id],
+      process.execPath,
+      ['--import', 'tsx', 'test/export-rss.child.ts', mongo.dbName, pg.schema, ns!.id],
       {
         timeout: 240_000,
       },
