@@ -2,7 +2,7 @@
 // deterministic _id (a redelivery is a no-op), and writes a job's document once both its submitted and
 // finished events exist, whatever order they arrive in.
 import { BSON } from 'mongodb';
-import { AppError } from '../../platform/errors.js';
+import { AppError, isAppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import {
   bodyOf,
@@ -78,7 +78,9 @@ export class RecorderService {
         try {
           cutoff = await this.deps.policies.cutoff(event.namespaceId);
         } catch (err) {
-          outcomes[i] = { status: 'rejected', error: err as AppError };
+          // An unknown namespace is this event's fault; a store outage fails the batch (redelivered later).
+          if (!isAppError(err, 'namespace_not_found')) throw err;
+          outcomes[i] = { status: 'rejected', error: err };
           continue;
         }
         cutoffs.set(event.namespaceId, cutoff);
@@ -93,7 +95,8 @@ export class RecorderService {
       try {
         prepared.push({ index: i, event, ...this.prepare(event, id, ts) });
       } catch (err) {
-        outcomes[i] = { status: 'rejected', error: err as AppError };
+        if (!isAppError(err, 'payload_too_large')) throw err;
+        outcomes[i] = { status: 'rejected', error: err };
       }
     }
     if (prepared.length === 0) return outcomes;

@@ -158,6 +158,8 @@ describe('recorder', () => {
     expect(isAppError(errorOf(out[0]), 'payload_too_large')).toBe(true);
     expect(isAppError(errorOf(out[big.length]), 'invalid_request')).toBe(true);
     expect(out.slice(big.length + 1).every((o) => o.status === 'recorded')).toBe(true);
+    const unknown = await s.recorder.record(jobEvents({ namespaceId: randomUUID(), at: new Date() }));
+    expect(unknown.every((o) => isAppError(errorOf(o), 'namespace_not_found'))).toBe(true);
     const bigJob = (big[0] as { jobId: string }).jobId;
     expect(
       await mongo.store.db
