@@ -4,6 +4,7 @@ import type { CliContext } from './context.js';
 import { runDoctor } from './commands/doctor.js';
 import { runMigrate } from './commands/migrate.js';
 import { runLedgerVerify } from './commands/ledger.js';
+import { runRecordsTask } from './commands/records.js';
 
 export function buildProgram(ctx: CliContext, setExit: (code: number) => void): Command {
   const program = new Command('rty')
@@ -23,5 +24,14 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .command('verify')
     .description('recompute all balances from entries and report mismatches')
     .action(async () => setExit(await runLedgerVerify(ctx)));
+  const records = program.command('records').description('job records in MongoDB: retention and Space plan');
+  records
+    .command('sweep')
+    .description('export → verify → delete records past each namespace retention, once, under the task lock')
+    .action(async () => setExit(await runRecordsTask(ctx, 'sweep')));
+  records
+    .command('charge')
+    .description("charge today's Space-plan storage of every namespace on a paid plan (idempotent per day)")
+    .action(async () => setExit(await runRecordsTask(ctx, 'charge')));
   return program;
 }

@@ -9,8 +9,8 @@ import { BLOB_BUCKET, type BlobRef } from './record.js';
 export interface BlobStore {
   /** Stores the bytes under ref.id unless they are already there; safe to repeat. */
   put(ns: string, jobId: string, ref: BlobRef, data: Buffer, ts: Date): Promise<void>;
-  /** Reads and verifies one blob of this namespace. */
-  get(ns: string, blobId: string): Promise<Buffer>;
+  /** Reads and verifies one blob of this namespace stored at or after `notBefore`. */
+  get(ns: string, blobId: string, notBefore: Date): Promise<Buffer>;
 }
 
 export class GridFsBlobStore implements BlobStore {
@@ -42,12 +42,14 @@ export class GridFsBlobStore implements BlobStore {
     }
   }
 
-  async get(ns: string, blobId: string): Promise<Buffer> {
+  async get(ns: string, blobId: string, notBefore: Date): Promise<Buffer> {
     if (typeof blobId !== 'string' || !blobId.startsWith(`${ns}:`))
       throw new AppError('not_found', `no blob ${String(blobId)} in namespace ${ns}`);
-    const file = await this.db
-      .collection(`${BLOB_BUCKET}.files`)
-      .findOne({ _id: { $eq: blobId } as never, 'metadata.ns': { $eq: ns } });
+    const file = await this.db.collection(`${BLOB_BUCKET}.files`).findOne({
+      _id: { $eq: blobId } as never,
+      'metadata.ns': { $eq: ns },
+      'metadata.ts': { $gte: notBefore },
+    });
     if (!file) throw new AppError('not_found', `no blob ${blobId} in namespace ${ns}`);
     const chunks: Buffer[] = [];
     for await (const c of this.bucket.openDownloadStream(blobId as never)) chunks.push(c as Buffer);

@@ -154,8 +154,9 @@ export class RecordsQueryService {
     return { job: job ? presentJob(job) : null, events: events.map(presentLog), qc };
   }
 
-  readBlob(namespaceId: string, blobId: string): Promise<Buffer> {
-    return this.deps.blobs.get(requireNamespace(namespaceId), blobId);
+  async readBlob(namespaceId: string, blobId: string): Promise<Buffer> {
+    requireNamespace(namespaceId);
+    return this.deps.blobs.get(namespaceId, blobId, await this.deps.policies.cutoff(namespaceId));
   }
 
   /**
