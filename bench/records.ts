@@ -62,56 +62,69 @@ export async function main(): Promise<void> {
     const rawRates: number[] = [];
     const ratios: number[] = [];
     let totalJobs = 0;
-    // Warm-up (not measured): code paths, connections and the server's first writes to each collection.
-    const warm = [] as RecordEventInput[];
-    for (let j = 0; j < 200; j += 1)
-      warm.push(...jobEvents({ namespaceId: ns!.id, at: new Date(), logs: 1 }));
-    await recorder.record(warm);
-    totalJobs += 200;
-    for (const c of [COLLECTIONS.logs, COLLECTIONS.jobs]) {
-      const docs = await recDb.store.db.collection(c).find({ ns: ns!.id }).toArray();
-      await rawDb.store.db.collection(c).insertMany(docs, { ordered: false });
-    }
-    for (let r = 0; r < ROUNDS && Date.now() < deadline; r += 1) {
+    const newEvents = (): RecordEventInput[] => {
       const events: RecordEventInput[] = [];
       for (let j = 0; j < JOBS_PER_ROUND; j += 1)
         events.push(...jobEvents({ namespaceId: ns!.id, at: new Date(Date.now() - 60_000 + j), logs: 1 }));
+      return events;
+    };
+    // The documents the recorder wrote for these events, grouped per job (4 event documents + 1 job document).
+    const readBack = async (events: RecordEventInput[]): Promise<Document[][]> => {
+      const jobIds = [...new Set(events.map((e) => (e as { jobId: string }).jobId))];
+      const perJob = new Map<string, Document[]>(jobIds.map((id) => [id, []]));
+      for (const d of await recDb.store.db
+        .collection(COLLECTIONS.logs)
+        .find({ jobId: { $in: jobIds } })
+        .toArray())
+        perJob.get(d.jobId as string)!.push(d);
+      for (const d of await recDb.store.db
+        .collection(COLLECTIONS.jobs)
+        .find({ _id: { $in: jobIds as never[] } })
+        .toArray())
+        perJob.get(String(d._id))!.push(d);
+      return jobIds.map((id) => perJob.get(id)!);
+    };
+    const insertRaw = async (docs: Document[]) => {
+      const logs = docs.filter((d) => 'logType' in d);
+      const jobs = docs.filter((d) => !('logType' in d));
+      await rawDb.store.db.collection(COLLECTIONS.logs).insertMany(logs, { ordered: false });
+      if (jobs.length) await rawDb.store.db.collection(COLLECTIONS.jobs).insertMany(jobs, { ordered: false });
+    };
+    // Warm-up (not measured); its documents are the raw side's input for round 1.
+    let previous = newEvents();
+    await inParallel(chunk(previous, BATCH_EVENTS), CONCURRENCY, (b) => recorder.record(b));
+    totalJobs += JOBS_PER_ROUND;
+    for (let r = 0; r < ROUNDS && Date.now() < deadline; r += 1) {
+      const events = newEvents();
       // Batches as a consumer would take them from the queue: a job's events may straddle two batches.
       const batches = chunk(events, BATCH_EVENTS);
-      const t0 = performance.now();
-      await inParallel(batches, CONCURRENCY, (b) => recorder.record(b));
-      const recS = (performance.now() - t0) / 1000;
-      recRates.push(events.length / recS);
-      totalJobs += JOBS_PER_ROUND;
-
-      // The raw ceiling: exactly the documents the recorder wrote this round, read back, re-inserted elsewhere.
-      const jobIds = new Set(events.map((e) => (e as { jobId: string }).jobId));
-      const docs: Array<{ c: string; d: Document }> = [];
-      for (const c of [COLLECTIONS.logs, COLLECTIONS.jobs]) {
-        const field = c === COLLECTIONS.jobs ? '_id' : 'jobId';
-        for (const d of await recDb.store.db
-          .collection(c)
-          .find({ [field]: { $in: [...jobIds] } })
-          .toArray())
-          docs.push({ c, d });
+      // The raw side inserts the previous round's recorder output (same documents, same shape, same batch
+      // sizes: 125 jobs = 500 events = 625 documents), into another database with the same indexes.
+      const rawBatches = chunk(await readBack(previous), BATCH_EVENTS / 4).map((jobs) => jobs.flat());
+      let recMs = 0;
+      let rawMs = 0;
+      let rawDocs = 0;
+      // Interleaved step by step, so that both sides see the same load from the shared machine.
+      for (let i = 0; i < Math.max(batches.length, rawBatches.length); i += CONCURRENCY) {
+        const t0 = performance.now();
+        await Promise.all(batches.slice(i, i + CONCURRENCY).map((b) => recorder.record(b)));
+        const t1 = performance.now();
+        const raw = rawBatches.slice(i, i + CONCURRENCY);
+        await Promise.all(raw.map(insertRaw));
+        rawMs += performance.now() - t1;
+        recMs += t1 - t0;
+        rawDocs += raw.reduce((n, b) => n + b.length, 0);
       }
-      const rawBatches = chunk(docs, Math.round(BATCH_EVENTS * 1.25));
-      const t1 = performance.now();
-      await inParallel(rawBatches, CONCURRENCY, async (b) => {
-        const logs = b.filter((x) => x.c === COLLECTIONS.logs).map((x) => x.d);
-        const jobs = b.filter((x) => x.c === COLLECTIONS.jobs).map((x) => x.d);
-        if (logs.length)
-          await rawDb.store.db.collection(COLLECTIONS.logs).insertMany(logs, { ordered: false });
-        if (jobs.length)
-          await rawDb.store.db.collection(COLLECTIONS.jobs).insertMany(jobs, { ordered: false });
-      });
-      const rawS = (performance.now() - t1) / 1000;
-      rawRates.push(docs.length / rawS);
-      // Each round's pair runs back to back, so both sides see the same load from the shared machine.
-      ratios.push(events.length / recS / (docs.length / rawS));
+      totalJobs += JOBS_PER_ROUND;
+      previous = events;
+      const recRate = events.length / (recMs / 1000);
+      const rawRate = rawDocs / (rawMs / 1000);
+      recRates.push(recRate);
+      rawRates.push(rawRate);
+      ratios.push(recRate / rawRate);
       console.log(
-        `round ${r + 1}: recorder ${events.length} events in ${round(recS)} s = ${Math.round(events.length / recS)} events/s` +
-          ` | raw insertMany ${docs.length} docs in ${round(rawS)} s = ${Math.round(docs.length / rawS)} docs/s`,
+        `round ${r + 1}: recorder ${events.length} events in ${round(recMs / 1000)} s = ${Math.round(recRate)} events/s` +
+          ` | raw insertMany ${rawDocs} docs in ${round(rawMs / 1000)} s = ${Math.round(rawRate)} docs/s`,
       );
     }
 
