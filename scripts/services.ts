@@ -211,12 +211,14 @@ async function ensureMongo(): Promise<string> {
   try {
     return await probeMongo(urls.mongo);
   } catch (err) {
-    if (process.env.MONGO_URL && !/127\.0\.0\.1:27017|localhost:27017/.test(urls.mongo)) throw err;
+    // Only a loopback URL is ours to start; anything else must already answer.
+    if (!isLocal(urls.mongo)) throw err;
   }
+  const listen = `127.0.0.1:${new URL(urls.mongo).port || '27017'}`;
   const handler = process.env.FERRETDB_HANDLER ?? 'postgresql';
   const bin = buildFerret();
   mkdirSync(runDir, { recursive: true });
-  const args = ['--listen-addr', '127.0.0.1:27017', '--handler', handler];
+  const args = ['--listen-addr', listen, '--handler', handler];
   if (handler === 'postgresql') {
     const u = new URL(urls.postgres);
     u.pathname = '/ferretdb';

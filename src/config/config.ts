@@ -1,6 +1,8 @@
 // The one reader of process.env: parses every setting once into a frozen, typed Config.
 import { z } from 'zod';
 
+const DEV_PEPPER = 'dev-only-pepper-change-me';
+
 const intFrom = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 
 export const configSchema = z.object({
@@ -36,7 +38,7 @@ export const configSchema = z.object({
   /** A reservation not settled or voided within this time is released by the sweeper. */
   LEDGER_HOLD_TIMEOUT_MS: intFrom(15 * 60 * 1000, 1000),
   /** Server-side pepper mixed into API key hashes (a leaked database alone cannot check guesses). */
-  API_KEY_PEPPER: z.string().min(16).default('dev-only-pepper-change-me'),
+  API_KEY_PEPPER: z.string().min(16).default(DEV_PEPPER),
 
   // --- records (MongoDB job documents and logs, retention, Space plan) ---
   /** Retention of a namespace without a paid plan, and the period it falls back to when a plan lapses. */
@@ -62,7 +64,12 @@ export type Config = Readonly<z.infer<typeof configSchema>>;
 
 /** Parses the environment (or overrides) once; a bad value fails with the variable to set. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const parsed = configSchema.safeParse(env);
+  const parsed = configSchema
+    .refine((c) => c.NODE_ENV !== 'production' || c.API_KEY_PEPPER !== DEV_PEPPER, {
+      path: ['API_KEY_PEPPER'],
+      message: 'must be set to a secret of at least 16 characters in production',
+    })
+    .safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map(
       (i) => `  ${i.path.join('.')}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`,

@@ -13,6 +13,7 @@ export const errorCatalogue = {
   hold_not_pending: { status: 409, retryable: false, type: 'conflict_error' },
   settle_exceeds_hold: { status: 422, retryable: false, type: 'invalid_request_error' },
   already_exists: { status: 409, retryable: false, type: 'conflict_error' },
+  bonus_held: { status: 409, retryable: true, type: 'conflict_error' },
   invalid_filter: { status: 400, retryable: false, type: 'invalid_request_error' },
   invalid_cursor: { status: 400, retryable: false, type: 'invalid_request_error' },
   export_verification_failed: { status: 500, retryable: true, type: 'server_error' },

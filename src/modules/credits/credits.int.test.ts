@@ -132,20 +132,83 @@ describe('two-phase holds', () => {
     await ledger.stop();
   });
 
-  it('refuses bad input with a clear error before touching the database', async () => {
+  it('refuses bad input with a clear error, and a bad operation never fails the others in its batch', async () => {
     const [ns] = await createNamespaces(db.pool, 1);
-    const ledger = ledgerWith(batched);
+    const ledger = ledgerWith({ ...batched, batchMaxWaitMs: 20 });
     const count = async () =>
       (await db.pool.query('select count(*)::int as n from ledger_entries')).rows[0].n;
     const before = await count();
-    expect(() => ledger.topUp(ns!.id, 1.5, 'x')).toThrow(/integer number of micro-credits/);
-    expect(() => ledger.topUp(ns!.id, -3, 'x')).toThrow(/> 0/);
-    expect(() => ledger.reserve('not-a-uuid', randomUUID(), 1)).toThrow(/not a valid id/);
+    await expect(ledger.topUp(ns!.id, 1.5, 'x')).rejects.toThrow(/integer number of micro-credits/);
+    await expect(ledger.topUp(ns!.id, -3, 'x')).rejects.toThrow(/> 0/);
+    await expect(ledger.topUp(ns!.id, 3, 'nul\u0000key')).rejects.toMatchObject({ code: 'invalid_request' });
+    await expect(ledger.grantBonus(ns!.id, 3, 'b', new Date(NaN))).rejects.toMatchObject({
+      code: 'invalid_request',
+    });
+    await expect(ledger.reserve('not-a-uuid', randomUUID(), 1)).rejects.toThrow(/not a valid id/);
     await expect(ledger.reserve(randomUUID(), randomUUID(), 1n)).rejects.toMatchObject({
       code: 'namespace_not_found',
     });
     await expect(ledger.settle(ns!.id, randomUUID(), 1n)).rejects.toMatchObject({ code: 'hold_not_found' });
     expect(await count()).toBe(before);
+    // In one batch: a top-up that would overflow bigint beside valid operations.
+    await ledger.topUp(ns!.id, 10n, 'seed');
+    const [big, ok] = await Promise.allSettled([
+      ledger.topUp(ns!.id, 9_223_372_036_854_775_800n, 'huge'),
+      ledger.reserve(ns!.id, randomUUID(), 5n),
+    ]);
+    expect(big.status === 'rejected' && isAppError(big.reason, 'invalid_amount')).toBe(true);
+    expect(ok.status).toBe('fulfilled');
+    expect(await ledger.getBalance(ns!.id)).toMatchObject({ available: 5n, reserved: 5n });
+    await ledger.stop();
+  });
+
+  it('a settle racing a void (or the sweeper) on another process closes the hold exactly once', async () => {
+    const [ns] = await createNamespaces(db.pool, 1);
+    const a = ledgerWith(unbatched);
+    const b = ledgerWith(unbatched);
+    await a.topUp(ns!.id, 1000n, 't');
+    await a.reserve(ns!.id, randomUUID(), 200n); // keeps `reserved` above zero, so a double release would not trip the CHECK
+    const job = randomUUID();
+    await a.reserve(ns!.id, job, 100n);
+    // Hold the namespace lock so that both operations queue behind it, then let them go.
+    const gate = await db.pool.connect();
+    await gate.query('begin');
+    await gate.query('select 1 from credit_balances where namespace_id = $1 for update', [ns!.id]);
+    const settle = a.settle(ns!.id, job, 60n);
+    await new Promise((r) => setTimeout(r, 100));
+    const voided = b.void(ns!.id, job);
+    await new Promise((r) => setTimeout(r, 100));
+    await gate.query('commit');
+    gate.release();
+    const [s, v] = await Promise.allSettled([settle, voided]);
+    expect(s.status).toBe('fulfilled');
+    expect(v.status === 'rejected' && isAppError(v.reason, 'hold_not_pending')).toBe(true);
+    expect(await a.getBalance(ns!.id)).toMatchObject({ available: 740n, reserved: 200n });
+    const closes = await db.pool.query(
+      `select count(*)::int as n from ledger_entries where job_id = $1 and kind in ('settle','void','hold_expire')`,
+      [job],
+    );
+    expect(closes.rows[0].n).toBe(1);
+    expect(await a.verifyLedger()).toEqual([]);
+    await a.stop();
+    await b.stop();
+  });
+
+  it('a bonus held by a pending reservation expires once that reservation closes', async () => {
+    const [ns] = await createNamespaces(db.pool, 1);
+    const ledger = ledgerWith(batched);
+    await ledger.grantBonus(ns!.id, 100n, 'promo', new Date(Date.now() - 1));
+    const job = randomUUID();
+    await ledger.reserve(ns!.id, job, 100n);
+    expect(await ledger.expireBonuses()).toBe(0);
+    await ledger.void(ns!.id, job);
+    expect(await ledger.expireBonuses()).toBe(1);
+    expect(await ledger.getBalance(ns!.id)).toMatchObject({
+      available: 0n,
+      reserved: 0n,
+      bonusAvailable: 0n,
+    });
+    expect(await ledger.verifyLedger()).toEqual([]);
     await ledger.stop();
   });
 });
@@ -243,6 +306,23 @@ describe('crash safety and verification', () => {
         }),
       ]),
     );
+    await expect(db.pool.query('delete from credit_holds where job_id = $1', [job])).rejects.toThrow(
+      /never deleted/,
+    );
+    await expect(db.pool.query('truncate ledger_entries')).rejects.toThrow(/append-only/);
+    await db.pool.query(`update credit_holds set status = 'voided' where job_id = $1`, [job]);
+    expect(await ledger.verifyLedger()).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          scope: 'hold',
+          id: job,
+          field: 'status',
+          stored: 'voided',
+          derived: 'pending',
+        }),
+      ]),
+    );
+    await db.pool.query(`update credit_holds set status = 'pending' where job_id = $1`, [job]);
     // Restore both so that later tests in this schema see a consistent ledger.
     const r = await db.pool.connect();
     await r.query(`set session_replication_role = replica`);
@@ -266,7 +346,9 @@ describe('crash safety and verification', () => {
     await ledger.reserve(ns!.id, stale, 50n, 1);
     await ledger.reserve(ns!.id, fresh, 20n, 60_000);
     await new Promise((r) => setTimeout(r, 20));
-    const [a, b] = await Promise.all([ledger.expireHolds(), ledger.expireHolds()]);
+    const second = ledgerWith(batched); // another process sweeping at the same time
+    const [a, b] = await Promise.all([ledger.expireHolds(), second.expireHolds()]);
+    await second.stop();
     expect(a + b).toBe(1);
     expect((await ledger.getHold(ns!.id, stale))?.status).toBe('expired');
     expect((await ledger.getHold(ns!.id, fresh))?.status).toBe('pending');

@@ -1,4 +1,5 @@
 // SQL of the ledger: load-and-lock a batch's rows, write its results set-wise, verify balances, find expiring holds.
+import { AppError } from '../../platform/errors.js';
 import type { PoolClient, Queryable } from '../../stores/postgres/pool.js';
 import type { Balance, BatchState, ExistingEntry, Hold, HoldStatus, NodeBalance } from './ledger.js';
 
@@ -21,116 +22,158 @@ export interface LedgerMismatch {
 
 export class CreditsRepository {
   /**
-   * Locks the balance rows of the batch's namespaces (sorted, so batches never deadlock) and then its node rows;
-   * loads holds and idempotency entries. Holds need no row lock: a hold only changes under its namespace's lock.
+   * Two round trips: first lock the balance rows of the batch's namespaces (sorted, so batches never deadlock),
+   * then read holds and idempotency entries in a NEW statement. Under READ COMMITTED a statement keeps the
+   * snapshot it started with, so reading holds in the locking statement could see a hold as pending that the
+   * batch we waited for has just closed. Holds need no row lock of their own: a hold only changes under its
+   * namespace's lock. Node rows are locked last (sorted) and only when the batch has node operations.
    */
   async loadBatch(
     tx: PoolClient,
     ids: { namespaceIds: string[]; nodeAddresses: string[]; jobIds: string[]; idemKeys: string[] },
     now: Date,
   ): Promise<BatchState> {
+    type Loaded = {
+      h: Array<{ j: string; n: string; a: string; sa: string | null; st: HoldStatus; x: string }> | null;
+      e: Array<{
+        i: string;
+        k: ExistingEntry['kind'];
+        n: string | null;
+        a: string | null;
+        amt: string;
+      }> | null;
+    };
+    // Named statements are parsed and planned once per connection (this path runs thousands of times a second).
+    const locked = await tx.query<{
+      namespace_id: string;
+      available: bigint;
+      reserved: bigint;
+      bonus_available: bigint;
+    }>({
+      name: 'ledger_lock_balances',
+      text: `select namespace_id, available, reserved, bonus_available from credit_balances
+             where namespace_id = any($1::uuid[]) order by namespace_id for update`,
+      values: [ids.namespaceIds],
+    });
     const balances = new Map<string, Balance>();
-    if (ids.namespaceIds.length > 0) {
-      const r = await tx.query<{
-        namespace_id: string;
-        available: bigint;
-        reserved: bigint;
-        bonus_available: bigint;
-      }>(
-        `select namespace_id, available, reserved, bonus_available from credit_balances
-         where namespace_id = any($1::uuid[]) order by namespace_id for update`,
-        [ids.namespaceIds],
-      );
-      for (const row of r.rows) {
-        balances.set(row.namespace_id, {
-          available: row.available,
-          reserved: row.reserved,
-          bonusAvailable: row.bonus_available,
-          dirty: false,
-        });
-      }
+    for (const x of locked.rows) {
+      balances.set(x.namespace_id, {
+        available: x.available,
+        reserved: x.reserved,
+        bonusAvailable: x.bonus_available,
+        dirty: false,
+      });
     }
+    // bigints travel as text inside the JSON so that no precision is lost.
+    const r = await tx.query<Loaded>({
+      name: 'ledger_load_batch',
+      text: `with h as (
+         select job_id::text as j, namespace_id::text as n, amount::text as a, settled_amount::text as sa, status as st, expires_at as x
+         from credit_holds where job_id = any($1::uuid[])),
+       e as (
+         select idem_key as i, kind as k, namespace_id::text as n, node_address as a, amount::text as amt
+         from ledger_entries where idem_key = any($2::text[]))
+       select (select json_agg(h) from h) as h, (select json_agg(e) from e) as e`,
+      values: [ids.jobIds, ids.idemKeys],
+    });
+    const row = r.rows[0]!;
+    const holds = new Map<string, Hold>();
+    for (const x of row.h ?? []) {
+      holds.set(x.j, {
+        jobId: x.j,
+        namespaceId: x.n,
+        amount: BigInt(x.a),
+        settledAmount: x.sa === null ? null : BigInt(x.sa),
+        status: x.st,
+        expiresAt: new Date(x.x),
+        isNew: false,
+        dirty: false,
+      });
+    }
+    const entries = new Map<string, ExistingEntry>();
+    for (const x of row.e ?? [])
+      entries.set(x.i, { kind: x.k, namespaceId: x.n, nodeAddress: x.a, amount: BigInt(x.amt) });
     const nodes = new Map<string, NodeBalance>();
     if (ids.nodeAddresses.length > 0) {
-      const r = await tx.query<{ node_address: string; earned: bigint; paid_out: bigint }>(
+      const n = await tx.query<{ node_address: string; earned: bigint; paid_out: bigint }>(
         'select node_address, earned, paid_out from node_balances where node_address = any($1::text[]) order by node_address for update',
         [ids.nodeAddresses],
       );
-      for (const row of r.rows)
-        nodes.set(row.node_address, {
-          earned: row.earned,
-          paidOut: row.paid_out,
+      for (const x of n.rows)
+        nodes.set(x.node_address, {
+          earned: x.earned,
+          paidOut: x.paid_out,
           deltaEarned: 0n,
           deltaPaidOut: 0n,
-        });
-    }
-    const holds = new Map<string, Hold>();
-    if (ids.jobIds.length > 0) {
-      const r = await tx.query<{
-        job_id: string;
-        namespace_id: string;
-        amount: bigint;
-        settled_amount: bigint | null;
-        status: HoldStatus;
-        expires_at: Date;
-      }>(
-        'select job_id, namespace_id, amount, settled_amount, status, expires_at from credit_holds where job_id = any($1::uuid[])',
-        [ids.jobIds],
-      );
-      for (const row of r.rows) {
-        holds.set(row.job_id, {
-          jobId: row.job_id,
-          namespaceId: row.namespace_id,
-          amount: row.amount,
-          settledAmount: row.settled_amount,
-          status: row.status,
-          expiresAt: row.expires_at,
-          isNew: false,
-          dirty: false,
-        });
-      }
-    }
-    const entries = new Map<string, ExistingEntry>();
-    if (ids.idemKeys.length > 0) {
-      const r = await tx.query<{
-        idem_key: string;
-        kind: ExistingEntry['kind'];
-        namespace_id: string | null;
-        node_address: string | null;
-        amount: bigint;
-      }>(
-        'select idem_key, kind, namespace_id, node_address, amount from ledger_entries where idem_key = any($1::text[])',
-        [ids.idemKeys],
-      );
-      for (const row of r.rows)
-        entries.set(row.idem_key, {
-          kind: row.kind,
-          namespaceId: row.namespace_id,
-          nodeAddress: row.node_address,
-          amount: row.amount,
         });
     }
     return { now, balances, nodes, holds, entries, newEntries: [] };
   }
 
-  /** Writes everything a batch changed with one statement per table. */
+  /** One statement (data-modifying CTEs) writes balances, holds and entries; node totals follow when present. */
   async writeBatch(tx: PoolClient, s: BatchState): Promise<void> {
     const dirty = [...s.balances.entries()].filter(([, b]) => b.dirty);
-    if (dirty.length > 0) {
-      await tx.query(
-        `update credit_balances b set available = v.available, reserved = v.reserved, bonus_available = v.bonus, updated_at = $5
-         from unnest($1::uuid[], $2::int8[], $3::int8[], $4::int8[]) as v(namespace_id, available, reserved, bonus)
-         where b.namespace_id = v.namespace_id`,
-        [
+    // Sorted by job id so that two batches touching the same new holds lock them in the same order.
+    const holds = [...s.holds.values()].filter((h) => h.dirty).sort((a, b) => (a.jobId < b.jobId ? -1 : 1));
+    const created = holds.filter((h) => h.isNew);
+    const changed = holds.filter((h) => !h.isNew);
+    const e = s.newEntries;
+    const settled = (h: Hold) => (h.settledAmount === null ? null : str(h.settledAmount));
+    if (dirty.length + holds.length + e.length > 0) {
+      const w = await tx.query<{ closed: number }>({
+        name: 'ledger_write_batch',
+        text: `with ub as (
+           update credit_balances b set available = v.available, reserved = v.reserved, bonus_available = v.bonus, updated_at = $1
+           from unnest($2::uuid[], $3::int8[], $4::int8[], $5::int8[]) as v(namespace_id, available, reserved, bonus)
+           where b.namespace_id = v.namespace_id),
+         ih as (
+           insert into credit_holds (job_id, namespace_id, amount, settled_amount, status, expires_at, created_at, closed_at)
+           select j, n, a, sa, st, x, $1, case when st = 'pending' then null else $1 end
+           from unnest($6::uuid[], $7::uuid[], $8::int8[], $9::int8[], $10::text[], $11::timestamptz[]) as v(j, n, a, sa, st, x)),
+         uh as (
+           update credit_holds h set status = v.st, settled_amount = v.sa, closed_at = $1
+           from unnest($12::uuid[], $13::text[], $14::int8[]) as v(j, st, sa) where h.job_id = v.j and h.status = 'pending'
+           returning 1),
+         ie as (
+           insert into ledger_entries (kind, namespace_id, node_address, job_id, amount, idem_key, expires_at, created_at)
+         select k, n, a, j, amt, i, x, $1
+         from unnest($15::text[], $16::uuid[], $17::text[], $18::uuid[], $19::int8[], $20::text[], $21::timestamptz[]) as v(k, n, a, j, amt, i, x))
+         select (select count(*) from uh)::int as closed`,
+        values: [
+          s.now,
           dirty.map(([id]) => id),
           dirty.map(([, b]) => str(b.available)),
           dirty.map(([, b]) => str(b.reserved)),
           dirty.map(([, b]) => str(b.bonusAvailable)),
-          s.now,
+          created.map((h) => h.jobId),
+          created.map((h) => h.namespaceId),
+          created.map((h) => str(h.amount)),
+          created.map(settled),
+          created.map((h) => h.status),
+          created.map((h) => h.expiresAt),
+          changed.map((h) => h.jobId),
+          changed.map((h) => h.status),
+          changed.map(settled),
+          e.map((x) => x.kind),
+          e.map((x) => x.namespaceId),
+          e.map((x) => x.nodeAddress),
+          e.map((x) => x.jobId),
+          e.map((x) => str(x.amount)),
+          e.map((x) => x.idemKey),
+          e.map((x) => x.expiresAt),
         ],
-      );
+      });
+      // Defence in depth: every hold we close must still have been pending (see loadBatch on snapshots).
+      if (w.rows[0]?.closed !== changed.length) {
+        throw new AppError('store_unavailable', 'a hold changed under a concurrent batch; re-run', {
+          sqlstate: 'hold_race',
+        });
+      }
     }
-    const nodes = [...s.nodes.entries()].filter(([, n]) => n.deltaEarned > 0n || n.deltaPaidOut > 0n);
+    // Sorted: two batches that first credit the same new nodes must insert them in the same order (no deadlock).
+    const nodes = [...s.nodes.entries()]
+      .filter(([, n]) => n.deltaEarned > 0n || n.deltaPaidOut > 0n)
+      .sort(([a], [b]) => (a < b ? -1 : 1));
     if (nodes.length > 0) {
       // Deltas, not absolute values: a node row may not exist yet (and so could not be locked) when the batch began.
       // Ensure the rows exist first so that the CHECK (paid_out <= earned) sees only real totals.
@@ -145,55 +188,6 @@ export class CreditsRepository {
           nodes.map(([a]) => a),
           nodes.map(([, n]) => str(n.deltaEarned)),
           nodes.map(([, n]) => str(n.deltaPaidOut)),
-          s.now,
-        ],
-      );
-    }
-    const holds = [...s.holds.values()].filter((h) => h.dirty);
-    const created = holds.filter((h) => h.isNew);
-    const changed = holds.filter((h) => !h.isNew);
-    if (created.length > 0) {
-      await tx.query(
-        `insert into credit_holds (job_id, namespace_id, amount, settled_amount, status, expires_at, created_at, closed_at)
-         select j, n, a, sa, st, e, $7::timestamptz, case when st = 'pending' then null else $7::timestamptz end
-         from unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[], $5::text[], $6::timestamptz[]) as v(j, n, a, sa, st, e)`,
-        [
-          created.map((h) => h.jobId),
-          created.map((h) => h.namespaceId),
-          created.map((h) => str(h.amount)),
-          created.map((h) => (h.settledAmount === null ? null : str(h.settledAmount))),
-          created.map((h) => h.status),
-          created.map((h) => h.expiresAt),
-          s.now,
-        ],
-      );
-    }
-    if (changed.length > 0) {
-      await tx.query(
-        `update credit_holds h set status = v.st, settled_amount = v.sa, closed_at = $4
-         from unnest($1::uuid[], $2::text[], $3::int8[]) as v(j, st, sa) where h.job_id = v.j`,
-        [
-          changed.map((h) => h.jobId),
-          changed.map((h) => h.status),
-          changed.map((h) => (h.settledAmount === null ? null : str(h.settledAmount))),
-          s.now,
-        ],
-      );
-    }
-    const e = s.newEntries;
-    if (e.length > 0) {
-      await tx.query(
-        `insert into ledger_entries (kind, namespace_id, node_address, job_id, amount, idem_key, expires_at, created_at)
-         select k, n, a, j, amt, i, x, $8
-         from unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::int8[], $6::text[], $7::timestamptz[]) as v(k, n, a, j, amt, i, x)`,
-        [
-          e.map((x) => x.kind),
-          e.map((x) => x.namespaceId),
-          e.map((x) => x.nodeAddress),
-          e.map((x) => x.jobId),
-          e.map((x) => str(x.amount)),
-          e.map((x) => x.idemKey),
-          e.map((x) => x.expiresAt),
           s.now,
         ],
       );
@@ -339,6 +333,24 @@ export class CreditsRepository {
       select h.job_id::text, 'settled_amount', coalesce(h.settled_amount, 0)::text, coalesce(e.settled, 0)::text
         from credit_holds h left join e on e.job_id = h.job_id where coalesce(h.settled_amount, 0) <> coalesce(e.settled, 0)`);
     for (const r of holds.rows) out.push({ scope: 'hold', ...r });
+    // Entries agree with their hold: every job entry has a hold in the same namespace, and the closing entry
+    // matches the hold's status (posted: settle; voided: void; expired: hold_expire; pending: none).
+    const shape = await db.query<{ id: string; field: string; stored: string; derived: string }>(`
+      with e as (
+        select job_id, bool_or(kind = 'settle') as s, bool_or(kind = 'void') as v, bool_or(kind = 'hold_expire') as x,
+               min(namespace_id::text) as ns_min, max(namespace_id::text) as ns_max
+        from ledger_entries where job_id is not null and namespace_id is not null group by job_id)
+      select e.job_id::text as id, 'hold_row' as field, 'missing' as stored, 'entries exist' as derived
+        from e left join credit_holds h on h.job_id = e.job_id where h.job_id is null
+      union all
+      select h.job_id::text, 'entry_namespace', h.namespace_id::text, e.ns_min || '/' || e.ns_max
+        from credit_holds h join e on e.job_id = h.job_id where e.ns_min <> h.namespace_id::text or e.ns_max <> h.namespace_id::text
+      union all
+      select h.job_id::text, 'status', h.status,
+             case when e.s then 'posted' when e.v then 'voided' when e.x then 'expired' else 'pending' end
+        from credit_holds h left join e on e.job_id = h.job_id
+        where h.status <> case when e.s then 'posted' when e.v then 'voided' when e.x then 'expired' else 'pending' end`);
+    for (const r of shape.rows) out.push({ scope: 'hold', ...r });
     const nodes = await db.query<{
       id: string;
       earned: string;

@@ -42,9 +42,34 @@ function requireId(value: string, name: string, pattern = uuid): string {
 }
 
 function requireKey(value: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 200)
-    throw new AppError('invalid_request', 'idempotency key must be 1-200 characters');
+  // Printable characters only: a NUL byte would fail the whole shared batch statement in PostgreSQL.
+  if (typeof value !== 'string' || !/^[\x20-\x7e\u00a0-\uffff]{1,200}$/.test(value)) {
+    throw new AppError('invalid_request', 'idempotency key must be 1-200 printable characters');
+  }
   return value;
+}
+
+function requireDate(value: Date | undefined, name: string): Date | undefined {
+  if (value !== undefined && (!(value instanceof Date) || !Number.isFinite(value.getTime()))) {
+    throw new AppError('invalid_request', `${name} must be a valid date`);
+  }
+  return value;
+}
+
+function requireTimeout(ms: number): Date {
+  if (!Number.isSafeInteger(ms) || ms <= 0 || ms > 365 * 24 * 3600 * 1000) {
+    throw new AppError('invalid_request', 'holdTimeoutMs must be a positive integer of at most one year');
+  }
+  return new Date(Date.now() + ms);
+}
+
+/** Errors after which re-running the batch from fresh state is the right answer. */
+function isBatchRace(err: unknown): boolean {
+  if (isAppError(err, 'already_exists')) return true;
+  return (
+    isAppError(err, 'store_unavailable') &&
+    (err.details?.sqlstate === '40P01' || err.details?.sqlstate === 'hold_race')
+  );
 }
 
 export class LedgerService {
@@ -68,7 +93,7 @@ export class LedgerService {
     );
   }
 
-  topUp(namespaceId: string, amount: bigint | number, idemKey: string): Promise<ResultOf<'topup'>> {
+  async topUp(namespaceId: string, amount: bigint | number, idemKey: string): Promise<ResultOf<'topup'>> {
     return this.submit<'topup'>({
       kind: 'topup',
       namespaceId: requireId(namespaceId, 'namespaceId'),
@@ -77,7 +102,7 @@ export class LedgerService {
     });
   }
 
-  grantBonus(
+  async grantBonus(
     namespaceId: string,
     amount: bigint | number,
     idemKey: string,
@@ -88,12 +113,12 @@ export class LedgerService {
       namespaceId: requireId(namespaceId, 'namespaceId'),
       amount: toMicro(amount, 'amount'),
       idemKey: requireKey(idemKey),
-      expiresAt,
+      expiresAt: requireDate(expiresAt, 'expiresAt'),
     });
   }
 
   /** Holds up to `maxCost` for a job; never lets available go below zero (402 `insufficient_credits`). */
-  reserve(
+  async reserve(
     namespaceId: string,
     jobId: string,
     maxCost: bigint | number,
@@ -104,12 +129,12 @@ export class LedgerService {
       namespaceId: requireId(namespaceId, 'namespaceId'),
       jobId: requireId(jobId, 'jobId'),
       amount: toMicro(maxCost, 'maxCost'),
-      expiresAt: new Date(Date.now() + holdTimeoutMs),
+      expiresAt: requireTimeout(holdTimeoutMs),
     });
   }
 
   /** Posts the actual cost (≤ the hold) and releases the rest. Repeating it with the same amount is a no-op. */
-  settle(namespaceId: string, jobId: string, actualCost: bigint | number): Promise<ResultOf<'settle'>> {
+  async settle(namespaceId: string, jobId: string, actualCost: bigint | number): Promise<ResultOf<'settle'>> {
     return this.submit<'settle'>({
       kind: 'settle',
       namespaceId: requireId(namespaceId, 'namespaceId'),
@@ -119,7 +144,7 @@ export class LedgerService {
   }
 
   /** Releases the whole hold (failed, expired or cancelled job). */
-  void(namespaceId: string, jobId: string): Promise<ResultOf<'void'>> {
+  async void(namespaceId: string, jobId: string): Promise<ResultOf<'void'>> {
     return this.submit<'void'>({
       kind: 'void',
       namespaceId: requireId(namespaceId, 'namespaceId'),
@@ -127,7 +152,7 @@ export class LedgerService {
     });
   }
 
-  chargeStorage(
+  async chargeStorage(
     namespaceId: string,
     amount: bigint | number,
     idemKey: string,
@@ -141,7 +166,11 @@ export class LedgerService {
   }
 
   /** Credits a node operator for a settled job (at most the job's settled charge). */
-  creditEarning(nodeAddress: string, jobId: string, amount: bigint | number): Promise<ResultOf<'earning'>> {
+  async creditEarning(
+    nodeAddress: string,
+    jobId: string,
+    amount: bigint | number,
+  ): Promise<ResultOf<'earning'>> {
     return this.submit<'earning'>({
       kind: 'earning',
       nodeAddress: requireId(nodeAddress, 'nodeAddress', address),
@@ -150,7 +179,7 @@ export class LedgerService {
     });
   }
 
-  payout(nodeAddress: string, amount: bigint | number, idemKey: string): Promise<ResultOf<'payout'>> {
+  async payout(nodeAddress: string, amount: bigint | number, idemKey: string): Promise<ResultOf<'payout'>> {
     return this.submit<'payout'>({
       kind: 'payout',
       nodeAddress: requireId(nodeAddress, 'nodeAddress', address),
@@ -178,14 +207,25 @@ export class LedgerService {
     const results = await Promise.allSettled(
       due.map((d) => this.submit({ kind: 'hold_expire', namespaceId: d.namespaceId, jobId: d.jobId })),
     );
-    // A hold settled or voided since it was listed is not an error for the sweeper.
-    return results.filter((r) => r.status === 'fulfilled' && !r.value.replayed).length;
+    return this.countSwept('expire-holds', results);
   }
 
   async expireBonuses(now = new Date(), limit = 1000): Promise<number> {
     const due = await this.repo.findExpiredBonuses(this.pool, now, limit);
     const results = await Promise.allSettled(due.map((d) => this.submit({ kind: 'bonus_expire', ...d })));
-    return results.filter((r) => r.status === 'fulfilled' && !r.value.replayed).length;
+    return this.countSwept('expire-bonuses', results);
+  }
+
+  /** A hold closed since it was listed, or a bonus still held, is expected; anything else is logged. */
+  private countSwept(task: string, results: Array<PromiseSettledResult<OpResult>>): number {
+    let done = 0;
+    for (const r of results) {
+      if (r.status === 'fulfilled') done += r.value.replayed ? 0 : 1;
+      else if (!isAppError(r.reason, 'hold_not_pending') && !isAppError(r.reason, 'bonus_held')) {
+        this.log.warn({ err: r.reason, task }, 'sweeper operation failed; retried on the next run');
+      }
+    }
+    return done;
   }
 
   /** Stops taking operations and waits for queued batches to commit. */
@@ -199,8 +239,31 @@ export class LedgerService {
     return this.committer.submit(op) as Promise<ResultOf<K>>;
   }
 
-  /** One transaction for the whole batch; a unique-key race with another batch re-runs it from fresh state. */
+  /**
+   * One transaction for the whole batch. A race with another batch (unique key, deadlock, a hold closed under
+   * us) re-runs it from fresh state. Any other database error re-runs the operations one by one, so that one
+   * bad operation cannot fail the others that shared its transaction.
+   */
   private async commitBatch(ops: LedgerOp[]): Promise<Array<Outcome<OpResult>>> {
+    try {
+      return await this.commitWithRetry(ops);
+    } catch (err) {
+      if (ops.length === 1 || isRetryableStoreError(err)) throw err;
+      this.log.warn({ err, ops: ops.length }, 'ledger batch failed; re-running its operations one by one');
+      return Promise.all(
+        ops.map(async (op): Promise<Outcome<OpResult>> => {
+          try {
+            const [one] = await this.commitWithRetry([op]);
+            return one!;
+          } catch (error) {
+            return { ok: false, error };
+          }
+        }),
+      );
+    }
+  }
+
+  private async commitWithRetry(ops: LedgerOp[]): Promise<Array<Outcome<OpResult>>> {
     for (let attempt = 1; ; attempt += 1) {
       try {
         return await withTransaction(this.pool, async (tx) => {
@@ -216,15 +279,23 @@ export class LedgerService {
           return outcomes;
         });
       } catch (err) {
-        const deadlock = isAppError(err, 'store_unavailable') && err.details?.sqlstate === '40P01';
-        if ((isAppError(err, 'already_exists') || deadlock) && attempt < 3) {
-          this.log.debug({ attempt }, 'ledger batch raced on a unique key; re-running it');
-          continue;
+        if (!isBatchRace(err)) throw err;
+        if (attempt >= 5) {
+          throw new AppError(
+            'store_unavailable',
+            'ledger batch kept racing with concurrent batches; retry',
+            undefined,
+            { cause: err },
+          );
         }
-        throw err;
+        this.log.debug({ attempt }, 'ledger batch raced with another; re-running it');
       }
     }
   }
+}
+
+function isRetryableStoreError(err: unknown): boolean {
+  return isAppError(err, 'store_unavailable');
 }
 
 function collectIds(ops: LedgerOp[]) {

@@ -80,7 +80,8 @@ export type OpResult =
       amount: Micro;
       replayed: boolean;
     }
-  | { kind: 'reserve'; jobId: string; amount: Micro; expiresAt: Date; replayed: boolean }
+  /** `status` tells a replayed reservation whose hold has since closed from one that still holds credit. */
+  | { kind: 'reserve'; jobId: string; amount: Micro; expiresAt: Date; status: HoldStatus; replayed: boolean }
   | { kind: 'settle'; jobId: string; charged: Micro; released: Micro; replayed: boolean }
   | { kind: 'void' | 'hold_expire'; jobId: string; released: Micro; replayed: boolean }
   | { kind: 'earning'; jobId: string; amount: Micro; replayed: boolean };
@@ -129,6 +130,15 @@ export function jobOf(op: LedgerOp): string | undefined {
 }
 
 const min = (a: bigint, b: bigint) => (a < b ? a : b);
+
+export const MAX_MICRO = 9_223_372_036_854_775_807n; // PostgreSQL bigint
+
+/** Refuses a total that PostgreSQL's bigint cannot hold (it would otherwise fail the whole batch). */
+function checkedAdd(a: bigint, b: bigint, what: string): bigint {
+  const r = a + b;
+  if (r > MAX_MICRO) throw new AppError('invalid_amount', `${what} would exceed the largest storable amount`);
+  return r;
+}
 
 function conflict(op: LedgerOp, what: string): AppError {
   return new AppError('idempotency_conflict', `${idemKeyOf(op)} was already used ${what}`, {
@@ -198,8 +208,10 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
       const b = balanceOf(state, op.namespaceId);
       const replay = replayOrConflict(op, key, state, op.amount);
       if (replay) return { kind: op.kind, amount: replay.amount, replayed: true };
-      b.available += op.amount;
-      if (op.kind === 'bonus') b.bonusAvailable += op.amount;
+      const available = checkedAdd(b.available, op.amount, 'available');
+      const bonus = op.kind === 'bonus' ? checkedAdd(b.bonusAvailable, op.amount, 'bonus') : b.bonusAvailable;
+      b.available = available;
+      b.bonusAvailable = bonus;
       b.dirty = true;
       recordEntry(
         state,
@@ -214,8 +226,15 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
       const b = balanceOf(state, op.namespaceId);
       const seen = state.entries.get(key);
       if (seen) return { kind: 'bonus_expire', amount: seen.amount, replayed: true };
-      // Charges consume bonus credit first; what is left of this grant (and not held) expires.
-      const expired = min(min(op.grant, b.bonusAvailable), b.available);
+      // Charges consume bonus credit first; what is left of this grant expires. While part of that is held by a
+      // pending reservation the expiry waits (the sweeper retries), so a held bonus cannot outlive its expiry.
+      const expired = min(op.grant, b.bonusAvailable);
+      if (expired > b.available) {
+        throw new AppError(
+          'bonus_held',
+          `bonus ${op.bonusIdemKey} is partly held by pending reservations; expiry retried later`,
+        );
+      }
       b.available -= expired;
       b.bonusAvailable -= expired;
       b.dirty = true;
@@ -242,14 +261,15 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
       const b = balanceOf(state, op.namespaceId);
       const existing = state.holds.get(op.jobId);
       if (existing) {
-        if (existing.namespaceId !== op.namespaceId || existing.amount !== op.amount) {
-          throw conflict(op, `for a hold of ${existing.amount} in another namespace or amount`);
-        }
+        // No amounts in the message: the other hold may belong to another tenant.
+        if (existing.namespaceId !== op.namespaceId || existing.amount !== op.amount)
+          throw conflict(op, 'for a different hold');
         return {
           kind: 'reserve',
           jobId: op.jobId,
           amount: existing.amount,
           expiresAt: existing.expiresAt,
+          status: existing.status,
           replayed: true,
         };
       }
@@ -264,7 +284,7 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
         );
       }
       b.available -= op.amount;
-      b.reserved += op.amount;
+      b.reserved = checkedAdd(b.reserved, op.amount, 'reserved');
       b.dirty = true;
       state.holds.set(op.jobId, {
         jobId: op.jobId,
@@ -282,6 +302,7 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
         jobId: op.jobId,
         amount: op.amount,
         expiresAt: op.expiresAt,
+        status: 'pending',
         replayed: false,
       };
     }
@@ -332,6 +353,9 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
       if (h.status === target) return { kind: op.kind, jobId: op.jobId, released: h.amount, replayed: true };
       if (h.status !== 'pending')
         throw new AppError('hold_not_pending', `the hold of job ${op.jobId} is already ${h.status}`);
+      if (op.kind === 'hold_expire' && h.expiresAt > state.now) {
+        throw new AppError('hold_not_pending', `the hold of job ${op.jobId} has not expired yet`);
+      }
       b.reserved -= h.amount;
       b.available += h.amount;
       b.dirty = true;
@@ -353,7 +377,7 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
         );
       }
       const n = nodeBalanceOf(state, op.nodeAddress);
-      n.earned += op.amount;
+      n.earned = checkedAdd(n.earned, op.amount, 'earned');
       n.deltaEarned += op.amount;
       recordEntry(state, entry('earning', key, op.amount, { nodeAddress: op.nodeAddress, jobId: op.jobId }));
       return { kind: 'earning', jobId: op.jobId, amount: op.amount, replayed: false };

@@ -104,6 +104,36 @@ export function translatePgError(err: unknown): unknown {
       { cause: err },
     );
   if (code === '23505') return new AppError('already_exists', message, { sqlstate: code }, { cause: err });
+  if (code === '23503')
+    return new AppError(
+      'not_found',
+      `a referenced row does not exist: ${message}`,
+      { sqlstate: code },
+      { cause: err },
+    );
+  if (code === '22003')
+    return new AppError(
+      'invalid_amount',
+      `value out of range: ${message}`,
+      { sqlstate: code },
+      { cause: err },
+    );
+  if (code === '22021' || code === '22007' || code === '22P02')
+    return new AppError('invalid_request', message, { sqlstate: code }, { cause: err });
+  if (code === '57014')
+    return new AppError(
+      'store_unavailable',
+      `statement cancelled: ${message}`,
+      { sqlstate: code },
+      { cause: err },
+    );
+  if (code === '23514')
+    return new AppError(
+      'internal',
+      `a database invariant refused the write: ${message}`,
+      { sqlstate: code },
+      { cause: err },
+    );
   if (code === '40001' || code === '40P01')
     return new AppError(
       'store_unavailable',

@@ -1,0 +1,23 @@
+// Config parsing: defaults, units, frozen result, a clear message for a bad value.
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './config.js';
+
+describe('config', () => {
+  it('gives local defaults and a frozen object', () => {
+    const c = loadConfig({});
+    expect(c.POSTGRES_URL).toBe('postgres://postgres@127.0.0.1:5432/rty');
+    expect(c.LEDGER_BATCH_MAX_WAIT_MS).toBe(2);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('coerces numbers and names the variable to fix when a value is bad', () => {
+    expect(loadConfig({ POSTGRES_POOL_SIZE: '12' }).POSTGRES_POOL_SIZE).toBe(12);
+    expect(() => loadConfig({ POSTGRES_POOL_SIZE: 'many' })).toThrow(/POSTGRES_POOL_SIZE/);
+    expect(() => loadConfig({ LEDGER_HOLD_TIMEOUT_MS: '5' })).toThrow(/LEDGER_HOLD_TIMEOUT_MS.*got "5"/s);
+    expect(() => loadConfig({ REDIS_URL: 'http://x' })).toThrow(/REDIS_URL: a redis:\/\/ URL/);
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/API_KEY_PEPPER: must be set/);
+    expect(
+      loadConfig({ NODE_ENV: 'production', API_KEY_PEPPER: 'a-real-secret-of-some-length' }).NODE_ENV,
+    ).toBe('production');
+  });
+});

@@ -1,0 +1,12 @@
+// Public face of the network module: canonical encoding and signed node messages.
+export { canonicalJson } from './canonical-json.js';
+export {
+  NODE_MESSAGE_VERSION,
+  nodeAddressSchema,
+  signedNodeMessageSchema,
+  signingText,
+  verifyNodeMessage,
+  type NonceStore,
+  type SignedNodeMessage,
+  type UnsignedNodeMessage,
+} from './node-message.js';
