@@ -200,10 +200,20 @@ describe('export of 100,000 documents', () => {
       }
       await mongo.store.db.collection<JobDoc>(COLLECTIONS.jobs).insertMany(docs, { ordered: false });
     }
-    // A fresh process streams the export, so its RSS baseline is not inflated by the inserts above.
+    // A fresh process streams the export, so its RSS baseline is not inflated by the inserts above. Its heap
+    // is capped too: V8 would otherwise let garbage pile up before collecting, and an export held in memory
+    // (over 100 MB of text) would make it fail outright.
     const { stdout } = await run(
       process.execPath,
-      ['--import', 'tsx', 'test/export-rss.child.ts', mongo.dbName, pg.schema, ns!.id],
+      [
+        '--max-old-space-size=96',
+        '--import',
+        'tsx',
+        'test/export-rss.child.ts',
+        mongo.dbName,
+        pg.schema,
+        ns!.id,
+      ],
       {
         timeout: 360_000,
       },
