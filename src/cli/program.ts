@@ -23,6 +23,7 @@ import {
   runQueuePrune,
   type QuarantineSelectionOptions,
 } from './commands/queue.js';
+import { runRecordsTask } from './commands/records.js';
 
 export function buildProgram(ctx: CliContext, setExit: (code: number) => void): Command {
   const program = new Command('rty')
@@ -140,5 +141,14 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
       .option('--limit <n>', 'examine at most this many messages', limit, 10_000)
       .action(async (o: QuarantineSelectionOptions) => setExit(await run(ctx, o)));
   }
+  const records = program.command('records').description('job records in MongoDB: retention and Space plan');
+  records
+    .command('sweep')
+    .description('export → verify → delete records past each namespace retention, once, under the task lock')
+    .action(async () => setExit(await runRecordsTask(ctx, 'sweep')));
+  records
+    .command('charge')
+    .description("charge today's Space-plan storage of every namespace on a paid plan (idempotent per day)")
+    .action(async () => setExit(await runRecordsTask(ctx, 'charge')));
   return program;
 }

@@ -116,6 +116,24 @@ export const configSchema = z.object({
   ROUTING_LANE_POLL_MS: intFrom(2000, 50),
   /** Delay before reconnecting after a lost AMQP connection (doubles up to 30 s). */
   ROUTING_RECONNECT_DELAY_MS: intFrom(200, 10),
+  // --- records (MongoDB job documents and logs, retention, Space plan) ---
+  /** Retention of a namespace without a paid plan, and the period it falls back to when a plan lapses. */
+  RECORDS_DEFAULT_RETENTION_DAYS: intFrom(7, 1),
+  /** String values larger than this leave the document for the blob store (GridFS), referenced by id + hash. */
+  RECORDS_LARGE_PAYLOAD_BYTES: intFrom(1024 * 1024, 1024),
+  /** An event document (after large payloads left it) above this size is refused; a job document holds two. */
+  RECORDS_MAX_DOCUMENT_BYTES: intFrom(4 * 1024 * 1024, 4096),
+  /** Cold storage directory for retention exports (gzip'd JSONL + manifest). */
+  RECORDS_EXPORT_DIR: z.string().min(1).default('archive/records'),
+  /** Documents per export file. */
+  RECORDS_EXPORT_FILE_MAX_DOCS: intFrom(50_000, 1),
+  /** Documents deleted per delete batch of a retention run. */
+  RECORDS_DELETE_BATCH_SIZE: intFrom(1000, 1),
+  /** TTL safety net (only where the server has TTL indexes): beyond the longest plan. */
+  RECORDS_TTL_SAFETY_DAYS: intFrom(400, 1),
+  /** How long a namespace keeps its paid retention after a storage charge fails. */
+  RECORDS_PLAN_GRACE_MS: intFrom(3 * 24 * 3600 * 1000, 0),
+  RECORDS_RETENTION_INTERVAL_MS: intFrom(15 * 60 * 1000, 1000),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;

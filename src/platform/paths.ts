@@ -14,3 +14,4 @@ export function projectRoot(from: string = fileURLToPath(import.meta.url)): stri
 }
 
 export const postgresMigrationsDir = (): string => join(projectRoot(), 'migrations', 'postgres');
+export const mongoMigrationsDir = (): string => join(projectRoot(), 'migrations', 'mongo');

@@ -40,26 +40,46 @@ export async function runDemo(ctx: CliContext, opts: { keep: boolean }): Promise
     const m = await migrate(pool, { dir: postgresMigrationsDir(), schema: run });
     out(`    applied ${m.applied.length} migrations`);
 
-    step(2, 'Cloud: an account, a namespace, an API key (the secret is shown once; only its hash is stored), a top-up');
+    step(
+      2,
+      'Cloud: an account, a namespace, an API key (the secret is shown once; only its hash is stored), a top-up',
+    );
     const accounts = new AccountsService({ pool, apiKeyPepper: config.API_KEY_PEPPER });
     const account = await accounts.createAccount({ email: `${run}@example.test` });
     const ns = await accounts.createNamespace({ accountId: account.id, name: 'demo' });
     const key = await accounts.createApiKey({ namespaceId: ns.id, name: 'demo key' });
-    out(`    namespace ${ns.id}, key ${key.plaintext.slice(0, 17)}… (verified: ${(await accounts.verifyApiKey(key.plaintext)).id === key.key.id})`);
+    out(
+      `    namespace ${ns.id}, key ${key.plaintext.slice(0, 17)}… (verified: ${(await accounts.verifyApiKey(key.plaintext)).id === key.key.id})`,
+    );
     ledger = new LedgerService({
       pool,
       log,
-      options: { batchMaxWaitMs: config.LEDGER_BATCH_MAX_WAIT_MS, batchMaxSize: config.LEDGER_BATCH_MAX_SIZE, batchConcurrency: config.LEDGER_BATCH_CONCURRENCY, holdTimeoutMs: config.LEDGER_HOLD_TIMEOUT_MS },
+      options: {
+        batchMaxWaitMs: config.LEDGER_BATCH_MAX_WAIT_MS,
+        batchMaxSize: config.LEDGER_BATCH_MAX_SIZE,
+        batchConcurrency: config.LEDGER_BATCH_CONCURRENCY,
+        holdTimeoutMs: config.LEDGER_HOLD_TIMEOUT_MS,
+      },
     });
     await ledger.topUp(ns.id, 50_000_000n, 'demo-topup-1');
     out(`    topped up ${micro(50_000_000n)}`);
 
-    step(3, 'Network: three GPU nodes (EVM addresses) register and heartbeat into Redis; one of them is faulty');
+    step(
+      3,
+      'Network: three GPU nodes (EVM addresses) register and heartbeat into Redis; one of them is faulty',
+    );
     const nodes = createNodesModule({ config: { ...config, REDIS_KEY_PREFIX: prefix }, pool, redis, log });
     const addresses = [0, 1, 2].map(() => privateKeyToAccount(generatePrivateKey()).address.toLowerCase());
     const faulty = addresses[0]!;
     for (const [i, address] of addresses.entries()) {
-      await nodes.admin.registerNode({ address, environment: 'testnet', accountId: account.id, region: 'eu', gpuModel: 'A100', gpuMemoryMb: 81920 });
+      await nodes.admin.registerNode({
+        address,
+        environment: 'testnet',
+        accountId: account.id,
+        region: 'eu',
+        gpuModel: 'A100',
+        gpuMemoryMb: 81920,
+      });
       await nodes.presence.ingest({
         version: 1,
         address,
@@ -75,8 +95,18 @@ export async function runDemo(ctx: CliContext, opts: { keep: boolean }): Promise
     }
     out(`    catalog: ${JSON.stringify(await nodes.catalog.catalog('testnet'))}`);
 
-    step(4, `RabbitMQ: topology declared; ${JOBS} jobs reserved in the ledger, written, and enqueued with confirms`);
-    routing = new RoutingService({ pool, log, options: routingOptionsFromConfig({ ...config, ROUTING_RETRY_DELAYS_MS: '200,500', ROUTING_MAX_ATTEMPTS: 3 }, run) });
+    step(
+      4,
+      `RabbitMQ: topology declared; ${JOBS} jobs reserved in the ledger, written, and enqueued with confirms`,
+    );
+    routing = new RoutingService({
+      pool,
+      log,
+      options: routingOptionsFromConfig(
+        { ...config, ROUTING_RETRY_DELAYS_MS: '200,500', ROUTING_MAX_ATTEMPTS: 3 },
+        run,
+      ),
+    });
     await routing.start();
     const ran = new Map<string, number>();
     const executor: NodeExecutor = {
@@ -84,47 +114,108 @@ export async function runDemo(ctx: CliContext, opts: { keep: boolean }): Promise
         ran.set(node, (ran.get(node) ?? 0) + 1);
         await new Promise((r) => setTimeout(r, 10 + Math.floor(Math.random() * 20)));
         if (node === faulty) throw new Error('CUDA error: device lost');
-        return { tokensIn: 40, tokensOut: 80 + (job.jobId.charCodeAt(0) % 40), output: 'Hello from a simulated node.' };
+        return {
+          tokensIn: 40,
+          tokensOut: 80 + (job.jobId.charCodeAt(0) % 40),
+          output: 'Hello from a simulated node.',
+        };
       },
     };
-    const jobs = new JobsService({ pool, ledger, routing, matchmaking: nodes.matchmaking, executor, log, options: { pricePerTokenMicro: 500n, nodeSharePercent: 80n, maxAttempts: 3, jobTimeoutMs: 10_000 } });
-    const consumer = await routing.startConsumer({ serves: [{ environment: 'testnet', model: MODEL }], handler: jobs.handle, onExpired: jobs.onExpired, name: `${run}-dispatch` });
+    const jobs = new JobsService({
+      pool,
+      ledger,
+      routing,
+      matchmaking: nodes.matchmaking,
+      executor,
+      log,
+      options: { pricePerTokenMicro: 500n, nodeSharePercent: 80n, maxAttempts: 3, jobTimeoutMs: 10_000 },
+    });
+    const consumer = await routing.startConsumer({
+      serves: [{ environment: 'testnet', model: MODEL }],
+      handler: jobs.handle,
+      onExpired: jobs.onExpired,
+      name: `${run}-dispatch`,
+    });
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: JOBS }, (_, i) => jobs.submit({ namespaceId: ns.id, model: MODEL, environment: 'testnet', priority: i % 5 === 0 ? 'urgent' : 'bulk', maxTokens: 256, ttlMs: 120_000 })));
+    await Promise.all(
+      Array.from({ length: JOBS }, (_, i) =>
+        jobs.submit({
+          namespaceId: ns.id,
+          model: MODEL,
+          environment: 'testnet',
+          priority: i % 5 === 0 ? 'urgent' : 'bulk',
+          maxTokens: 256,
+          ttlMs: 120_000,
+        }),
+      ),
+    );
     out(`    balance after reservations: ${JSON.stringify(await balanceOf(ledger, ns.id))}`);
 
-    step(5, 'Dispatch: best eligible node leased in Redis, job run, lease verified, cost settled once, node credited, ack');
+    step(
+      5,
+      'Dispatch: best eligible node leased in Redis, job run, lease verified, cost settled once, node credited, ack',
+    );
     const deadline = Date.now() + 60_000;
     for (;;) {
       const c = await jobs.statusCounts(ns.id);
       const terminal = (c.succeeded ?? 0) + (c.failed ?? 0) + (c.expired ?? 0);
       if (terminal === JOBS) break;
-      if (Date.now() > deadline) throw new Error(`only ${terminal}/${JOBS} jobs finished within 60 s: ${JSON.stringify(c)}`);
+      if (Date.now() > deadline)
+        throw new Error(`only ${terminal}/${JOBS} jobs finished within 60 s: ${JSON.stringify(c)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    out(`    ${JOBS} jobs terminal in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${JSON.stringify(await jobs.statusCounts(ns.id))}`);
-    out(`    runs per node: ${JSON.stringify(Object.fromEntries(ran))} (the faulty node's jobs were retried on others)`);
+    out(
+      `    ${JOBS} jobs terminal in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${JSON.stringify(await jobs.statusCounts(ns.id))}`,
+    );
+    out(
+      `    runs per node: ${JSON.stringify(Object.fromEntries(ran))} (the faulty node's jobs were retried on others)`,
+    );
     out(`    faulty node flags: ${JSON.stringify((await nodes.admin.listFlags(faulty)).map((f) => f.flag))}`);
     await consumer.stop();
 
-    step(6, 'Invariants: one settlement per job, reserved = 0, every balance equals its ledger entries, no lease left');
+    step(
+      6,
+      'Invariants: one settlement per job, reserved = 0, every balance equals its ledger entries, no lease left',
+    );
     const bal = await balanceOf(ledger, ns.id);
-    const settles = await pool.query<{ n: number; d: number }>(`select count(*)::int as n, count(distinct job_id)::int as d from ledger_entries where kind = 'settle'`);
+    const settles = await pool.query<{ n: number; d: number }>(
+      `select count(*)::int as n, count(distinct job_id)::int as d from ledger_entries where kind = 'settle'`,
+    );
     const mismatches = await ledger.verifyLedger();
     const leases = await redis.keys(`${prefix}*lease:*`);
-    const earned = await pool.query<{ node_address: string; earned: bigint }>('select node_address, earned from node_balances order by node_address');
+    const earned = await pool.query<{ node_address: string; earned: bigint }>(
+      'select node_address, earned from node_balances order by node_address',
+    );
     out(`    balance: ${JSON.stringify(bal)}`);
-    out(`    settlements: ${settles.rows[0]!.n} for ${settles.rows[0]!.d} jobs; ledger mismatches: ${mismatches.length}; leases left: ${leases.length}`);
+    out(
+      `    settlements: ${settles.rows[0]!.n} for ${settles.rows[0]!.d} jobs; ledger mismatches: ${mismatches.length}; leases left: ${leases.length}`,
+    );
     for (const r of earned.rows) out(`    node ${r.node_address} earned ${micro(r.earned)}`);
-    failed = mismatches.length > 0 || bal.reserved !== '0' || settles.rows[0]!.n !== settles.rows[0]!.d || leases.length > 0;
+    failed =
+      mismatches.length > 0 ||
+      bal.reserved !== '0' ||
+      settles.rows[0]!.n !== settles.rows[0]!.d ||
+      leases.length > 0;
 
-    step(7, 'Archive: a snapshot (CAR, content-addressed, Merkle roots) written to cold storage and verified offline');
+    step(
+      7,
+      'Archive: a snapshot (CAR, content-addressed, Merkle roots) written to cold storage and verified offline',
+    );
     const audit = new AuditService({ pool, log });
     await audit.append({ actor: 'demo', action: 'demo.run', target: ns.id, body: { jobs: JOBS } });
-    const snapshots = new SnapshotsService({ pool, log, clock: systemClock, audit, target: new DirectoryTarget(archiveDir), limits: { rows: config.SNAPSHOT_CHUNK_ROWS, bytes: config.SNAPSHOT_CHUNK_MAX_BYTES } });
+    const snapshots = new SnapshotsService({
+      pool,
+      log,
+      clock: systemClock,
+      audit,
+      target: new DirectoryTarget(archiveDir),
+      limits: { rows: config.SNAPSHOT_CHUNK_ROWS, bytes: config.SNAPSHOT_CHUNK_MAX_BYTES },
+    });
     const snap = await snapshots.create();
     const report = await verifySnapshot(await readFile(snap.record.location));
-    out(`    snapshot ${snap.record.cid} (${snap.record.sizeBytes} bytes, ${snap.blocks} blocks) → verified ${report.blocks} blocks offline`);
+    out(
+      `    snapshot ${snap.record.cid} (${snap.record.sizeBytes} bytes, ${snap.blocks} blocks) → verified ${report.blocks} blocks offline`,
+    );
     const chain = await audit.verify();
     out(`    audit log: ${chain.entries} entries, ${chain.problems.length} problems`);
     failed ||= chain.problems.length > 0;

@@ -1,6 +1,8 @@
 // `rty migrate [--dry-run]`: applies every store's schema: PostgreSQL migrations (advisory-locked), then the
 // other stores' idempotent setup steps as modules add them.
-import { postgresMigrationsDir } from '../../platform/paths.js';
+import { mongoMigrationsDir, postgresMigrationsDir } from '../../platform/paths.js';
+import { connectMongo } from '../../stores/mongo/client.js';
+import { applyMongoIndexes, readMongoIndexSpecs } from '../../stores/mongo/indexes.js';
 import { migrate } from '../../stores/postgres/migrator.js';
 import { createPgPool } from '../../stores/postgres/pool.js';
 import { routingOptionsFromConfig } from '../../modules/routing/index.js';
@@ -68,7 +70,29 @@ const rabbitmqStep: MigrationStep = {
   },
 };
 
-export const migrationSteps: MigrationStep[] = [postgresStep, rabbitmqStep];
+// Mongo indexes from migrations/mongo/*.json; idempotent (existing names are left alone).
+const mongoStep: MigrationStep = {
+  name: 'mongo',
+  async run(ctx, dryRun) {
+    const store = await connectMongo(ctx.config.MONGO_URL, ctx.config.MONGO_DB);
+    try {
+      const created = await applyMongoIndexes(
+        store.db,
+        await readMongoIndexSpecs(mongoMigrationsDir()),
+        store.capabilities,
+        { ttlDays: ctx.config.RECORDS_TTL_SAFETY_DAYS, dryRun },
+      );
+      const verb = dryRun ? 'would create' : 'created';
+      ctx.out(created.length === 0 ? 'mongo: up to date' : `mongo: ${verb} ${created.join(', ')}`);
+      if (!store.capabilities.ttlIndexes)
+        ctx.out('mongo: no TTL indexes on this server; retention sweep only');
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+export const migrationSteps: MigrationStep[] = [postgresStep, mongoStep, rabbitmqStep];
 
 export async function runMigrate(ctx: CliContext, opts: { dryRun: boolean }): Promise<number> {
   for (const step of migrationSteps) await step.run(ctx, opts.dryRun);

@@ -1,0 +1,39 @@
+// Public face of the records module (job documents, logs, QC results, retention and the Space plan).
+export { RecorderService, type RecorderOptions, type RecordOutcome } from './recorder.service.js';
+export { RecordsQueryService, type AggregateRow, type JobTrace, type Page } from './records-query.service.js';
+export { RecordsRepository } from './records.repository.js';
+export { GridFsBlobStore, type BlobStore } from './blob-store.js';
+export { RetentionPolicies, type NamespaceRetention } from './retention-policy.js';
+export {
+  recordEvent,
+  LOG_TYPES,
+  JOB_STATUSES,
+  type RecordEvent,
+  type RecordEventInput,
+  type JobFilter,
+  type LogFilter,
+  type PageRequest,
+  type AggregateRequest,
+} from './records.contracts.js';
+export {
+  COLLECTIONS,
+  RETENTION_PLANS,
+  type JobDoc,
+  type LogDoc,
+  type QcDoc,
+  type BlobRef,
+} from './record.js';
+export {
+  RetentionService,
+  type RetentionOptions,
+  type RetentionStep,
+  type RetentionSummary,
+} from './retention.service.js';
+export type { RetentionRun, ExportFile } from './retention.repository.js';
+export { DirectoryTarget, type ColdStorageTarget, type WrittenFile } from './cold-storage.js';
+export {
+  StorageBillingService,
+  type StorageBillingOptions,
+  type ChargeOutcome,
+} from './storage-billing.service.js';
+export { createRecordsTasks } from './records.tasks.js';
