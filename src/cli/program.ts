@@ -24,6 +24,7 @@ import {
   type QuarantineSelectionOptions,
 } from './commands/queue.js';
 import { runRecordsTask } from './commands/records.js';
+import { runDemo } from './commands/demo.js';
 
 export function buildProgram(ctx: CliContext, setExit: (code: number) => void): Command {
   const program = new Command('rty')
@@ -150,5 +151,12 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .command('charge')
     .description("charge today's Space-plan storage of every namespace on a paid plan (idempotent per day)")
     .action(async () => setExit(await runRecordsTask(ctx, 'charge')));
+  program
+    .command('demo')
+    .description(
+      'run the job flow end to end on the real stores in a schema of its own, check the invariants, clean up',
+    )
+    .option('--keep', 'keep the demo schema, Redis keys, Mongo database and archive', false)
+    .action(async (o: { keep: boolean }) => setExit(await runDemo(ctx, o)));
   return program;
 }
