@@ -14,6 +14,7 @@ export class TaskRunner {
   private readonly running = new Set<Promise<unknown>>();
   private readonly abort = new AbortController();
   private started = false;
+  private schema: string | undefined;
 
   constructor(private readonly deps: { pool: Pool; log: Logger; tasks: RecurringTask[] }) {}
 
@@ -28,7 +29,9 @@ export class TaskRunner {
     const log = this.deps.log.child({ component: 'task', task: task.name });
     const t0 = performance.now();
     try {
-      const r = await withAdvisoryLock(this.deps.pool, `rty:task:${task.name}`, () =>
+      // The lock is per schema: several networks (or test schemas) may share one PostgreSQL server.
+      this.schema ??= (await this.deps.pool.query<{ s: string }>('select current_schema() as s')).rows[0]!.s;
+      const r = await withAdvisoryLock(this.deps.pool, `rty:task:${this.schema}:${task.name}`, () =>
         task.run(this.abort.signal),
       );
       if (r.ran) log.debug({ ms: Math.round(performance.now() - t0), result: r.value }, 'task ran');

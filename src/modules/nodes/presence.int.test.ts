@@ -129,8 +129,9 @@ describe('offline detection', () => {
     const runner = new TaskRunner({ pool: pg.pool, log: testLog, tasks: [nodes.sweepTask] });
     runner.start();
     try {
-      await nodes.presence.ingestMany([heartbeat(silent), heartbeat(alive)]);
+      // Taken before the call: the server stamps the heartbeat during it, so this never overstates the TTL.
       const lastHeartbeatAt = Date.now();
+      await nodes.presence.ingestMany([heartbeat(silent), heartbeat(alive)]);
       // Keep `alive` beating every 300 ms until the silent node is reported (bounded: 20 × 300 ms).
       for (let i = 0; i < 20 && offline.length === 0; i += 1) {
         await new Promise((r) => setTimeout(r, 300));
