@@ -65,8 +65,9 @@ export class CreditsRepository {
       });
     }
     // bigints travel as text inside the JSON so that no precision is lost.
+    // Not a named statement: a cached generic plan for `= any($1)` was seen to pick sequential scans once the
+    // tables grew (20 ms per batch instead of under 1 ms); a custom plan per call keeps the index lookups.
     const r = await tx.query<Loaded>({
-      name: 'ledger_load_batch',
       text: `with h as (
          select job_id::text as j, namespace_id::text as n, amount::text as a, settled_amount::text as sa, status as st, expires_at as x
          from credit_holds where job_id = any($1::uuid[])),
