@@ -17,16 +17,9 @@ function open(db: number): Redis {
   return new Redis(baseConfig.REDIS_URL, { db, enableAutoPipelining: true, maxRetriesPerRequest: 3 });
 }
 
-export async function deleteByPrefix(redis: Redis, prefix: string): Promise<number> {
-  let cursor = '0';
-  let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.unlink(...keys);
-  } while (cursor !== '0');
-  return deleted;
-}
+import { deleteKeysByPrefix } from '../src/stores/redis/client.js';
+
+export const deleteByPrefix = deleteKeysByPrefix;
 
 /** A prefix of its own on the shared db 0. */
 export async function createRedisTestSpace(name = 't'): Promise<RedisTestSpace> {

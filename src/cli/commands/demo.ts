@@ -9,7 +9,7 @@ import { systemClock } from '../../platform/clock.js';
 import { postgresMigrationsDir } from '../../platform/paths.js';
 import { migrate } from '../../stores/postgres/migrator.js';
 import { createPgPool } from '../../stores/postgres/pool.js';
-import { createRedis } from '../../stores/redis/client.js';
+import { createRedis, deleteKeysByPrefix, scanKeys } from '../../stores/redis/client.js';
 import { AccountsService } from '../../modules/accounts/index.js';
 import { AuditService } from '../../modules/audit/index.js';
 import { LedgerService } from '../../modules/credits/index.js';
@@ -193,7 +193,7 @@ export async function runDemo(ctx: CliContext, opts: { keep: boolean }): Promise
       `select count(*)::int as n, count(distinct job_id)::int as d from ledger_entries where kind = 'settle'`,
     );
     const mismatches = await ledger.verifyLedger();
-    const leases = await redis.keys(`${prefix}*lease:*`);
+    const leases = await scanKeys(redis, `${prefix}*lease:*`);
     const earned = await pool.query<{ node_address: string; earned: bigint }>(
       'select node_address, earned from node_balances order by node_address',
     );
@@ -324,12 +324,7 @@ export async function runDemo(ctx: CliContext, opts: { keep: boolean }): Promise
     if (!opts.keep) {
       await mongo?.db.dropDatabase().catch(() => undefined);
       await pool.query(`drop schema if exists "${run}" cascade`).catch(() => undefined);
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await redis.unlink(...keys);
-      } while (cursor !== '0');
+      await deleteKeysByPrefix(redis, prefix);
       await rm(archiveDir, { recursive: true, force: true });
       out(
         `(cleaned up schema ${run}, Mongo database ${run}, Redis prefix ${prefix} and ${archiveDir}; --keep leaves them)`,

@@ -17,6 +17,7 @@ import { LedgerService } from '../credits/index.js';
 import type { NodesModule } from '../nodes/index.js';
 import { RoutingService, type JobMessage } from '../routing/index.js';
 import { JobsService, type NodeExecutor } from './index.js';
+import { scanKeys } from '../../stores/redis/client.js';
 
 let db: PgTestSchema;
 let space: RedisTestSpace;
@@ -155,7 +156,7 @@ describe('job flow across the four stores', () => {
       `select coalesce(sum(earned), 0)::text as s from node_balances`,
     );
     expect(earned.rows[0]!.s).toBe(String((40n * 3000n * 80n) / 100n));
-    const leaseKeys = await space.redis.keys(`${space.prefix}*lease:*`);
+    const leaseKeys = await scanKeys(space.redis, `${space.prefix}*lease:*`);
     expect(leaseKeys).toEqual([]);
 
     await consumer.stop();
