@@ -25,6 +25,7 @@ import {
 } from './commands/queue.js';
 import { runRecordsTask } from './commands/records.js';
 import { runDemo } from './commands/demo.js';
+import { ALL_ROLES, runServe } from './commands/serve.js';
 
 export function buildProgram(ctx: CliContext, setExit: (code: number) => void): Command {
   const program = new Command('rty')
@@ -34,6 +35,12 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .command('doctor')
     .description('check every store: reachable, version, round trip, capabilities')
     .action(async () => setExit(await runDoctor(ctx)));
+  program
+    .command('serve')
+    .description('run a backbone process: HTTP APIs, node gateway and dispatch, background workers')
+    .option('--roles <list>', `comma-separated roles (${ALL_ROLES})`, ALL_ROLES)
+    .option('--port <n>', 'HTTP port (default HTTP_PORT; 0 = any free port)')
+    .action(async (o: { roles: string; port?: string }) => setExit(await runServe(ctx, o)));
   program
     .command('migrate')
     .description("apply PostgreSQL migrations (advisory-locked) and the other stores' setup; idempotent")

@@ -2,6 +2,9 @@
 import { z } from 'zod';
 
 const DEV_PEPPER = 'dev-only-pepper-change-me';
+const DEV_ADMIN_TOKEN = 'dev-only-admin-token';
+/** A well-known development key (never holds value): production must set its own. */
+const DEV_NETWORK_KEY = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d';
 
 const intFrom = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 
@@ -134,6 +137,41 @@ export const configSchema = z.object({
   /** How long a namespace keeps its paid retention after a storage charge fails. */
   RECORDS_PLAN_GRACE_MS: intFrom(3 * 24 * 3600 * 1000, 0),
   RECORDS_RETENTION_INTERVAL_MS: intFrom(15 * 60 * 1000, 1000),
+
+  // --- serving: HTTP APIs, node gateway, job flow (issue 6) ---
+  HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  HTTP_PORT: intFrom(8080, 0).pipe(z.number().max(65535)),
+  /** Largest request body any HTTP API accepts (413 beyond). */
+  HTTP_BODY_LIMIT_BYTES: intFrom(1024 * 1024, 1024),
+  /** Admin API bearer token; only its SHA-256 is kept in memory after start. */
+  ADMIN_TOKEN: z.string().min(16).default(DEV_ADMIN_TOKEN),
+  /** Private key (0x + 64 hex) the network signs config versions with (EIP-191). */
+  NETWORK_SIGNING_KEY: z
+    .string()
+    .regex(/^0x[0-9a-f]{64}$/, 'a 0x-prefixed 32-byte hex private key')
+    .default(DEV_NETWORK_KEY),
+  /** Node messages whose timestamp is further than this from server time are refused (and nonces live 2×). */
+  NODE_MESSAGE_MAX_SKEW_MS: intFrom(30_000, 1000),
+  /** Price per token (input and output) in micro-credits; the maximum cost reserved is max_tokens × this. */
+  PRICE_PER_TOKEN_MICRO: intFrom(20, 0),
+  /** Share of each settled charge credited to the node that ran the job, in percent. */
+  NODE_SHARE_PERCENT: intFrom(80, 0).pipe(z.number().max(100)),
+  /** Longest one attempt may run on a node before it counts as failed and the job is retried elsewhere. */
+  JOB_ATTEMPT_TIMEOUT_MS: intFrom(60_000, 100),
+  /** Default job TTL (from submission; past it the job is expired and refunded without running). */
+  JOB_DEFAULT_TTL_MS: intFrom(5 * 60_000, 1000),
+  /** A sync request waits at most this long; then its job is cancelled and refunded (504). */
+  JOB_SYNC_TIMEOUT_MS: intFrom(120_000, 100),
+  /** Results stay in Redis this long for polling (after that, the job record in MongoDB has them). */
+  JOB_RESULT_TTL_MS: intFrom(60 * 60_000, 1000),
+  /** max_tokens used to size the reservation when a request sets none. */
+  JOB_DEFAULT_MAX_TOKENS: intFrom(512, 1),
+  /** Environment of Cloud API requests that do not name one (header X-Rty-Environment). */
+  CLOUD_DEFAULT_ENVIRONMENT: z.enum(['testnet', 'mainnet']).default('testnet'),
+  /** Deliveries a node holds unanswered before the gateway stops sending more (backpressure). */
+  WS_MAX_IN_FLIGHT_PER_NODE: intFrom(64, 1),
+  /** How long shutdown waits for in-flight jobs before closing the stores. */
+  SHUTDOWN_DRAIN_MS: intFrom(15_000, 0),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
@@ -144,6 +182,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     .refine((c) => c.NODE_ENV !== 'production' || c.API_KEY_PEPPER !== DEV_PEPPER, {
       path: ['API_KEY_PEPPER'],
       message: 'must be set to a secret of at least 16 characters in production',
+    })
+    .refine((c) => c.NODE_ENV !== 'production' || c.ADMIN_TOKEN !== DEV_ADMIN_TOKEN, {
+      path: ['ADMIN_TOKEN'],
+      message: 'must be set to a secret of at least 16 characters in production',
+    })
+    .refine((c) => c.NODE_ENV !== 'production' || c.NETWORK_SIGNING_KEY !== DEV_NETWORK_KEY, {
+      path: ['NETWORK_SIGNING_KEY'],
+      message: 'must be set to the network private key in production',
     })
     .safeParse(env);
   if (!parsed.success) {

@@ -26,6 +26,10 @@ export const errorCatalogue = {
   integrity_failed: { status: 422, retryable: false, type: 'invalid_request_error' },
   chain_broken: { status: 422, retryable: false, type: 'invalid_request_error' },
   store_unavailable: { status: 503, retryable: true, type: 'server_error' },
+  model_not_found: { status: 404, retryable: false, type: 'invalid_request_error' },
+  no_capacity: { status: 503, retryable: true, type: 'server_error' },
+  timeout: { status: 504, retryable: true, type: 'server_error' },
+  job_failed: { status: 502, retryable: true, type: 'server_error' },
   internal: { status: 500, retryable: true, type: 'server_error' },
 } as const satisfies Record<string, { status: number; retryable: boolean; type: string }>;
 

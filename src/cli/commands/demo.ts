@@ -121,7 +121,8 @@ export async function runDemo(ctx: CliContext, opts: { keep: boolean }): Promise
     await routing.start();
     const ran = new Map<string, number>();
     const executor: NodeExecutor = {
-      async run(node, job) {
+      async run(lease, job) {
+        const node = lease.nodeAddress;
         ran.set(node, (ran.get(node) ?? 0) + 1);
         await new Promise((r) => setTimeout(r, 10 + Math.floor(Math.random() * 20)));
         if (node === faulty) throw new Error('CUDA error: device lost');

@@ -5,5 +5,9 @@ export {
   type NodeExecutor,
   type NodeResult,
   type SubmitRequest,
+  type SubmitResult,
 } from './jobs.service.js';
-export type { TerminalStatus } from './jobs.repository.js';
+export type { TerminalStatus, JobRow } from './jobs.repository.js';
+export { JobResults, jobResultSchema, type JobResult } from './job-results.js';
+export type { JobRecordSink } from './job-records.js';
+export { jobIdForIdempotencyKey } from './idempotency.js';

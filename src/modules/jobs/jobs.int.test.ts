@@ -14,7 +14,7 @@ import {
 } from '../../../test/live-harness.js';
 import { routingOptionsFor, waitFor } from '../../../test/routing-fixtures.js';
 import { LedgerService } from '../credits/index.js';
-import type { NodesModule } from '../nodes/index.js';
+import type { Lease, NodesModule } from '../nodes/index.js';
 import { RoutingService, type JobMessage } from '../routing/index.js';
 import { JobsService, type NodeExecutor } from './index.js';
 import { scanKeys } from '../../stores/redis/client.js';
@@ -63,7 +63,8 @@ describe('job flow across the four stores', () => {
     }
     const runs = new Map<string, string[]>();
     const executor: NodeExecutor = {
-      async run(node: string, job: JobMessage) {
+      async run(lease: Lease, job: JobMessage) {
+        const node = lease.nodeAddress;
         runs.set(job.jobId, [...(runs.get(job.jobId) ?? []), node]);
         await new Promise((r) => setTimeout(r, 5));
         if (node === broken) throw new Error('GPU fell off the bus');

@@ -15,7 +15,70 @@ export interface JobRowInput {
   createdAt: Date;
 }
 
+export interface JobRow {
+  id: string;
+  namespaceId: string;
+  apiKeyId: string | null;
+  model: string;
+  mode: string;
+  status: 'queued' | 'dispatched' | TerminalStatus;
+  nodeAddress: string | null;
+  attempts: number;
+  tokensIn: number;
+  tokensOut: number;
+  maxCost: bigint;
+  cost: bigint | null;
+  createdAt: Date;
+  dispatchedAt: Date | null;
+  finishedAt: Date | null;
+}
+
 export class JobsRepository {
+  /** One job of one namespace (another namespace's job id finds nothing). */
+  async findJob(db: Queryable, namespaceId: string, jobId: string): Promise<JobRow | undefined> {
+    const r = await db.query<{
+      id: string;
+      namespace_id: string;
+      api_key_id: string | null;
+      model: string;
+      mode: string;
+      status: JobRow['status'];
+      node_address: string | null;
+      attempts: number;
+      tokens_in: number;
+      tokens_out: number;
+      max_cost: string;
+      cost: string | null;
+      created_at: Date;
+      dispatched_at: Date | null;
+      finished_at: Date | null;
+    }>(
+      `select id, namespace_id, api_key_id, model, mode, status, node_address, attempts, tokens_in, tokens_out,
+              max_cost, cost, created_at, dispatched_at, finished_at
+         from jobs where id = $1 and namespace_id = $2`,
+      [jobId, namespaceId],
+    );
+    const x = r.rows[0];
+    if (!x) return undefined;
+    return {
+      id: x.id,
+      namespaceId: x.namespace_id,
+      apiKeyId: x.api_key_id,
+      model: x.model,
+      mode: x.mode,
+      status: x.status,
+      nodeAddress: x.node_address,
+      attempts: x.attempts,
+      tokensIn: x.tokens_in,
+      tokensOut: x.tokens_out,
+      maxCost: BigInt(x.max_cost),
+      cost: x.cost === null ? null : BigInt(x.cost),
+      createdAt: x.created_at,
+      dispatchedAt: x.dispatched_at,
+      finishedAt: x.finished_at,
+    };
+  }
+
   async insertJob(db: Queryable, j: JobRowInput): Promise<boolean> {
     const r = await db.query(
       `insert into jobs (id, namespace_id, api_key_id, model, mode, priority, environment, status, max_cost, created_at)

@@ -1,24 +1,37 @@
-// The job flow across the stores: submit (reserve, job row, confirmed enqueue) and dispatch (select-and-lease,
-// run on the node, verify the lease, settle once, credit the node, release) with retry, refund and expiry.
+// The job flow across the stores: submit (reserve, job row, confirmed enqueue), dispatch (select-and-lease,
+// deliver to the node, verify the lease, settle once, credit the node, release) with retry, refund, expiry and
+// cancellation. Whoever closes the job's hold in the ledger (settle or void) owns its terminal transition,
+// so a late success and a cancellation can never both count.
 import { randomUUID } from 'node:crypto';
 import { AppError, isAppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
+import type { Metrics } from '../../platform/metrics.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { LedgerService } from '../credits/index.js';
-import type { MatchmakingService } from '../nodes/index.js';
-import type { JobMessage, JobOutcome, PriorityClass, RoutingService } from '../routing/index.js';
-import { JobsRepository } from './jobs.repository.js';
+import type { Lease, MatchmakingService } from '../nodes/index.js';
+import type { JobMessage, JobOutcome, JobRequest, PriorityClass, RoutingService } from '../routing/index.js';
+import {
+  assignedEvent,
+  fallbackEvent,
+  finishedEvent,
+  submittedEvent,
+  type JobRecordSink,
+} from './job-records.js';
+import type { JobResult, JobResults } from './job-results.js';
+import { JobsRepository, type JobRow, type TerminalStatus } from './jobs.repository.js';
 
 /** What a node reports for a job it ran. */
 export interface NodeResult {
   tokensIn: number;
   tokensOut: number;
   output: string;
+  embeddings?: number[][];
+  finishReason?: 'stop' | 'length';
 }
 
-/** Delivers a job to a node and returns its verified result (the WebSocket gateway implements this). */
+/** Delivers a job to the node holding its lease and returns that node's verified result. */
 export interface NodeExecutor {
-  run(nodeAddress: string, job: JobMessage, signal: AbortSignal): Promise<NodeResult>;
+  run(lease: Lease, job: JobMessage, signal: AbortSignal): Promise<NodeResult>;
 }
 
 export interface JobsOptions {
@@ -38,12 +51,25 @@ export interface SubmitRequest {
   priority: PriorityClass;
   maxTokens: number;
   ttlMs: number;
+  /** A caller-chosen id (e.g. derived from an Idempotency-Key): submitting it again returns the first job. */
   jobId?: string;
+  mode?: 'sync' | 'polling';
+  request?: JobRequest;
+  subcloud?: string | null;
+}
+
+export interface SubmitResult {
+  jobId: string;
+  maxCost: bigint;
+  /** False when the job id already existed (an idempotent retry): nothing new was reserved or enqueued. */
+  created: boolean;
 }
 
 export class JobsService {
   private readonly repo = new JobsRepository();
   private readonly log: Logger;
+  /** Dispatches running in this process (graceful shutdown waits for them). */
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(
     private readonly deps: {
@@ -54,36 +80,41 @@ export class JobsService {
       executor: NodeExecutor;
       log: Logger;
       options: JobsOptions;
+      results?: JobResults;
+      records?: JobRecordSink;
+      metrics?: Metrics;
     },
   ) {
     this.log = deps.log.child({ component: 'jobs' });
   }
 
   /** Reserves the maximum cost, records the job and enqueues it; accepted once the broker confirms. */
-  async submit(req: SubmitRequest): Promise<{ jobId: string; maxCost: bigint }> {
+  async submit(req: SubmitRequest): Promise<SubmitResult> {
     if (!Number.isSafeInteger(req.maxTokens) || req.maxTokens <= 0)
       throw new AppError('invalid_request', 'maxTokens must be a positive integer');
     const jobId = req.jobId ?? randomUUID();
     const maxCost = BigInt(req.maxTokens) * this.deps.options.pricePerTokenMicro;
     const createdAt = new Date();
     // The hold outlives every retry and the TTL, so a late result can still settle; the sweeper refunds after.
+    // Replaying a reservation with the same job id and amount is a no-op (another amount: idempotency_conflict).
     await this.deps.ledger.reserve(
       req.namespaceId,
       jobId,
       maxCost,
       req.ttlMs + this.deps.options.jobTimeoutMs * this.deps.options.maxAttempts,
     );
-    await this.repo.insertJob(this.deps.pool, {
+    const inserted = await this.repo.insertJob(this.deps.pool, {
       id: jobId,
       namespaceId: req.namespaceId,
       apiKeyId: req.apiKeyId ?? null,
       model: req.model,
-      mode: 'polling',
+      mode: req.mode ?? 'polling',
       priority: req.priority,
       environment: req.environment,
       maxCost,
       createdAt,
     });
+    if (!inserted) return { jobId, maxCost, created: false };
     const message: JobMessage = {
       v: 1,
       jobId,
@@ -91,39 +122,75 @@ export class JobsService {
       model: req.model,
       environment: req.environment,
       priority: req.priority,
-      subcloud: null,
+      subcloud: req.subcloud ?? null,
       attempt: 0,
       excludedNodeIds: [],
       failures: [],
       enqueuedAt: createdAt.toISOString(),
       ttlMs: req.ttlMs,
+      ...(req.request ? { request: req.request } : {}),
     };
     try {
       await this.deps.routing.submit(message);
     } catch (err) {
       // Never enqueued: refund now rather than at hold expiry.
-      await this.finishFailed(message, 'cancelled');
+      await this.finishFailed(message, 'cancelled', 'the job could not be enqueued');
       throw err;
     }
-    return { jobId, maxCost };
+    this.deps.metrics?.jobsSubmitted.inc({ model: req.model, mode: req.mode ?? 'polling' });
+    this.emit([submittedEvent(message, req.apiKeyId ?? null)]);
+    return { jobId, maxCost, created: true };
   }
 
   /** The consumer's handler: returns only after the job's outcome is committed in PostgreSQL. */
-  readonly handle = async (job: JobMessage): Promise<JobOutcome> => {
-    const status = await this.repo.findStatus(this.deps.pool, job.namespaceId, job.jobId);
-    if (status !== 'queued' && status !== 'dispatched') return { kind: 'done' }; // redelivered after its outcome
+  readonly handle = (job: JobMessage): Promise<JobOutcome> => {
+    const p = this.dispatch(job);
+    this.inFlight.add(p);
+    return p.finally(() => this.inFlight.delete(p));
+  };
+
+  /** Resolves when every dispatch running in this process has finished (or the deadline passed). */
+  async drain(deadlineMs: number): Promise<number> {
+    const until = Date.now() + deadlineMs;
+    while (this.inFlight.size > 0 && Date.now() < until) {
+      await Promise.race([
+        Promise.allSettled([...this.inFlight]),
+        new Promise((r) => setTimeout(r, Math.max(1, until - Date.now()))),
+      ]);
+    }
+    return this.inFlight.size;
+  }
+
+  private async dispatch(job: JobMessage): Promise<JobOutcome> {
+    const [row, hold] = await Promise.all([
+      this.repo.findJob(this.deps.pool, job.namespaceId, job.jobId),
+      this.deps.ledger.getHold(job.namespaceId, job.jobId),
+    ]);
+    if (!row || (row.status !== 'queued' && row.status !== 'dispatched')) return { kind: 'done' };
+    if (hold && hold.status !== 'pending') {
+      // A crash after the ledger closed the hold and before the row moved: finish the row the same way.
+      if (hold.status === 'posted') {
+        await this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
+          status: 'succeeded',
+          cost: hold.settledAmount ?? 0n,
+        });
+      } else await this.finishFailed(job, hold.status === 'expired' ? 'expired' : 'cancelled', 'hold closed');
+      return { kind: 'done' };
+    }
     const lastAttempt = job.attempt + 1 >= this.deps.options.maxAttempts;
     const lease = await this.deps.matchmaking.selectAndLease({
       jobId: job.jobId,
       environment: job.environment,
       model: job.model,
       excludeNodes: job.excludedNodeIds,
+      ...(job.subcloud ? { subcloudId: job.subcloud } : {}),
     });
     if (!lease) {
-      if (lastAttempt) await this.finishFailed(job, 'failed');
+      if (lastAttempt) await this.finishFailed(job, 'failed', 'no eligible node');
       return { kind: 'failed', reason: 'no eligible node' };
     }
     const log = this.log.child({ jobId: job.jobId, nodeId: lease.nodeAddress });
+    const assignedAt = new Date();
     await this.repo.markDispatched(
       this.deps.pool,
       job.namespaceId,
@@ -131,29 +198,39 @@ export class JobsService {
       lease.nodeAddress,
       job.attempt + 1,
     );
-    const started = Date.now();
+    this.emit([assignedEvent(job, lease.nodeAddress, assignedAt)]);
+    const started = performance.now();
     let result: NodeResult;
     try {
-      result = await this.runWithTimeout(lease.nodeAddress, job);
+      result = await this.runWithTimeout(lease, job);
+      // Only the node that still holds the lease (fencing token) may complete the job.
+      await this.deps.matchmaking.complete(lease, 'ok');
     } catch (err) {
-      log.info({ err }, 'node failed the job');
+      const reason = err instanceof Error ? err.message : String(err);
+      log.info({ err }, 'attempt failed');
+      this.deps.metrics?.jobAttemptsFailed.inc();
       await this.deps.matchmaking
         .complete(lease, 'failed')
         .catch((e: unknown) => log.warn({ err: e }, 'lease already gone'));
-      if (lastAttempt) await this.finishFailed(job, 'failed');
-      return {
-        kind: 'failed',
-        reason: err instanceof Error ? err.message : String(err),
-        nodeId: lease.nodeAddress,
-      };
+      this.emit([fallbackEvent(job, lease.nodeAddress, reason)]);
+      if (lastAttempt) await this.finishFailed(job, 'failed', reason, lease.nodeAddress);
+      return { kind: 'failed', reason, nodeId: lease.nodeAddress };
     }
-    // Only the node that still holds the lease (fencing token) may complete the job.
-    await this.deps.matchmaking.complete(lease, 'ok');
-    const hold = await this.deps.ledger.getHold(job.namespaceId, job.jobId);
-    if (!hold) throw new AppError('hold_not_found', `job ${job.jobId} has no hold`);
+    const executionMs = performance.now() - started;
+    const pending = await this.deps.ledger.getHold(job.namespaceId, job.jobId);
+    if (!pending) throw new AppError('hold_not_found', `job ${job.jobId} has no hold`);
     const cost = BigInt(result.tokensIn + result.tokensOut) * this.deps.options.pricePerTokenMicro;
-    const charged = cost < hold.amount ? cost : hold.amount;
-    await this.deps.ledger.settle(job.namespaceId, job.jobId, charged);
+    const charged = cost < pending.amount ? cost : pending.amount;
+    try {
+      await this.deps.ledger.settle(job.namespaceId, job.jobId, charged);
+    } catch (err) {
+      // Cancelled or expired while it ran: the void won, the result is discarded and nothing is charged.
+      if (isAppError(err, 'hold_not_pending')) {
+        log.info('result discarded: the job was closed while it ran');
+        return { kind: 'done' };
+      }
+      throw err;
+    }
     const earning = (charged * this.deps.options.nodeSharePercent) / 100n;
     if (earning > 0n) await this.deps.ledger.creditEarning(lease.nodeAddress, job.jobId, earning);
     await this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
@@ -161,43 +238,131 @@ export class JobsService {
       cost: charged,
       tokensIn: result.tokensIn,
       tokensOut: result.tokensOut,
-      latencyMs: Date.now() - started,
+      latencyMs: Math.round(executionMs),
       node: lease.nodeAddress,
     });
+    await this.finished(
+      row,
+      job,
+      {
+        status: 'succeeded',
+        output: {
+          text: result.output,
+          ...(result.embeddings ? { embeddings: result.embeddings } : {}),
+          finishReason: result.finishReason ?? 'stop',
+        },
+        usage: { promptTokens: result.tokensIn, completionTokens: result.tokensOut },
+        costMicro: charged.toString(),
+        nodeAddress: lease.nodeAddress,
+      },
+      { assignedAt, executionMs },
+    );
     await this.deps.routing
       .publishEvent('completed', job, { nodeId: lease.nodeAddress })
       .catch((err: unknown) => log.warn({ err }, 'completed event not published'));
     return { kind: 'done' };
-  };
+  }
 
   /** The expiry path: the job's TTL passed before it ran; refund in full. */
   readonly onExpired = async (job: JobMessage): Promise<void> => {
-    await this.finishFailed(job, 'expired');
+    await this.finishFailed(job, 'expired', 'the job expired before a node ran it');
   };
 
+  /**
+   * Cancels a job that is not terminal yet (a sync request that timed out): refunds it in full. A node result
+   * arriving afterwards is discarded. Returns the job's terminal status (which may be another one if the job
+   * finished first).
+   */
+  async cancel(namespaceId: string, jobId: string, reason: string): Promise<TerminalStatus | undefined> {
+    const row = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
+    if (!row) throw new AppError('not_found', `no job ${jobId} in this namespace`);
+    if (row.status === 'queued' || row.status === 'dispatched')
+      await this.finishFailed({ ...jobOfRow(row) }, 'cancelled', reason);
+    return (await this.repo.findJob(this.deps.pool, namespaceId, jobId))?.status as
+      | TerminalStatus
+      | undefined;
+  }
+
+  /** A job of this namespace (another namespace's job is not found), with its result when it has one. */
+  async getJob(namespaceId: string, jobId: string): Promise<{ row: JobRow; result?: JobResult } | undefined> {
+    const row = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
+    if (!row) return undefined;
+    const result = await this.deps.results?.get(jobId);
+    return result && result.namespaceId === namespaceId ? { row, result } : { row };
+  }
+
   private async finishFailed(
-    job: Pick<JobMessage, 'namespaceId' | 'jobId'>,
+    job: Pick<JobMessage, 'namespaceId' | 'jobId' | 'model' | 'request' | 'enqueuedAt' | 'attempt'>,
     status: 'failed' | 'expired' | 'cancelled',
+    reason: string,
+    nodeAddress?: string,
   ): Promise<void> {
     try {
       await this.deps.ledger.void(job.namespaceId, job.jobId);
     } catch (err) {
-      // Already settled (a late success) or already released: the terminal state below stays single.
-      if (!isAppError(err, 'hold_not_pending')) throw err;
+      if (!isAppError(err, 'hold_not_pending') && !isAppError(err, 'hold_not_found')) throw err;
+      // Settled by a success that is finishing right now: that path owns the terminal state.
+      const hold = await this.deps.ledger.getHold(job.namespaceId, job.jobId);
+      if (hold?.status === 'posted') return;
     }
-    await this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, { status, cost: 0n });
+    const row = await this.repo.findJob(this.deps.pool, job.namespaceId, job.jobId);
+    const changed = await this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
+      status,
+      cost: 0n,
+    });
+    if (!changed || !row) return;
+    await this.finished(
+      row,
+      job,
+      { status, costMicro: '0', error: reason, nodeAddress: nodeAddress ?? row.nodeAddress },
+      { assignedAt: row.dispatchedAt, executionMs: 0 },
+    );
   }
 
-  private async runWithTimeout(node: string, job: JobMessage): Promise<NodeResult> {
+  /** After the terminal transition: the result for waiters, the record event, the metrics. */
+  private async finished(
+    row: JobRow,
+    job: Pick<JobMessage, 'model' | 'request' | 'attempt'>,
+    r: Pick<JobResult, 'status' | 'costMicro' | 'nodeAddress'> & Partial<JobResult>,
+    timing: { assignedAt: Date | null; executionMs: number },
+  ): Promise<void> {
+    const result: JobResult = {
+      v: 1,
+      jobId: row.id,
+      namespaceId: row.namespaceId,
+      model: job.model,
+      kind: job.request?.kind ?? 'completion',
+      attempts: Math.max(row.attempts, job.attempt + 1),
+      createdAt: row.createdAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      ...r,
+    };
+    this.deps.metrics?.jobsFinished.inc({ status: r.status });
+    this.deps.metrics?.jobLatency.observe((Date.now() - row.createdAt.getTime()) / 1000);
+    await this.deps.results
+      ?.put(result)
+      .catch((err: unknown) => this.log.warn({ err, jobId: row.id }, 'result not stored in Redis'));
+    this.emit([finishedEvent(result, timing)]);
+  }
+
+  private emit(events: Parameters<JobRecordSink['publish']>[0]): void {
+    this.deps.records
+      ?.publish(events)
+      .catch((err: unknown) => this.log.warn({ err }, 'record events not published'));
+  }
+
+  private async runWithTimeout(lease: Lease, job: JobMessage): Promise<NodeResult> {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), this.deps.options.jobTimeoutMs);
     try {
       return await Promise.race([
-        this.deps.executor.run(node, job, ac.signal),
+        this.deps.executor.run(lease, job, ac.signal),
         new Promise<never>((_, reject) =>
-          ac.signal.addEventListener('abort', () => reject(new Error(`node ${node} timed out`)), {
-            once: true,
-          }),
+          ac.signal.addEventListener(
+            'abort',
+            () => reject(new Error(`node ${lease.nodeAddress} timed out`)),
+            { once: true },
+          ),
         ),
       ]);
     } finally {
@@ -208,4 +373,16 @@ export class JobsService {
   statusCounts(namespaceId: string): Promise<Record<string, number>> {
     return this.repo.countByStatus(this.deps.pool, namespaceId);
   }
+}
+
+function jobOfRow(
+  row: JobRow,
+): Pick<JobMessage, 'namespaceId' | 'jobId' | 'model' | 'enqueuedAt' | 'attempt'> {
+  return {
+    namespaceId: row.namespaceId,
+    jobId: row.id,
+    model: row.model,
+    enqueuedAt: row.createdAt.toISOString(),
+    attempt: Math.max(0, row.attempts - 1),
+  };
 }

@@ -10,3 +10,10 @@ export {
   type SignedNodeMessage,
   type UnsignedNodeMessage,
 } from './node-message.js';
+export {
+  NetworkConfigService,
+  configDigest,
+  configSigningText,
+  verifyNetworkConfig,
+  type NetworkConfigVersion,
+} from './network-config.service.js';

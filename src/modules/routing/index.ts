@@ -24,6 +24,9 @@ export {
   type JobEvent,
   type JobEventType,
   type JobMessage,
+  type JobRequest,
+  type RequestKind,
+  REQUEST_KINDS,
   type PriorityClass,
 } from './routing.contracts.js';
 export type { QuarantinedJob, Selection } from './quarantine.js';

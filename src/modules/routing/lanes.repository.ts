@@ -7,7 +7,7 @@ export interface LaneRow extends LaneKey {
   lastPublishedAt: Date;
 }
 
-/** Which lanes a consumer serves: an environment, a model and a Subcloud ('_' = no Subcloud). */
+/** Which lanes a consumer serves: an environment, a model and a Subcloud ('_' = no Subcloud, '*' = any). */
 export interface LaneFilter {
   environment: string;
   model: string;
@@ -34,8 +34,9 @@ export class LanesRepository {
         filters.map((f) => f.model),
         filters.map((f) => f.subcloud),
       );
-      where = `where (environment, model, subcloud) in
-        (select * from unnest($1::text[], $2::text[], $3::text[]))`;
+      // '*' as a filter's model or Subcloud matches any (a dispatcher serving every model).
+      where = `where exists (select 1 from unnest($1::text[], $2::text[], $3::text[]) as f(e, m, s)
+        where f.e = environment and (f.m = '*' or f.m = model) and (f.s = '*' or f.s = subcloud))`;
     }
     const r = await db.query<{
       queue_name: string;

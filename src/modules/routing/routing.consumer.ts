@@ -162,7 +162,10 @@ export class JobConsumer {
 
   private serves(key: LaneKey): boolean {
     return this.deps.options.serves.some(
-      (f) => f.environment === key.environment && f.model === key.model && f.subcloud === key.subcloud,
+      (f) =>
+        f.environment === key.environment &&
+        (f.model === '*' || f.model === key.model) &&
+        (f.subcloud === '*' || f.subcloud === key.subcloud),
     );
   }
 

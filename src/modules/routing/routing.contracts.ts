@@ -1,5 +1,6 @@
 // AMQP message contracts of the routing layer (zod, versioned): the job message and the job event.
-// Ids and metadata only: prompts and outputs live in MongoDB, money in PostgreSQL.
+// A job message carries the request itself (bounded by HTTP_BODY_LIMIT_BYTES): dispatch must not depend on
+// MongoDB (an outage there delays records, never inference). Outputs live in Redis/MongoDB, money in PostgreSQL.
 import { z } from 'zod';
 
 export const ENVIRONMENTS = ['testnet', 'mainnet'] as const;
@@ -20,6 +21,18 @@ export type Failure = z.infer<typeof failureSchema>;
 
 export const JOB_MESSAGE_VERSION = 1;
 
+export const REQUEST_KINDS = ['chat', 'completion', 'embedding'] as const;
+export type RequestKind = (typeof REQUEST_KINDS)[number];
+
+/** What the node runs: the OpenAI-compatible body as the Cloud API validated it. */
+export const jobRequestSchema = z.object({
+  kind: z.enum(REQUEST_KINDS),
+  body: z.record(z.string(), z.unknown()),
+  /** The output budget the reservation was sized for. */
+  maxTokens: z.number().int().min(1),
+});
+export type JobRequest = z.infer<typeof jobRequestSchema>;
+
 export const jobMessageSchema = z.object({
   v: z.literal(JOB_MESSAGE_VERSION),
   jobId: uuid,
@@ -36,6 +49,8 @@ export const jobMessageSchema = z.object({
   enqueuedAt: z.string().datetime(),
   /** Time to live from enqueuedAt; past it the job is expired (and refunded), never run. */
   ttlMs: z.number().int().min(1),
+  /** Absent only on messages from before requests rode along (and in routing tests). */
+  request: jobRequestSchema.optional(),
 });
 export type JobMessage = z.infer<typeof jobMessageSchema>;
 

@@ -3,11 +3,13 @@ import { Redis } from 'ioredis';
 
 export type { Redis };
 
-export function createRedis(url: string, opts: { lazyConnect?: boolean } = {}): Redis {
+/** `subscriber`: a connection only for (P)SUBSCRIBE — no ready check (INFO is refused in subscriber mode). */
+export function createRedis(url: string, opts: { lazyConnect?: boolean; subscriber?: boolean } = {}): Redis {
   return new Redis(url, {
     lazyConnect: opts.lazyConnect ?? false,
     maxRetriesPerRequest: 3,
-    enableAutoPipelining: true,
+    enableAutoPipelining: !opts.subscriber,
+    enableReadyCheck: !opts.subscriber,
     // Reconnect forever with a capped backoff: Redis restarts are expected and survivable.
     retryStrategy: (times) => Math.min(times * 100, 2_000),
   });

@@ -86,4 +86,33 @@ export class RedisKeys {
   statusCache(): string {
     return `${this.prefix}cache:status`;
   }
+
+  // --- Job flow (one key per value; no script spans them) ---
+
+  /** STRING (JSON): a finished job's result for waiting and polling clients, kept JOB_RESULT_TTL_MS. */
+  jobResult(jobId: string): string {
+    return `${this.prefix}job:result:${jobId}`;
+  }
+
+  /** Pub/sub channel: the id of a job whose result was just stored (wakes sync waiters on any process). */
+  jobDoneChannel(): string {
+    return `${this.prefix}job:done`;
+  }
+
+  // --- Node gateway ---
+
+  /** STRING: a node message nonce, kept for twice the allowed clock skew (SET NX refuses a replay). */
+  nodeNonce(node: string, nonce: string): string {
+    return `${this.prefix}gw:nonce:${node}:${nonce}`;
+  }
+
+  /** STRING: the gateway process a node's WebSocket is connected to (expires unless refreshed). */
+  nodeGateway(node: string): string {
+    return `${this.prefix}gw:node:${node}`;
+  }
+
+  /** Pub/sub channel of one gateway process: deliveries relayed from other processes, and their results. */
+  gatewayChannel(gatewayId: string): string {
+    return `${this.prefix}gw:chan:${gatewayId}`;
+  }
 }

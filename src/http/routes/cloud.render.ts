@@ -1,0 +1,133 @@
+// Turns job results into OpenAI-shaped response bodies (chat.completion, text_completion, embeddings list,
+// SSE chunks) and failed jobs into catalogue errors.
+import type { JobResult, JobRow } from '../../modules/jobs/index.js';
+import { AppError } from '../../platform/errors.js';
+
+const unix = (iso: string) => Math.floor(Date.parse(iso) / 1000);
+
+function usageOf(r: JobResult) {
+  const p = r.usage?.promptTokens ?? 0;
+  const c = r.usage?.completionTokens ?? 0;
+  return { prompt_tokens: p, completion_tokens: c, total_tokens: p + c };
+}
+
+/** The error a client gets for a job that did not succeed. */
+export function errorOfResult(r: Pick<JobResult, 'status' | 'error' | 'jobId'>): AppError {
+  const details = { jobId: r.jobId };
+  switch (r.status) {
+    case 'failed':
+      return /no eligible node/.test(r.error ?? '')
+        ? new AppError('no_capacity', `no node could take job ${r.jobId}; it was refunded`, details)
+        : new AppError(
+            'job_failed',
+            `job ${r.jobId} failed on every attempt and was refunded: ${r.error ?? ''}`,
+            details,
+          );
+    case 'expired':
+      return new AppError('timeout', `job ${r.jobId} expired before a node ran it; it was refunded`, details);
+    case 'cancelled':
+      return new AppError(
+        'timeout',
+        `job ${r.jobId} was cancelled (${r.error ?? 'cancelled'}); it was refunded`,
+        details,
+      );
+    default:
+      return new AppError('internal', `job ${r.jobId} has no error`, details);
+  }
+}
+
+export function renderResult(r: JobResult, opts: { encodingFormat?: 'float' | 'base64' } = {}): unknown {
+  switch (r.kind) {
+    case 'chat':
+      return {
+        id: `chatcmpl-${r.jobId}`,
+        object: 'chat.completion',
+        created: unix(r.createdAt),
+        model: r.model,
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content: r.output?.text ?? '', refusal: null },
+            logprobs: null,
+            finish_reason: r.output?.finishReason ?? 'stop',
+          },
+        ],
+        usage: usageOf(r),
+        system_fingerprint: r.nodeAddress ? `node:${r.nodeAddress}` : null,
+      };
+    case 'completion':
+      return {
+        id: `cmpl-${r.jobId}`,
+        object: 'text_completion',
+        created: unix(r.createdAt),
+        model: r.model,
+        choices: [
+          {
+            index: 0,
+            text: r.output?.text ?? '',
+            logprobs: null,
+            finish_reason: r.output?.finishReason ?? 'stop',
+          },
+        ],
+        usage: usageOf(r),
+      };
+    case 'embedding':
+      return {
+        object: 'list',
+        model: r.model,
+        data: (r.output?.embeddings ?? []).map((v, index) => ({
+          object: 'embedding',
+          index,
+          embedding:
+            opts.encodingFormat === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v,
+        })),
+        usage: { prompt_tokens: r.usage?.promptTokens ?? 0, total_tokens: r.usage?.promptTokens ?? 0 },
+      };
+  }
+}
+
+/** A chat result as server-sent events: one content chunk, one finish chunk with usage, then [DONE]. */
+export function renderChatStream(r: JobResult): string {
+  const base = {
+    id: `chatcmpl-${r.jobId}`,
+    object: 'chat.completion.chunk',
+    created: unix(r.createdAt),
+    model: r.model,
+  };
+  const chunks = [
+    {
+      ...base,
+      choices: [
+        { index: 0, delta: { role: 'assistant', content: r.output?.text ?? '' }, finish_reason: null },
+      ],
+    },
+    {
+      ...base,
+      choices: [{ index: 0, delta: {}, finish_reason: r.output?.finishReason ?? 'stop' }],
+      usage: usageOf(r),
+    },
+  ];
+  return `${chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`).join('')}data: [DONE]\n\n`;
+}
+
+/** The polling view of a job. */
+export function renderJob(
+  row: JobRow,
+  result: JobResult | undefined,
+  encodingFormat?: 'float' | 'base64',
+): unknown {
+  const body: Record<string, unknown> = {
+    id: row.id,
+    object: 'job',
+    status: row.status,
+    model: row.model,
+    created: Math.floor(row.createdAt.getTime() / 1000),
+    attempts: row.attempts,
+    cost_micro: row.cost?.toString() ?? null,
+    max_cost_micro: row.maxCost.toString(),
+  };
+  if (result?.status === 'succeeded')
+    body.result = renderResult(result, encodingFormat ? { encodingFormat } : {});
+  else if (result) body.error = errorOfResult(result).toBody().error;
+  return body;
+}

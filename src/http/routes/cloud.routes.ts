@@ -1,0 +1,233 @@
+// The OpenAI-compatible Cloud API: models, chat completions, completions, embeddings (sync, polling, and chat
+// as server-sent events), job status and cancellation. Every route authenticates a Bearer API key and every
+// job read is scoped to the key's namespace.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { rateLimitHeaders, type AuthenticatedKey } from '../../modules/accounts/index.js';
+import { jobIdForIdempotencyKey, type JobResult } from '../../modules/jobs/index.js';
+import type { RequestKind } from '../../modules/routing/index.js';
+import { AppError } from '../../platform/errors.js';
+import type { Backbone } from '../../server/backbone.js';
+import { authenticateApiKey } from '../auth.js';
+import {
+  chatCompletionBody,
+  completionBody,
+  embeddingBody,
+  jobParams,
+  submitHeaders,
+  type SubmitHeaders,
+} from './cloud.contracts.js';
+import { errorOfResult, renderChatStream, renderJob, renderResult } from './cloud.render.js';
+
+const security = [{ apiKey: [] }];
+
+/** Conservative token estimate for sizing the reservation (real tokenizers average ~4 bytes per token). */
+function estimateTokens(text: string): number {
+  return Math.ceil(Buffer.byteLength(text, 'utf8') / 2) + 4;
+}
+
+interface Submission {
+  kind: RequestKind;
+  model: string;
+  body: Record<string, unknown>;
+  /** Output tokens the node may produce (what it is told), and the input estimate (what is reserved on top). */
+  maxOutputTokens: number;
+  promptTokens: number;
+  stream?: boolean;
+  encodingFormat?: 'float' | 'base64';
+}
+
+export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
+  return async (app) => {
+    async function authorize(req: FastifyRequest, reply: FastifyReply): Promise<AuthenticatedKey> {
+      const key = await authenticateApiKey(b, req);
+      const decision = await b.rateLimiter.take({
+        namespaceId: key.namespaceId,
+        keyId: key.keyId,
+        keyRatePerS: key.rateLimitPerS,
+        keyBurst: key.burst,
+      });
+      reply.headers(rateLimitHeaders(decision));
+      return key;
+    }
+
+    async function submit(req: FastifyRequest, reply: FastifyReply, s: Submission) {
+      const key = await authorize(req, reply);
+      const h = req.headers as SubmitHeaders;
+      const environment = h['x-rty-environment'] ?? b.config.CLOUD_DEFAULT_ENVIRONMENT;
+      const served = (await b.nodes.catalog.catalog(environment)).find((m) => m.model === s.model);
+      if (!served || served.onlineNodes === 0)
+        throw new AppError(
+          'model_not_found',
+          `the model '${s.model}' is not served by any online node of ${environment}; GET /v1/models lists the models`,
+        );
+      const mode = s.stream ? 'sync' : (h['x-rty-mode'] ?? 'sync');
+      const idem = h['idempotency-key'];
+      const submitted = await b.jobs.submit({
+        namespaceId: key.namespaceId,
+        apiKeyId: key.keyId,
+        model: s.model,
+        environment,
+        priority: h['x-rty-priority'] ?? 'urgent',
+        maxTokens: s.promptTokens + s.maxOutputTokens,
+        ttlMs: b.config.JOB_DEFAULT_TTL_MS,
+        mode,
+        request: { kind: s.kind, body: s.body, maxTokens: s.maxOutputTokens },
+        ...(idem ? { jobId: jobIdForIdempotencyKey(key.namespaceId, idem) } : {}),
+      });
+      reply.header('x-request-id', submitted.jobId);
+      if (!submitted.created) reply.header('idempotent-replayed', 'true');
+      if (mode === 'polling') {
+        const found = await b.jobs.getJob(key.namespaceId, submitted.jobId);
+        return reply
+          .status(202)
+          .header('location', `/v1/jobs/${submitted.jobId}`)
+          .send(found ? renderJob(found.row, found.result, s.encodingFormat) : { id: submitted.jobId });
+      }
+      let result = await b.results.wait(submitted.jobId, b.config.JOB_SYNC_TIMEOUT_MS);
+      if (!result) {
+        // Waited long enough: cancel and refund, unless the job finished in the meantime.
+        const status = await b.jobs.cancel(key.namespaceId, submitted.jobId, 'the sync request timed out');
+        result = await b.results.get(submitted.jobId);
+        if (status !== 'succeeded' || !result)
+          throw new AppError(
+            'timeout',
+            `no result within ${b.config.JOB_SYNC_TIMEOUT_MS} ms; job ${submitted.jobId} was cancelled and refunded`,
+            { jobId: submitted.jobId },
+          );
+      }
+      return respond(reply, result, s);
+    }
+
+    function respond(
+      reply: FastifyReply,
+      result: JobResult,
+      s: Pick<Submission, 'stream' | 'encodingFormat'>,
+    ) {
+      if (result.status !== 'succeeded') throw errorOfResult(result);
+      if (s.stream && result.kind === 'chat') {
+        return reply
+          .header('content-type', 'text/event-stream; charset=utf-8')
+          .header('cache-control', 'no-cache')
+          .send(renderChatStream(result));
+      }
+      return reply.send(renderResult(result, s.encodingFormat ? { encodingFormat: s.encodingFormat } : {}));
+    }
+
+    app.get(
+      '/v1/models',
+      {
+        schema: {
+          tags: ['cloud'],
+          security,
+          headers: submitHeaders.pick({ 'x-rty-environment': true }).loose(),
+        },
+      },
+      async (req, reply) => {
+        await authorize(req, reply);
+        const env = (req.headers as SubmitHeaders)['x-rty-environment'] ?? b.config.CLOUD_DEFAULT_ENVIRONMENT;
+        const catalog = await b.nodes.catalog.catalog(env);
+        return {
+          object: 'list',
+          data: catalog
+            .filter((m) => m.onlineNodes > 0)
+            .map((m) => ({
+              id: m.model,
+              object: 'model',
+              created: 0,
+              owned_by: 'rty-network',
+              online_nodes: m.onlineNodes,
+              idle_nodes: m.idleNodes,
+            })),
+        };
+      },
+    );
+
+    app.post(
+      '/v1/chat/completions',
+      { schema: { tags: ['cloud'], security, body: chatCompletionBody, headers: submitHeaders } },
+      async (req, reply) => {
+        const body = req.body;
+        const text = body.messages
+          .map((m) => (typeof m.content === 'string' ? m.content : JSON.stringify(m.content ?? '')))
+          .join('\n');
+        return submit(req, reply, {
+          kind: 'chat',
+          model: body.model,
+          body,
+          maxOutputTokens: body.max_completion_tokens ?? body.max_tokens ?? b.config.JOB_DEFAULT_MAX_TOKENS,
+          promptTokens: estimateTokens(text) + 4 * body.messages.length,
+          stream: body.stream === true,
+        });
+      },
+    );
+
+    app.post(
+      '/v1/completions',
+      { schema: { tags: ['cloud'], security, body: completionBody, headers: submitHeaders } },
+      async (req, reply) => {
+        const body = req.body;
+        if (body.stream)
+          throw new AppError('invalid_request', 'stream is supported on /v1/chat/completions only');
+        const prompt = Array.isArray(body.prompt) ? body.prompt.join('\n') : body.prompt;
+        return submit(req, reply, {
+          kind: 'completion',
+          model: body.model,
+          body,
+          maxOutputTokens: body.max_tokens ?? b.config.JOB_DEFAULT_MAX_TOKENS,
+          promptTokens: estimateTokens(prompt),
+        });
+      },
+    );
+
+    app.post(
+      '/v1/embeddings',
+      { schema: { tags: ['cloud'], security, body: embeddingBody, headers: submitHeaders } },
+      async (req, reply) => {
+        const body = req.body;
+        const inputs = Array.isArray(body.input) ? body.input : [body.input];
+        return submit(req, reply, {
+          kind: 'embedding',
+          model: body.model,
+          body,
+          // An embedding produces no output tokens: the reservation covers the input estimate.
+          maxOutputTokens: 1,
+          promptTokens: inputs.reduce((n, t) => n + estimateTokens(t), 0),
+          encodingFormat: body.encoding_format ?? 'float',
+        });
+      },
+    );
+
+    app.get(
+      '/v1/jobs/:id',
+      {
+        schema: {
+          tags: ['cloud'],
+          security,
+          params: jobParams,
+          querystring: z.object({ encoding_format: z.enum(['float', 'base64']).optional() }),
+        },
+      },
+      async (req, reply) => {
+        const key = await authorize(req, reply);
+        const found = await b.jobs.getJob(key.namespaceId, req.params.id);
+        // Another namespace's job is indistinguishable from a missing one.
+        if (!found) throw new AppError('not_found', `no job ${req.params.id}`);
+        return renderJob(found.row, found.result, req.query.encoding_format);
+      },
+    );
+
+    app.post(
+      '/v1/jobs/:id/cancel',
+      { schema: { tags: ['cloud'], security, params: jobParams } },
+      async (req, reply) => {
+        const key = await authorize(req, reply);
+        await b.jobs.cancel(key.namespaceId, req.params.id, 'cancelled by the client');
+        const found = await b.jobs.getJob(key.namespaceId, req.params.id);
+        if (!found) throw new AppError('not_found', `no job ${req.params.id}`);
+        return renderJob(found.row, found.result);
+      },
+    );
+  };
+}

@@ -1,0 +1,112 @@
+// Builds the records-contract events (job.submitted / assigned / fallback / finished) the job flow emits
+// for MongoDB, and the sink they go to (RabbitMQ in a backbone; the recorder consumes them in batches).
+import type { RecordEventInput } from '../records/index.js';
+import type { JobMessage } from '../routing/index.js';
+import type { JobResult } from './job-results.js';
+
+/** Where the job flow hands its record events; a failure here is logged, never fails a job. */
+export interface JobRecordSink {
+  publish(events: RecordEventInput[]): Promise<void>;
+}
+
+function inputOf(job: JobMessage): {
+  prompt?: string;
+  messages?: Array<{ role: string; content: string }>;
+  params: Record<string, unknown>;
+} {
+  const body = job.request?.body ?? {};
+  const { prompt, messages, input, ...params } = body;
+  const out: ReturnType<typeof inputOf> = { params };
+  if (typeof prompt === 'string') out.prompt = prompt;
+  if (Array.isArray(prompt)) out.prompt = prompt.map(String).join('\n');
+  if (typeof input === 'string') out.prompt = input;
+  if (Array.isArray(input)) out.prompt = input.map(String).join('\n');
+  if (Array.isArray(messages))
+    out.messages = messages.map((m: { role?: unknown; content?: unknown }) => ({
+      role: String(m.role ?? ''),
+      content: typeof m.content === 'string' ? m.content : JSON.stringify(m.content ?? ''),
+    }));
+  return out;
+}
+
+export function submittedEvent(job: JobMessage, apiKeyId: string | null): RecordEventInput {
+  return {
+    version: 1,
+    type: 'job.submitted',
+    namespaceId: job.namespaceId,
+    jobId: job.jobId,
+    at: job.enqueuedAt,
+    model: job.model,
+    apiKeyId,
+    priority: job.priority,
+    input: inputOf(job),
+  };
+}
+
+export function assignedEvent(job: JobMessage, nodeAddress: string, at: Date): RecordEventInput {
+  return {
+    version: 1,
+    type: 'job.assigned',
+    namespaceId: job.namespaceId,
+    jobId: job.jobId,
+    at: at.toISOString(),
+    model: job.model,
+    attempt: job.attempt + 1,
+    nodeAddress,
+  };
+}
+
+export function fallbackEvent(job: JobMessage, nodeAddress: string, reason: string): RecordEventInput {
+  return {
+    version: 1,
+    type: 'job.fallback',
+    namespaceId: job.namespaceId,
+    jobId: job.jobId,
+    at: new Date().toISOString(),
+    model: job.model,
+    attempt: job.attempt + 1,
+    nodeAddress,
+    reason: reason.slice(0, 500) || 'failed',
+  };
+}
+
+export function finishedEvent(
+  r: JobResult,
+  timing: { assignedAt: Date | null; executionMs: number },
+): RecordEventInput {
+  const latencyMs = Math.max(0, Date.parse(r.finishedAt) - Date.parse(r.createdAt));
+  const text =
+    r.output?.text ??
+    (r.output?.embeddings
+      ? `[${r.output.embeddings.length} embeddings of ${r.output.embeddings[0]?.length ?? 0} dimensions]`
+      : '');
+  return {
+    version: 1,
+    type: 'job.finished',
+    namespaceId: r.namespaceId,
+    jobId: r.jobId,
+    at: r.finishedAt,
+    model: r.model,
+    status: r.status,
+    nodeAddress: r.nodeAddress,
+    assignedAt: timing.assignedAt?.toISOString() ?? null,
+    attempts: r.attempts,
+    output:
+      r.status === 'succeeded'
+        ? {
+            text,
+            tokensIn: r.usage?.promptTokens ?? 0,
+            tokensOut: r.usage?.completionTokens ?? 0,
+            finishReason: r.output?.finishReason ?? 'stop',
+          }
+        : null,
+    error: r.error?.slice(0, 2000) ?? null,
+    metrics: {
+      queueMs: timing.assignedAt ? Math.max(0, timing.assignedAt.getTime() - Date.parse(r.createdAt)) : 0,
+      executionMs: Math.max(0, Math.round(timing.executionMs)),
+      latencyMs,
+      retries: Math.max(0, r.attempts - 1),
+    },
+    costMicro: r.costMicro,
+  };
+}

@@ -1,0 +1,132 @@
+// Finished jobs' results in Redis (for sync waiters and polling clients, JOB_RESULT_TTL_MS), and the
+// process-wide waiter: a result stored by any process wakes the clients waiting on this one (pub/sub),
+// with a periodic re-read so a lost pub/sub message only delays a waiter, never strands it.
+import { z } from 'zod';
+import type { Logger } from '../../platform/logger.js';
+import type { Redis } from '../../stores/redis/client.js';
+import { RedisKeys } from '../../stores/redis/keys.js';
+import { REQUEST_KINDS } from '../routing/index.js';
+
+export const jobResultSchema = z.object({
+  v: z.literal(1),
+  jobId: z.string(),
+  namespaceId: z.string(),
+  model: z.string(),
+  kind: z.enum(REQUEST_KINDS),
+  status: z.enum(['succeeded', 'failed', 'expired', 'cancelled']),
+  output: z
+    .object({
+      text: z.string().optional(),
+      embeddings: z.array(z.array(z.number())).optional(),
+      finishReason: z.enum(['stop', 'length']).optional(),
+    })
+    .optional(),
+  usage: z.object({ promptTokens: z.number().int(), completionTokens: z.number().int() }).optional(),
+  /** Micro-credits charged (decimal string). */
+  costMicro: z.string(),
+  error: z.string().optional(),
+  attempts: z.number().int(),
+  nodeAddress: z.string().nullable(),
+  createdAt: z.string(),
+  finishedAt: z.string(),
+});
+export type JobResult = z.infer<typeof jobResultSchema>;
+
+/** How often a waiter re-reads its key in case the pub/sub notice was lost. */
+const RECHECK_MS = 1000;
+
+export class JobResults {
+  private readonly keys: RedisKeys;
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly log: Logger;
+  private started = false;
+  private readonly onMessage = (channel: string, jobId: string) => {
+    if (channel === this.keys.jobDoneChannel()) this.wake(jobId);
+  };
+
+  constructor(
+    private readonly deps: {
+      redis: Redis;
+      /** A connection in subscriber mode (may be shared with other subscribers of this process). */
+      subscriber: Redis;
+      prefix: string;
+      ttlMs: number;
+      log: Logger;
+    },
+  ) {
+    this.keys = new RedisKeys(deps.prefix);
+    this.log = deps.log.child({ component: 'job-results' });
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.deps.subscriber.on('message', this.onMessage);
+    await this.deps.subscriber.subscribe(this.keys.jobDoneChannel());
+  }
+
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    this.deps.subscriber.off('message', this.onMessage);
+    await this.deps.subscriber.unsubscribe(this.keys.jobDoneChannel()).catch(() => undefined);
+    for (const jobId of [...this.waiters.keys()]) this.wake(jobId);
+  }
+
+  /** Stores a result and wakes every waiter on every process. */
+  async put(result: JobResult): Promise<void> {
+    await this.deps.redis.set(
+      this.keys.jobResult(result.jobId),
+      JSON.stringify(result),
+      'PX',
+      this.deps.ttlMs,
+    );
+    await this.deps.redis.publish(this.keys.jobDoneChannel(), result.jobId);
+  }
+
+  async get(jobId: string): Promise<JobResult | undefined> {
+    const raw = await this.deps.redis.get(this.keys.jobResult(jobId));
+    if (raw === null) return undefined;
+    const parsed = jobResultSchema.safeParse(JSON.parse(raw));
+    if (!parsed.success) {
+      this.log.warn({ jobId }, 'stored result does not match its schema; ignored');
+      return undefined;
+    }
+    return parsed.data;
+  }
+
+  /** Resolves with the result once stored, or undefined after timeoutMs (or when the signal aborts). */
+  async wait(jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobResult | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      // Register before reading: a notice arriving between the read and the wait is not missed.
+      let wake!: () => void;
+      const woken = new Promise<void>((resolve) => (wake = resolve));
+      const set = this.waiters.get(jobId) ?? new Set();
+      set.add(wake);
+      this.waiters.set(jobId, set);
+      try {
+        const found = await this.get(jobId);
+        if (found) return found;
+        const left = deadline - Date.now();
+        if (left <= 0 || signal?.aborted || !this.started) return undefined;
+        let timer: NodeJS.Timeout | undefined;
+        const onAbort = () => wake();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        await Promise.race([
+          woken,
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.min(left, RECHECK_MS)))),
+        ]);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      } finally {
+        set.delete(wake);
+        if (set.size === 0) this.waiters.delete(jobId);
+      }
+    }
+  }
+
+  private wake(jobId: string): void {
+    for (const w of this.waiters.get(jobId) ?? []) w();
+  }
+}

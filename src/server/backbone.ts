@@ -1,0 +1,215 @@
+// The stores and modules of one backbone process, built from config (explicit wiring, no singletons).
+// Every process builds the same backbone; its roles decide which surfaces (HTTP routes, node gateway,
+// dispatch consumers, background workers) run on top of it.
+import { createHash } from 'node:crypto';
+import type { Config } from '../config/config.js';
+import { Lifecycle } from '../platform/lifecycle.js';
+import type { Logger } from '../platform/logger.js';
+import { Metrics } from '../platform/metrics.js';
+import { systemClock } from '../platform/clock.js';
+import { createPgPool, type Pool } from '../stores/postgres/pool.js';
+import { createRedis, type Redis } from '../stores/redis/client.js';
+import { connectMongo, type MongoStore } from '../stores/mongo/client.js';
+import { AccountsService, ApiKeyCache, RateLimiter } from '../modules/accounts/index.js';
+import { AuditService } from '../modules/audit/index.js';
+import { LedgerService } from '../modules/credits/index.js';
+import { JobResults, JobsService, type JobRecordSink, type NodeExecutor } from '../modules/jobs/index.js';
+import { createNodesModule, type NodesModule } from '../modules/nodes/index.js';
+import { RoutingService, routingOptionsFromConfig } from '../modules/routing/index.js';
+import { NetworkConfigService } from '../modules/network/index.js';
+import {
+  GridFsBlobStore,
+  RecordsQueryService,
+  RecordsRepository,
+  RetentionPolicies,
+} from '../modules/records/index.js';
+
+export const ROLES = ['cloud', 'io', 'gate', 'admin', 'status', 'workers'] as const;
+export type Role = (typeof ROLES)[number];
+
+export function parseRoles(text: string): Set<Role> {
+  const roles = new Set<Role>();
+  for (const r of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    if (!(ROLES as readonly string[]).includes(r))
+      throw new Error(`unknown role "${r}"; roles are ${ROLES.join(', ')}`);
+    roles.add(r as Role);
+  }
+  if (roles.size === 0) throw new Error(`no role given; roles are ${ROLES.join(', ')}`);
+  return roles;
+}
+
+export interface Backbone {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  /** A random id of this process (node gateway relays, logs). */
+  instanceId: string;
+  pool: Pool;
+  redis: Redis;
+  /** Subscriber-mode connection shared by the API key cache, job results and the gateway relay. */
+  subscriber: Redis;
+  mongo: MongoStore;
+  accounts: AccountsService;
+  keyCache: ApiKeyCache;
+  rateLimiter: RateLimiter;
+  ledger: LedgerService;
+  audit: AuditService;
+  nodes: NodesModule;
+  networkConfig: NetworkConfigService;
+  routing: RoutingService;
+  results: JobResults;
+  jobs: JobsService;
+  records: {
+    repo: RecordsRepository;
+    query: RecordsQueryService;
+    policies: RetentionPolicies;
+    blobs: GridFsBlobStore;
+  };
+  /** SHA-256 of ADMIN_TOKEN (the token itself is not kept). */
+  adminTokenHash: Buffer;
+  lifecycle: Lifecycle;
+}
+
+export interface BackboneWiring {
+  /** Delivers jobs to nodes (the node gateway in a serving process). */
+  executor: NodeExecutor;
+  /** Where job record events go (RabbitMQ → recorder); absent: records are not written. */
+  records?: JobRecordSink;
+}
+
+/** Connects every store and builds every module; `stop()` on the lifecycle closes them in reverse order. */
+export async function createBackbone(
+  config: Config,
+  log: Logger,
+  wire: (b: Omit<Backbone, 'jobs'>) => BackboneWiring,
+): Promise<Backbone> {
+  const lifecycle = new Lifecycle(log);
+  const instanceId = `${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const metrics = new Metrics();
+  try {
+    const pool = createPgPool({
+      url: config.POSTGRES_URL,
+      size: config.POSTGRES_POOL_SIZE,
+      schema: config.POSTGRES_SCHEMA,
+      applicationName: `rty-${instanceId}`,
+    });
+    lifecycle.add('postgres', () => pool.end());
+    const redis = createRedis(config.REDIS_URL);
+    lifecycle.add('redis', async () => void redis.disconnect());
+    const subscriber = createRedis(config.REDIS_URL, { subscriber: true });
+    lifecycle.add('redis-subscriber', async () => void subscriber.disconnect());
+    const mongo = await connectMongo(config.MONGO_URL, config.MONGO_DB);
+    lifecycle.add('mongo', () => mongo.close());
+
+    const accounts = new AccountsService({ pool, apiKeyPepper: config.API_KEY_PEPPER });
+    const keyCache = new ApiKeyCache({
+      pool,
+      redis,
+      subscriber,
+      accounts,
+      log,
+      options: {
+        prefix: config.REDIS_KEY_PREFIX,
+        pepper: config.API_KEY_PEPPER,
+        redisTtlMs: config.API_KEY_CACHE_TTL_MS,
+        localTtlMs: config.API_KEY_LOCAL_CACHE_TTL_MS,
+      },
+    });
+    await keyCache.start();
+    lifecycle.add('api-key-cache', () => keyCache.stop());
+    const rateLimiter = new RateLimiter({
+      redis,
+      prefix: config.REDIS_KEY_PREFIX,
+      defaults: {
+        keyPerS: config.RATE_LIMIT_KEY_PER_S,
+        keyBurst: config.RATE_LIMIT_KEY_BURST,
+        namespacePerS: config.RATE_LIMIT_NAMESPACE_PER_S,
+        namespaceBurst: config.RATE_LIMIT_NAMESPACE_BURST,
+      },
+    });
+    const ledger = new LedgerService({
+      pool,
+      log,
+      options: {
+        batchMaxWaitMs: config.LEDGER_BATCH_MAX_WAIT_MS,
+        batchMaxSize: config.LEDGER_BATCH_MAX_SIZE,
+        batchConcurrency: config.LEDGER_BATCH_CONCURRENCY,
+        holdTimeoutMs: config.LEDGER_HOLD_TIMEOUT_MS,
+      },
+    });
+    lifecycle.add('ledger', () => ledger.stop());
+    const audit = new AuditService({ pool, log });
+    const nodes = createNodesModule({ config, pool, redis, log });
+    const routing = new RoutingService({
+      pool,
+      log,
+      options: routingOptionsFromConfig(config, `rty-${instanceId}`),
+    });
+    await routing.start();
+    lifecycle.add('routing', () => routing.stop());
+    const results = new JobResults({
+      redis,
+      subscriber,
+      prefix: config.REDIS_KEY_PREFIX,
+      ttlMs: config.JOB_RESULT_TTL_MS,
+      log,
+    });
+    await results.start();
+    lifecycle.add('job-results', () => results.stop());
+    const repo = new RecordsRepository(mongo.db);
+    const blobs = new GridFsBlobStore(mongo.db);
+    const policies = new RetentionPolicies({ pool, clock: systemClock });
+    const records = { repo, blobs, policies, query: new RecordsQueryService({ repo, policies, blobs }) };
+
+    const partial: Omit<Backbone, 'jobs'> = {
+      config,
+      log,
+      metrics,
+      instanceId,
+      pool,
+      redis,
+      subscriber,
+      mongo,
+      accounts,
+      keyCache,
+      rateLimiter,
+      ledger,
+      audit,
+      nodes,
+      networkConfig: new NetworkConfigService({
+        pool,
+        signingKey: config.NETWORK_SIGNING_KEY as `0x${string}`,
+      }),
+      routing,
+      results,
+      records,
+      adminTokenHash: createHash('sha256').update(config.ADMIN_TOKEN).digest(),
+      lifecycle,
+    };
+    const wiring = wire(partial);
+    const jobs = new JobsService({
+      pool,
+      ledger,
+      routing,
+      matchmaking: nodes.matchmaking,
+      executor: wiring.executor,
+      log,
+      results,
+      metrics,
+      ...(wiring.records ? { records: wiring.records } : {}),
+      options: {
+        pricePerTokenMicro: BigInt(config.PRICE_PER_TOKEN_MICRO),
+        nodeSharePercent: BigInt(config.NODE_SHARE_PERCENT),
+        maxAttempts: config.ROUTING_MAX_ATTEMPTS,
+        jobTimeoutMs: config.JOB_ATTEMPT_TIMEOUT_MS,
+      },
+    });
+    return { ...partial, jobs };
+  } catch (err) {
+    await lifecycle.stop();
+    throw err;
+  }
+}

@@ -1,0 +1,84 @@
+// One backbone process: the stores and modules, then the surfaces of its roles — HTTP APIs (cloud, gate,
+// admin, status), the node gateway and the dispatch consumer (io), background workers (workers). Stops in
+// order: refuse new work → drain in-flight jobs → close sockets → flush → close stores, under a deadline.
+import type { FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../platform/logger.js';
+import type { JobConsumer } from '../modules/routing/index.js';
+import { buildHttpApp } from '../http/app.js';
+import { NodeGateway } from '../ws/node-gateway.js';
+import { createBackbone, type Backbone, type Role } from './backbone.js';
+
+export interface RunningServer {
+  backbone: Backbone;
+  app: FastifyInstance;
+  gateway: NodeGateway;
+  /** http://host:port the process listens on. */
+  url: string;
+  roles: ReadonlySet<Role>;
+  /** Idempotent graceful stop. */
+  stop(): Promise<void>;
+}
+
+export async function startServer(opts: {
+  config: Config;
+  log: Logger;
+  roles: ReadonlySet<Role>;
+  /** Overrides HTTP_PORT (0: any free port). */
+  port?: number;
+}): Promise<RunningServer> {
+  const { config, log, roles } = opts;
+  let gateway!: NodeGateway;
+  const b = await createBackbone(config, log, (partial) => {
+    gateway = new NodeGateway(partial);
+    return { executor: gateway };
+  });
+  const stops = b.lifecycle;
+  let consumer: JobConsumer | undefined;
+  let app: FastifyInstance | undefined;
+  try {
+    app = await buildHttpApp(b, { roles, gateway });
+    const httpApp = app;
+    if (roles.has('io')) {
+      await gateway.start();
+      gateway.attach(httpApp.server);
+      stops.add('node-gateway', () => gateway.stop());
+    }
+    await httpApp.listen({ host: config.HTTP_HOST, port: opts.port ?? config.HTTP_PORT });
+    // Registered after the stores: runs first on stop, so new requests are refused before anything closes.
+    stops.add('http', () => httpApp.close());
+    if (roles.has('io')) {
+      const c = await b.routing.startConsumer({
+        serves: ['testnet', 'mainnet'].map((environment) => ({ environment, model: '*', subcloud: '*' })),
+        handler: b.jobs.handle,
+        onExpired: b.jobs.onExpired,
+        name: `rty-${b.instanceId}-dispatch`,
+      });
+      consumer = c;
+      stops.add('dispatch', async () => {
+        await c.stop();
+        const left = await b.jobs.drain(config.SHUTDOWN_DRAIN_MS);
+        if (left > 0)
+          log.warn({ left }, 'jobs still running at the drain deadline; their messages will be redelivered');
+      });
+    }
+  } catch (err) {
+    await stops.stop();
+    throw err;
+  }
+  const address = app.server.address() as AddressInfo;
+  const url = `http://${config.HTTP_HOST}:${address.port}`;
+  log.info(
+    { url, roles: [...roles], instance: b.instanceId, consuming: consumer !== undefined },
+    'backbone serving',
+  );
+  return {
+    backbone: b,
+    app,
+    gateway,
+    url,
+    roles,
+    stop: () => stops.stop(config.SHUTDOWN_DRAIN_MS + 10_000),
+  };
+}
