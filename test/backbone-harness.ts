@@ -1,6 +1,7 @@
 // A whole backbone process for a test file: own PostgreSQL schema (migrated), Redis prefix, Mongo database
 // (indexes applied), RabbitMQ vhost, serving HTTP on a free loopback port. `drop()` stops it and removes all.
 import type { Config } from '../src/config/config.js';
+import type { NodeExecutor } from '../src/modules/jobs/index.js';
 import { parseRoles } from '../src/server/backbone.js';
 import { startServer, type RunningServer } from '../src/server/server.js';
 import { createAmqpTestVhost, type AmqpTestVhost } from './amqp-harness.js';
@@ -48,9 +49,10 @@ export async function createTestStores(): Promise<TestStores> {
 /** Starts a backbone on the stores (any free port); stop it with `server.stop()` before `stores.drop()`. */
 export async function startTestServer(
   stores: TestStores,
-  opts: { roles?: string; overrides?: Partial<Config> } = {},
+  opts: { roles?: string; overrides?: Partial<Config>; executor?: NodeExecutor } = {},
 ): Promise<RunningServer> {
   return startServer({
+    ...(opts.executor ? { executor: opts.executor } : {}),
     config: stores.config(opts.overrides),
     log: testLog,
     roles: parseRoles(opts.roles ?? 'cloud,io,gate,admin,status,workers'),

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../platform/logger.js';
 import type { JobConsumer } from '../modules/routing/index.js';
+import type { NodeExecutor } from '../modules/jobs/index.js';
 import { buildHttpApp } from '../http/app.js';
 import { NodeGateway } from '../ws/node-gateway.js';
 import { createBackbone, type Backbone, type Role } from './backbone.js';
@@ -27,12 +28,14 @@ export async function startServer(opts: {
   roles: ReadonlySet<Role>;
   /** Overrides HTTP_PORT (0: any free port). */
   port?: number;
+  /** Runs jobs somewhere other than the node gateway (tests of the API surfaces with nodes in process). */
+  executor?: NodeExecutor;
 }): Promise<RunningServer> {
   const { config, log, roles } = opts;
   let gateway!: NodeGateway;
   const b = await createBackbone(config, log, (partial) => {
     gateway = new NodeGateway(partial);
-    return { executor: gateway };
+    return { executor: opts.executor ?? gateway };
   });
   const stops = b.lifecycle;
   let consumer: JobConsumer | undefined;
