@@ -32,7 +32,7 @@ function withDeadline<T>(p: Promise<T>, what: string): Promise<T> {
 }
 
 /** Raw amqplib: one confirm channel with a window, one consumer with prefetch, ack per message. */
-async function runRaw(url: string, topology: TopologyOptions, body: Buffer): Promise<number> {
+export async function runRaw(url: string, topology: TopologyOptions, body: Buffer): Promise<number> {
   const pubConn = await amqp.connect(url);
   const subConn = await amqp.connect(url);
   const queue = `bench.raw.${randomUUID()}`;
