@@ -161,9 +161,27 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
   program
     .command('demo')
     .description(
-      'run the job flow end to end on the real stores in a schema of its own, check the invariants, clean up',
+      'run the network end to end (backbone + simulated nodes + openai-client traffic) in a schema of its own, check the invariants, clean up',
     )
-    .option('--keep', 'keep the demo schema, Redis keys, Mongo database and archive', false)
-    .action(async (o: { keep: boolean }) => setExit(await runDemo(ctx, o)));
+    .option('--keep', 'keep the demo schema, Redis keys, Mongo database and lanes', false)
+    .option('--nodes <n>', 'simulated nodes', '6')
+    .option('--requests <n>', 'consumer requests', '150')
+    .option('--concurrency <n>', 'requests in flight', '12')
+    .action(async (o: { keep: boolean; nodes: string; requests: string; concurrency: string }) =>
+      setExit(
+        await runDemo(ctx, {
+          keep: o.keep,
+          nodes: positiveInt(o.nodes, '--nodes'),
+          requests: positiveInt(o.requests, '--requests'),
+          concurrency: positiveInt(o.concurrency, '--concurrency'),
+        }),
+      ),
+    );
   return program;
+}
+
+function positiveInt(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer, got ${text}`);
+  return n;
 }
