@@ -203,6 +203,21 @@ describe('admin API', () => {
   });
 });
 
+describe('OpenAPI', () => {
+  it('documents the admin, gate and status routes with their tags', async () => {
+    const doc = (await server.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    for (const p of [
+      '/admin/v1/accounts',
+      '/admin/v1/namespaces/{id}/topups',
+      '/gate/v1/nodes/bind',
+      '/status/v1',
+    ])
+      expect(Object.keys(doc.paths)).toContain(p);
+    expect(doc.paths['/gate/v1/nodes/bind'].post.tags).toEqual(['gate']);
+    expect(doc.paths['/admin/v1/accounts'].post.security).toEqual([{ adminToken: [] }]);
+  });
+});
+
 describe('gate API', () => {
   it('refuses missing, malformed and unknown account tokens', async () => {
     expect((await call('GET', '/gate/v1/account')).status).toBe(401);
