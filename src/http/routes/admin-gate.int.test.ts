@@ -99,8 +99,11 @@ describe('admin API', () => {
     expect(view.json.namespaces).toHaveLength(1);
     expect(JSON.stringify(view.json)).not.toContain(secret);
 
-    const secretPart = secret.split('_')[2]!;
-    const tokenPart = acct.token.split('_')[2]!;
+    // The secret part itself may contain '_' (base64url): cut after the fixed-length prefix.
+    const secretPart = secret.slice('rty_'.length + 13);
+    const tokenPart = acct.token.slice('rtya_'.length + 13);
+    expect(secretPart).toHaveLength(43);
+    expect(tokenPart).toHaveLength(43);
     const dump = await stores.db.pool.query<{ t: string }>(
       `select (select coalesce(json_agg(row_to_json(k))::text, '') from api_keys k) ||
               (select coalesce(json_agg(row_to_json(t))::text, '') from account_tokens t) ||
