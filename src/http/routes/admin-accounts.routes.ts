@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Account, CreatedAccountToken } from '../../modules/accounts/index.js';
+import { AppError } from '../../platform/errors.js';
 import type { Backbone } from '../../server/backbone.js';
 import {
   accountView,
@@ -26,6 +27,24 @@ import {
 const tags = ['admin'];
 const actor = 'admin';
 
+/** The reply of POST /accounts: a node simulator and operators' tooling rely on `account.id` and `token`. */
+const createdAccountReply = z.object({
+  account: z.object({
+    id: z.string(),
+    email: z.string().nullable(),
+    walletAddress: z.string().nullable(),
+    createdAt: z.string(),
+  }),
+  token: z.string().describe('the account token, shown once'),
+  tokenId: z.string(),
+});
+
+async function requireAccount(b: Backbone, accountId: string): Promise<Account> {
+  const a = await b.accounts.findAccount(accountId);
+  if (!a) throw new AppError('not_found', `no account ${accountId}`);
+  return a;
+}
+
 export function adminAccountsRoutes(b: Backbone): FastifyPluginAsyncZod {
   return async (app) => {
     app.post(
@@ -36,6 +55,7 @@ export function adminAccountsRoutes(b: Backbone): FastifyPluginAsyncZod {
           security,
           summary: 'Create an account and its first account token (shown once)',
           body: createAccountBody,
+          response: { 201: createdAccountReply },
         },
       },
       async (req, reply) => {
@@ -76,7 +96,7 @@ export function adminAccountsRoutes(b: Backbone): FastifyPluginAsyncZod {
       { schema: { tags, security, summary: 'Issue a new account token (shown once)', params: idParams } },
       async (req, reply) => {
         const accountId = req.params.id;
-        await accountView(b, accountId); // 404 for an unknown account
+        await requireAccount(b, accountId);
         const t = await auditedTx(
           b,
           (r: CreatedAccountToken) => ({
@@ -88,6 +108,32 @@ export function adminAccountsRoutes(b: Backbone): FastifyPluginAsyncZod {
           (tx) => b.accounts.createAccountToken(accountId, tx),
         );
         return reply.status(201).send({ id: t.token.id, accountId, token: t.plaintext });
+      },
+    );
+
+    app.post(
+      '/accounts/:id/tokens/:tokenId/revoke',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Revoke an account token',
+          params: z.object({ id: idParams.shape.id, tokenId: idParams.shape.id }),
+        },
+      },
+      async (req) => {
+        const { id: accountId, tokenId } = req.params;
+        await auditedTx(
+          b,
+          () => ({
+            actor,
+            action: 'account_token.revoke',
+            target: `account:${accountId}`,
+            body: { tokenId },
+          }),
+          (tx) => b.accounts.revokeAccountToken(accountId, tokenId, tx),
+        );
+        return { id: tokenId, accountId, revoked: true };
       },
     );
 
@@ -103,7 +149,7 @@ export function adminAccountsRoutes(b: Backbone): FastifyPluginAsyncZod {
       '/accounts/:id/namespaces',
       { schema: { tags, security, params: idParams, body: createNamespaceBody } },
       async (req, reply) => {
-        await accountView(b, req.params.id);
+        await requireAccount(b, req.params.id);
         return reply.status(201).send(await createNamespace(b, actor, req.params.id, req.body.name));
       },
     );

@@ -1,7 +1,7 @@
 // Admin and Gate APIs over a whole backbone on the real stores (own schema, Redis prefix, vhost, Mongo db),
 // through app.inject: auth, account isolation, secrets shown once and stored hashed, revocation, idempotent
 // top-ups, bad input writing nothing, and the audit chain of every change.
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
 import { testLog, uniqueName } from '../../../test/harness.js';
@@ -227,6 +227,28 @@ describe('gate API', () => {
     expect((await call('GET', '/gate/v1/account', { token: adminToken })).status).toBe(401);
     const forged = `rtya_${'a'.repeat(12)}_${'b'.repeat(43)}`;
     expect((await call('GET', '/gate/v1/account', { token: forged })).status).toBe(401);
+  });
+
+  it('issues further account tokens once each and revokes them', async () => {
+    const acct = await newAccount();
+    const second = await call('POST', `/admin/v1/accounts/${acct.id}/tokens`, { token: adminToken });
+    expect(second.status).toBe(201);
+    expect(second.json.token).toMatch(/^rtya_/);
+    expect((await call('GET', '/gate/v1/account', { token: second.json.token })).json.account.id).toBe(
+      acct.id,
+    );
+    const first = await stores.db.pool.query<{ id: string }>(
+      'select id from account_tokens where account_id = $1 and id <> $2',
+      [acct.id, second.json.id],
+    );
+    const rv = await call('POST', `/admin/v1/accounts/${acct.id}/tokens/${first.rows[0]!.id}/revoke`, {
+      token: adminToken,
+    });
+    expect(rv.status).toBe(200);
+    expect((await call('GET', '/gate/v1/account', { token: acct.token })).status).toBe(401);
+    expect((await call('GET', '/gate/v1/account', { token: second.json.token })).status).toBe(200);
+    const unknown = await call('POST', `/admin/v1/accounts/${randomUUID()}/tokens`, { token: adminToken });
+    expect(unknown.status).toBe(404);
   });
 
   it("an account token acts only on its own account: another account's namespace and jobs are 404", async () => {

@@ -119,6 +119,7 @@ export function gateRoutes(b: Backbone): FastifyPluginAsyncZod {
               security,
               summary: 'Bind a node to this account with a signed "node.bind" message',
               body: z.object({ message: signedNodeMessageSchema }).strict(),
+              response: { 201: z.object({ address: z.string(), accountId: z.string() }) },
             },
           },
           async (req, reply) => {
