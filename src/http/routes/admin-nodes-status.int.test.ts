@@ -149,6 +149,34 @@ describe('node binding', () => {
   });
 });
 
+describe('node simulator contract over real HTTP', () => {
+  it('POST /admin/v1/accounts → {account:{id}, token}; POST /gate/v1/nodes/bind → 201 {address, accountId}', async () => {
+    const created = await fetch(`${server.url}/admin/v1/accounts`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ walletAddress: `0x${randomBytes(20).toString('hex')}` }),
+    });
+    expect(created.status).toBe(201);
+    const { account, token } = (await created.json()) as { account: { id: string }; token: string };
+    const key = generatePrivateKey();
+    const message = await bindMessage(key, {
+      accountId: account.id,
+      environment: 'mainnet',
+      gpuMemoryMb: 24576,
+    });
+    const bound = await fetch(`${server.url}/gate/v1/nodes/bind`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ message }),
+    });
+    expect(bound.status).toBe(201);
+    expect(await bound.json()).toEqual({
+      address: privateKeyToAccount(key).address.toLowerCase(),
+      accountId: account.id,
+    });
+  });
+});
+
 describe('node flags and Subclouds', () => {
   it('set and cleared flags reach the live state', async () => {
     const bb = server.backbone;
