@@ -1,7 +1,45 @@
-// The status API routes (being built: see issue 6).
+// The public Status API (no auth): online nodes, GPUs, models and availability per environment, queue depths,
+// requests per second and latency p50/p99 over the last minute; cached in Redis for LIVE_CACHE_TTL_MS.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { NetworkStatusService } from '../../modules/network/index.js';
 import type { Backbone } from '../../server/backbone.js';
 
-export function statusRoutes(_b: Backbone): FastifyPluginAsyncZod {
-  return async () => {};
+export function statusRoutes(b: Backbone): FastifyPluginAsyncZod {
+  const status = new NetworkStatusService({
+    pool: b.pool,
+    redis: b.redis,
+    prefix: b.config.REDIS_KEY_PREFIX,
+    ttlMs: b.config.LIVE_CACHE_TTL_MS,
+    liveStatus: () => b.nodes.catalog.status(),
+    catalog: (env) => b.nodes.catalog.catalog(env),
+    queueDepths: async () => {
+      const h = await b.routing.health();
+      const out: Record<string, number> = {};
+      for (const q of h.queues) if (q.messages !== undefined) out[q.queue] = q.messages;
+      return out;
+    },
+  });
+  return async (app) => {
+    for (const url of ['/status/v1', '/status']) {
+      app.get(
+        url,
+        {
+          schema: {
+            tags: ['status'],
+            summary: 'Network status (public)',
+            ...(url === '/status' ? { hide: true } : {}),
+          },
+        },
+        async (_req, reply) => {
+          const { summary, cached } = await status.summary();
+          reply.header('x-cache', cached ? 'hit' : 'miss');
+          reply.header(
+            'cache-control',
+            `public, max-age=${Math.max(1, Math.floor(b.config.LIVE_CACHE_TTL_MS / 1000))}`,
+          );
+          return summary;
+        },
+      );
+    }
+  };
 }

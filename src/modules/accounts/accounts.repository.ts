@@ -107,6 +107,14 @@ export class AccountsRepository {
     return r.rows[0] ? toNamespace(r.rows[0]) : undefined;
   }
 
+  async listNamespaces(db: Queryable, accountId: string): Promise<Namespace[]> {
+    const r = await db.query<NsRow>(
+      `select ${nsColumns} from namespaces where account_id = $1 order by created_at, id`,
+      [accountId],
+    );
+    return r.rows.map(toNamespace);
+  }
+
   async insertApiKey(
     db: Queryable,
     k: {

@@ -17,3 +17,5 @@ export {
   verifyNetworkConfig,
   type NetworkConfigVersion,
 } from './network-config.service.js';
+export { RedisNonceStore } from './nonce-store.js';
+export { NetworkStatusService, type NetworkStatusSummary } from './network-status.service.js';

@@ -2,9 +2,9 @@
 // into live state. A node with no live record picks its flags up on its next heartbeat (hydration).
 import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
-import { translatePgError, type Pool } from '../../stores/postgres/pool.js';
+import { translatePgError, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
 import type { LiveStore } from './live.store.js';
-import { NodesRepository, type FlagRecord, type Subcloud } from './nodes.repository.js';
+import { NodesRepository, type FlagRecord, type RegisteredNode, type Subcloud } from './nodes.repository.js';
 import { nodeFlags, type Environment, type NodeFlag } from './node-status.js';
 
 export class NodeAdminService {
@@ -30,6 +30,38 @@ export class NodeAdminService {
     } catch (err) {
       throw translatePgError(err);
     }
+  }
+
+  /**
+   * Binds a node to an account (Gate API): refused with `already_exists` (409) when the node is bound to another
+   * account; the check and the write are one statement, so two accounts racing cannot both win. `tx` lets the
+   * caller commit the binding with its audit entry.
+   */
+  async bindNode(
+    n: {
+      address: string;
+      environment: Environment;
+      accountId: string;
+      region?: string;
+      gpuModel?: string;
+      gpuMemoryMb?: number;
+    },
+    tx?: PoolClient,
+  ): Promise<void> {
+    if (!/^0x[0-9a-f]{40}$/.test(n.address))
+      throw new AppError('invalid_request', 'address must be lower-case hex');
+    let r: { bound: boolean };
+    try {
+      r = await this.repo.bindNode(tx ?? this.deps.pool, n);
+    } catch (err) {
+      throw translatePgError(err);
+    }
+    if (!r.bound) throw new AppError('already_exists', `node ${n.address} is bound to another account`);
+  }
+
+  /** The registry entry of a node, if registered. */
+  async findNode(address: string): Promise<RegisteredNode | undefined> {
+    return this.repo.findNode(this.deps.pool, address);
   }
 
   /** Sets pause, freeze or shadow_ban, optionally with a cooldown end; persisted, then mirrored. */

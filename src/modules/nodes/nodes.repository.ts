@@ -99,6 +99,39 @@ export class NodesRepository {
     );
   }
 
+  /**
+   * Binds a node to an account in one statement: inserts it, or updates it when it is unbound or already bound
+   * to the same account. Returns the account it is bound to afterwards (another account's id: refused).
+   */
+  async bindNode(
+    db: Queryable,
+    n: {
+      address: string;
+      environment: Environment;
+      accountId: string;
+      region?: string;
+      gpuModel?: string;
+      gpuMemoryMb?: number;
+    },
+  ): Promise<{ bound: boolean; accountId: string | null }> {
+    const r = await db.query<{ account_id: string }>(
+      `insert into nodes (address, account_id, environment, region, gpu_model, gpu_memory_mb, bound_at)
+       values ($1, $2, $3, $4, $5, $6, now())
+       on conflict (address) do update set account_id = excluded.account_id,
+         environment = excluded.environment, region = excluded.region, gpu_model = excluded.gpu_model,
+         gpu_memory_mb = excluded.gpu_memory_mb, bound_at = coalesce(nodes.bound_at, now()), updated_at = now()
+       where nodes.account_id is null or nodes.account_id = excluded.account_id
+       returning account_id::text`,
+      [n.address, n.accountId, n.environment, n.region ?? null, n.gpuModel ?? null, n.gpuMemoryMb ?? null],
+    );
+    if (r.rows[0]) return { bound: true, accountId: r.rows[0].account_id };
+    const cur = await db.query<{ account_id: string | null }>(
+      'select account_id::text from nodes where address = $1',
+      [n.address],
+    );
+    return { bound: false, accountId: cur.rows[0]?.account_id ?? null };
+  }
+
   async findNode(db: Queryable, address: string): Promise<RegisteredNode | undefined> {
     return (await this.loadTruth(db, [address])).get(address)?.node;
   }

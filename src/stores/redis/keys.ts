@@ -87,6 +87,11 @@ export class RedisKeys {
     return `${this.prefix}cache:status`;
   }
 
+  /** STRING (JSON): the public Status API summary (nodes, queues, requests per second, latency). */
+  statusSummaryCache(): string {
+    return `${this.prefix}cache:status:summary`;
+  }
+
   // --- Job flow (one key per value; no script spans them) ---
 
   /** STRING (JSON): a finished job's result for waiting and polling clients, kept JOB_RESULT_TTL_MS. */
