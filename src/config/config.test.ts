@@ -16,8 +16,18 @@ describe('config', () => {
     expect(() => loadConfig({ LEDGER_HOLD_TIMEOUT_MS: '5' })).toThrow(/LEDGER_HOLD_TIMEOUT_MS.*got "5"/s);
     expect(() => loadConfig({ REDIS_URL: 'http://x' })).toThrow(/REDIS_URL: a redis:\/\/ URL/);
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/API_KEY_PEPPER: must be set/);
-    expect(
-      loadConfig({ NODE_ENV: 'production', API_KEY_PEPPER: 'a-real-secret-of-some-length' }).NODE_ENV,
-    ).toBe('production');
+    // Production refuses every development default secret, each by name.
+    const secrets = {
+      API_KEY_PEPPER: 'a-real-secret-of-some-length',
+      ADMIN_TOKEN: 'a-real-admin-token-of-some-length',
+      NETWORK_SIGNING_KEY: `0x${'ab'.repeat(32)}`,
+    };
+    for (const name of Object.keys(secrets) as Array<keyof typeof secrets>) {
+      const { [name]: _missing, ...rest } = secrets;
+      expect(() => loadConfig({ NODE_ENV: 'production', ...rest })).toThrow(
+        new RegExp(`${name}: must be set`),
+      );
+    }
+    expect(loadConfig({ NODE_ENV: 'production', ...secrets }).NODE_ENV).toBe('production');
   });
 });

@@ -92,14 +92,11 @@ export async function runDemo(ctx: CliContext, opts: DemoOptions): Promise<numbe
       email: `${run}@example.test`,
     });
     const accountId = created.account.id;
-    const nsBody = await api<{ namespace?: { id: string }; id?: string }>(
-      url,
-      adminToken,
-      `/admin/v1/accounts/${accountId}/namespaces`,
-      { name: 'demo' },
-    );
-    const namespaceId = nsBody.namespace?.id ?? nsBody.id!;
-    const keyBody = await api<Record<string, unknown>>(
+    const nsBody = await api<{ id: string }>(url, adminToken, `/admin/v1/accounts/${accountId}/namespaces`, {
+      name: 'demo',
+    });
+    const namespaceId = nsBody.id;
+    const keyBody = await api<{ secret: string }>(
       url,
       adminToken,
       `/admin/v1/namespaces/${namespaceId}/keys`,
@@ -107,9 +104,7 @@ export async function runDemo(ctx: CliContext, opts: DemoOptions): Promise<numbe
         name: 'demo key',
       },
     );
-    const apiKey = String(
-      keyBody.secret ?? keyBody.plaintext ?? (keyBody.key as { secret?: string })?.secret,
-    );
+    const apiKey = keyBody.secret;
     await api(url, adminToken, `/admin/v1/namespaces/${namespaceId}/topups`, {
       amountMicro: TOPUP_MICRO.toString(),
       idempotencyKey: `${run}-topup`,
