@@ -7,7 +7,8 @@ import { QueueConsumer, type Delivery } from '../../stores/rabbitmq/consumer.js'
 import { ConfirmedPublisher } from '../../stores/rabbitmq/publisher.js';
 import type { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import { assertTopology, EXCHANGES, QUEUES, recordsTopology } from '../../stores/rabbitmq/topology.js';
-import { decodeRecordBatch, encodeRecordBatch } from './record-stream.contracts.js';
+import { decodeLifecycleLog } from './lifecycle-log.js';
+import { decodeRecordBatch, encodeRecordBatch, type RecordBatch } from './record-stream.contracts.js';
 import type { RecordOutcome } from './recorder.service.js';
 import { isTransientStoreError } from './record-stream.errors.js';
 
@@ -114,6 +115,8 @@ export class RecordStreamConsumer {
     await this.deadLetters.start();
     await this.consumer.start();
     await this.consumer.addQueue(QUEUES.records, async () => undefined);
+    // The routing layer's lifecycle events become routing/error logs (same batches, same guarantees).
+    await this.consumer.addQueue(QUEUES.recorderEvents, async () => undefined);
   }
 
   /** No new deliveries; the batch in hand is recorded and acked (or, during an outage, left to the broker). */
@@ -135,9 +138,18 @@ export class RecordStreamConsumer {
 
   private onDelivery(d: Delivery): void {
     this.stats.messages += 1;
-    const decoded = decodeRecordBatch(d.message.content);
+    const decoded: { batch: RecordBatch } | { error: string } =
+      d.queue === QUEUES.recorderEvents
+        ? ((r) => ('error' in r ? r : { batch: { v: 1 as const, events: [r.event] } }))(
+            decodeLifecycleLog(d.message.content),
+          )
+        : decodeRecordBatch(d.message.content);
     if ('error' in decoded) {
-      const p = this.deadLetter(d, d.message.content, `message breaks the records envelope: ${decoded.error}`)
+      const p = this.deadLetter(
+        d,
+        d.message.content,
+        d.queue === QUEUES.records ? `message breaks the records envelope: ${decoded.error}` : decoded.error,
+      )
         .then((ok) => (ok ? d.ack() : undefined))
         .finally(() => this.side.delete(p));
       this.side.add(p);

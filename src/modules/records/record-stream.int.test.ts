@@ -227,4 +227,53 @@ describe('records stream (RabbitMQ → recorder → MongoDB)', () => {
     expect(reasons[1]).toMatch(/envelope: v: /);
     expect(reasons[2]).toMatch(/namespaceId/);
   });
+  it("the routing layer's lifecycle events become routing/error logs; a broken one is dead-lettered", async () => {
+    const jobId = randomUUID();
+    const eventId = randomUUID();
+    const conn = await amqp.connect(vhost.url);
+    const ch = await conn.createConfirmChannel();
+    const send = (key: string, body: unknown) =>
+      new Promise<void>((resolve, reject) =>
+        ch.publish(EXCHANGES.events, key, Buffer.from(JSON.stringify(body)), { persistent: true }, (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
+    const event = {
+      v: 1,
+      eventId,
+      type: 'quarantined',
+      jobId,
+      namespaceId: ns,
+      model: 'llama3-8b',
+      environment: 'testnet',
+      attempt: 3,
+      at: new Date().toISOString(),
+      reason: 'no eligible node',
+    };
+    await send('job.quarantined', event);
+    await send('job.quarantined', event); // a duplicate changes nothing
+    await send('job.completed', { v: 1, type: 'completed' });
+    await ch.close();
+    const consumer = new RecordStreamConsumer({
+      connection: await connection('rs-con-4'),
+      recorder: recorderOn(mongo.store.db),
+      log: testLog,
+      options: { batchMaxWaitMs: 10 },
+    });
+    await consumer.start();
+    try {
+      await waitFor('handled', () => consumer.stats.events + consumer.stats.deadLettered === 3);
+    } finally {
+      await consumer.stop();
+    }
+    const logs = await repo().logs.find({ ns, jobId }).toArray();
+    expect(logs).toHaveLength(1);
+    expect(logs[0]).toMatchObject({ logType: 'error', model: 'llama3-8b' });
+    expect(consumer.stats).toMatchObject({ recorded: 1, duplicates: 1, deadLettered: 1 });
+    expect(await ready(QUEUES.recorderEvents)).toBe(0);
+    const dead = await conn.createChannel();
+    const m = await dead.get(QUEUES.recordsDead, { noAck: true });
+    await conn.close();
+    expect(String(m && m.properties.headers?.['x-rty-reason'])).toMatch(/job event contract/);
+  });
 });

@@ -83,9 +83,9 @@ export function retryTierName(delayMs: number): string {
 }
 
 /**
- * The records stream: record batches go to the events exchange as `records.batch` into a durable queue of
- * their own (the `job.#` lifecycle events, another contract, keep going to the recorderEvents queue), and
- * refused ones to a dead-letter queue. The queue also dead-letters there if a consumer rejects without requeue.
+ * What the recorder reads: record batches go to the events exchange as `records.batch` into a durable queue of
+ * their own; the routing layer's `job.#` lifecycle events (another contract) into the recorderEvents queue;
+ * refused ones of either to a dead-letter queue (records also dead-letters there on a reject without requeue).
  */
 export function recordsTopology(): Topology {
   const classic = { 'x-queue-type': QUEUE_TYPE };
@@ -96,10 +96,12 @@ export function recordsTopology(): Topology {
     ],
     queues: [
       // No TTL, no length limit: a MongoDB outage only makes this queue longer; nothing is dropped.
+      { name: QUEUES.recorderEvents, arguments: { ...classic } },
       { name: QUEUES.records, arguments: { ...classic, 'x-dead-letter-exchange': EXCHANGES.recordsDead } },
       { name: QUEUES.recordsDead, arguments: { ...classic } },
     ],
     bindings: [
+      { queue: QUEUES.recorderEvents, exchange: EXCHANGES.events, pattern: 'job.#' },
       { queue: QUEUES.records, exchange: EXCHANGES.events, pattern: 'records.#' },
       { queue: QUEUES.recordsDead, exchange: EXCHANGES.recordsDead, pattern: '' },
     ],
@@ -125,7 +127,6 @@ export function staticTopology(o: TopologyOptions): Topology {
       // Neither drops messages (no TTL, no length limit), so neither needs a dead-letter exchange.
       { name: QUEUES.expired, arguments: { ...classic } },
       { name: QUEUES.quarantine, arguments: { ...classic } },
-      { name: QUEUES.recorderEvents, arguments: { ...classic } },
       // Every message in a tier has the same TTL, so expiry at the head is exact; the original routing key
       // (the lane) is kept by dead-lettering, which brings the job back to its own lane.
       ...o.retryDelaysMs.map((d) => ({
@@ -137,7 +138,6 @@ export function staticTopology(o: TopologyOptions): Topology {
     bindings: [
       { queue: QUEUES.expired, exchange: EXCHANGES.expired, pattern: '' },
       { queue: QUEUES.quarantine, exchange: EXCHANGES.quarantine, pattern: '' },
-      { queue: QUEUES.recorderEvents, exchange: EXCHANGES.events, pattern: 'job.#' },
       ...retry.map((name) => ({ queue: name, exchange: name, pattern: '' })),
       ...records.bindings,
     ],
