@@ -137,6 +137,21 @@ export const configSchema = z.object({
   /** How long a namespace keeps its paid retention after a storage charge fails. */
   RECORDS_PLAN_GRACE_MS: intFrom(3 * 24 * 3600 * 1000, 0),
   RECORDS_RETENTION_INTERVAL_MS: intFrom(15 * 60 * 1000, 1000),
+  /** Records stream consumer (workers role): unacked messages held, events per recorder call, and the
+   * longest a partial batch waits before it is written. */
+  RECORDS_CONSUMER_PREFETCH: intFrom(64, 1),
+  RECORDS_CONSUMER_BATCH_MAX_EVENTS: intFrom(500, 1),
+  RECORDS_CONSUMER_BATCH_MAX_WAIT_MS: intFrom(50, 0),
+  /** First retry delay of a batch while MongoDB is unreachable (doubles up to 30 s; the batch stays queued). */
+  RECORDS_CONSUMER_RETRY_DELAY_MS: intFrom(500, 10),
+
+  // --- background workers (workers role) ---
+  /** How often expired credit holds are released (unused bonuses: every 10 periods). */
+  LEDGER_SWEEP_INTERVAL_MS: intFrom(10_000, 100),
+  /** How often job rows left open after their hold closed (voided/expired) are moved to 'expired'. */
+  JOBS_STALE_RECONCILE_INTERVAL_MS: intFrom(60_000, 100),
+  /** Only holds closed at least this long ago: the job flow's own terminal transition wins within it. */
+  JOBS_STALE_GRACE_MS: intFrom(60_000, 0),
 
   // --- serving: HTTP APIs, node gateway, job flow (issue 6) ---
   HTTP_HOST: z.string().min(1).default('127.0.0.1'),

@@ -34,7 +34,7 @@ async function rty(...args: string[]): Promise<{ code: number; lines: string[] }
 
 it('migrate asserts the topology; queue health, quarantine list, replay and purge work end to end', async () => {
   const migrated = await rty('migrate');
-  expect(migrated.lines).toContain('rabbitmq: topology asserted (8 exchanges, 6 queues)');
+  expect(migrated.lines).toContain('rabbitmq: topology asserted (9 exchanges, 8 queues)');
   expect((await rty('migrate')).code).toBe(0); // idempotent
 
   // Two jobs that always fail end in quarantine.

@@ -11,3 +11,4 @@ export type { TerminalStatus, JobRow } from './jobs.repository.js';
 export { JobResults, jobResultSchema, type JobResult } from './job-results.js';
 export type { JobRecordSink } from './job-records.js';
 export { jobIdForIdempotencyKey } from './idempotency.js';
+export { createStaleJobsTask, type StaleJobsOptions, type StaleJobsTask } from './jobs.tasks.js';

@@ -153,6 +153,56 @@ export class JobsRepository {
     return r.rowCount === 1;
   }
 
+  /**
+   * Moves to 'expired' (cost 0) jobs still 'queued'/'dispatched' whose credit hold was closed without a charge
+   * (voided or expired) before `closedBefore` — e.g. a submit that crashed between reserve and enqueue, whose
+   * hold the sweeper released. One statement: the status predicate is re-checked on the locked row, so two
+   * concurrent runs (or a late terminal transition of the job flow) move each job once. Returns the moved jobs.
+   */
+  async expireJobsWithClosedHolds(
+    db: Queryable,
+    closedBefore: Date,
+    limit: number,
+  ): Promise<
+    Array<
+      Pick<JobRow, 'id' | 'namespaceId' | 'model' | 'nodeAddress' | 'attempts' | 'createdAt' | 'dispatchedAt'>
+    >
+  > {
+    const r = await db.query<{
+      id: string;
+      namespace_id: string;
+      model: string;
+      node_address: string | null;
+      attempts: number;
+      created_at: Date;
+      dispatched_at: Date | null;
+    }>(
+      `with stale as (
+         select j.id, j.created_at
+           from jobs j
+           join credit_holds h on h.job_id = j.id and h.namespace_id = j.namespace_id
+          where j.status in ('queued', 'dispatched')
+            and h.status in ('voided', 'expired')
+            and h.closed_at < $1
+          order by j.created_at
+          limit $2)
+       update jobs j set status = 'expired', cost = 0, finished_at = now()
+         from stale
+        where j.id = stale.id and j.created_at = stale.created_at and j.status in ('queued', 'dispatched')
+       returning j.id, j.namespace_id, j.model, j.node_address, j.attempts, j.created_at, j.dispatched_at`,
+      [closedBefore, limit],
+    );
+    return r.rows.map((x) => ({
+      id: x.id,
+      namespaceId: x.namespace_id,
+      model: x.model,
+      nodeAddress: x.node_address,
+      attempts: x.attempts,
+      createdAt: x.created_at,
+      dispatchedAt: x.dispatched_at,
+    }));
+  }
+
   async countByStatus(db: Queryable, namespaceId: string): Promise<Record<string, number>> {
     const r = await db.query<{ status: string; n: number }>(
       'select status, count(*)::int as n from jobs where namespace_id = $1 group by status',

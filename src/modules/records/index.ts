@@ -37,3 +37,22 @@ export {
   type ChargeOutcome,
 } from './storage-billing.service.js';
 export { createRecordsTasks } from './records.tasks.js';
+export {
+  RecordStreamPublisher,
+  defaultRecordStreamPublisherOptions,
+  type RecordStreamPublisherOptions,
+} from './record-stream.publisher.js';
+export {
+  RecordStreamConsumer,
+  defaultRecordStreamConsumerOptions,
+  type BatchRecorder,
+  type RecordStreamConsumerOptions,
+  type RecordStreamStats,
+} from './record-stream.consumer.js';
+export {
+  decodeRecordBatch,
+  encodeRecordBatch,
+  RECORD_BATCH_VERSION,
+  type RecordBatch,
+} from './record-stream.contracts.js';
+export { isTransientStoreError } from './record-stream.errors.js';

@@ -224,6 +224,8 @@ export class RoutingService {
       QUEUES.quarantine,
       QUEUES.expired,
       QUEUES.recorderEvents,
+      QUEUES.records,
+      QUEUES.recordsDead,
       ...this.deps.options.topology.retryDelaysMs.map(retryTierName),
     ];
     const depths = await readQueueDepths(this.requireConnection(), [

@@ -25,9 +25,13 @@ export async function insertManyIdempotent<T extends Document>(
     return { duplicates: new Set(), inserted: r.insertedCount };
   } catch (err) {
     if (err instanceof MongoBulkWriteError) {
-      const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+      const errors = (Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors]).filter(
+        (e) => e !== undefined,
+      );
       const other = errors.find((e) => e.code !== DUPLICATE_KEY);
-      if (other) throw translateMongoError(err);
+      // No write errors at all: a top-level failure (e.g. "Topology is closed" from a client whose server
+      // went away) that says nothing was written — never report it as written.
+      if (other || errors.length === 0) throw translateMongoError(err);
       return {
         duplicates: new Set(errors.map((e) => e.index)),
         inserted: docs.length - errors.length,
@@ -56,7 +60,10 @@ export function translateMongoError(err: unknown): unknown {
   if (err instanceof AppError) return err;
   const name = (err as { name?: string } | null)?.name ?? '';
   const message = err instanceof Error ? err.message : String(err);
-  if (/MongoNetwork|MongoServerSelection|MongoTopologyClosed|PoolClosed/.test(name)) {
+  if (
+    /MongoNetwork|MongoServerSelection|MongoTopologyClosed|PoolClosed/.test(name) ||
+    (name === 'MongoBulkWriteError' && /Topology is closed|not connected|connection/i.test(message))
+  ) {
     return new AppError('store_unavailable', `MongoDB unavailable: ${message}`, undefined, { cause: err });
   }
   if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) {

@@ -29,6 +29,8 @@ export const EXCHANGES = {
   events: 'rty.events',
   /** Fanout, transient messages; "a new lane exists" announcements so consumers attach quickly. */
   lanes: 'rty.lanes',
+  /** Fanout; record batches (or single events) the recorder refused, with the reason in `x-rty-reason`. */
+  recordsDead: 'rty.records.dead',
 } as const;
 
 export const QUEUES = {
@@ -36,7 +38,14 @@ export const QUEUES = {
   quarantine: 'rty.quarantine',
   /** The recorder's durable copy of every job event (kept while MongoDB is down). */
   recorderEvents: 'rty.events.recorder',
+  /** Record batches (records contract) for MongoDB, published on the events exchange as `records.*`. */
+  records: 'rty.records',
+  /** Quarantine of the records stream: refused events, kept for inspection, never retried by themselves. */
+  recordsDead: 'rty.records.dead',
 } as const;
+
+/** Routing key of record batches on the events exchange (the `records.` prefix is what binds them). */
+export const RECORDS_ROUTING_KEY = 'records.batch';
 
 export const LANE_PREFIX = 'rty.lane.';
 
@@ -73,10 +82,37 @@ export function retryTierName(delayMs: number): string {
   return `rty.retry.${delayMs}ms`;
 }
 
+/**
+ * What the recorder reads: record batches go to the events exchange as `records.batch` into a durable queue of
+ * their own; the routing layer's `job.#` lifecycle events (another contract) into the recorderEvents queue;
+ * refused ones of either to a dead-letter queue (records also dead-letters there on a reject without requeue).
+ */
+export function recordsTopology(): Topology {
+  const classic = { 'x-queue-type': QUEUE_TYPE };
+  return {
+    exchanges: [
+      { name: EXCHANGES.events, type: 'topic' },
+      { name: EXCHANGES.recordsDead, type: 'fanout' },
+    ],
+    queues: [
+      // No TTL, no length limit: a MongoDB outage only makes this queue longer; nothing is dropped.
+      { name: QUEUES.recorderEvents, arguments: { ...classic } },
+      { name: QUEUES.records, arguments: { ...classic, 'x-dead-letter-exchange': EXCHANGES.recordsDead } },
+      { name: QUEUES.recordsDead, arguments: { ...classic } },
+    ],
+    bindings: [
+      { queue: QUEUES.recorderEvents, exchange: EXCHANGES.events, pattern: 'job.#' },
+      { queue: QUEUES.records, exchange: EXCHANGES.events, pattern: 'records.#' },
+      { queue: QUEUES.recordsDead, exchange: EXCHANGES.recordsDead, pattern: '' },
+    ],
+  };
+}
+
 /** The fixed part of the topology (lanes are added on demand by laneTopology). */
 export function staticTopology(o: TopologyOptions): Topology {
   const classic = { 'x-queue-type': QUEUE_TYPE };
   const retry = o.retryDelaysMs.map((d) => retryTierName(d));
+  const records = recordsTopology();
   return {
     exchanges: [
       { name: EXCHANGES.jobs, type: 'direct' },
@@ -85,24 +121,25 @@ export function staticTopology(o: TopologyOptions): Topology {
       { name: EXCHANGES.events, type: 'topic' },
       { name: EXCHANGES.lanes, type: 'fanout' },
       ...retry.map((name) => ({ name, type: 'fanout' as const })),
+      ...records.exchanges.filter((e) => e.name !== EXCHANGES.events),
     ],
     queues: [
       // Neither drops messages (no TTL, no length limit), so neither needs a dead-letter exchange.
       { name: QUEUES.expired, arguments: { ...classic } },
       { name: QUEUES.quarantine, arguments: { ...classic } },
-      { name: QUEUES.recorderEvents, arguments: { ...classic } },
       // Every message in a tier has the same TTL, so expiry at the head is exact; the original routing key
       // (the lane) is kept by dead-lettering, which brings the job back to its own lane.
       ...o.retryDelaysMs.map((d) => ({
         name: retryTierName(d),
         arguments: { ...classic, 'x-message-ttl': d, 'x-dead-letter-exchange': EXCHANGES.jobs },
       })),
+      ...records.queues,
     ],
     bindings: [
       { queue: QUEUES.expired, exchange: EXCHANGES.expired, pattern: '' },
       { queue: QUEUES.quarantine, exchange: EXCHANGES.quarantine, pattern: '' },
-      { queue: QUEUES.recorderEvents, exchange: EXCHANGES.events, pattern: 'job.#' },
       ...retry.map((name) => ({ queue: name, exchange: name, pattern: '' })),
+      ...records.bindings,
     ],
   };
 }

@@ -1,0 +1,78 @@
+// The jobs module's recurring task for the background runner: finish job rows left 'queued'/'dispatched'
+// whose credit hold was already closed without a charge (a submit that crashed between reserve and enqueue,
+// a message lost before dispatch …): they become 'expired' with cost 0, once, and their record is emitted.
+import type { Logger } from '../../platform/logger.js';
+import type { Pool } from '../../stores/postgres/pool.js';
+import { finishedEvent, type JobRecordSink } from './job-records.js';
+import { JobsRepository } from './jobs.repository.js';
+
+export interface StaleJobsOptions {
+  intervalMs: number;
+  /**
+   * Only holds closed longer ago than this: the job flow voids the hold first and moves the row right after,
+   * and that path (with its own terminal status: failed, cancelled) must win over this repair.
+   */
+  graceMs: number;
+  batchSize: number;
+}
+
+export interface StaleJobsTask {
+  name: string;
+  intervalMs: number;
+  run(signal: AbortSignal): Promise<{ expired: number }>;
+}
+
+export function createStaleJobsTask(deps: {
+  pool: Pool;
+  log: Logger;
+  records?: JobRecordSink;
+  options: StaleJobsOptions;
+}): StaleJobsTask {
+  const repo = new JobsRepository();
+  const log = deps.log.child({ component: 'jobs.stale-reconcile' });
+  return {
+    name: 'jobs.stale-reconcile',
+    intervalMs: deps.options.intervalMs,
+    run: async (signal) => {
+      let expired = 0;
+      // Bounded: at most 100 batches per run; the next run takes the rest.
+      for (let i = 0; i < 100 && !signal.aborted; i += 1) {
+        const moved = await repo.expireJobsWithClosedHolds(
+          deps.pool,
+          new Date(Date.now() - deps.options.graceMs),
+          deps.options.batchSize,
+        );
+        expired += moved.length;
+        if (moved.length > 0) {
+          log.info({ jobs: moved.map((j) => j.id) }, 'stale jobs with closed holds expired');
+          const finishedAt = new Date().toISOString();
+          deps.records
+            ?.publish(
+              moved.map((j) =>
+                finishedEvent(
+                  {
+                    v: 1,
+                    jobId: j.id,
+                    namespaceId: j.namespaceId,
+                    model: j.model,
+                    kind: 'completion',
+                    status: 'expired',
+                    costMicro: '0',
+                    error: 'the job was left unfinished after its credit hold closed',
+                    attempts: j.attempts,
+                    nodeAddress: j.nodeAddress,
+                    createdAt: j.createdAt.toISOString(),
+                    finishedAt,
+                  },
+                  { assignedAt: j.dispatchedAt, executionMs: 0 },
+                ),
+              ),
+            )
+            .catch((err: unknown) => log.warn({ err }, 'record events not published'));
+        }
+        if (moved.length < deps.options.batchSize) break;
+      }
+      return { expired };
+    },
+  };
+}

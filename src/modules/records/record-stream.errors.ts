@@ -1,0 +1,41 @@
+// Which failures of a record batch mean "a store is unreachable, try the same batch again later" (kept in the
+// queue, retried with backoff, without limit) rather than "something in the batch is wrong" (poison).
+import { isAppError } from '../../platform/errors.js';
+
+const MONGO_TRANSIENT_NAMES = new Set([
+  'MongoNetworkError',
+  'MongoNetworkTimeoutError',
+  'MongoServerSelectionError',
+  'MongoNotConnectedError',
+  'MongoTopologyClosedError',
+  'MongoPoolClearedError',
+  'MongoWriteConcernError',
+]);
+const MONGO_TRANSIENT_LABELS = ['RetryableWriteError', 'TransientTransactionError', 'ResetPool'];
+/** Node socket errors (the pg driver surfaces them as they are). */
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+]);
+
+export function isTransientStoreError(err: unknown): boolean {
+  if (isAppError(err)) return err.code === 'store_unavailable' || err.code === 'timeout';
+  if (!(err instanceof Error)) return false;
+  if (MONGO_TRANSIENT_NAMES.has(err.name)) return true;
+  const labels = (err as { errorLabels?: unknown }).errorLabels;
+  if (Array.isArray(labels) && labels.some((l) => MONGO_TRANSIENT_LABELS.includes(String(l)))) return true;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (SOCKET_CODES.has(code)) return true;
+    // SQLSTATE classes 08 (connection), 53 (resources), 57P (operator intervention: shutdown, restart).
+    if (/^(08|53|57P)/.test(code)) return true;
+  }
+  // pg pool errors without a code.
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+    err.message,
+  );
+}
