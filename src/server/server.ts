@@ -9,6 +9,7 @@ import type { JobConsumer } from '../modules/routing/index.js';
 import type { NodeExecutor } from '../modules/jobs/index.js';
 import { buildHttpApp } from '../http/app.js';
 import { NodeGateway } from '../ws/node-gateway.js';
+import { createRecordSink, startWorkers } from '../background/workers.js';
 import { createBackbone, type Backbone, type Role } from './backbone.js';
 
 export interface RunningServer {
@@ -35,7 +36,8 @@ export async function startServer(opts: {
   let gateway!: NodeGateway;
   const b = await createBackbone(config, log, (partial) => {
     gateway = new NodeGateway(partial);
-    return { executor: opts.executor ?? gateway };
+    // Every process publishes record events; processes with the workers role write them to MongoDB.
+    return { executor: opts.executor ?? gateway, records: createRecordSink(partial) };
   });
   const stops = b.lifecycle;
   let consumer: JobConsumer | undefined;
@@ -65,6 +67,10 @@ export async function startServer(opts: {
         if (left > 0)
           log.warn({ left }, 'jobs still running at the drain deadline; their messages will be redelivered');
       });
+    }
+    if (roles.has('workers')) {
+      const workers = await startWorkers(b);
+      stops.add('workers', () => workers.stop());
     }
   } catch (err) {
     await stops.stop();
