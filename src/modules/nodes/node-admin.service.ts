@@ -4,7 +4,7 @@ import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import { translatePgError, type Pool } from '../../stores/postgres/pool.js';
 import type { LiveStore } from './live.store.js';
-import { NodesRepository, type FlagRecord, type Subcloud } from './nodes.repository.js';
+import { NodesRepository, type FlagRecord, type RegisteredNode, type Subcloud } from './nodes.repository.js';
 import { nodeFlags, type Environment, type NodeFlag } from './node-status.js';
 
 export class NodeAdminService {
@@ -30,6 +30,11 @@ export class NodeAdminService {
     } catch (err) {
       throw translatePgError(err);
     }
+  }
+
+  /** The registry row of a node (account binding, environment, status), or undefined. */
+  findNode(address: string): Promise<RegisteredNode | undefined> {
+    return this.repo.findNode(this.deps.pool, address);
   }
 
   /** Sets pause, freeze or shadow_ban, optionally with a cooldown end; persisted, then mirrored. */
