@@ -15,7 +15,13 @@ import type { NodeExecutor, NodeResult } from '../modules/jobs/index.js';
 import type { Backbone } from '../server/backbone.js';
 import { RedisNonceStore } from './node-auth.js';
 import { NodeSession } from './node-session.js';
-import { CLOSE, NODE_WS_PATH, relayMessageSchema, WS_PROTOCOL_VERSION, type RelayMessage } from './protocol.js';
+import {
+  CLOSE,
+  NODE_WS_PATH,
+  relayMessageSchema,
+  WS_PROTOCOL_VERSION,
+  type RelayMessage,
+} from './protocol.js';
 
 /** How long a node's ownership key lives without a refresh (a crashed process's nodes free up after it). */
 const OWNER_TTL_MS = 30_000;
@@ -192,9 +198,7 @@ export class NodeGateway implements NodeExecutor {
 
   /** The owner's side of a relay: deliver to the local socket, answer on the requester's channel. */
   private async deliverRelayed(msg: Extract<RelayMessage, { type: 'deliver' }>): Promise<void> {
-    const reply = (
-      m: { type: 'result'; result: NodeResult } | { type: 'fail'; reason: string },
-    ) =>
+    const reply = (m: { type: 'result'; result: NodeResult } | { type: 'fail'; reason: string }) =>
       this.b.redis
         .publish(
           this.keys.gatewayChannel(msg.replyTo),
@@ -262,7 +266,12 @@ export class NodeGateway implements NodeExecutor {
   }
 
   private async releaseOwnership(node: string): Promise<void> {
-    await runScript(this.b.redis, getScript('gw_release'), [this.keys.nodeGateway(node)], [this.b.instanceId]);
+    await runScript(
+      this.b.redis,
+      getScript('gw_release'),
+      [this.keys.nodeGateway(node)],
+      [this.b.instanceId],
+    );
   }
 
   private async refreshOwnership(): Promise<void> {

@@ -237,7 +237,8 @@ export class NodeSession {
         ...(r.embeddings ? { embeddings: r.embeddings } : {}),
         ...(r.finishReason ? { finishReason: r.finishReason } : {}),
       });
-    } else p.reject(new Error(`node ${m.node} failed job ${jobId}: ${jobErrorBodySchema.parse(m.body).reason}`));
+    } else
+      p.reject(new Error(`node ${m.node} failed job ${jobId}: ${jobErrorBodySchema.parse(m.body).reason}`));
   }
 
   private closed(): void {
