@@ -42,6 +42,8 @@ export interface NodeAgentOptions {
   log?: Logger;
   /** In [0, 1); for deterministic tests. */
   random?: () => number;
+  /** Awaited before a job runs (tests hold a job on its node with it). */
+  beforeRun?: (job: JobFrame) => Promise<void>;
 }
 
 export interface AgentCounters {
@@ -132,16 +134,25 @@ export class NodeAgent {
     }
     const interval =
       this.opts.heartbeatIntervalMs ?? (reg.body as { heartbeatIntervalMs: number }).heartbeatIntervalMs;
-    await this.heartbeat();
     this.heartbeatTimer = setInterval(() => void this.heartbeat().catch(() => undefined), interval);
     this.connect();
     await this.waitReady();
+    // Routable from now on: the heartbeat says healthy only while the socket is up.
+    await this.heartbeat();
   }
 
+  setBehaviour(b: Partial<AgentBehaviour>): void {
+    Object.assign(this.behaviour, b);
+  }
+
+  /** Leaves the pools (a last heartbeat saying unhealthy), then closes the socket. */
   async stop(): Promise<void> {
+    if (!this.running) return;
     this.running = false;
     clearInterval(this.heartbeatTimer);
     clearTimeout(this.reconnectTimer);
+    this.ready = false;
+    await this.heartbeat().catch(() => undefined);
     const ws = this.socket;
     if (ws && ws.readyState !== WebSocket.CLOSED) {
       await new Promise<void>((resolve) => {
@@ -172,7 +183,8 @@ export class NodeAgent {
       models: this.opts.models.map((name) => ({ name, version: 'v1', active: true })),
       capacity: this.opts.capacity,
       load: this.load,
-      health: 'ok',
+      // Without a socket the node cannot take jobs: it tells the matchmaker so.
+      health: this.ready ? 'ok' : 'unhealthy',
       quality: 1,
       latencyMs: this.behaviour.latencyMs,
     };
@@ -225,7 +237,10 @@ export class NodeAgent {
     ws.on('message', (data) => this.onMessage(ws, data.toString()));
     ws.on('error', (err) => this.opts.log?.debug({ err, nodeId: this.address }, 'agent socket error'));
     ws.on('close', () => {
-      if (this.socket === ws) this.ready = false;
+      if (this.socket === ws && this.ready) {
+        this.ready = false;
+        if (this.running) void this.heartbeat().catch(() => undefined);
+      }
       if (this.running && this.socket === ws) {
         this.reconnectTimer = setTimeout(() => this.connect(), this.opts.reconnectDelayMs ?? 250);
       }
@@ -242,9 +257,11 @@ export class NodeAgent {
     }
     for (const l of this.frameListeners) l(frame);
     if (frame.type === 'hello.ok') {
+      const reconnect = this.counters.connects > 0;
       this.ready = true;
       this.counters.connects += 1;
       for (const w of this.readyWaiters.splice(0)) w();
+      if (reconnect) void this.heartbeat().catch(() => undefined);
     } else if (frame.type === 'error') {
       this.counters.refused += 1;
       keepLast(this.errorFrames, frame);
@@ -258,6 +275,7 @@ export class NodeAgent {
     this.counters.jobs += 1;
     this.load += 1;
     try {
+      await this.opts.beforeRun?.(job);
       const b = this.behaviour;
       const delay = b.latencyMs + (b.jitterMs > 0 ? randomInt(0, b.jitterMs + 1) : 0);
       const roll = this.random();
