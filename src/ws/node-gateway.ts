@@ -50,6 +50,8 @@ export class NodeGateway implements NodeExecutor {
   private readonly relays = new Map<string, RelayWaiter>();
   private timers: NodeJS.Timeout[] = [];
   private state: 'idle' | 'running' | 'stopped' = 'idle';
+  /** Deliveries by path since start (local socket, relayed to another process, relayed to us). */
+  readonly stats = { local: 0, relayedOut: 0, relayedIn: 0 };
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const path = (req.url ?? '').split('?')[0];
@@ -149,7 +151,10 @@ export class NodeGateway implements NodeExecutor {
     if (this.state !== 'running') throw new Error('node gateway is not running');
     const deadlineMs = Date.now() + this.b.config.JOB_ATTEMPT_TIMEOUT_MS;
     const local = this.sessions.get(lease.nodeAddress);
-    if (local) return local.deliver(lease, job, deadlineMs, signal);
+    if (local) {
+      this.stats.local += 1;
+      return local.deliver(lease, job, deadlineMs, signal);
+    }
     const owner = await this.b.redis.get(this.keys.nodeGateway(lease.nodeAddress));
     if (!owner || owner === this.b.instanceId)
       throw new Error(`node ${lease.nodeAddress} is not connected to any gateway`);
@@ -164,6 +169,7 @@ export class NodeGateway implements NodeExecutor {
     signal: AbortSignal,
   ): Promise<NodeResult> {
     const reqId = randomUUID();
+    this.stats.relayedOut += 1;
     const answer = new Promise<NodeResult>((resolve, reject) => {
       const done = () => {
         this.relays.delete(reqId);
@@ -211,6 +217,7 @@ export class NodeGateway implements NodeExecutor {
       await reply({ type: 'fail', reason: `node ${msg.lease.nodeAddress} is not connected here` });
       return;
     }
+    this.stats.relayedIn += 1;
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), Math.max(0, msg.deadlineMs - Date.now()));
     try {
