@@ -16,6 +16,7 @@ import {
 } from '../../test/gateway-harness.js';
 import { gate, waitFor } from '../../test/routing-fixtures.js';
 import type { RunningServer } from '../server/server.js';
+import { RedisKeys } from '../stores/redis/keys.js';
 import { signNodeMessage } from './node-auth.js';
 import type { NodeAgent, NodeAgentOptions } from './node-agent.js';
 import { runBuiltin } from './node-runtime.js';
@@ -218,5 +219,43 @@ describe('node gateway', () => {
     const byReason = Object.fromEntries(rejected.values.map((v) => [v.labels.reason, v.value]));
     for (const r of ['bad_signature', 'stale_timestamp', 'replayed_nonce', 'node_not_registered'])
       expect(byReason[r]).toBeGreaterThanOrEqual(1);
+  });
+
+  it('refuses job messages with a bad signature, a stale timestamp, a replayed nonce or another node key', async () => {
+    const [agent] = await startAgents(1);
+    const refused: ErrorFrame[] = [];
+    agent!.onFrame((f) => f.type === 'error' && refused.push(f));
+    const body = { jobId: '00000000-0000-4000-8000-000000000001', fencingToken: '1', reason: 'x' };
+    const m = await signNodeMessage(agent!.account, 'job.error', body);
+    agent!.sendRaw({ ...m, nonce: `${m.nonce}Z` });
+    agent!.sendRaw(await signNodeMessage(agent!.account, 'job.error', body, { ts: Date.now() - 3_600_000 }));
+    agent!.sendRaw(m);
+    await waitFor('three refusals', () => refused.length >= 3);
+    agent!.sendRaw(m);
+    await waitFor('four refusals', () => refused.length >= 4);
+    agent!.sendRaw(await signNodeMessage(privateKeyToAccount(generatePrivateKey()), 'job.error', body));
+    await waitFor('five refusals', () => refused.length >= 5);
+    expect(refused.map((f) => f.reason).sort()).toEqual(
+      ['bad_signature', 'stale_timestamp', 'not_lease_holder', 'replayed_nonce', 'wrong_node'].sort(),
+    );
+    expect(agent!.connected).toBe(true); // refusals of job messages do not end the session
+  });
+
+  it('a stopping process closes its node sockets with 1001 and releases their ownership', async () => {
+    const other = await startTestServer(stores, { roles: 'io', overrides: gatewayOverrides });
+    try {
+      const agent = newAgent(other);
+      agents.push(agent);
+      await bindNodes(other.backbone, [agent.address]);
+      await agent.start();
+      const keys = new RedisKeys(other.backbone.config.REDIS_KEY_PREFIX);
+      expect(await other.backbone.redis.get(keys.nodeGateway(agent.address))).toBe(other.backbone.instanceId);
+      const code = new Promise<number>((resolve) => agent.socket!.once('close', (c) => resolve(c)));
+      await other.stop();
+      expect(await code).toBe(1001);
+      expect(await server.backbone.redis.get(keys.nodeGateway(agent.address))).toBeNull();
+    } finally {
+      await other.stop();
+    }
   });
 });
