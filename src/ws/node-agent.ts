@@ -16,6 +16,9 @@ import {
   type ServerFrame,
 } from './protocol.js';
 
+/** Bound on each register/heartbeat call. */
+const HTTP_TIMEOUT_MS = 10_000;
+
 export interface AgentBehaviour {
   latencyMs: number;
   jitterMs: number;
@@ -114,6 +117,7 @@ export class NodeAgent {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(msg),
+      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
     });
     return { status: res.status, body: await res.json().catch(() => null) };
   }

@@ -281,6 +281,10 @@ export class NodeGateway implements NodeExecutor {
     );
   }
 
+  /**
+   * Re-asserts ownership of every node connected here. The newest connection of a node wins (register
+   * overwrites); a half-open older socket elsewhere loses its claim within two ping intervals, when it closes.
+   */
   private async refreshOwnership(): Promise<void> {
     const nodes = [...this.sessions.keys()];
     if (nodes.length === 0) return;

@@ -45,6 +45,7 @@ async function postJson(
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
     body: JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
   });
   return { status: res.status, json: await res.json().catch(() => null) };
 }
