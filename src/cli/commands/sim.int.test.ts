@@ -1,7 +1,11 @@
 // The simulator against a running backbone: nodes bound through the Gate/Admin HTTP contract (served here
 // by a stand-in that follows the contract on the real stores until the Gate API lands) or pre-bound
 // (--skip-bind with known keys); jobs run on the simulated nodes, including failing and disconnecting ones.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,8 +20,17 @@ import {
 } from '../../../test/gateway-harness.js';
 import { verifyNodeMessage } from '../../modules/network/index.js';
 import type { RunningServer } from '../../server/server.js';
+import { waitFor } from '../../../test/routing-fixtures.js';
 import { RedisNonceStore } from '../../ws/node-auth.js';
-import { parseSimOptions, simCounters, startSim, type RunningSim, type SimCliOptions } from './sim.js';
+import { projectRoot } from '../../platform/paths.js';
+import {
+  loadOrCreateKeys,
+  parseSimOptions,
+  simCounters,
+  startSim,
+  type RunningSim,
+  type SimCliOptions,
+} from './sim.js';
 
 let stores: TestStores;
 let server: RunningServer;
@@ -133,5 +146,47 @@ describe('rty sim', () => {
       expect(await settleCount(b, id)).toBe(status === 'succeeded' ? 1 : 0);
     }
     await sim.stop();
+  });
+
+  it('`rty sim` as a process: READY once connected, counters, serves jobs, stops cleanly on SIGTERM', async () => {
+    const b = server.backbone;
+    const dir = mkdtempSync(join(tmpdir(), 'rty-sim-'));
+    const keysFile = join(dir, 'keys');
+    try {
+      const keys = loadOrCreateKeys(keysFile, 2);
+      expect(loadOrCreateKeys(keysFile, 2)).toEqual(keys); // reused, not regenerated
+      await bindNodes(
+        b,
+        keys.map((k) => privateKeyToAccount(k).address.toLowerCase()),
+      );
+      const args = ['--import', 'tsx', 'src/main/cli.ts', 'sim', '--url', server.url, '--nodes', '2'];
+      const child = spawn(
+        process.execPath,
+        [...args, '--skip-bind', '--keys-file', keysFile, '--report-ms', '200', '--latency-ms', '1'],
+        { cwd: projectRoot(), stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      try {
+        await waitFor(
+          'SIM READY',
+          () => out.includes('SIM READY nodes=2') || child.exitCode !== null,
+          60_000,
+        );
+        expect(out).toContain('SIM READY nodes=2');
+        const ns = await fundedNamespace(b);
+        const id = await submitChat(b, ns, 'from a process');
+        expect(await waitTerminal(b, ns, id)).toBe('succeeded');
+        await waitFor('a counter line', () => /SIM connected=2\/2 jobs=1 results=1/.test(out));
+      } finally {
+        if (child.exitCode === null) child.kill('SIGTERM');
+      }
+      expect(await exited).toBe(0);
+      expect(out).toContain('SIM stopped');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
