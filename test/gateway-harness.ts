@@ -1,6 +1,8 @@
 // Node gateway test fixtures: node agents bound to an operator account on a running backbone, a funded
 // namespace, job submission and bounded waits for a job's terminal state.
+import { randomUUID } from 'node:crypto';
 import type { Backbone } from '../src/server/backbone.js';
+import type { JobMessage } from '../src/modules/routing/index.js';
 import type { RunningServer } from '../src/server/server.js';
 import type { TerminalStatus } from '../src/modules/jobs/index.js';
 import { NodeAgent, type NodeAgentOptions } from '../src/ws/node-agent.js';
@@ -94,4 +96,23 @@ export async function settleCount(b: Backbone, jobId: string): Promise<number> {
     [jobId],
   );
   return Number(r.rows[0]!.n);
+}
+
+/** A job message as the dispatcher hands it to the gateway (for calling `gateway.run` directly). */
+export function jobMessage(prompt = 'relay me please'): JobMessage {
+  return {
+    v: 1,
+    jobId: randomUUID(),
+    namespaceId: randomUUID(),
+    model: MODEL,
+    environment: 'testnet',
+    priority: 'urgent',
+    subcloud: null,
+    attempt: 0,
+    excludedNodeIds: [],
+    failures: [],
+    enqueuedAt: new Date().toISOString(),
+    ttlMs: 60_000,
+    request: { kind: 'completion', body: { prompt }, maxTokens: 8 },
+  };
 }

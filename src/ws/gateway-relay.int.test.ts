@@ -1,13 +1,13 @@
 // Two backbone processes on the same stores, nodes connected to only one of them: jobs the other process
 // consumes are relayed over Redis pub/sub and complete, each dispatched once; a node with no gateway, or
 // whose gateway is gone, is refused at once.
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
 import {
   bindNodes,
   fundedNamespace,
   gatewayOverrides,
+  jobMessage,
   MODEL,
   newAgent,
   settleCount,
@@ -15,7 +15,6 @@ import {
   waitTerminal,
 } from '../../test/gateway-harness.js';
 import { RedisKeys } from '../stores/redis/keys.js';
-import type { JobMessage } from '../modules/routing/index.js';
 import type { RunningServer } from '../server/server.js';
 import type { NodeAgent } from './node-agent.js';
 
@@ -41,24 +40,6 @@ afterAll(async () => {
   await a?.stop();
   await stores?.drop();
 });
-
-function jobMessage(): JobMessage {
-  return {
-    v: 1,
-    jobId: randomUUID(),
-    namespaceId: randomUUID(),
-    model: MODEL,
-    environment: 'testnet',
-    priority: 'urgent',
-    subcloud: null,
-    attempt: 0,
-    excludedNodeIds: [],
-    failures: [],
-    enqueuedAt: new Date().toISOString(),
-    ttlMs: 60_000,
-    request: { kind: 'completion', body: { prompt: 'relay me please' }, maxTokens: 8 },
-  };
-}
 
 describe('gateway relay between processes', () => {
   it('a delivery for a node on another process is relayed there and its result comes back', async () => {

@@ -9,6 +9,7 @@ import {
   bindNodes,
   fundedNamespace,
   gatewayOverrides,
+  jobMessage,
   newAgent,
   settleCount,
   submitChat,
@@ -255,6 +256,41 @@ describe('node gateway', () => {
       expect(await code).toBe(1001);
       expect(await server.backbone.redis.get(keys.nodeGateway(agent.address))).toBeNull();
     } finally {
+      await other.stop();
+    }
+  });
+
+  it('backpressure: beyond WS_MAX_IN_FLIGHT_PER_NODE a delivery is refused at once; a disconnect rejects the pending ones', async () => {
+    const other = await startTestServer(stores, {
+      roles: 'io',
+      overrides: { ...gatewayOverrides, WS_MAX_IN_FLIGHT_PER_NODE: 2 },
+    });
+    const hold = gate();
+    try {
+      const agent = newAgent(other, { beforeRun: () => hold.promise });
+      agents.push(agent);
+      await bindNodes(other.backbone, [agent.address]);
+      await agent.start();
+      const signal = new AbortController().signal;
+      const deliver = () => {
+        const job = jobMessage();
+        const lease = {
+          jobId: job.jobId,
+          environment: 'testnet' as const,
+          nodeAddress: agent.address,
+          fencingToken: '7',
+          expiresAtMs: Date.now() + 60_000,
+        };
+        return other.gateway.run(lease, job, signal);
+      };
+      const pending = [deliver(), deliver()];
+      pending.forEach((p) => p.catch(() => undefined));
+      await expect(deliver()).rejects.toThrow(/2 jobs in flight/);
+      await waitFor('both jobs on the node', () => agent.counters.jobs === 2);
+      agent.dropSocket();
+      for (const p of pending) await expect(p).rejects.toThrow(/disconnected/);
+    } finally {
+      hold.open();
       await other.stop();
     }
   });
