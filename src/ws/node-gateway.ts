@@ -56,7 +56,9 @@ export class NodeGateway implements NodeExecutor {
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const path = (req.url ?? '').split('?')[0];
     if (path !== NODE_WS_PATH) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      // Another upgrade handler on this server may own that path; alone, we answer it.
+      if ((this.server?.listenerCount('upgrade') ?? 1) <= 1)
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       return;
     }
     const wss = this.wss;
@@ -256,6 +258,8 @@ export class NodeGateway implements NodeExecutor {
     if (previous && previous !== s) previous.close(CLOSE.replaced, 'replaced by a newer connection');
     this.b.metrics.connectedNodes.set(this.sessions.size);
     await this.b.redis.set(this.keys.nodeGateway(node), this.b.instanceId, 'PX', OWNER_TTL_MS);
+    // Closed while the claim was on its way: take it back, or relays would come here for OWNER_TTL_MS.
+    if (!this.sessions.has(node)) await this.releaseOwnership(node);
     this.log.debug({ nodeId: node }, 'node connected');
   }
 
