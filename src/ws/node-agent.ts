@@ -5,6 +5,7 @@ import { randomInt } from 'node:crypto';
 import { generatePrivateKey, privateKeyToAccount, type LocalAccount } from 'viem/accounts';
 import WebSocket from 'ws';
 import type { Logger } from '../platform/logger.js';
+import { verifyNetworkConfig, type NetworkConfigVersion } from '../modules/network/index.js';
 import type { Environment, Heartbeat } from '../modules/nodes/index.js';
 import { signNodeMessage } from './node-auth.js';
 import type { NodeRuntime } from './node-runtime.js';
@@ -87,6 +88,10 @@ export class NodeAgent {
   private heartbeats = 0;
   private lastHeartbeatMs = 0;
   private readonly frameListeners = new Set<(f: ServerFrame) => void>();
+  /** The network's address (from register): network configs must be signed by it. */
+  private networkAddress: string | undefined;
+  /** The latest network config this node verified and applied. */
+  config: Pick<NetworkConfigVersion, 'version' | 'digest' | 'body'> | undefined;
 
   constructor(private readonly opts: NodeAgentOptions) {
     this.account = privateKeyToAccount(opts.privateKey ?? generatePrivateKey());
@@ -122,7 +127,7 @@ export class NodeAgent {
     return { status: res.status, body: await res.json().catch(() => null) };
   }
 
-  /** Register, first heartbeat, connect; resolves once the gateway said hello.ok. */
+  /** Register, config sync, connect, first healthy heartbeat; resolves once the gateway said hello.ok. */
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
@@ -136,8 +141,10 @@ export class NodeAgent {
       this.running = false;
       throw new Error(`register refused (${reg.status}): ${JSON.stringify(reg.body)}`);
     }
-    const interval =
-      this.opts.heartbeatIntervalMs ?? (reg.body as { heartbeatIntervalMs: number }).heartbeatIntervalMs;
+    const info = reg.body as { heartbeatIntervalMs: number; networkAddress: string };
+    const interval = this.opts.heartbeatIntervalMs ?? info.heartbeatIntervalMs;
+    this.networkAddress = info.networkAddress;
+    await this.syncConfig();
     this.heartbeatTimer = setInterval(() => void this.heartbeat().catch(() => undefined), interval);
     this.connect();
     await this.waitReady();
@@ -183,7 +190,7 @@ export class NodeAgent {
         memoryMb: this.opts.gpu?.memoryMb ?? 24_576,
         count: 1,
       },
-      configDigest: '',
+      configDigest: this.config?.digest ?? '',
       models: this.opts.models.map((name) => ({ name, version: 'v1', active: true })),
       capacity: this.opts.capacity,
       load: this.load,
@@ -195,6 +202,25 @@ export class NodeAgent {
     const r = await this.post('/v1/nodes/heartbeat', 'node.heartbeat', hb);
     if (r.status !== 200) throw new Error(`heartbeat refused (${r.status}): ${JSON.stringify(r.body)}`);
     this.heartbeats += 1;
+    const latest = (r.body as { configDigest?: string | null }).configDigest;
+    if (latest && latest !== this.config?.digest && this.running)
+      void this.syncConfig().catch((err: unknown) =>
+        this.opts.log?.warn({ err, nodeId: this.address }, 'config sync failed'),
+      );
+  }
+
+  /** Fetches the latest network config unless up to date; applies it only if the network key signed it. */
+  async syncConfig(): Promise<void> {
+    const r = await this.post('/v1/nodes/config', 'node.config', {
+      ...(this.config ? { digest: this.config.digest } : {}),
+    });
+    if (r.status !== 200) throw new Error(`config sync refused (${r.status}): ${JSON.stringify(r.body)}`);
+    const body = r.body as { upToDate: boolean; config?: NetworkConfigVersion };
+    if (body.upToDate || !body.config) return;
+    if (!this.networkAddress || !(await verifyNetworkConfig(body.config, this.networkAddress)))
+      throw new Error(`network config ${body.config.version} is not signed by the network key`);
+    const { version, digest } = body.config;
+    this.config = { version, digest, body: body.config.body };
   }
 
   /** Resolves when the socket is open and greeted (or the agent stops). Bounded by `timeoutMs`. */

@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePrivateKey, privateKeyToAccount, type LocalAccount } from 'viem/accounts';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
-import { bindNodes } from '../../../test/gateway-harness.js';
+import { bindNodes, newAgent } from '../../../test/gateway-harness.js';
+import { waitFor } from '../../../test/routing-fixtures.js';
 import { heartbeat } from '../../../test/live-harness.js';
 import { verifyNetworkConfig, type SignedNodeMessage } from '../../modules/network/index.js';
 import type { RunningServer } from '../../server/server.js';
@@ -145,5 +146,21 @@ describe('node HTTP routes', () => {
     const doc = (await server.app.inject({ url: '/openapi.json' })).json();
     for (const p of ['/v1/nodes/register', '/v1/nodes/heartbeat', '/v1/nodes/config'])
       expect(doc.paths[p]?.post).toBeDefined();
+  });
+
+  it('a node agent syncs the signed network config at start and again when a new version is published', async () => {
+    const b = server.backbone;
+    const agent = newAgent(server);
+    await bindNodes(b, [agent.address]);
+    try {
+      await agent.start();
+      const first = await b.networkConfig.latest();
+      expect(agent.config?.digest).toBe(first?.digest);
+      const next = await b.networkConfig.publish({ heartbeatIntervalMs: 2000, rev: Date.now() }, 'test');
+      await waitFor('config synced on heartbeat', () => agent.config?.version === next.version);
+      expect(agent.config?.digest).toBe(next.digest);
+    } finally {
+      await agent.stop();
+    }
   });
 });
