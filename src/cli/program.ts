@@ -26,6 +26,7 @@ import {
 import { runRecordsTask } from './commands/records.js';
 import { runDemo } from './commands/demo.js';
 import { ALL_ROLES, runServe } from './commands/serve.js';
+import { runSim, type SimCliOptions } from './commands/sim.js';
 
 export function buildProgram(ctx: CliContext, setExit: (code: number) => void): Command {
   const program = new Command('rty')
@@ -177,6 +178,33 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
         }),
       ),
     );
+  program
+    .command('sim')
+    .description(
+      'simulated nodes: bind, register, heartbeat and serve jobs over the gateway until SIGINT/SIGTERM',
+    )
+    .option('--url <url>', 'backbone base URL', 'http://127.0.0.1:8080')
+    .option('--gate-url <url>', 'Gate/Admin API base URL (default --url)')
+    .option('--keys-file <path>', 'node keys, one a line: reused, and new ones appended (0600)')
+    .option('--nodes <n>', 'number of nodes', '4')
+    .option('--models <list>', 'comma-separated models every node serves', 'llama3-8b')
+    .option('--environment <env>', 'testnet or mainnet', 'testnet')
+    .option('--capacity <n>', 'concurrent jobs per node', '4')
+    .option('--region <name>', 'region of the nodes')
+    .option('--latency-ms <ms>', 'time a job takes', '20')
+    .option('--jitter-ms <ms>', 'random extra time per job (0..ms)', '0')
+    .option('--failure-rate <p>', 'share of jobs answered with job.error', '0')
+    .option('--disconnect-rate <p>', 'share of jobs during which the node drops its socket', '0')
+    .option('--slow-rate <p>', 'share of jobs answered after their deadline', '0')
+    .option(
+      '--upstream <url>',
+      'forward jobs to this OpenAI-compatible server instead of the built-in runtime',
+    )
+    .option('--admin-token <token>', 'admin token to create the operator account (default ADMIN_TOKEN)')
+    .option('--account-token <token>', 'bind to this existing operator account instead')
+    .option('--skip-bind', 'the nodes are bound already (with --keys-file)', false)
+    .option('--report-ms <ms>', 'interval of the counter lines', '10000')
+    .action(async (o: SimCliOptions) => setExit(await runSim(ctx, o)));
   return program;
 }
 

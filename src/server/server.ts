@@ -53,6 +53,9 @@ export async function startServer(opts: {
     await httpApp.listen({ host: config.HTTP_HOST, port: opts.port ?? config.HTTP_PORT });
     // Registered after the stores: runs first on stop, so new requests are refused before anything closes.
     stops.add('http', () => httpApp.close());
+    // Node sockets close before the HTTP server: its close waits for every upgraded socket to end.
+    // (gateway.stop is idempotent; the earlier registration covers a failed start.)
+    if (roles.has('io')) stops.add('node-sockets', () => gateway.stop());
     if (roles.has('io')) {
       const c = await b.routing.startConsumer({
         serves: ['testnet', 'mainnet'].map((environment) => ({ environment, model: '*', subcloud: '*' })),

@@ -1,16 +1,299 @@
-// The node gateway (being built: see issue 6).
-import type { Server } from 'node:http';
+// The node gateway (io role): node WebSockets on `/v1/nodes/ws` of the HTTP server, job delivery to the
+// node holding a lease, and the relay between backbone processes — a lease may name a node connected to
+// another process: its owner (Redis `gw:node:<address>`) gets the delivery on its pub/sub channel, delivers
+// it, and publishes the result back on the requester's channel. A lost relay message only times out.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Logger } from '../platform/logger.js';
+import { RedisKeys } from '../stores/redis/keys.js';
+import { getScript, runScript } from '../stores/redis/scripts.js';
 import type { Lease } from '../modules/nodes/index.js';
-import type { JobMessage } from '../modules/routing/index.js';
+import { jobMessageSchema, type JobMessage } from '../modules/routing/index.js';
 import type { NodeExecutor, NodeResult } from '../modules/jobs/index.js';
 import type { Backbone } from '../server/backbone.js';
+import { RedisNonceStore } from './node-auth.js';
+import { NodeSession } from './node-session.js';
+import {
+  CLOSE,
+  NODE_WS_PATH,
+  relayMessageSchema,
+  WS_PROTOCOL_VERSION,
+  type RelayMessage,
+} from './protocol.js';
+
+/** How long a node's ownership key lives without a refresh (a crashed process's nodes free up after it). */
+const OWNER_TTL_MS = 30_000;
+const OWNER_REFRESH_MS = 10_000;
+/** A socket that does not answer two pings in a row is dropped. */
+const PING_INTERVAL_MS = 15_000;
+const HELLO_TIMEOUT_MS = 10_000;
+/** How long stop() waits for close handshakes before terminating the sockets left. */
+const CLOSE_GRACE_MS = 2_000;
+
+interface RelayWaiter {
+  resolve(r: NodeResult): void;
+  reject(e: Error): void;
+}
 
 export class NodeGateway implements NodeExecutor {
-  constructor(private readonly b: Omit<Backbone, 'jobs'>) {}
-  attach(_server: Server): void {}
-  async start(): Promise<void> {}
-  async stop(): Promise<void> {}
-  run(_lease: Lease, _job: JobMessage, _signal: AbortSignal): Promise<NodeResult> {
-    return Promise.reject(new Error(`the node gateway is not built yet (${this.b.instanceId})`));
+  private readonly keys: RedisKeys;
+  private readonly log: Logger;
+  private readonly nonces: RedisNonceStore;
+  private wss: WebSocketServer | undefined;
+  private server: Server | undefined;
+  /** Every open socket (also those still in their hello). */
+  private readonly sockets = new Set<NodeSession>();
+  /** Ready sessions by node address. */
+  private readonly sessions = new Map<string, NodeSession>();
+  private readonly relays = new Map<string, RelayWaiter>();
+  private timers: NodeJS.Timeout[] = [];
+  private state: 'idle' | 'running' | 'stopped' = 'idle';
+  /** Deliveries by path since start (local socket, relayed to another process, relayed to us). */
+  readonly stats = { local: 0, relayedOut: 0, relayedIn: 0 };
+
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== NODE_WS_PATH) {
+      // Another upgrade handler on this server may own that path; alone, we answer it.
+      if ((this.server?.listenerCount('upgrade') ?? 1) <= 1)
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    const wss = this.wss;
+    if (this.state !== 'running' || !wss) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
+  };
+
+  private readonly onMessage = (channel: string, text: string): void => {
+    if (channel !== this.keys.gatewayChannel(this.b.instanceId)) return;
+    let msg: RelayMessage;
+    try {
+      msg = relayMessageSchema.parse(JSON.parse(text));
+    } catch (err) {
+      this.log.warn({ err }, 'malformed relay message ignored');
+      return;
+    }
+    if (msg.type === 'deliver') void this.deliverRelayed(msg);
+    else {
+      const w = this.relays.get(msg.reqId);
+      if (!w) return; // answered after the requester gave up: nothing to do
+      if (msg.type === 'result') w.resolve(msg.result);
+      else w.reject(new Error(msg.reason));
+    }
+  };
+
+  constructor(private readonly b: Omit<Backbone, 'jobs'>) {
+    this.keys = new RedisKeys(b.config.REDIS_KEY_PREFIX);
+    this.log = b.log.child({ component: 'node-gateway' });
+    this.nonces = new RedisNonceStore(b.redis, b.config.REDIS_KEY_PREFIX);
+  }
+
+  /** Connected (ready) nodes on this process. */
+  get connectedNodes(): string[] {
+    return [...this.sessions.keys()];
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'idle') return;
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.b.config.HTTP_BODY_LIMIT_BYTES });
+    this.b.subscriber.on('message', this.onMessage);
+    await this.b.subscriber.subscribe(this.keys.gatewayChannel(this.b.instanceId));
+    this.timers = [
+      setInterval(() => void this.refreshOwnership(), OWNER_REFRESH_MS),
+      setInterval(() => this.sockets.forEach((s) => s.ping()), PING_INTERVAL_MS),
+    ];
+    this.timers.forEach((t) => t.unref());
+    this.state = 'running';
+  }
+
+  attach(server: Server): void {
+    this.server = server;
+    server.on('upgrade', this.onUpgrade);
+  }
+
+  /** Stops accepting, releases ownership, closes every socket with 1001, rejects what is pending. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    const wasRunning = this.state === 'running';
+    this.state = 'stopped';
+    this.timers.forEach((t) => clearInterval(t));
+    this.server?.off('upgrade', this.onUpgrade);
+    if (!wasRunning) return;
+    const nodes = [...this.sessions.keys()];
+    await Promise.allSettled(nodes.map((n) => this.releaseOwnership(n)));
+    const closed = [...this.sockets].map(
+      (s) => new Promise<void>((resolve) => s.ws.once('close', () => resolve())),
+    );
+    for (const s of this.sockets) s.close(CLOSE.goingAway, 'server shutting down');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(closed),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS))),
+    ]);
+    clearTimeout(timer);
+    for (const s of this.sockets) s.ws.terminate();
+    for (const [reqId, w] of [...this.relays]) {
+      this.relays.delete(reqId);
+      w.reject(new Error('node gateway stopped'));
+    }
+    this.b.subscriber.off('message', this.onMessage);
+    await this.b.subscriber.unsubscribe(this.keys.gatewayChannel(this.b.instanceId)).catch(() => undefined);
+    await new Promise<void>((resolve) => (this.wss ? this.wss.close(() => resolve()) : resolve()));
+    this.b.metrics.connectedNodes.set(0);
+  }
+
+  /** Delivers the job to the node holding the lease, here or through the process its socket is on. */
+  async run(lease: Lease, job: JobMessage, signal: AbortSignal): Promise<NodeResult> {
+    if (signal.aborted) throw new Error(`delivery of ${job.jobId} aborted`);
+    if (this.state !== 'running') throw new Error('node gateway is not running');
+    const deadlineMs = Date.now() + this.b.config.JOB_ATTEMPT_TIMEOUT_MS;
+    const local = this.sessions.get(lease.nodeAddress);
+    if (local) {
+      this.stats.local += 1;
+      return local.deliver(lease, job, deadlineMs, signal);
+    }
+    const owner = await this.b.redis.get(this.keys.nodeGateway(lease.nodeAddress));
+    if (!owner || owner === this.b.instanceId)
+      throw new Error(`node ${lease.nodeAddress} is not connected to any gateway`);
+    return this.relay(owner, lease, job, deadlineMs, signal);
+  }
+
+  private async relay(
+    owner: string,
+    lease: Lease,
+    job: JobMessage,
+    deadlineMs: number,
+    signal: AbortSignal,
+  ): Promise<NodeResult> {
+    const reqId = randomUUID();
+    this.stats.relayedOut += 1;
+    const answer = new Promise<NodeResult>((resolve, reject) => {
+      const done = () => {
+        this.relays.delete(reqId);
+        signal.removeEventListener('abort', onAbort);
+        clearTimeout(timer);
+      };
+      const onAbort = () => {
+        done();
+        reject(new Error(`relayed delivery of ${job.jobId} aborted`));
+      };
+      // Backstop in case the caller's signal never fires: a lost relay message must not leak a waiter.
+      const timer = setTimeout(onAbort, Math.max(0, deadlineMs - Date.now()) + 1_000);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.relays.set(reqId, {
+        resolve: (r) => (done(), resolve(r)),
+        reject: (e) => (done(), reject(e)),
+      });
+    });
+    const msg: RelayMessage = {
+      v: WS_PROTOCOL_VERSION,
+      type: 'deliver',
+      reqId,
+      replyTo: this.b.instanceId,
+      lease,
+      job,
+      deadlineMs,
+    };
+    const receivers = await this.b.redis.publish(this.keys.gatewayChannel(owner), JSON.stringify(msg));
+    if (receivers === 0) this.relays.get(reqId)?.reject(new Error(`gateway ${owner} is unreachable`));
+    return answer;
+  }
+
+  /** The owner's side of a relay: deliver to the local socket, answer on the requester's channel. */
+  private async deliverRelayed(msg: Extract<RelayMessage, { type: 'deliver' }>): Promise<void> {
+    const reply = (m: { type: 'result'; result: NodeResult } | { type: 'fail'; reason: string }) =>
+      this.b.redis
+        .publish(
+          this.keys.gatewayChannel(msg.replyTo),
+          JSON.stringify({ v: WS_PROTOCOL_VERSION, reqId: msg.reqId, ...m }),
+        )
+        .catch((err: unknown) => this.log.warn({ err }, 'relay answer not published'));
+    const job = jobMessageSchema.safeParse(msg.job);
+    const session = this.sessions.get(msg.lease.nodeAddress);
+    if (!job.success || !session || this.state !== 'running') {
+      await reply({ type: 'fail', reason: `node ${msg.lease.nodeAddress} is not connected here` });
+      return;
+    }
+    this.stats.relayedIn += 1;
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), Math.max(0, msg.deadlineMs - Date.now()));
+    try {
+      const result = await session.deliver(msg.lease as Lease, job.data, msg.deadlineMs, ac.signal);
+      await reply({ type: 'result', result });
+    } catch (err) {
+      await reply({ type: 'fail', reason: err instanceof Error ? err.message : String(err) });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private accept(ws: WebSocket): void {
+    if (this.state !== 'running') {
+      ws.close(CLOSE.goingAway, 'server shutting down');
+      return;
+    }
+    const session = new NodeSession(
+      ws,
+      this.b,
+      this.nonces,
+      {
+        onReady: (s) => this.register(s),
+        onClose: (s) => this.unregister(s),
+      },
+      HELLO_TIMEOUT_MS,
+    );
+    this.sockets.add(session);
+  }
+
+  private async register(s: NodeSession): Promise<void> {
+    const node = s.node!;
+    const previous = this.sessions.get(node);
+    this.sessions.set(node, s);
+    // A node reconnecting (or a second socket of the same key) replaces the older session.
+    if (previous && previous !== s) previous.close(CLOSE.replaced, 'replaced by a newer connection');
+    this.b.metrics.connectedNodes.set(this.sessions.size);
+    await this.b.redis.set(this.keys.nodeGateway(node), this.b.instanceId, 'PX', OWNER_TTL_MS);
+    // Closed while the claim was on its way: take it back, or relays would come here for OWNER_TTL_MS.
+    if (!this.sessions.has(node)) await this.releaseOwnership(node);
+    this.log.debug({ nodeId: node }, 'node connected');
+  }
+
+  private unregister(s: NodeSession): void {
+    this.sockets.delete(s);
+    const node = s.node;
+    if (!node || this.sessions.get(node) !== s) return;
+    this.sessions.delete(node);
+    this.b.metrics.connectedNodes.set(this.sessions.size);
+    if (this.state === 'running')
+      void this.releaseOwnership(node).catch((err: unknown) =>
+        this.log.warn({ err, nodeId: node }, 'gateway ownership not released'),
+      );
+    this.log.debug({ nodeId: node }, 'node disconnected');
+  }
+
+  private async releaseOwnership(node: string): Promise<void> {
+    await runScript(
+      this.b.redis,
+      getScript('gw_release'),
+      [this.keys.nodeGateway(node)],
+      [this.b.instanceId],
+    );
+  }
+
+  /**
+   * Re-asserts ownership of every node connected here. The newest connection of a node wins (register
+   * overwrites); a half-open older socket elsewhere loses its claim within two ping intervals, when it closes.
+   */
+  private async refreshOwnership(): Promise<void> {
+    const nodes = [...this.sessions.keys()];
+    if (nodes.length === 0) return;
+    const pipe = this.b.redis.pipeline();
+    for (const n of nodes) pipe.set(this.keys.nodeGateway(n), this.b.instanceId, 'PX', OWNER_TTL_MS);
+    await pipe.exec().catch((err: unknown) => this.log.warn({ err }, 'gateway ownership not refreshed'));
   }
 }

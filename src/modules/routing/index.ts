@@ -20,6 +20,7 @@ export {
   JOB_MESSAGE_VERSION,
   jobEventSchema,
   jobMessageSchema,
+  jobRequestSchema,
   type Environment,
   type JobEvent,
   type JobEventType,

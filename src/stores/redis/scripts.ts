@@ -14,6 +14,7 @@ export const scriptNames = [
   'live_flag',
   'live_subclouds',
   'rate_limit',
+  'gw_release',
 ] as const;
 export type ScriptName = (typeof scriptNames)[number];
 

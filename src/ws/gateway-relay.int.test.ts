@@ -1,0 +1,96 @@
+// Two backbone processes on the same stores, nodes connected to only one of them: jobs the other process
+// consumes are relayed over Redis pub/sub and complete, each dispatched once; a node with no gateway, or
+// whose gateway is gone, is refused at once.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
+import {
+  bindNodes,
+  fundedNamespace,
+  gatewayOverrides,
+  jobMessage,
+  MODEL,
+  newAgent,
+  settleCount,
+  submitChat,
+  waitTerminal,
+} from '../../test/gateway-harness.js';
+import { RedisKeys } from '../stores/redis/keys.js';
+import type { RunningServer } from '../server/server.js';
+import type { NodeAgent } from './node-agent.js';
+
+let stores: TestStores;
+let a: RunningServer;
+let b: RunningServer;
+let agents: NodeAgent[] = [];
+
+beforeAll(async () => {
+  stores = await createTestStores();
+  a = await startTestServer(stores, { overrides: gatewayOverrides });
+  b = await startTestServer(stores, { roles: 'io', overrides: gatewayOverrides });
+  agents = [newAgent(a), newAgent(a)];
+  await bindNodes(
+    a.backbone,
+    agents.map((x) => x.address),
+  );
+  await Promise.all(agents.map((x) => x.start()));
+});
+afterAll(async () => {
+  await Promise.all(agents.map((x) => x.stop()));
+  await b?.stop();
+  await a?.stop();
+  await stores?.drop();
+});
+
+describe('gateway relay between processes', () => {
+  it('a delivery for a node on another process is relayed there and its result comes back', async () => {
+    const job = jobMessage();
+    const lease = await b.backbone.nodes.matchmaking.selectAndLease({
+      jobId: job.jobId,
+      environment: 'testnet',
+      model: MODEL,
+    });
+    expect(lease).toBeDefined();
+    const result = await b.gateway.run(lease!, job, new AbortController().signal);
+    expect(result).toMatchObject({ output: 'please me relay', tokensIn: 3, tokensOut: 3 });
+    await b.backbone.nodes.matchmaking.complete(lease!, 'ok');
+    expect(b.gateway.stats.relayedOut).toBeGreaterThanOrEqual(1);
+    expect(a.gateway.stats.relayedIn).toBeGreaterThanOrEqual(1);
+  });
+
+  it('jobs consumed by the process without nodes complete through the relay, each dispatched once', async () => {
+    const ns = await fundedNamespace(a.backbone);
+    const ids: string[] = [];
+    const relayedBefore = b.gateway.stats.relayedOut;
+    // Both processes consume; submit in small batches until the node-less one has relayed some (bounded).
+    for (let batch = 0; batch < 6 && b.gateway.stats.relayedOut === relayedBefore; batch += 1) {
+      const batchIds = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => submitChat(a.backbone, ns, `batch ${batch} job ${i}`)),
+      );
+      for (const id of batchIds) expect(await waitTerminal(a.backbone, ns, id)).toBe('succeeded');
+      ids.push(...batchIds);
+    }
+    expect(b.gateway.stats.relayedOut).toBeGreaterThan(relayedBefore);
+    const delivered = agents.flatMap((x) => x.jobFrames.map((f) => f.jobId)).filter((id) => ids.includes(id));
+    expect(delivered.sort()).toEqual([...ids].sort()); // every job reached a node exactly once
+    for (const id of ids) {
+      expect(await settleCount(a.backbone, id)).toBe(1);
+      expect((await a.backbone.jobs.getJob(ns, id))?.row.attempts).toBe(1);
+    }
+  });
+
+  it('refuses at once a node with no gateway, or whose gateway process is gone', async () => {
+    const job = jobMessage();
+    const lease = {
+      jobId: job.jobId,
+      environment: 'testnet' as const,
+      nodeAddress: `0x${'ab'.repeat(20)}`,
+      fencingToken: '1',
+      expiresAtMs: Date.now() + 60_000,
+    };
+    const signal = new AbortController().signal;
+    await expect(b.gateway.run(lease, job, signal)).rejects.toThrow(/not connected to any gateway/);
+    const keys = new RedisKeys(b.backbone.config.REDIS_KEY_PREFIX);
+    await b.backbone.redis.set(keys.nodeGateway(lease.nodeAddress), 'gone-process', 'PX', 60_000);
+    await expect(b.gateway.run(lease, job, signal)).rejects.toThrow(/unreachable/);
+  });
+});

@@ -1,0 +1,86 @@
+// Node message authentication for the gateway and the node HTTP routes: the Redis nonce store (SET NX PX),
+// signing (what an agent does) and verification with the binding check (node registered with an account).
+import { randomBytes } from 'node:crypto';
+import type { LocalAccount } from 'viem/accounts';
+import { AppError, isAppError } from '../platform/errors.js';
+import type { Redis } from '../stores/redis/client.js';
+import { RedisKeys } from '../stores/redis/keys.js';
+import {
+  NODE_MESSAGE_VERSION,
+  signingText,
+  verifyNodeMessage,
+  type NonceStore,
+  type SignedNodeMessage,
+} from '../modules/network/index.js';
+import type { RegisteredNode } from '../modules/nodes/index.js';
+import type { Backbone } from '../server/backbone.js';
+import type { RejectReason } from './protocol.js';
+
+/** Nonces in Redis: a replay within the TTL finds the key and is refused, on every process alike. */
+export class RedisNonceStore implements NonceStore {
+  private readonly keys: RedisKeys;
+  constructor(
+    private readonly redis: Redis,
+    prefix: string,
+  ) {
+    this.keys = new RedisKeys(prefix);
+  }
+  async claim(node: string, nonce: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(this.keys.nodeNonce(node, nonce), '1', 'PX', ttlMs, 'NX')) === 'OK';
+  }
+}
+
+/** Signs a node message with the node's key (a fresh nonce; `ts` defaults to now). */
+export async function signNodeMessage(
+  account: LocalAccount,
+  type: string,
+  body: unknown,
+  opts: { ts?: number; nonce?: string } = {},
+): Promise<SignedNodeMessage> {
+  const unsigned = {
+    v: NODE_MESSAGE_VERSION as typeof NODE_MESSAGE_VERSION,
+    type,
+    node: account.address.toLowerCase(),
+    ts: opts.ts ?? Date.now(),
+    nonce: opts.nonce ?? randomBytes(16).toString('base64url'),
+    body,
+  };
+  return { ...unsigned, sig: await account.signMessage({ message: signingText(unsigned) }) };
+}
+
+/** The reason label of a refused node message (for error frames, 401 bodies and the metric). */
+export function rejectReasonOf(err: unknown): RejectReason {
+  if (isAppError(err)) {
+    const r = err.details?.reason;
+    if (r === 'bad_signature' || r === 'stale_timestamp' || r === 'replayed_nonce') return r;
+    if (err.code === 'node_not_registered') return 'node_not_registered';
+  }
+  return 'malformed';
+}
+
+/**
+ * Verifies a signed node message of the expected type and checks that the node is bound to an account.
+ * Throws AppError: invalid_request (malformed), unauthorized (reason in details), node_not_registered.
+ */
+export async function authenticateNodeMessage(
+  b: Pick<Omit<Backbone, 'jobs'>, 'config' | 'nodes'>,
+  nonces: NonceStore,
+  raw: unknown,
+  expectedType: string,
+): Promise<{ message: SignedNodeMessage; node: RegisteredNode }> {
+  const message = await verifyNodeMessage(raw, {
+    nowMs: Date.now(),
+    maxSkewMs: b.config.NODE_MESSAGE_MAX_SKEW_MS,
+    nonces,
+  });
+  if (message.type !== expectedType)
+    throw new AppError('invalid_request', `expected a ${expectedType} message, got ${message.type}`);
+  const node = await b.nodes.admin.findNode(message.node);
+  if (!node || node.accountId === null || node.status === 'retired')
+    throw new AppError(
+      'node_not_registered',
+      `node ${message.node} is not registered (bound to an account)`,
+      { reason: 'node_not_registered' },
+    );
+  return { message, node };
+}

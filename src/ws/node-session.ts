@@ -1,0 +1,252 @@
+// One node's WebSocket on this process: the hello handshake (signed, bound node), job deliveries with their
+// pending map (job id → fencing token), and the signed results that settle them. A result is accepted only
+// for a delivery this session holds with the same fencing token; anything else changes nothing.
+import type { WebSocket, RawData } from 'ws';
+import { AppError } from '../platform/errors.js';
+import type { Logger } from '../platform/logger.js';
+import { verifyNodeMessage, type NonceStore, type SignedNodeMessage } from '../modules/network/index.js';
+import type { Lease } from '../modules/nodes/index.js';
+import type { JobMessage } from '../modules/routing/index.js';
+import type { NodeResult } from '../modules/jobs/index.js';
+import type { Backbone } from '../server/backbone.js';
+import { authenticateNodeMessage, rejectReasonOf } from './node-auth.js';
+import {
+  CLOSE,
+  helloBodySchema,
+  jobErrorBodySchema,
+  jobResultBodySchema,
+  NODE_WS_TYPES,
+  WS_PROTOCOL_VERSION,
+  type HelloBody,
+  type JobFrame,
+  type RejectReason,
+  type ServerFrame,
+} from './protocol.js';
+
+/** A socket holding more unsent bytes than this is congested: new deliveries go to other nodes. */
+export const MAX_BUFFERED_BYTES = 1 << 20;
+
+interface Pending {
+  fencingToken: string;
+  resolve(r: NodeResult): void;
+  reject(e: Error): void;
+}
+
+export interface SessionHooks {
+  /** The node proved who it is; register the session (may throw to refuse it). */
+  onReady(s: NodeSession): Promise<void>;
+  onClose(s: NodeSession): void;
+}
+
+export class NodeSession {
+  node: string | undefined;
+  hello: HelloBody | undefined;
+  private state: 'new' | 'verifying' | 'ready' | 'closed' = 'new';
+  private readonly pending = new Map<string, Pending>();
+  private alive = true;
+  private log: Logger;
+  private readonly helloTimer: NodeJS.Timeout;
+
+  constructor(
+    readonly ws: WebSocket,
+    private readonly b: Omit<Backbone, 'jobs'>,
+    private readonly nonces: NonceStore,
+    private readonly hooks: SessionHooks,
+    helloTimeoutMs: number,
+  ) {
+    this.log = b.log.child({ component: 'node-session' });
+    this.helloTimer = setTimeout(() => {
+      if (this.state === 'new' || this.state === 'verifying')
+        this.refuse('hello_required', 'no node.hello in time', CLOSE.helloTimeout);
+    }, helloTimeoutMs);
+    ws.on('message', (data: RawData) => void this.onFrame(data));
+    ws.on('pong', () => (this.alive = true));
+    ws.on('close', () => this.closed());
+    ws.on('error', (err) => this.log.debug({ err, nodeId: this.node }, 'node socket error'));
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Called every ping interval: terminates a socket that did not answer the previous ping. */
+  ping(): void {
+    if (!this.alive) {
+      this.ws.terminate();
+      return;
+    }
+    this.alive = false;
+    this.ws.ping();
+  }
+
+  close(code: number, reason: string): void {
+    this.ws.close(code, reason);
+  }
+
+  /** Sends the job to the node; resolves with its verified result, rejects on error, disconnect or abort. */
+  deliver(lease: Lease, job: JobMessage, deadlineMs: number, signal: AbortSignal): Promise<NodeResult> {
+    const node = lease.nodeAddress;
+    if (this.state !== 'ready') return Promise.reject(new Error(`node ${node} is not connected`));
+    if (!job.request) return Promise.reject(new Error(`job ${job.jobId} carries no request`));
+    if (this.pending.has(job.jobId))
+      return Promise.reject(new Error(`job ${job.jobId} is already delivered to ${node}`));
+    if (this.pending.size >= this.b.config.WS_MAX_IN_FLIGHT_PER_NODE)
+      return Promise.reject(new Error(`node ${node} has ${this.pending.size} jobs in flight (the limit)`));
+    if (this.ws.bufferedAmount > MAX_BUFFERED_BYTES)
+      return Promise.reject(new Error(`node ${node} socket is congested`));
+    if (signal.aborted) return Promise.reject(new Error(`delivery of ${job.jobId} aborted`));
+    const frame: JobFrame = {
+      v: WS_PROTOCOL_VERSION,
+      type: 'job',
+      jobId: job.jobId,
+      fencingToken: lease.fencingToken,
+      model: job.model,
+      request: job.request,
+      deadlineMs,
+    };
+    return new Promise<NodeResult>((resolve, reject) => {
+      const onAbort = () => settle(() => reject(new Error(`delivery of ${job.jobId} aborted`)));
+      const settle = (fn: () => void) => {
+        if (this.pending.get(job.jobId) !== entry) return;
+        this.pending.delete(job.jobId);
+        signal.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const entry: Pending = {
+        fencingToken: lease.fencingToken,
+        resolve: (r) => settle(() => resolve(r)),
+        reject: (e) => settle(() => reject(e)),
+      };
+      this.pending.set(job.jobId, entry);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.ws.send(JSON.stringify(frame), (err) => {
+        if (err) entry.reject(new Error(`job frame not sent to ${node}: ${err.message}`));
+      });
+      const enqueued = Date.parse(job.enqueuedAt);
+      if (Number.isFinite(enqueued))
+        this.b.metrics.dispatchLatency.observe(Math.max(0, Date.now() - enqueued) / 1000);
+    });
+  }
+
+  private send(frame: ServerFrame): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(frame));
+  }
+
+  /** Sends an error frame naming the reason and counts it; closes the socket when `closeCode` is given. */
+  private refuse(reason: RejectReason, message: string, closeCode?: number, jobId?: string): void {
+    this.b.metrics.nodeMessagesRejected.inc({ reason });
+    this.send({ v: WS_PROTOCOL_VERSION, type: 'error', reason, message, ...(jobId ? { jobId } : {}) });
+    if (closeCode !== undefined) this.ws.close(closeCode, reason);
+  }
+
+  private async onFrame(data: RawData): Promise<void> {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(data.toString());
+    } catch {
+      this.refuse('malformed', 'frames are JSON');
+      return;
+    }
+    const type = (raw as { type?: unknown } | null)?.type;
+    if (this.state === 'closed') return;
+    if (this.state !== 'ready') {
+      if (this.state === 'verifying' || type !== NODE_WS_TYPES.hello) {
+        this.refuse('hello_required', 'the first frame must be a signed node.hello', CLOSE.policy);
+        return;
+      }
+      await this.onHello(raw);
+      return;
+    }
+    if (type === NODE_WS_TYPES.result || type === NODE_WS_TYPES.error) await this.onJobReply(raw);
+    else this.refuse('unknown_type', `unexpected frame type ${String(type)}`);
+  }
+
+  private async onHello(raw: unknown): Promise<void> {
+    this.state = 'verifying';
+    try {
+      const { message, node } = await authenticateNodeMessage(this.b, this.nonces, raw, NODE_WS_TYPES.hello);
+      const body = helloBodySchema.safeParse(message.body);
+      if (!body.success) throw new AppError('invalid_request', 'node.hello body is malformed');
+      if (body.data.environment !== node.environment)
+        throw new AppError('invalid_request', `node ${node.address} is registered on ${node.environment}`);
+      if (this.state !== 'verifying') return; // closed meanwhile
+      this.node = message.node;
+      this.hello = body.data;
+      this.log = this.log.child({ nodeId: this.node });
+      this.state = 'ready';
+      clearTimeout(this.helloTimer);
+      await this.hooks.onReady(this);
+      this.send({
+        v: WS_PROTOCOL_VERSION,
+        type: 'hello.ok',
+        node: message.node,
+        instance: this.b.instanceId,
+        maxInFlight: this.b.config.WS_MAX_IN_FLIGHT_PER_NODE,
+      });
+    } catch (err) {
+      const reason = rejectReasonOf(err);
+      const code =
+        reason === 'node_not_registered'
+          ? CLOSE.notRegistered
+          : reason === 'malformed'
+            ? CLOSE.policy
+            : CLOSE.unauthorized;
+      this.refuse(reason, err instanceof Error ? err.message : String(err), code);
+    }
+  }
+
+  private async onJobReply(raw: unknown): Promise<void> {
+    let m: SignedNodeMessage;
+    try {
+      m = await verifyNodeMessage(raw, {
+        nowMs: Date.now(),
+        maxSkewMs: this.b.config.NODE_MESSAGE_MAX_SKEW_MS,
+        nonces: this.nonces,
+      });
+    } catch (err) {
+      this.refuse(rejectReasonOf(err), err instanceof Error ? err.message : String(err));
+      return;
+    }
+    if (m.node !== this.node) {
+      this.refuse('wrong_node', `this socket belongs to ${this.node}, not ${m.node}`);
+      return;
+    }
+    const isResult = m.type === NODE_WS_TYPES.result;
+    const parsed = (isResult ? jobResultBodySchema : jobErrorBodySchema).safeParse(m.body);
+    if (!parsed.success) {
+      this.refuse('malformed', `${m.type} body: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+      return;
+    }
+    const { jobId, fencingToken } = parsed.data;
+    const p = this.pending.get(jobId);
+    if (!p || p.fencingToken !== fencingToken) {
+      this.refuse(
+        'not_lease_holder',
+        `node ${m.node} does not hold job ${jobId} with fencing token ${fencingToken}`,
+        undefined,
+        jobId,
+      );
+      return;
+    }
+    if (isResult) {
+      const r = jobResultBodySchema.parse(m.body);
+      p.resolve({
+        tokensIn: r.tokensIn,
+        tokensOut: r.tokensOut,
+        output: r.output,
+        ...(r.embeddings ? { embeddings: r.embeddings } : {}),
+        ...(r.finishReason ? { finishReason: r.finishReason } : {}),
+      });
+    } else
+      p.reject(new Error(`node ${m.node} failed job ${jobId}: ${jobErrorBodySchema.parse(m.body).reason}`));
+  }
+
+  private closed(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    clearTimeout(this.helloTimer);
+    // Reject at once: the job is retried on another node without waiting for its timeout.
+    for (const p of [...this.pending.values()]) p.reject(new Error(`node ${this.node} disconnected`));
+    this.hooks.onClose(this);
+  }
+}
