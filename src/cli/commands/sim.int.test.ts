@@ -1,12 +1,9 @@
-// The simulator against a running backbone: nodes bound through the Gate/Admin HTTP contract (served here
-// by a stand-in that follows the contract on the real stores until the Gate API lands) or pre-bound
+// The simulator against a running backbone: nodes bound through the real Gate/Admin HTTP API or pre-bound
 // (--skip-bind with known keys); jobs run on the simulated nodes, including failing and disconnecting ones.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
@@ -18,10 +15,8 @@ import {
   submitChat,
   waitTerminal,
 } from '../../../test/gateway-harness.js';
-import { verifyNodeMessage } from '../../modules/network/index.js';
 import type { RunningServer } from '../../server/server.js';
 import { waitFor } from '../../../test/routing-fixtures.js';
-import { RedisNonceStore } from '../../ws/node-auth.js';
 import { projectRoot } from '../../platform/paths.js';
 import {
   loadOrCreateKeys,
@@ -34,7 +29,6 @@ import {
 
 let stores: TestStores;
 let server: RunningServer;
-let gate: Server;
 let gateUrl: string;
 const sims: RunningSim[] = [];
 
@@ -53,54 +47,14 @@ const cli: SimCliOptions = {
   reportMs: '1000',
 };
 
-/** The Gate/Admin contract on the real stores: create an account (admin token), bind a node (account token). */
-function startContractGate(): Promise<void> {
-  const b = server.backbone;
-  const tokens = new Map<string, string>();
-  const nonces = new RedisNonceStore(b.redis, b.config.REDIS_KEY_PREFIX);
-  gate = createServer((req, res) => {
-    let text = '';
-    req.on('data', (c: Buffer) => (text += c.toString()));
-    req.on('end', () => {
-      const reply = (status: number, body: unknown) => res.writeHead(status).end(JSON.stringify(body));
-      const token = (req.headers.authorization ?? '').replace(/^Bearer /, '');
-      void (async () => {
-        const body = JSON.parse(text) as { email?: string; message?: unknown };
-        if (req.url === '/admin/v1/accounts' && token === b.config.ADMIN_TOKEN) {
-          const account = await b.accounts.createAccount({ email: body.email! });
-          const t = `acct-${account.id}`;
-          tokens.set(t, account.id);
-          return reply(201, { account, token: t });
-        }
-        const accountId = tokens.get(token);
-        if (req.url === '/gate/v1/nodes/bind' && accountId) {
-          const m = await verifyNodeMessage(body.message, { nowMs: Date.now(), maxSkewMs: 30_000, nonces });
-          const n = m.body as { accountId: string; environment: 'testnet'; region?: string };
-          if (m.type !== 'node.bind' || n.accountId !== accountId) return reply(403, {});
-          await b.nodes.admin.registerNode({ address: m.node, environment: n.environment, accountId });
-          return reply(201, { address: m.node, accountId });
-        }
-        return reply(401, {});
-      })().catch((err: unknown) => reply(500, { error: String(err) }));
-    });
-  });
-  return new Promise((resolve) =>
-    gate.listen(0, '127.0.0.1', () => {
-      gateUrl = `http://127.0.0.1:${(gate.address() as AddressInfo).port}`;
-      resolve();
-    }),
-  );
-}
-
 beforeAll(async () => {
   stores = await createTestStores();
   server = await startTestServer(stores, { overrides: gatewayOverrides });
   cli.url = server.url;
-  await startContractGate();
+  gateUrl = server.url; // the real Gate/Admin API of the same backbone
 });
 afterAll(async () => {
   await Promise.allSettled(sims.map((s) => s.stop()));
-  await new Promise((r) => gate?.close(r));
   await server?.stop();
   await stores?.drop();
 });
