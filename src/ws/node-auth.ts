@@ -1,10 +1,7 @@
-// Node message authentication for the gateway and the node HTTP routes: the Redis nonce store (SET NX PX),
-// signing (what an agent does) and verification with the binding check (node registered with an account).
+// Node message authentication for the gateway and the node HTTP routes: signing (what an agent does) and verification with the binding check (node registered with an account).
 import { randomBytes } from 'node:crypto';
 import type { LocalAccount } from 'viem/accounts';
 import { AppError, isAppError } from '../platform/errors.js';
-import type { Redis } from '../stores/redis/client.js';
-import { RedisKeys } from '../stores/redis/keys.js';
 import {
   NODE_MESSAGE_VERSION,
   signingText,
@@ -16,19 +13,8 @@ import type { RegisteredNode } from '../modules/nodes/index.js';
 import type { Backbone } from '../server/backbone.js';
 import type { RejectReason } from './protocol.js';
 
-/** Nonces in Redis: a replay within the TTL finds the key and is refused, on every process alike. */
-export class RedisNonceStore implements NonceStore {
-  private readonly keys: RedisKeys;
-  constructor(
-    private readonly redis: Redis,
-    prefix: string,
-  ) {
-    this.keys = new RedisKeys(prefix);
-  }
-  async claim(node: string, nonce: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.set(this.keys.nodeNonce(node, nonce), '1', 'PX', ttlMs, 'NX')) === 'OK';
-  }
-}
+// The nonce store is the network module's (one implementation for the gateway, node routes and Gate binding).
+export { RedisNonceStore } from '../modules/network/index.js';
 
 /** Signs a node message with the node's key (a fresh nonce; `ts` defaults to now). */
 export async function signNodeMessage(
