@@ -63,6 +63,8 @@ export async function runDemo(ctx: CliContext, opts: DemoOptions): Promise<numbe
     JOB_ATTEMPT_TIMEOUT_MS: '3000',
     ROUTING_RETRY_DELAYS_MS: '200,500,1000',
     NODE_FAILURE_COOLDOWN_MS: '2000',
+    RATE_LIMIT_NAMESPACE_PER_S: '1000',
+    RATE_LIMIT_NAMESPACE_BURST: '2000',
   };
   const out = ctx.out;
   const step = (n: number, text: string) => out(`\n[${n}] ${text}`);
@@ -102,6 +104,9 @@ export async function runDemo(ctx: CliContext, opts: DemoOptions): Promise<numbe
       `/admin/v1/namespaces/${namespaceId}/keys`,
       {
         name: 'demo key',
+        // Above the default 20/s: the demo's polling clients read job status several times a second.
+        rateLimitPerS: 500,
+        burst: 1000,
       },
     );
     const apiKey = keyBody.secret;
