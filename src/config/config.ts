@@ -179,6 +179,8 @@ export const configSchema = z.object({
   JOB_SYNC_TIMEOUT_MS: intFrom(120_000, 100),
   /** Results stay in Redis this long for polling (after that, the job record in MongoDB has them). */
   JOB_RESULT_TTL_MS: intFrom(60 * 60_000, 1000),
+  /** A dispatch waits this long for a free node (all busy) before the attempt fails and is retried later. */
+  JOB_CAPACITY_WAIT_MS: intFrom(2_000, 0),
   /** max_tokens used to size the reservation when a request sets none. */
   JOB_DEFAULT_MAX_TOKENS: intFrom(512, 1),
   /** Environment of Cloud API requests that do not name one (header X-Rty-Environment). */

@@ -205,6 +205,7 @@ export async function createBackbone(
         nodeSharePercent: BigInt(config.NODE_SHARE_PERCENT),
         maxAttempts: config.ROUTING_MAX_ATTEMPTS,
         jobTimeoutMs: config.JOB_ATTEMPT_TIMEOUT_MS,
+        capacityWaitMs: config.JOB_CAPACITY_WAIT_MS,
       },
     });
     return { ...partial, jobs };

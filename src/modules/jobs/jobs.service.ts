@@ -41,6 +41,8 @@ export interface JobsOptions {
   nodeSharePercent: bigint;
   maxAttempts: number;
   jobTimeoutMs: number;
+  /** How long a dispatch waits for a busy network to free a node before the attempt counts as failed. */
+  capacityWaitMs?: number;
 }
 
 export interface SubmitRequest {
@@ -70,6 +72,9 @@ export class JobsService {
   private readonly log: Logger;
   /** Dispatches running in this process (graceful shutdown waits for them). */
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Dispatches waiting for a free node; woken when this process releases a lease. */
+  private readonly capacityWaiters = new Set<() => void>();
+  private stopping = false;
 
   constructor(
     private readonly deps: {
@@ -126,7 +131,8 @@ export class JobsService {
       attempt: 0,
       excludedNodeIds: [],
       failures: [],
-      enqueuedAt: createdAt.toISOString(),
+      // Set after the reservation and the row: dispatch latency is measured from here (TTL counts from here too).
+      enqueuedAt: new Date().toISOString(),
       ttlMs: req.ttlMs,
       ...(req.request ? { request: req.request } : {}),
     };
@@ -152,6 +158,9 @@ export class JobsService {
   /** Resolves when every dispatch running in this process has finished (or the deadline passed). */
   async drain(deadlineMs: number): Promise<number> {
     const until = Date.now() + deadlineMs;
+    // Waiting dispatches give up now (their deliveries go back for another process) instead of at their deadline.
+    this.stopping = true;
+    this.wakeCapacityWaiters();
     while (this.inFlight.size > 0 && Date.now() < until) {
       await Promise.race([
         Promise.allSettled([...this.inFlight]),
@@ -178,13 +187,7 @@ export class JobsService {
       return { kind: 'done' };
     }
     const lastAttempt = job.attempt + 1 >= this.deps.options.maxAttempts;
-    const lease = await this.deps.matchmaking.selectAndLease({
-      jobId: job.jobId,
-      environment: job.environment,
-      model: job.model,
-      excludeNodes: job.excludedNodeIds,
-      ...(job.subcloud ? { subcloudId: job.subcloud } : {}),
-    });
+    const lease = await this.leaseWhenFree(job);
     if (!lease) {
       if (lastAttempt) await this.finishFailed(job, 'failed', 'no eligible node');
       return { kind: 'failed', reason: 'no eligible node' };
@@ -204,23 +207,24 @@ export class JobsService {
     try {
       result = await this.runWithTimeout(lease, job);
       // Only the node that still holds the lease (fencing token) may complete the job.
-      await this.deps.matchmaking.complete(lease, 'ok');
+      await this.deps.matchmaking.complete(lease, 'ok').finally(() => this.wakeCapacityWaiters());
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       log.info({ err }, 'attempt failed');
       this.deps.metrics?.jobAttemptsFailed.inc();
       await this.deps.matchmaking
         .complete(lease, 'failed')
-        .catch((e: unknown) => log.warn({ err: e }, 'lease already gone'));
+        .catch((e: unknown) => log.warn({ err: e }, 'lease already gone'))
+        .finally(() => this.wakeCapacityWaiters());
       this.emit([fallbackEvent(job, lease.nodeAddress, reason)]);
       if (lastAttempt) await this.finishFailed(job, 'failed', reason, lease.nodeAddress);
       return { kind: 'failed', reason, nodeId: lease.nodeAddress };
     }
     const executionMs = performance.now() - started;
-    const pending = await this.deps.ledger.getHold(job.namespaceId, job.jobId);
-    if (!pending) throw new AppError('hold_not_found', `job ${job.jobId} has no hold`);
+    // The hold's amount never changes once reserved: the one read at the start is enough.
+    if (!hold) throw new AppError('hold_not_found', `job ${job.jobId} has no hold`);
     const cost = BigInt(result.tokensIn + result.tokensOut) * this.deps.options.pricePerTokenMicro;
-    const charged = cost < pending.amount ? cost : pending.amount;
+    const charged = cost < hold.amount ? cost : hold.amount;
     try {
       await this.deps.ledger.settle(job.namespaceId, job.jobId, charged);
     } catch (err) {
@@ -232,15 +236,18 @@ export class JobsService {
       throw err;
     }
     const earning = (charged * this.deps.options.nodeSharePercent) / 100n;
-    if (earning > 0n) await this.deps.ledger.creditEarning(lease.nodeAddress, job.jobId, earning);
-    await this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
-      status: 'succeeded',
-      cost: charged,
-      tokensIn: result.tokensIn,
-      tokensOut: result.tokensOut,
-      latencyMs: Math.round(executionMs),
-      node: lease.nodeAddress,
-    });
+    // Independent once settled (each idempotent by job id): one round trip of latency instead of two.
+    await Promise.all([
+      earning > 0n ? this.deps.ledger.creditEarning(lease.nodeAddress, job.jobId, earning) : undefined,
+      this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
+        status: 'succeeded',
+        cost: charged,
+        tokensIn: result.tokensIn,
+        tokensOut: result.tokensOut,
+        latencyMs: Math.round(executionMs),
+        node: lease.nodeAddress,
+      }),
+    ]);
     await this.finished(
       row,
       job,
@@ -257,10 +264,47 @@ export class JobsService {
       },
       { assignedAt, executionMs },
     );
-    await this.deps.routing
+    // A lifecycle event for observers: the outcome is already committed, so the ack does not wait for it.
+    void this.deps.routing
       .publishEvent('completed', job, { nodeId: lease.nodeAddress })
       .catch((err: unknown) => log.warn({ err }, 'completed event not published'));
     return { kind: 'done' };
+  }
+
+  /**
+   * Select-and-lease, waiting up to capacityWaitMs while every eligible node is busy: a full network is
+   * backpressure (the delivery stays unacked), not a failed attempt. A lease released in this process wakes the
+   * waiters at once; releases elsewhere are seen by polling.
+   */
+  private async leaseWhenFree(job: JobMessage): Promise<Lease | undefined> {
+    const deadline = Date.now() + (this.deps.options.capacityWaitMs ?? 0);
+    let pollMs = 5;
+    for (;;) {
+      const lease = await this.deps.matchmaking.selectAndLease({
+        jobId: job.jobId,
+        environment: job.environment,
+        model: job.model,
+        excludeNodes: job.excludedNodeIds,
+        ...(job.subcloud ? { subcloudId: job.subcloud } : {}),
+      });
+      const left = deadline - Date.now();
+      if (lease || left <= 0 || this.stopping) return lease;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(pollMs, left));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.capacityWaiters.add(done);
+      });
+      pollMs = Math.min(pollMs * 2, 50);
+    }
+  }
+
+  private wakeCapacityWaiters(): void {
+    const waiters = [...this.capacityWaiters];
+    this.capacityWaiters.clear();
+    for (const w of waiters) w();
   }
 
   /** The expiry path: the job's TTL passed before it ran; refund in full. */
