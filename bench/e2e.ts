@@ -116,9 +116,7 @@ export async function main(): Promise<void> {
       `raw RabbitMQ (amqplib, persistent, confirmed, classic, 1 KiB): ${round(rawRabbit, 0)} msg/s`,
     );
     const pgboss = await pgBossRate(stores);
-    console.log(
-      `pg-boss 10.4 fetch(100)+complete, 4 workers: ${round(pgboss, 0)} jobs/s`,
-    );
+    console.log(`pg-boss 10.4 fetch(100)+complete, 4 workers: ${round(pgboss, 0)} jobs/s`);
 
     // 2. Backbone + simulator as separate processes on the run's own stores.
     const env: Record<string, string> = {
