@@ -119,7 +119,8 @@ export function renderJob(
   const body: Record<string, unknown> = {
     id: row.id,
     object: 'job',
-    status: row.status,
+    // A stored result is final (its ledger outcome committed first); the row may lag it by a moment.
+    status: result?.status ?? row.status,
     model: row.model,
     created: Math.floor(row.createdAt.getTime() / 1000),
     attempts: row.attempts,

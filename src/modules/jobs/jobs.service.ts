@@ -236,18 +236,6 @@ export class JobsService {
       throw err;
     }
     const earning = (charged * this.deps.options.nodeSharePercent) / 100n;
-    // Independent once settled (each idempotent by job id): one round trip of latency instead of two.
-    await Promise.all([
-      earning > 0n ? this.deps.ledger.creditEarning(lease.nodeAddress, job.jobId, earning) : undefined,
-      this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
-        status: 'succeeded',
-        cost: charged,
-        tokensIn: result.tokensIn,
-        tokensOut: result.tokensOut,
-        latencyMs: Math.round(executionMs),
-        node: lease.nodeAddress,
-      }),
-    ]);
     await this.finished(
       row,
       job,
@@ -263,6 +251,21 @@ export class JobsService {
         nodeAddress: lease.nodeAddress,
       },
       { assignedAt, executionMs },
+      // The settle made this path the owner of the outcome: the result is stored before the row turns
+      // terminal, so a poller never sees 'succeeded' without it. Earning and row are independent (each
+      // idempotent by job id) and written together.
+      () =>
+        Promise.all([
+          earning > 0n ? this.deps.ledger.creditEarning(lease.nodeAddress, job.jobId, earning) : undefined,
+          this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
+            status: 'succeeded',
+            cost: charged,
+            tokensIn: result.tokensIn,
+            tokensOut: result.tokensOut,
+            latencyMs: Math.round(executionMs),
+            node: lease.nodeAddress,
+          }),
+        ]),
     );
     // A lifecycle event for observers: the outcome is already committed, so the ack does not wait for it.
     void this.deps.routing
@@ -369,6 +372,8 @@ export class JobsService {
     job: Pick<JobMessage, 'model' | 'request' | 'attempt'>,
     r: Pick<JobResult, 'status' | 'costMicro' | 'nodeAddress'> & Partial<JobResult>,
     timing: { assignedAt: Date | null; executionMs: number },
+    /** Commits the terminal state after the result is stored (when the caller owns the outcome already). */
+    commit?: () => Promise<unknown>,
   ): Promise<void> {
     const result: JobResult = {
       v: 1,
@@ -381,11 +386,12 @@ export class JobsService {
       finishedAt: new Date().toISOString(),
       ...r,
     };
-    this.deps.metrics?.jobsFinished.inc({ status: r.status });
-    this.deps.metrics?.jobLatency.observe((Date.now() - row.createdAt.getTime()) / 1000);
     await this.deps.results
       ?.put(result)
       .catch((err: unknown) => this.log.warn({ err, jobId: row.id }, 'result not stored in Redis'));
+    await commit?.();
+    this.deps.metrics?.jobsFinished.inc({ status: r.status });
+    this.deps.metrics?.jobLatency.observe((Date.now() - row.createdAt.getTime()) / 1000);
     this.emit([finishedEvent(result, timing)]);
   }
 
