@@ -1,0 +1,62 @@
+// A backbone process's graceful stop: new work is refused, in-flight jobs finish (and settle) before the stores
+// close, and a second stop is a no-op.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
+import { heartbeat, randomAddress } from '../../test/live-harness.js';
+import { createNamespaces } from '../../test/factories.js';
+import type { NodeExecutor } from '../modules/jobs/index.js';
+
+let stores: TestStores;
+beforeAll(async () => {
+  stores = await createTestStores();
+});
+afterAll(async () => {
+  await stores?.drop();
+});
+
+describe('graceful stop', () => {
+  it('drains the job running on a node: it settles before the process closes its stores', async () => {
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const executor: NodeExecutor = {
+      async run() {
+        started();
+        await new Promise((r) => setTimeout(r, 800));
+        return { tokensIn: 2, tokensOut: 3, output: 'finished during shutdown' };
+      },
+    };
+    const server = await startTestServer(stores, { roles: 'cloud,io', executor });
+    const b = server.backbone;
+    const [ns] = await createNamespaces(b.pool, 1);
+    await b.ledger.topUp(ns!.id, 1_000_000n, 'seed');
+    const address = randomAddress();
+    await b.nodes.admin.registerNode({ address, environment: 'testnet' });
+    await b.nodes.presence.ingest(heartbeat(address, { environment: 'testnet', capacity: 2 }));
+    const { jobId } = await b.jobs.submit({
+      namespaceId: ns!.id,
+      model: 'llama3-8b',
+      environment: 'testnet',
+      priority: 'urgent',
+      maxTokens: 10,
+      ttlMs: 60_000,
+    });
+    await running;
+    await server.stop();
+    await server.stop(); // idempotent
+    const r = await stores.db.pool.query<{ status: string; cost: string }>(
+      'select status, cost::text from jobs where id = $1',
+      [jobId],
+    );
+    expect(r.rows[0]).toEqual({
+      status: 'succeeded',
+      cost: String(5 * stores.config().PRICE_PER_TOKEN_MICRO),
+    });
+    const settles = await stores.db.pool.query<{ n: number }>(
+      `select count(*)::int as n from ledger_entries where kind = 'settle' and job_id = $1`,
+      [jobId],
+    );
+    expect(settles.rows[0]!.n).toBe(1);
+    // The HTTP port no longer answers.
+    await expect(fetch(`${server.url}/healthz`)).rejects.toThrow();
+  });
+});
