@@ -15,6 +15,9 @@ describe('config', () => {
     expect(() => loadConfig({ POSTGRES_POOL_SIZE: 'many' })).toThrow(/POSTGRES_POOL_SIZE/);
     expect(() => loadConfig({ LEDGER_HOLD_TIMEOUT_MS: '5' })).toThrow(/LEDGER_HOLD_TIMEOUT_MS.*got "5"/s);
     expect(() => loadConfig({ REDIS_URL: 'http://x' })).toThrow(/REDIS_URL: a redis:\/\/ URL/);
+    // A bad secret is named but never echoed.
+    expect(() => loadConfig({ ADMIN_TOKEN: 'short-secret' })).toThrow(/ADMIN_TOKEN: .*got <redacted>/);
+    expect(() => loadConfig({ ADMIN_TOKEN: 'short-secret' })).not.toThrow(/short-secret/);
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/API_KEY_PEPPER: must be set/);
     // Production refuses every development default secret, each by name.
     const secrets = {

@@ -163,7 +163,7 @@ export const configSchema = z.object({
   /** Private key (0x + 64 hex) the network signs config versions with (EIP-191). */
   NETWORK_SIGNING_KEY: z
     .string()
-    .regex(/^0x[0-9a-f]{64}$/, 'a 0x-prefixed 32-byte hex private key')
+    .regex(/^0x[0-9a-fA-F]{64}$/, 'a 0x-prefixed 32-byte hex private key')
     .default(DEV_NETWORK_KEY),
   /** Node messages whose timestamp is further than this from server time are refused (and nonces live 2×). */
   NODE_MESSAGE_MAX_SKEW_MS: intFrom(30_000, 1000),
@@ -210,8 +210,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     })
     .safeParse(env);
   if (!parsed.success) {
+    // Secrets and URLs (which may carry passwords) are never echoed.
+    const shown = (name: string) =>
+      /TOKEN|KEY|PEPPER|PASSWORD|SECRET|URL/.test(name) && env[name] !== undefined
+        ? '<redacted>'
+        : JSON.stringify(env[name]);
     const lines = parsed.error.issues.map(
-      (i) => `  ${i.path.join('.')}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`,
+      (i) => `  ${i.path.join('.')}: ${i.message} (got ${shown(String(i.path[0]))})`,
     );
     throw new Error(`invalid configuration; set these environment variables:\n${lines.join('\n')}`);
   }

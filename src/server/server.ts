@@ -51,7 +51,7 @@ export async function startServer(opts: {
       stops.add('node-gateway', () => gateway.stop());
     }
     await httpApp.listen({ host: config.HTTP_HOST, port: opts.port ?? config.HTTP_PORT });
-    // Registered after the stores: runs first on stop, so new requests are refused before anything closes.
+    // Registered after the stores, so it closes before them (stops run in reverse order).
     stops.add('http', () => httpApp.close());
     // Node sockets close before the HTTP server: its close waits for every upgraded socket to end.
     // (gateway.stop is idempotent; the earlier registration covers a failed start.)
@@ -65,8 +65,10 @@ export async function startServer(opts: {
       });
       consumer = c;
       stops.add('dispatch', async () => {
-        await c.stop();
-        const left = await b.jobs.drain(config.SHUTDOWN_DRAIN_MS);
+        // Together: the consumer cancels its subscriptions and waits for its handlers, while the jobs service
+        // stops dispatches that still wait for a free node (their jobs are retried by another process) and
+        // lets the ones running on nodes finish.
+        const [, left] = await Promise.all([c.stop(), b.jobs.drain(config.SHUTDOWN_DRAIN_MS)]);
         if (left > 0)
           log.warn({ left }, 'jobs still running at the drain deadline; their messages will be redelivered');
       });

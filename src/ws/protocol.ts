@@ -23,8 +23,8 @@ export type HelloBody = z.infer<typeof helloBodySchema>;
 export const jobResultBodySchema = z.object({
   jobId,
   fencingToken,
-  tokensIn: z.number().int().min(0),
-  tokensOut: z.number().int().min(0),
+  tokensIn: z.number().int().min(0).max(2_147_483_647),
+  tokensOut: z.number().int().min(0).max(2_147_483_647),
   output: z.string(),
   embeddings: z.array(z.array(z.number())).optional(),
   finishReason: z.enum(['stop', 'length']).optional(),

@@ -342,6 +342,25 @@ describe('status API', () => {
     expect(burst[0]!.json().lastMinute.finished).toBe(4);
   });
 
+  it("sums queue depths per environment, model and priority: no namespace's lane name is public", async () => {
+    const b = server.backbone;
+    const account = await b.accounts.createAccount({ email: `${randomUUID()}@example.test` });
+    const ns = await b.accounts.createNamespace({ accountId: account.id, name: 'private' });
+    await b.ledger.topUp(ns.id, 1_000_000n, `seed-${ns.id}`);
+    await b.jobs.submit({
+      namespaceId: ns.id,
+      model: 'private-model',
+      environment: 'testnet',
+      priority: 'bulk',
+      maxTokens: 1,
+      ttlMs: 60_000,
+    });
+    await b.redis.del(new RedisKeys(stores.config().REDIS_KEY_PREFIX).statusSummaryCache());
+    const r = await server.app.inject({ method: 'GET', url: '/status/v1' });
+    expect(r.body).not.toContain(ns.id);
+    expect(Object.keys(r.json().queues)).toContain('rty.lane.testnet.private-model.bulk');
+  });
+
   it('every change of this file is audited and the chain verifies', async () => {
     const r = await stores.db.pool.query<{ action: string }>('select action from audit_log order by seq');
     const seen = new Set(r.rows.map((x) => x.action));

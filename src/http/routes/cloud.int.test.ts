@@ -183,6 +183,23 @@ describe('Cloud API with the official openai client', () => {
     expect([rows.rows[0].n, holds.rows[0].n]).toEqual([1, 1]);
   });
 
+  it('the same Idempotency-Key sent five times at once makes one job', async () => {
+    const body = { model: 'llama3-8b', messages: [{ role: 'user' as const, content: 'at once' }] };
+    const all = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        client.chat.completions
+          .create(body, { headers: { 'idempotency-key': 'concurrent-1' } })
+          .withResponse(),
+      ),
+    );
+    const ids = new Set(all.map((r) => r.response.headers.get('x-request-id')));
+    expect(ids.size).toBe(1);
+    const rows = await server.backbone.pool.query('select count(*)::int as n from jobs where id = $1', [
+      [...ids][0],
+    ]);
+    expect(rows.rows[0].n).toBe(1);
+  });
+
   it('sync timeout → 504, the job is cancelled and refunded in full', async () => {
     const before = await server.backbone.ledger.getBalance(nsId);
     const err = await client.chat.completions

@@ -86,10 +86,23 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
           .send(found ? renderJob(found.row, found.result, s.encodingFormat) : { id: submitted.jobId });
       }
       let result = await b.results.wait(submitted.jobId, b.config.JOB_SYNC_TIMEOUT_MS);
+      if (!result && !b.results.running)
+        // This process is shutting down: the job goes on (another process may run it); never cancel it for that.
+        throw new AppError(
+          'store_unavailable',
+          `the server is shutting down; job ${submitted.jobId} continues: poll /v1/jobs/${submitted.jobId}`,
+          {
+            jobId: submitted.jobId,
+            headers: { location: `/v1/jobs/${submitted.jobId}`, 'retry-after': '1' },
+          },
+        );
       if (!result) {
         // Waited long enough: cancel and refund, unless the job finished in the meantime.
         const status = await b.jobs.cancel(key.namespaceId, submitted.jobId, 'the sync request timed out');
-        result = await b.results.get(submitted.jobId);
+        result =
+          status === 'succeeded'
+            ? await b.results.wait(submitted.jobId, 10_000)
+            : await b.results.get(submitted.jobId);
         if (status !== 'succeeded' || !result)
           throw new AppError(
             'timeout',
@@ -187,10 +200,12 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       async (req, reply) => {
         const body = req.body;
         const inputs = Array.isArray(body.input) ? body.input : [body.input];
+        // The node always returns floats; the server encodes them as the client asked.
+        const { encoding_format: _encoding, ...nodeBody } = body;
         return submit(req, reply, {
           kind: 'embedding',
           model: body.model,
-          body,
+          body: nodeBody,
           // An embedding produces no output tokens: the reservation covers the input estimate.
           maxOutputTokens: 1,
           promptTokens: inputs.reduce((n, t) => n + estimateTokens(t), 0),

@@ -12,10 +12,16 @@ export function statusRoutes(b: Backbone): FastifyPluginAsyncZod {
     ttlMs: b.config.LIVE_CACHE_TTL_MS,
     liveStatus: () => b.nodes.catalog.status(),
     catalog: (env) => b.nodes.catalog.catalog(env),
+    // Public: lanes are summed per environment, model and priority. A lane's name ends with its Subcloud and
+    // namespace ids, which must not leak to anyone (per-lane depths are on /admin/v1/queues).
     queueDepths: async () => {
       const h = await b.routing.health();
       const out: Record<string, number> = {};
-      for (const q of h.queues) if (q.messages !== undefined) out[q.queue] = q.messages;
+      for (const q of h.queues) {
+        if (q.messages === undefined) continue;
+        const name = q.queue.startsWith('rty.lane.') ? q.queue.split('.').slice(0, 5).join('.') : q.queue;
+        out[name] = (out[name] ?? 0) + q.messages;
+      }
       return out;
     },
   });

@@ -58,6 +58,11 @@ export class JobResults {
     this.log = deps.log.child({ component: 'job-results' });
   }
 
+  /** False once stop() began: waiters then return without a result because of shutdown, not a timeout. */
+  get running(): boolean {
+    return this.started;
+  }
+
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;

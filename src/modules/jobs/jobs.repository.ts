@@ -1,5 +1,5 @@
 // SQL for job metadata rows: created at submit, moved to exactly one terminal state.
-import type { Queryable } from '../../stores/postgres/pool.js';
+import { withTransaction, type Pool, type Queryable } from '../../stores/postgres/pool.js';
 
 export type TerminalStatus = 'succeeded' | 'failed' | 'expired' | 'cancelled';
 
@@ -79,7 +79,19 @@ export class JobsRepository {
     };
   }
 
-  async insertJob(db: Queryable, j: JobRowInput): Promise<boolean> {
+  /**
+   * Inserts the job row unless its id exists; returns false then. Serialized per id by a transaction-scoped
+   * advisory lock: the table's key is (id, created_at) (partitioned by time), so two concurrent submissions of
+   * one id (an Idempotency-Key sent twice at once) would otherwise both pass `not exists`.
+   */
+  async insertJob(pool: Pool, j: JobRowInput): Promise<boolean> {
+    return withTransaction(pool, async (tx) => {
+      await tx.query('select pg_advisory_xact_lock(hashtextextended($1, 7))', [j.id]);
+      return this.insertJobRow(tx, j);
+    });
+  }
+
+  private async insertJobRow(db: Queryable, j: JobRowInput): Promise<boolean> {
     const r = await db.query(
       `insert into jobs (id, namespace_id, api_key_id, model, mode, priority, environment, status, max_cost, created_at)
        select $1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9

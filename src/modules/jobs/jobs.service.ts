@@ -179,9 +179,14 @@ export class JobsService {
     if (hold && hold.status !== 'pending') {
       // A crash after the ledger closed the hold and before the row moved: finish the row the same way.
       if (hold.status === 'posted') {
+        // The node's earning is idempotent by job id: credit it here too in case the crash came before it.
+        const charged = hold.settledAmount ?? 0n;
+        const earning = (charged * this.deps.options.nodeSharePercent) / 100n;
+        if (earning > 0n && row.nodeAddress)
+          await this.deps.ledger.creditEarning(row.nodeAddress, job.jobId, earning);
         await this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
           status: 'succeeded',
-          cost: hold.settledAmount ?? 0n,
+          cost: charged,
         });
       } else await this.finishFailed(job, hold.status === 'expired' ? 'expired' : 'cancelled', 'hold closed');
       return { kind: 'done' };
@@ -223,6 +228,8 @@ export class JobsService {
     const executionMs = performance.now() - started;
     // The hold's amount never changes once reserved: the one read at the start is enough.
     if (!hold) throw new AppError('hold_not_found', `job ${job.jobId} has no hold`);
+    // A node cannot bill more output than the request allowed.
+    result.tokensOut = Math.min(result.tokensOut, job.request?.maxTokens ?? result.tokensOut);
     const cost = BigInt(result.tokensIn + result.tokensOut) * this.deps.options.pricePerTokenMicro;
     const charged = cost < hold.amount ? cost : hold.amount;
     try {
@@ -325,9 +332,13 @@ export class JobsService {
     if (!row) throw new AppError('not_found', `no job ${jobId} in this namespace`);
     if (row.status === 'queued' || row.status === 'dispatched')
       await this.finishFailed({ ...jobOfRow(row) }, 'cancelled', reason);
-    return (await this.repo.findJob(this.deps.pool, namespaceId, jobId))?.status as
-      | TerminalStatus
-      | undefined;
+    const after = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
+    if (after?.status === 'queued' || after?.status === 'dispatched') {
+      // The void lost to a settle: the job succeeded (its row turns terminal a moment later).
+      const hold = await this.deps.ledger.getHold(namespaceId, jobId);
+      if (hold?.status === 'posted') return 'succeeded';
+    }
+    return after?.status as TerminalStatus | undefined;
   }
 
   /** A job of this namespace (another namespace's job is not found), with its result when it has one. */
