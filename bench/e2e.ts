@@ -232,18 +232,44 @@ export async function main(): Promise<void> {
       `open loop 90% (${round(sustained.rate * 0.9, 0)}/s): p50 ${round(ninety.p50, 1)} ms p99 ${round(ninety.p99, 1)} ms, ${ninety.failed} failed`,
     );
 
-    // 5. Backbone RSS with RSS_NODES connected simulated nodes (a second simulator process).
+    // 5. Backbone RSS with RSS_NODES connected simulated nodes: a fresh backbone process (every role) on the same
+    // stores, told to expect a heartbeat a minute (5,000 signed heartbeats every 10 s would be a CPU benchmark of
+    // their own on this machine), and a second simulator process.
     await sim.stop();
+    await backbone.stop();
+    const quiet = { ...env, HEARTBEAT_INTERVAL_MS: '60000', HEARTBEAT_TTL_MS: '180000' };
+    const idle = rty(['serve', '--port', '0'], quiet);
+    procs.push(idle);
+    const idleUrl = (await idle.waitFor(/READY (http:\/\/\S+)/, 60_000))[1]!;
+    const rssBefore = rssMb(idle.child.pid!);
     const many = rty(
-      ['sim', '--url', url, '--nodes', String(RSS_NODES), '--models', MODEL, '--admin-token', ADMIN_TOKEN],
-      { ...env, HEARTBEAT_INTERVAL_MS: '30000' },
+      [
+        'sim',
+        '--url',
+        idleUrl,
+        '--nodes',
+        String(RSS_NODES),
+        '--models',
+        MODEL,
+        '--admin-token',
+        ADMIN_TOKEN,
+      ],
+      quiet,
     );
     procs.push(many);
-    await many.waitFor(/SIM READY/, 600_000);
+    const t5 = performance.now();
+    await many.waitFor(/SIM READY/, 900_000);
+    console.log(
+      `${RSS_NODES} nodes bound, registered and connected in ${round((performance.now() - t5) / 1000, 1)} s`,
+    );
     await sleep(3000);
-    const rss = rssMb(backbone.child.pid!);
-    const connected = /rty_gateway_connected_nodes (\d+)/.exec(await metrics())?.[1];
-    console.log(`backbone RSS with ${connected} connected nodes: ${round(rss, 1)} MB`);
+    const rss = rssMb(idle.child.pid!);
+    const connected = /rty_gateway_connected_nodes (\d+)/.exec(
+      await (await fetch(`${idleUrl}/metrics`)).text(),
+    )?.[1];
+    console.log(
+      `backbone RSS with ${connected} connected nodes: ${round(rss, 1)} MB (${round(rssBefore, 1)} MB before they connected)`,
+    );
 
     const ratio = sustained.rate / rawRabbit;
     console.log(
