@@ -131,3 +131,17 @@ export async function checkInvariants(s: InvariantScope): Promise<InvariantCheck
   }
   return checks;
 }
+
+/** Re-checks until every invariant holds or the time is up (jobs finish and records arrive asynchronously). */
+export async function waitForInvariants(
+  s: InvariantScope,
+  opts: { timeoutMs: number; intervalMs?: number },
+): Promise<InvariantCheck[]> {
+  const deadline = Date.now() + opts.timeoutMs;
+  let checks = await checkInvariants(s);
+  while (checks.some((c) => !c.ok) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
+    checks = await checkInvariants(s);
+  }
+  return checks;
+}

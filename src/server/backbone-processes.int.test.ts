@@ -5,7 +5,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, type TestStores } from '../../test/backbone-harness.js';
-import { checkInvariants } from '../cli/invariants.js';
+import { waitForInvariants } from '../cli/invariants.js';
 import { spawnRty, type RtyProcess } from '../cli/rty-process.js';
 import { parseSimOptions, startSim, type RunningSim } from '../cli/commands/sim.js';
 import { LedgerService } from '../modules/credits/index.js';
@@ -123,11 +123,7 @@ describe('two backbone processes on the same stores', () => {
       namespaceIds: [ns.id],
       mongo: stores.mongo.store.db,
     };
-    let checks = await checkInvariants(scope);
-    for (let i = 0; i < 100 && checks.some((x) => !x.ok); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      checks = await checkInvariants(scope);
-    }
+    const checks = await waitForInvariants(scope, { timeoutMs: 10_000 });
     await ledger.stop();
     expect(checks.filter((x) => !x.ok)).toEqual([]);
 

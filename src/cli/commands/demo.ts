@@ -11,7 +11,7 @@ import { connectMongo, type MongoStore } from '../../stores/mongo/client.js';
 import { createPgPool, type Pool } from '../../stores/postgres/pool.js';
 import { createRedis, deleteKeysByPrefix } from '../../stores/redis/client.js';
 import type { CliContext } from '../context.js';
-import { checkInvariants } from '../invariants.js';
+import { waitForInvariants } from '../invariants.js';
 import { spawnRty, type RtyProcess } from '../rty-process.js';
 import { driveTraffic, type TrafficOutcome } from './demo-traffic.js';
 import { runMigrate } from './migrate.js';
@@ -174,31 +174,22 @@ export async function runDemo(ctx: CliContext, opts: DemoOptions): Promise<numbe
     step(6, 'Settling: waiting for every job to be terminal and recorded in MongoDB');
     pool = createPgPool({ url: config.POSTGRES_URL, size: 2, schema: run, applicationName: 'rty-demo' });
     mongo = await connectMongo(config.MONGO_URL, run);
-    const deadline = Date.now() + 60_000;
     const ledger = new LedgerService({
       pool,
       log: ctx.log,
       options: { batchMaxWaitMs: 0, batchMaxSize: 1, batchConcurrency: 1, holdTimeoutMs: 60_000 },
     });
-    let checks = await checkInvariants({
-      pool,
-      ledger,
-      redis,
-      redisPrefix: config.REDIS_KEY_PREFIX,
-      namespaceIds: [namespaceId],
-      mongo: mongo.db,
-    });
-    while (checks.some((c) => !c.ok) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 500));
-      checks = await checkInvariants({
+    const checks = await waitForInvariants(
+      {
         pool,
         ledger,
         redis,
         redisPrefix: config.REDIS_KEY_PREFIX,
         namespaceIds: [namespaceId],
         mongo: mongo.db,
-      });
-    }
+      },
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
     await ledger.stop();
 
     step(7, 'Invariants (DESIGN.md §2)');

@@ -6,7 +6,7 @@ import { createTestStores, startTestServer, type TestStores } from '../../../tes
 import { heartbeat, randomAddress } from '../../../test/live-harness.js';
 import type { NodeExecutor, NodeResult } from '../../modules/jobs/index.js';
 import type { RunningServer } from '../../server/server.js';
-import { checkInvariants } from '../../cli/invariants.js';
+import { waitForInvariants } from '../../cli/invariants.js';
 
 const embeddingOf = (text: string) => [text.length / 10, 0.5, -0.25];
 
@@ -335,11 +335,7 @@ describe('Cloud API errors: each bad input gets its status and leaves nothing be
       mongo: b.mongo.db,
     };
     // Polling jobs above may still be finishing, and records arrive in batches.
-    let checks = await checkInvariants(scope);
-    for (let i = 0; i < 100 && checks.some((c) => !c.ok); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      checks = await checkInvariants(scope);
-    }
+    const checks = await waitForInvariants(scope, { timeoutMs: 10_000 });
     expect(checks.filter((c) => !c.ok)).toEqual([]);
     expect(checks.map((c) => c.name)).toContain('one MongoDB job document per job');
   });
