@@ -25,7 +25,9 @@ function signedMessage(type: string, body: z.ZodType) {
   });
 }
 
-export const registerBodySchema = z.object({
+// Loose objects: a field a newer agent adds is kept (the signature covers it) rather than stripped into a
+// confusing bad_signature.
+export const registerBodySchema = z.looseObject({
   environment: z.enum(environments),
   region: z
     .string()
@@ -34,7 +36,7 @@ export const registerBodySchema = z.object({
   gpuModel: z.string().min(1).max(128).optional(),
   gpuMemoryMb: z.number().int().min(0).optional(),
 });
-export const configBodySchema = z.object({ digest: z.string().max(128).optional() });
+export const configBodySchema = z.looseObject({ digest: z.string().max(128).optional() });
 
 const configVersion = z.object({
   version: z.number().int(),

@@ -199,6 +199,30 @@ export class JobsService {
     }
     const log = this.log.child({ jobId: job.jobId, nodeId: lease.nodeAddress });
     const assignedAt = new Date();
+    try {
+      return await this.runLeased(job, row, hold, lease, lastAttempt, assignedAt, log);
+    } catch (err) {
+      // An unexpected error (a store failing mid-way): give the node back now rather than at lease expiry,
+      // and on the last attempt close the job (refund) instead of leaving it dispatched for the reconciler.
+      await this.deps.matchmaking.complete(lease, 'failed').catch(() => undefined);
+      this.wakeCapacityWaiters();
+      if (lastAttempt)
+        await this.finishFailed(job, 'failed', err instanceof Error ? err.message : String(err)).catch(
+          (e: unknown) => log.error({ err: e }, 'could not close the job after an error'),
+        );
+      throw err;
+    }
+  }
+
+  private async runLeased(
+    job: JobMessage,
+    row: JobRow,
+    hold: NonNullable<Awaited<ReturnType<LedgerService['getHold']>>> | undefined,
+    lease: Lease,
+    lastAttempt: boolean,
+    assignedAt: Date,
+    log: Logger,
+  ): Promise<JobOutcome> {
     await this.repo.markDispatched(
       this.deps.pool,
       job.namespaceId,
