@@ -5,6 +5,7 @@ import { createTestStores, startTestServer, type TestStores } from '../../test/b
 import { heartbeat, randomAddress } from '../../test/live-harness.js';
 import { createNamespaces } from '../../test/factories.js';
 import type { NodeExecutor } from '../modules/jobs/index.js';
+import { scanKeys } from '../stores/redis/client.js';
 
 let stores: TestStores;
 beforeAll(async () => {
@@ -58,5 +59,70 @@ describe('graceful stop', () => {
     expect(settles.rows[0]!.n).toBe(1);
     // The HTTP port no longer answers.
     await expect(fetch(`${server.url}/healthz`)).rejects.toThrow();
+  });
+
+  it('a duplicated job message while the job runs in this process is acknowledged: one run, one settlement', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let runs = 0;
+    const executor: NodeExecutor = {
+      async run() {
+        runs += 1;
+        await gate;
+        return { tokensIn: 1, tokensOut: 1, output: 'once' };
+      },
+    };
+    const server = await startTestServer(stores, { roles: 'cloud,io', executor });
+    try {
+      const b = server.backbone;
+      const [ns] = await createNamespaces(b.pool, 1);
+      await b.ledger.topUp(ns!.id, 1_000_000n, 'seed-dup');
+      const address = randomAddress();
+      await b.nodes.admin.registerNode({ address, environment: 'testnet' });
+      await b.nodes.presence.ingest(heartbeat(address, { environment: 'testnet', capacity: 4 }));
+      const { jobId } = await b.jobs.submit({
+        namespaceId: ns!.id,
+        model: 'llama3-8b',
+        environment: 'testnet',
+        priority: 'urgent',
+        maxTokens: 10,
+        ttlMs: 60_000,
+      });
+      for (let i = 0; i < 100 && runs === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(runs).toBe(1);
+      // The same job enqueued again (as a retry copy racing a redelivery would).
+      await b.routing.submit({
+        v: 1,
+        jobId,
+        namespaceId: ns!.id,
+        model: 'llama3-8b',
+        environment: 'testnet',
+        priority: 'urgent',
+        subcloud: null,
+        attempt: 0,
+        excludedNodeIds: [],
+        failures: [],
+        enqueuedAt: new Date().toISOString(),
+        ttlMs: 60_000,
+      });
+      await new Promise((r) => setTimeout(r, 500)); // the duplicate is consumed while the first still runs
+      release();
+      for (let i = 0; i < 100; i++) {
+        const r = await b.pool.query<{ status: string }>('select status from jobs where id = $1', [jobId]);
+        if (r.rows[0]?.status === 'succeeded') break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(runs).toBe(1);
+      const settles = await b.pool.query<{ n: number }>(
+        `select count(*)::int as n from ledger_entries where kind = 'settle' and job_id = $1`,
+        [jobId],
+      );
+      expect(settles.rows[0]!.n).toBe(1);
+      const leases = await scanKeys(b.redis, `${b.config.REDIS_KEY_PREFIX}live:*lease:${jobId}`);
+      expect(leases).toEqual([]);
+    } finally {
+      release();
+      await server.stop();
+    }
   });
 });

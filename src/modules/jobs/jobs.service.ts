@@ -74,6 +74,8 @@ export class JobsService {
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Dispatches waiting for a free node; woken when this process releases a lease. */
   private readonly capacityWaiters = new Set<() => void>();
+  /** Dispatches per job id running in this process (a duplicated message makes two). */
+  private readonly active = new Map<string, number>();
   private stopping = false;
 
   constructor(
@@ -150,9 +152,15 @@ export class JobsService {
 
   /** The consumer's handler: returns only after the job's outcome is committed in PostgreSQL. */
   readonly handle = (job: JobMessage): Promise<JobOutcome> => {
+    this.active.set(job.jobId, (this.active.get(job.jobId) ?? 0) + 1);
     const p = this.dispatch(job);
     this.inFlight.add(p);
-    return p.finally(() => this.inFlight.delete(p));
+    return p.finally(() => {
+      this.inFlight.delete(p);
+      const n = (this.active.get(job.jobId) ?? 1) - 1;
+      if (n > 0) this.active.set(job.jobId, n);
+      else this.active.delete(job.jobId);
+    });
   };
 
   /** Resolves when every dispatch running in this process has finished (or the deadline passed). */
@@ -198,6 +206,14 @@ export class JobsService {
       return { kind: 'failed', reason: 'no eligible node' };
     }
     const log = this.log.child({ jobId: job.jobId, nodeId: lease.nodeAddress });
+    // A duplicated message (e.g. a retry copy and a redelivery) while this process runs the job: the running
+    // dispatch owns the job and its lease, so this copy is simply acknowledged. A lease held with no dispatch
+    // here is taken over (its dispatcher may have crashed: the job runs again on the same node); a duplicate
+    // running in another process at the same moment is not told apart from that.
+    if (lease.held && (this.active.get(job.jobId) ?? 0) > 1) {
+      log.info('duplicate job message while the job runs here: acknowledged');
+      return { kind: 'done' };
+    }
     const assignedAt = new Date();
     try {
       return await this.runLeased(job, row, hold, lease, lastAttempt, assignedAt, log);

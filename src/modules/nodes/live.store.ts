@@ -42,6 +42,8 @@ export interface Lease {
   /** Checked by the completion path: a stale token (lease expired and re-taken) is refused. */
   fencingToken: string;
   expiresAtMs: number;
+  /** True when the job already held this lease (another dispatch of it took it): not this caller's to release. */
+  held?: boolean;
 }
 
 export interface SweepResult {
@@ -219,6 +221,7 @@ export class LiveStore {
       nodeAddress: str(r[1]),
       fencingToken: str(r[2]),
       expiresAtMs: Number(r[3]),
+      ...(r[0] === 'HELD' ? { held: true } : {}),
     };
   }
 
@@ -273,7 +276,14 @@ export class LiveStore {
     );
     const hit = found.find((f) => f[0] !== null);
     if (!hit) return undefined;
-    return { jobId, environment, nodeAddress: hit[0]!, fencingToken: hit[1]!, expiresAtMs: Number(hit[2]) };
+    return {
+      jobId,
+      environment,
+      nodeAddress: hit[0]!,
+      fencingToken: hit[1]!,
+      expiresAtMs: Number(hit[2]),
+      held: true,
+    };
   }
 
   /** Mirrors a flag already written to PostgreSQL; false when the node has no live record. */
