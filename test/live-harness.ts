@@ -1,11 +1,33 @@
 // Live-state test fixtures: a nodes module over an isolated Redis space and PostgreSQL schema, and
 // heartbeat builders.
 import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll } from 'vitest';
 import type { Config } from '../src/config/config.js';
 import { createNodesModule, type Heartbeat, type NodesModule } from '../src/modules/nodes/index.js';
-import { baseConfig, testLog } from './harness.js';
+import { baseConfig, createPgTestSchema, testLog, type PgTestSchema } from './harness.js';
+import { createExclusiveRedisDb, createRedisTestSpace, type RedisTestSpace } from './redis-harness.js';
 import type { Pool } from '../src/stores/postgres/pool.js';
 import type { Redis } from 'ioredis';
+
+/**
+ * The stores of one live-state test file: a migrated PostgreSQL schema and a Redis key prefix (or, with
+ * `exclusiveRedis`, a whole logical database of its own), created before its tests and dropped after them.
+ */
+export function useLiveStores(
+  name: string,
+  opts: { exclusiveRedis?: boolean } = {},
+): { pg: PgTestSchema; space: RedisTestSpace } {
+  const env = {} as { pg: PgTestSchema; space: RedisTestSpace };
+  beforeAll(async () => {
+    env.pg = await createPgTestSchema({ poolSize: 4 });
+    env.space = opts.exclusiveRedis ? await createExclusiveRedisDb() : await createRedisTestSpace(name);
+  });
+  afterAll(async () => {
+    await env.space?.drop();
+    await env.pg?.drop();
+  });
+  return env;
+}
 
 export function randomAddress(): string {
   return `0x${randomBytes(20).toString('hex')}`;

@@ -1,11 +1,10 @@
 // 10,000 concurrent select-and-lease calls over 1,000 nodes (real Redis, 4 cells): capacity is never
 // exceeded, flagged and offline nodes are never leased, and every lease ends released or expired.
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createPgTestSchema, type PgTestSchema } from '../../../test/harness.js';
-import { createRedisTestSpace, type RedisTestSpace } from '../../../test/redis-harness.js';
+import { expect, it } from 'vitest';
 import {
   buildNodes,
+  useLiveStores,
   heartbeat,
   liveConfig,
   randomAddress,
@@ -14,26 +13,16 @@ import {
 import type { Lease, LiveEvent, NodeFlag } from './index.js';
 import { scanKeys } from '../../stores/redis/client.js';
 
-let pg: PgTestSchema;
-let space: RedisTestSpace;
-
-beforeAll(async () => {
-  pg = await createPgTestSchema({ poolSize: 4 });
-  space = await createRedisTestSpace('leases');
-});
-afterAll(async () => {
-  await space.drop();
-  await pg.drop();
-});
+const env = useLiveStores('leases');
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 it('10,000 concurrent selections over 1,000 nodes respect capacity, flags and liveness', async () => {
   const ttlMs = 4_000;
   const nodes = buildNodes(
-    pg.pool,
-    space.redis,
-    liveConfig(space.prefix, { LIVE_CELLS: 4, HEARTBEAT_TTL_MS: ttlMs, LEASE_TTL_MS: 60_000 }),
+    env.pg.pool,
+    env.space.redis,
+    liveConfig(env.space.prefix, { LIVE_CELLS: 4, HEARTBEAT_TTL_MS: ttlMs, LEASE_TTL_MS: 60_000 }),
   );
   const all = Array.from({ length: 1_000 }, (_, i) => ({
     address: randomAddress(),
@@ -43,7 +32,7 @@ it('10,000 concurrent selections over 1,000 nodes respect capacity, flags and li
     offline: i % 20 === 5,
   }));
   await registerNodes(
-    pg.pool,
+    env.pg.pool,
     all.map((n) => ({ address: n.address, environment: 'mainnet' as const })),
   );
   const hb = (n: (typeof all)[number]) =>
@@ -116,8 +105,8 @@ it('10,000 concurrent selections over 1,000 nodes respect capacity, flags and li
 
   // Nothing is left: no lease, no expiry entry, no node lease set, no node record.
   for (const { base } of nodes.live.cellBases('mainnet')) {
-    expect(await space.redis.zcard(`${base}leaseexp`)).toBe(0);
-    expect(await space.redis.zcard(`${base}seen`)).toBe(0);
+    expect(await env.space.redis.zcard(`${base}leaseexp`)).toBe(0);
+    expect(await env.space.redis.zcard(`${base}seen`)).toBe(0);
   }
-  expect(await scanKeys(space.redis, `${space.prefix}*lease*`)).toEqual([]);
+  expect(await scanKeys(env.space.redis, `${env.space.prefix}*lease*`)).toEqual([]);
 });

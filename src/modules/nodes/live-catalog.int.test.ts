@@ -1,35 +1,24 @@
 // Catalog, Subcloud list and status caches over real live state.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createPgTestSchema, type PgTestSchema } from '../../../test/harness.js';
-import { createRedisTestSpace, type RedisTestSpace } from '../../../test/redis-harness.js';
+import { expect, it } from 'vitest';
 import {
   buildNodes,
+  useLiveStores,
   heartbeat,
   liveConfig,
   randomAddress,
   registerNodes,
 } from '../../../test/live-harness.js';
 
-let pg: PgTestSchema;
-let space: RedisTestSpace;
-
-beforeAll(async () => {
-  pg = await createPgTestSchema({ poolSize: 4 });
-  space = await createRedisTestSpace('catalog');
-});
-afterAll(async () => {
-  await space.drop();
-  await pg.drop();
-});
+const env = useLiveStores('catalog');
 
 it('model catalog and status per environment, cached for the TTL; Subcloud lists cached until invalidated', async () => {
   const nodes = buildNodes(
-    pg.pool,
-    space.redis,
-    liveConfig(space.prefix, { LIVE_CELLS: 2, LIVE_CACHE_TTL_MS: 60_000 }),
+    env.pg.pool,
+    env.space.redis,
+    liveConfig(env.space.prefix, { LIVE_CELLS: 2, LIVE_CACHE_TTL_MS: 60_000 }),
   );
   const [a, b, c, t] = [randomAddress(), randomAddress(), randomAddress(), randomAddress()];
-  await registerNodes(pg.pool, [
+  await registerNodes(env.pg.pool, [
     { address: a, environment: 'mainnet' },
     { address: b, environment: 'mainnet' },
     { address: c, environment: 'mainnet' },
@@ -61,10 +50,10 @@ it('model catalog and status per environment, cached for the TTL; Subcloud lists
 
   // Within the TTL the cached catalog is served; the live counters have moved on.
   const d = randomAddress();
-  await registerNodes(pg.pool, [{ address: d, environment: 'mainnet' }]);
+  await registerNodes(env.pg.pool, [{ address: d, environment: 'mainnet' }]);
   await nodes.presence.ingest(heartbeat(d, { models: [m('phi-3', 'v1')] }));
   expect((await nodes.catalog.catalog('mainnet')).map((x) => x.model)).toEqual(['llama3-8b', 'mistral-7b']);
-  await space.redis.del(nodes.live.keys.catalogCache('mainnet'));
+  await env.space.redis.del(nodes.live.keys.catalogCache('mainnet'));
   expect((await nodes.catalog.catalog('mainnet')).map((x) => x.model)).toEqual([
     'llama3-8b',
     'mistral-7b',

@@ -1,11 +1,10 @@
 // Select-and-lease against the real Redis: every eligibility filter alone and combined (table-driven),
 // capacity, idempotency, lease expiry, fencing, flags with cooldowns, penalties.
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPgTestSchema, type PgTestSchema } from '../../../test/harness.js';
-import { createRedisTestSpace, type RedisTestSpace } from '../../../test/redis-harness.js';
+import { describe, expect, it } from 'vitest';
 import {
   buildNodes,
+  useLiveStores,
   heartbeat,
   liveConfig,
   randomAddress,
@@ -15,26 +14,20 @@ import type { Config } from '../../config/config.js';
 import { isAppError } from '../../platform/errors.js';
 import type { Heartbeat, JobRequirements, LiveEvent, NodesModule } from './index.js';
 
-let pg: PgTestSchema;
-let space: RedisTestSpace;
 let n = 0;
-
-beforeAll(async () => {
-  pg = await createPgTestSchema({ poolSize: 4 });
-  space = await createRedisTestSpace('match');
-});
-afterAll(async () => {
-  await space.drop();
-  await pg.drop();
-});
+const env = useLiveStores('match');
 
 function fresh(over: Partial<Config> = {}): NodesModule {
   n += 1;
-  return buildNodes(pg.pool, space.redis, liveConfig(`${space.prefix}${n}:`, { LIVE_CELLS: 3, ...over }));
+  return buildNodes(
+    env.pg.pool,
+    env.space.redis,
+    liveConfig(`${env.space.prefix}${n}:`, { LIVE_CELLS: 3, ...over }),
+  );
 }
 
 async function join(nodes: NodesModule, hb: Heartbeat): Promise<string> {
-  await registerNodes(pg.pool, [{ address: hb.address, environment: hb.environment }]);
+  await registerNodes(env.pg.pool, [{ address: hb.address, environment: hb.environment }]);
   await nodes.presence.ingest(hb);
   return hb.address;
 }
@@ -211,7 +204,7 @@ describe('leases', () => {
     for (let i = 0; i < 5; i += 1)
       expect(await nodes.matchmaking.selectAndLease(req)).toEqual({ ...first, held: true });
     const held = await Promise.all(
-      nodes.live.cellBases('mainnet').map(({ base }) => space.redis.zcard(`${base}leaseexp`)),
+      nodes.live.cellBases('mainnet').map(({ base }) => env.space.redis.zcard(`${base}leaseexp`)),
     );
     expect(held.reduce((a, b) => a + b, 0)).toBe(1);
   });
@@ -290,7 +283,7 @@ describe('flags and penalties', () => {
     const nodes = fresh();
     const a = await join(nodes, heartbeat(randomAddress()));
     // As if the process died after the PostgreSQL write and before the Redis write.
-    await pg.pool.query(
+    await env.pg.pool.query(
       `insert into node_flags (node_address, flag, set_by) values ($1, 'freeze', 'admin')`,
       [a],
     );
@@ -302,7 +295,7 @@ describe('flags and penalties', () => {
     });
     expect(await nodes.matchmaking.selectAndLease(job())).toBeUndefined();
     // And the other way: deleted in PostgreSQL, still mirrored (a clear lost to a crash or a race).
-    await pg.pool.query(`delete from node_flags where node_address = $1`, [a]);
+    await env.pg.pool.query(`delete from node_flags where node_address = $1`, [a]);
     expect(await nodes.matchmaking.selectAndLease(job())).toBeUndefined();
     expect(await nodes.flagReconcileTask.run(new AbortController().signal)).toMatchObject({ cleared: 1 });
     expect((await nodes.matchmaking.selectAndLease(job()))?.nodeAddress).toBe(a);

@@ -1,10 +1,10 @@
 // Presence against the real Redis and PostgreSQL: heartbeats, late heartbeats, hydration, offline
 // detection (measured, within TTL + 1 s) by the live sweep on the task runner, rejoin.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
-import { createRedisTestSpace, type RedisTestSpace } from '../../../test/redis-harness.js';
+import { describe, expect, it } from 'vitest';
+import { testLog } from '../../../test/harness.js';
 import {
   buildNodes,
+  useLiveStores,
   heartbeat,
   liveConfig,
   randomAddress,
@@ -14,23 +14,13 @@ import { TaskRunner } from '../../background/task-runner.js';
 import { isAppError } from '../../platform/errors.js';
 import type { LiveEvent } from './index.js';
 
-let pg: PgTestSchema;
-let space: RedisTestSpace;
-
-beforeAll(async () => {
-  pg = await createPgTestSchema({ poolSize: 4 });
-  space = await createRedisTestSpace('presence');
-});
-afterAll(async () => {
-  await space.drop();
-  await pg.drop();
-});
+const env = useLiveStores('presence');
 
 describe('heartbeats', () => {
   it('a first heartbeat hydrates from PostgreSQL and joins the indexes; later ones update the record', async () => {
-    const nodes = buildNodes(pg.pool, space.redis, liveConfig(`${space.prefix}a:`));
+    const nodes = buildNodes(env.pg.pool, env.space.redis, liveConfig(`${env.space.prefix}a:`));
     const addr = randomAddress();
-    await registerNodes(pg.pool, [{ address: addr, environment: 'mainnet' }]);
+    await registerNodes(env.pg.pool, [{ address: addr, environment: 'mainnet' }]);
     const events: LiveEvent[] = [];
     nodes.presence.onEvent((e) => events.push(e));
 
@@ -54,9 +44,9 @@ describe('heartbeats', () => {
   });
 
   it('a late or replayed heartbeat never overwrites a newer one', async () => {
-    const nodes = buildNodes(pg.pool, space.redis, liveConfig(`${space.prefix}b:`));
+    const nodes = buildNodes(env.pg.pool, env.space.redis, liveConfig(`${env.space.prefix}b:`));
     const addr = randomAddress();
-    await registerNodes(pg.pool, [{ address: addr, environment: 'mainnet' }]);
+    await registerNodes(env.pg.pool, [{ address: addr, environment: 'mainnet' }]);
     const older = heartbeat(addr, { capacity: 1 });
     const newer = heartbeat(addr, { capacity: 7 });
     await nodes.presence.ingest(newer);
@@ -69,11 +59,11 @@ describe('heartbeats', () => {
   });
 
   it('the stored static status follows the latest heartbeat even when processes alternate', async () => {
-    const config = liveConfig(`${space.prefix}s:`);
-    const a = buildNodes(pg.pool, space.redis, config);
-    const b = buildNodes(pg.pool, space.connect(), config);
+    const config = liveConfig(`${env.space.prefix}s:`);
+    const a = buildNodes(env.pg.pool, env.space.redis, config);
+    const b = buildNodes(env.pg.pool, env.space.connect(), config);
     const addr = randomAddress();
-    await registerNodes(pg.pool, [{ address: addr, environment: 'mainnet' }]);
+    await registerNodes(env.pg.pool, [{ address: addr, environment: 'mainnet' }]);
     await a.presence.ingest(heartbeat(addr, { configDigest: 'd1' }));
     await b.presence.ingest(heartbeat(addr, { configDigest: 'd2' }));
     // Process a last sent d1 and sends only its digest; the script sees d2 stored and asks for the JSON.
@@ -86,13 +76,13 @@ describe('heartbeats', () => {
   });
 
   it('refuses heartbeats of unregistered nodes, of the wrong environment, and malformed ones', async () => {
-    const nodes = buildNodes(pg.pool, space.redis, liveConfig(`${space.prefix}c:`));
+    const nodes = buildNodes(env.pg.pool, env.space.redis, liveConfig(`${env.space.prefix}c:`));
     const stranger = randomAddress();
     await expect(nodes.presence.ingest(heartbeat(stranger))).rejects.toSatisfy((e) =>
       isAppError(e, 'node_not_registered'),
     );
     const testnetNode = randomAddress();
-    await registerNodes(pg.pool, [{ address: testnetNode, environment: 'testnet' }]);
+    await registerNodes(env.pg.pool, [{ address: testnetNode, environment: 'testnet' }]);
     await expect(nodes.presence.ingest(heartbeat(testnetNode))).rejects.toSatisfy((e) =>
       isAppError(e, 'invalid_request'),
     );
@@ -106,15 +96,15 @@ describe('heartbeats', () => {
 describe('offline detection', () => {
   it('a silent node leaves every index within TTL + 1 s (measured), with an event; it rejoins on return', async () => {
     const ttlMs = 1_500;
-    const config = liveConfig(`${space.prefix}d:`, {
+    const config = liveConfig(`${env.space.prefix}d:`, {
       HEARTBEAT_TTL_MS: ttlMs,
       LIVE_SWEEP_INTERVAL_MS: 100,
       LIVE_CELLS: 2,
     });
-    const nodes = buildNodes(pg.pool, space.redis, config);
+    const nodes = buildNodes(env.pg.pool, env.space.redis, config);
     const silent = randomAddress();
     const alive = randomAddress();
-    await registerNodes(pg.pool, [
+    await registerNodes(env.pg.pool, [
       { address: silent, environment: 'mainnet' },
       { address: alive, environment: 'mainnet' },
     ]);
@@ -126,7 +116,7 @@ describe('offline detection', () => {
         detectedAt = Date.now();
       }
     });
-    const runner = new TaskRunner({ pool: pg.pool, log: testLog, tasks: [nodes.sweepTask] });
+    const runner = new TaskRunner({ pool: env.pg.pool, log: testLog, tasks: [nodes.sweepTask] });
     runner.start();
     try {
       // Taken before the call: the server stamps the heartbeat during it, so this never overstates the TTL.

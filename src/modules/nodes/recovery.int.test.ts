@@ -2,11 +2,10 @@
 // alone, standing in for FLUSHALL or a Redis restart); the next heartbeats rebuild matchmaking from
 // PostgreSQL with the same flags and Subclouds.
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createPgTestSchema, type PgTestSchema } from '../../../test/harness.js';
-import { createExclusiveRedisDb, type RedisTestSpace } from '../../../test/redis-harness.js';
+import { expect, it } from 'vitest';
 import {
   buildNodes,
+  useLiveStores,
   heartbeat,
   liveConfig,
   randomAddress,
@@ -14,23 +13,13 @@ import {
 } from '../../../test/live-harness.js';
 import type { Lease } from './index.js';
 
-let pg: PgTestSchema;
-let space: RedisTestSpace & { db: number };
-
-beforeAll(async () => {
-  pg = await createPgTestSchema({ poolSize: 4 });
-  space = await createExclusiveRedisDb();
-});
-afterAll(async () => {
-  await space?.drop();
-  await pg.drop();
-});
+const env = useLiveStores('recovery', { exclusiveRedis: true });
 
 it('after a flush of the whole store (FLUSHDB on an owned database), heartbeats restore matchmaking with the same flags', async () => {
-  const nodes = buildNodes(pg.pool, space.redis, liveConfig(space.prefix, { LIVE_CELLS: 2 }));
+  const nodes = buildNodes(env.pg.pool, env.space.redis, liveConfig(env.space.prefix, { LIVE_CELLS: 2 }));
   const addrs = Array.from({ length: 12 }, () => randomAddress());
   await registerNodes(
-    pg.pool,
+    env.pg.pool,
     addrs.map((address) => ({ address, environment: 'mainnet' as const })),
   );
   const [paused, frozen, banned, member, ...plain] = addrs as [string, string, string, string, ...string[]];
@@ -67,7 +56,7 @@ it('after a flush of the whole store (FLUSHDB on an owned database), heartbeats 
   expect(routable(await drain(sc.id))).toEqual([member]);
 
   // Mid-run loss of all live state.
-  await space.redis.flushdb();
+  await env.space.redis.flushdb();
   expect(
     await nodes.matchmaking.selectAndLease({
       jobId: randomUUID(),
