@@ -5,6 +5,8 @@ import { createTestStores, startTestServer, type TestStores } from '../../test/b
 import { heartbeat, randomAddress } from '../../test/live-harness.js';
 import { createNamespaces } from '../../test/factories.js';
 import type { NodeExecutor } from '../modules/jobs/index.js';
+import type { Backbone } from './backbone.js';
+import { waitTerminal } from '../../test/gateway-harness.js';
 import { scanKeys } from '../stores/redis/client.js';
 
 let stores: TestStores;
@@ -14,6 +16,24 @@ beforeAll(async () => {
 afterAll(async () => {
   await stores?.drop();
 });
+
+/** A funded namespace, one online node serving llama3-8b, and one job submitted for it. */
+async function submitToOneNode(b: Backbone): Promise<{ jobId: string; namespaceId: string }> {
+  const [ns] = await createNamespaces(b.pool, 1);
+  await b.ledger.topUp(ns!.id, 1_000_000n, `seed-${ns!.id}`);
+  const address = randomAddress();
+  await b.nodes.admin.registerNode({ address, environment: 'testnet' });
+  await b.nodes.presence.ingest(heartbeat(address, { environment: 'testnet', capacity: 4 }));
+  const { jobId } = await b.jobs.submit({
+    namespaceId: ns!.id,
+    model: 'llama3-8b',
+    environment: 'testnet',
+    priority: 'urgent',
+    maxTokens: 10,
+    ttlMs: 60_000,
+  });
+  return { jobId, namespaceId: ns!.id };
+}
 
 describe('graceful stop', () => {
   it('drains the job running on a node: it settles before the process closes its stores', async () => {
@@ -27,20 +47,7 @@ describe('graceful stop', () => {
       },
     };
     const server = await startTestServer(stores, { roles: 'cloud,io', executor });
-    const b = server.backbone;
-    const [ns] = await createNamespaces(b.pool, 1);
-    await b.ledger.topUp(ns!.id, 1_000_000n, 'seed');
-    const address = randomAddress();
-    await b.nodes.admin.registerNode({ address, environment: 'testnet' });
-    await b.nodes.presence.ingest(heartbeat(address, { environment: 'testnet', capacity: 2 }));
-    const { jobId } = await b.jobs.submit({
-      namespaceId: ns!.id,
-      model: 'llama3-8b',
-      environment: 'testnet',
-      priority: 'urgent',
-      maxTokens: 10,
-      ttlMs: 60_000,
-    });
+    const { jobId } = await submitToOneNode(server.backbone);
     await running;
     await server.stop();
     await server.stop(); // idempotent
@@ -75,26 +82,14 @@ describe('graceful stop', () => {
     const server = await startTestServer(stores, { roles: 'cloud,io', executor });
     try {
       const b = server.backbone;
-      const [ns] = await createNamespaces(b.pool, 1);
-      await b.ledger.topUp(ns!.id, 1_000_000n, 'seed-dup');
-      const address = randomAddress();
-      await b.nodes.admin.registerNode({ address, environment: 'testnet' });
-      await b.nodes.presence.ingest(heartbeat(address, { environment: 'testnet', capacity: 4 }));
-      const { jobId } = await b.jobs.submit({
-        namespaceId: ns!.id,
-        model: 'llama3-8b',
-        environment: 'testnet',
-        priority: 'urgent',
-        maxTokens: 10,
-        ttlMs: 60_000,
-      });
+      const { jobId, namespaceId } = await submitToOneNode(b);
       for (let i = 0; i < 100 && runs === 0; i++) await new Promise((r) => setTimeout(r, 20));
       expect(runs).toBe(1);
       // The same job enqueued again (as a retry copy racing a redelivery would).
       await b.routing.submit({
         v: 1,
         jobId,
-        namespaceId: ns!.id,
+        namespaceId,
         model: 'llama3-8b',
         environment: 'testnet',
         priority: 'urgent',
@@ -107,11 +102,7 @@ describe('graceful stop', () => {
       });
       await new Promise((r) => setTimeout(r, 500)); // the duplicate is consumed while the first still runs
       release();
-      for (let i = 0; i < 100; i++) {
-        const r = await b.pool.query<{ status: string }>('select status from jobs where id = $1', [jobId]);
-        if (r.rows[0]?.status === 'succeeded') break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      expect(await waitTerminal(b, namespaceId, jobId)).toBe('succeeded');
       expect(runs).toBe(1);
       const settles = await b.pool.query<{ n: number }>(
         `select count(*)::int as n from ledger_entries where kind = 'settle' and job_id = $1`,
