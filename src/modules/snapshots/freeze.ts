@@ -7,8 +7,7 @@ import type { Redis } from '../../stores/redis/client.js';
 import { withTransaction, type Pool } from '../../stores/postgres/pool.js';
 import type { Clock } from '../../platform/clock.js';
 import { carKey, type ArchiveTarget } from './archive-target.js';
-import { CarFileWriter, cidOf } from './car-io.js';
-import { encodeManifest, type Manifest } from './manifest.js';
+import { CarFileWriter } from './car-io.js';
 import { activeJobsSpec, snapshotSections } from './sections.js';
 import {
   arrayRows,
@@ -16,6 +15,7 @@ import {
   writeSection,
   type ChunkLimits,
   type SectionSummary,
+  finishWithManifest,
 } from './snapshot-builder.js';
 import type { Column, TableSpec } from './table-codec.js';
 
@@ -100,22 +100,19 @@ export async function freezeNetwork(deps: {
             deps.limits,
           ),
         );
-        const manifest: Manifest = {
-          version: 1,
-          kind: 'freeze',
-          seq: null,
-          prev: null,
-          createdAt: deps.clock.now().toISOString(),
-          network: { configVersion: null, configDigest: null },
-          rollupRange: null,
-          auditHead: null,
-          roots: Object.fromEntries(sections.map((s) => [s.name, s.root])),
-          sections: Object.fromEntries(sections.map((s) => [s.name, s.cid])),
-        };
-        const bytes = encodeManifest(manifest);
-        const cid = cidOf(bytes);
-        await car.put({ cid, bytes });
-        await car.finish(cid);
+        const { cid } = await finishWithManifest(
+          car,
+          {
+            kind: 'freeze',
+            seq: null,
+            prev: null,
+            createdAt: deps.clock.now().toISOString(),
+            network: { configVersion: null, configDigest: null },
+            rollupRange: null,
+            auditHead: null,
+          },
+          sections,
+        );
         return { cid: cid.toString(), sections: sections.map((s) => ({ name: s.name, count: s.count })) };
       } catch (err) {
         await car.abort();

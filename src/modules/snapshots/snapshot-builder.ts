@@ -5,7 +5,7 @@ import type { CID } from 'multiformats/cid';
 import type { PoolClient } from '../../stores/postgres/pool.js';
 import { encodeArrayOfEncoded } from './cbor-items.js';
 import { CarFileWriter, cidOf } from './car-io.js';
-import { columnsOf, encodeSectionBlock } from './manifest.js';
+import { columnsOf, encodeManifest, encodeSectionBlock, type Manifest } from './manifest.js';
 import { LeafHashes, merkleRoot } from './merkle.js';
 import { encodeRow, rowValues, selectSql, type Column, type TableSpec } from './table-codec.js';
 
@@ -55,6 +55,25 @@ export async function writeSection(
   const cid = cidOf(bytes);
   await car.put({ cid, bytes });
   return { name, cid, count: leaves.size, root };
+}
+
+/** Writes the manifest over the written sections as the CAR's root block and finishes the CAR. */
+export async function finishWithManifest(
+  car: CarFileWriter,
+  head: Omit<Manifest, 'version' | 'roots' | 'sections'>,
+  sections: SectionSummary[],
+): Promise<{ cid: CID; manifest: Manifest }> {
+  const manifest: Manifest = {
+    version: 1,
+    ...head,
+    roots: Object.fromEntries(sections.map((s) => [s.name, s.root])),
+    sections: Object.fromEntries(sections.map((s) => [s.name, s.cid])),
+  };
+  const bytes = encodeManifest(manifest);
+  const cid = cidOf(bytes);
+  await car.put({ cid, bytes });
+  await car.finish(cid);
+  return { cid, manifest };
 }
 
 /** Encoded rows of a table in key order, read through a cursor in the caller's (repeatable-read) transaction. */

@@ -10,10 +10,15 @@ import type { Clock } from '../../platform/clock.js';
 import { withAdvisoryLock, withTransaction, type Pool } from '../../stores/postgres/pool.js';
 import type { AuditService } from '../audit/index.js';
 import { carKey, type ArchiveTarget } from './archive-target.js';
-import { CarFileWriter, cidOf } from './car-io.js';
-import { encodeManifest, type Manifest } from './manifest.js';
+import { CarFileWriter } from './car-io.js';
 import { buildProof, type InclusionProof } from './proofs.js';
-import { tableRows, writeSection, type ChunkLimits, type SectionSummary } from './snapshot-builder.js';
+import {
+  finishWithManifest,
+  tableRows,
+  writeSection,
+  type ChunkLimits,
+  type SectionSummary,
+} from './snapshot-builder.js';
 import { SnapshotReader } from './snapshot-reader.js';
 import { verifyOpened, type VerifyProgress, type VerifyReport } from './snapshot-verify.js';
 import { snapshotSections } from './sections.js';
@@ -82,22 +87,19 @@ export class SnapshotsService {
               await writeSection(car, spec.name, spec.columns, tableRows(tx, spec), this.deps.limits),
             );
           }
-          const manifest: Manifest = {
-            version: 1,
-            kind: 'snapshot',
-            seq: (prev?.seq ?? 0) + 1,
-            prev: prev ? (SnapshotReader.parseCid(prev.cid) as CID) : null,
-            createdAt: this.deps.clock.now().toISOString(),
-            network: { configVersion: config?.version ?? null, configDigest: config?.digest ?? null },
-            rollupRange: range ?? null,
-            auditHead: head ? { seq: Number(head.seq), hash: head.hash } : null,
-            roots: Object.fromEntries(sections.map((s) => [s.name, s.root])),
-            sections: Object.fromEntries(sections.map((s) => [s.name, s.cid])),
-          };
-          const bytes = encodeManifest(manifest);
-          const cid = cidOf(bytes);
-          await car.put({ cid, bytes });
-          await car.finish(cid);
+          const { cid, manifest } = await finishWithManifest(
+            car,
+            {
+              kind: 'snapshot',
+              seq: (prev?.seq ?? 0) + 1,
+              prev: prev ? (SnapshotReader.parseCid(prev.cid) as CID) : null,
+              createdAt: this.deps.clock.now().toISOString(),
+              network: { configVersion: config?.version ?? null, configDigest: config?.digest ?? null },
+              rollupRange: range ?? null,
+              auditHead: head ? { seq: Number(head.seq), hash: head.hash } : null,
+            },
+            sections,
+          );
           return { cid: cid.toString(), manifest, blocks: car.blocks, head };
         } catch (err) {
           await car.abort();
