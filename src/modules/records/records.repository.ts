@@ -44,28 +44,12 @@ export class RecordsRepository {
     return new Set(rows.map((r) => r._id));
   }
 
-  async findJobs(namespaceId: string, filter: Filter<JobDoc>, limit: number): Promise<JobDoc[]> {
-    try {
-      return await this.jobs
-        .find({ ...filter, ns: { $eq: namespaceId } })
-        .sort({ ts: -1, _id: -1 })
-        .limit(limit)
-        .toArray();
-    } catch (err) {
-      throw translateMongoError(err);
-    }
+  findJobs(namespaceId: string, filter: Filter<JobDoc>, limit: number): Promise<JobDoc[]> {
+    return newestFirst(this.jobs, namespaceId, filter, limit);
   }
 
-  async findLogs(namespaceId: string, filter: Filter<LogDoc>, limit: number): Promise<LogDoc[]> {
-    try {
-      return await this.logs
-        .find({ ...filter, ns: { $eq: namespaceId } })
-        .sort({ ts: -1, _id: -1 })
-        .limit(limit)
-        .toArray();
-    } catch (err) {
-      throw translateMongoError(err);
-    }
+  findLogs(namespaceId: string, filter: Filter<LogDoc>, limit: number): Promise<LogDoc[]> {
+    return newestFirst(this.logs, namespaceId, filter, limit);
   }
 
   async findJob(namespaceId: string, jobId: string, notBefore: Date): Promise<JobDoc | null> {
@@ -119,5 +103,23 @@ export class RecordsRepository {
       }>([{ $match: { ns: namespaceId } }, { $group: { _id: '$ns', v: { $sum: '$bytes' } } }])
       .toArray();
     return Number(r[0]?.v ?? 0);
+  }
+}
+
+/** One namespace's documents matching `filter`, newest first (ties by id), at most `limit`. */
+async function newestFirst<T extends { ns: string; ts: Date; _id: string }>(
+  collection: Collection<T>,
+  namespaceId: string,
+  filter: Filter<T>,
+  limit: number,
+): Promise<T[]> {
+  try {
+    return (await collection
+      .find({ ...filter, ns: { $eq: namespaceId } } as Filter<T>)
+      .sort({ ts: -1, _id: -1 })
+      .limit(limit)
+      .toArray()) as T[];
+  } catch (err) {
+    throw translateMongoError(err);
   }
 }
