@@ -26,6 +26,7 @@ import {
 import { runRecordsTask } from './commands/records.js';
 import { runDemo } from './commands/demo.js';
 import { ALL_ROLES, runServe } from './commands/serve.js';
+import { intFlag } from './flags.js';
 import { runSim, type SimCliOptions } from './commands/sim.js';
 
 export function buildProgram(ctx: CliContext, setExit: (code: number) => void): Command {
@@ -172,9 +173,9 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
       setExit(
         await runDemo(ctx, {
           keep: o.keep,
-          nodes: positiveInt(o.nodes, '--nodes'),
-          requests: positiveInt(o.requests, '--requests'),
-          concurrency: positiveInt(o.concurrency, '--concurrency'),
+          nodes: intFlag('nodes', o.nodes, 1),
+          requests: intFlag('requests', o.requests, 1),
+          concurrency: intFlag('concurrency', o.concurrency, 1),
         }),
       ),
     );
@@ -206,10 +207,4 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .option('--report-ms <ms>', 'interval of the counter lines', '10000')
     .action(async (o: SimCliOptions) => setExit(await runSim(ctx, o)));
   return program;
-}
-
-function positiveInt(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer, got ${text}`);
-  return n;
 }

@@ -2,12 +2,12 @@
 import { parseRoles, ROLES } from '../../server/backbone.js';
 import { startServer } from '../../server/server.js';
 import type { CliContext } from '../context.js';
+import { intFlag } from '../flags.js';
 
 export async function runServe(ctx: CliContext, opts: { roles: string; port?: string }): Promise<number> {
   const roles = parseRoles(opts.roles);
-  const port = opts.port === undefined ? undefined : Number(opts.port);
-  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
-    throw new Error(`--port must be an integer 0-65535, got ${opts.port}`);
+  const port = opts.port === undefined ? undefined : intFlag('port', opts.port, 0);
+  if (port !== undefined && port > 65535) throw new Error(`--port must be at most 65535, got ${opts.port}`);
   const server = await startServer({
     config: ctx.config,
     log: ctx.log,

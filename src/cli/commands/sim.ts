@@ -9,6 +9,7 @@ import { signNodeMessage } from '../../ws/node-auth.js';
 import { NodeAgent, type AgentBehaviour } from '../../ws/node-agent.js';
 import { BuiltinRuntime, UpstreamRuntime } from '../../ws/node-runtime.js';
 import type { CliContext } from '../context.js';
+import { intFlag, rateFlag } from '../flags.js';
 
 export interface SimOptions {
   url: string;
@@ -121,19 +122,6 @@ export function simCounters(agents: NodeAgent[]): string {
   return `SIM connected=${connected}/${agents.length} jobs=${sum('jobs')} results=${sum('results')} errors=${sum('errors')} disconnects=${sum('disconnects')} slow=${sum('slow')} refused=${sum('refused')} reconnects=${sum('connects') - agents.length}`;
 }
 
-function rate(name: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0 || n > 1)
-    throw new Error(`--${name} must be a number in [0, 1], got ${v}`);
-  return n;
-}
-
-function count(name: string, v: string, min: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
-  return n;
-}
-
 export interface SimCliOptions {
   url: string;
   gateUrl?: string;
@@ -159,24 +147,24 @@ export function parseSimOptions(o: SimCliOptions, defaultAdminToken: string): Si
   if (!(environments as readonly string[]).includes(o.environment))
     throw new Error(`--environment must be one of ${environments.join(', ')}`);
   const behaviour: AgentBehaviour = {
-    latencyMs: count('latency-ms', o.latencyMs, 0),
-    jitterMs: count('jitter-ms', o.jitterMs, 0),
-    failureRate: rate('failure-rate', o.failureRate),
-    disconnectRate: rate('disconnect-rate', o.disconnectRate),
-    slowRate: rate('slow-rate', o.slowRate),
+    latencyMs: intFlag('latency-ms', o.latencyMs, 0),
+    jitterMs: intFlag('jitter-ms', o.jitterMs, 0),
+    failureRate: rateFlag('failure-rate', o.failureRate),
+    disconnectRate: rateFlag('disconnect-rate', o.disconnectRate),
+    slowRate: rateFlag('slow-rate', o.slowRate),
   };
   if (behaviour.failureRate + behaviour.disconnectRate + behaviour.slowRate > 1)
     throw new Error('--failure-rate + --disconnect-rate + --slow-rate must not exceed 1');
   return {
     url: o.url,
     ...(o.gateUrl ? { gateUrl: o.gateUrl } : {}),
-    nodes: count('nodes', o.nodes, 1),
+    nodes: intFlag('nodes', o.nodes, 1),
     models: o.models
       .split(',')
       .map((m) => m.trim())
       .filter(Boolean),
     environment: o.environment as Environment,
-    capacity: count('capacity', o.capacity, 1),
+    capacity: intFlag('capacity', o.capacity, 1),
     ...(o.region ? { region: o.region } : {}),
     behaviour,
     ...(o.upstream ? { upstream: o.upstream } : {}),
@@ -210,7 +198,7 @@ export function loadOrCreateKeys(path: string, n: number): Array<`0x${string}`> 
 export async function runSim(ctx: CliContext, o: SimCliOptions): Promise<number> {
   const opts = parseSimOptions(o, ctx.config.ADMIN_TOKEN);
   if (o.keysFile) opts.privateKeys = loadOrCreateKeys(o.keysFile, opts.nodes);
-  const reportMs = count('report-ms', o.reportMs, 100);
+  const reportMs = intFlag('report-ms', o.reportMs, 100);
   const sim = await startSim(opts, ctx.log);
   ctx.out(`SIM READY nodes=${sim.agents.length}`);
   const timer = setInterval(() => ctx.out(simCounters(sim.agents)), reportMs);
