@@ -112,7 +112,7 @@ export function renderChatStream(r: JobResult): string {
 
 /** The polling view of a job. */
 export function renderJob(
-  row: JobRow,
+  row: Pick<JobRow, 'id' | 'status' | 'model' | 'createdAt' | 'attempts' | 'cost' | 'maxCost'>,
   result: JobResult | undefined,
   encodingFormat?: 'float' | 'base64',
 ): unknown {

@@ -79,7 +79,21 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       reply.header('x-request-id', submitted.jobId);
       if (!submitted.created) reply.header('idempotent-replayed', 'true');
       if (mode === 'polling') {
-        const found = await b.jobs.getJob(key.namespaceId, submitted.jobId);
+        // A new job's state is known without a read; an idempotent replay shows the first job as it is now.
+        const found = submitted.created
+          ? {
+              row: {
+                id: submitted.jobId,
+                status: 'queued' as const,
+                model: s.model,
+                createdAt: submitted.createdAt,
+                attempts: 0,
+                cost: null,
+                maxCost: submitted.maxCost,
+              },
+              result: undefined,
+            }
+          : await b.jobs.getJob(key.namespaceId, submitted.jobId);
         return reply
           .status(202)
           .header('location', `/v1/jobs/${submitted.jobId}`)

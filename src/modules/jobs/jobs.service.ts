@@ -65,6 +65,8 @@ export interface SubmitResult {
   maxCost: bigint;
   /** False when the job id already existed (an idempotent retry): nothing new was reserved or enqueued. */
   created: boolean;
+  /** The new job's creation time (on a replay, the time of the retry; the first job's row has its own). */
+  createdAt: Date;
 }
 
 export class JobsService {
@@ -121,7 +123,7 @@ export class JobsService {
       maxCost,
       createdAt,
     });
-    if (!inserted) return { jobId, maxCost, created: false };
+    if (!inserted) return { jobId, maxCost, created: false, createdAt };
     const message: JobMessage = {
       v: 1,
       jobId,
@@ -147,7 +149,7 @@ export class JobsService {
     }
     this.deps.metrics?.jobsSubmitted.inc({ model: req.model, mode: req.mode ?? 'polling' });
     this.emit([submittedEvent(message, req.apiKeyId ?? null)]);
-    return { jobId, maxCost, created: true };
+    return { jobId, maxCost, created: true, createdAt };
   }
 
   /** The consumer's handler: returns only after the job's outcome is committed in PostgreSQL. */
