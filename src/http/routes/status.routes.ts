@@ -3,6 +3,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { NetworkStatusService } from '../../modules/network/index.js';
 import type { Backbone } from '../../server/backbone.js';
+import { publicQueueName } from '../../modules/routing/index.js';
 
 export function statusRoutes(b: Backbone): FastifyPluginAsyncZod {
   const status = new NetworkStatusService({
@@ -19,7 +20,7 @@ export function statusRoutes(b: Backbone): FastifyPluginAsyncZod {
       const out: Record<string, number> = {};
       for (const q of h.queues) {
         if (q.messages === undefined) continue;
-        const name = q.queue.startsWith('rty.lane.') ? q.queue.split('.').slice(0, 5).join('.') : q.queue;
+        const name = publicQueueName(q.queue);
         out[name] = (out[name] ?? 0) + q.messages;
       }
       return out;

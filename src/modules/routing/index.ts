@@ -33,3 +33,4 @@ export {
 export type { QuarantinedJob, Selection } from './quarantine.js';
 export type { QueueDepth } from './health.js';
 export { laneKeyOf } from './routing.rules.js';
+export { publicQueueName } from '../../stores/rabbitmq/topology.js';

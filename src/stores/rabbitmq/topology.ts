@@ -163,6 +163,14 @@ export function routingClassName(k: Omit<LaneKey, 'namespaceId'>): string {
   return `${LANE_PREFIX}${escapePart(k.environment)}.${escapePart(k.model)}.${escapePart(k.priority)}.${escapePart(k.subcloud)}`;
 }
 
+/**
+ * The public name of a queue: a lane becomes `rty.lane.<env>.<model>.<priority>` (its Subcloud and namespace
+ * parts dropped, so depths can be summed and shown without naming tenants); other queues keep their names.
+ */
+export function publicQueueName(queue: string): string {
+  return queue.startsWith(LANE_PREFIX) ? queue.split('.').slice(0, 5).join('.') : queue;
+}
+
 export function laneQueueName(k: LaneKey): string {
   return `${routingClassName(k)}.${escapePart(k.namespaceId)}`;
 }
