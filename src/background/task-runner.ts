@@ -1,11 +1,14 @@
 // One runner for recurring work: each task runs on an interval with jitter, on one process at a time
-// (PostgreSQL advisory lock per task), with its own error isolation and a clean stop.
+// (PostgreSQL advisory lock per task), with its own error isolation and a clean stop. A lock lost with its
+// connection (PostgreSQL restart) aborts the task's signal; the task stops and is retaken on its next turn.
+import { isAppError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
 import { withAdvisoryLock, type Pool } from '../stores/postgres/pool.js';
 
 export interface RecurringTask {
   name: string;
   intervalMs: number;
+  /** `signal` aborts on stop() and when the task's lock is lost: the task must then stop touching state. */
   run(signal: AbortSignal): Promise<unknown>;
 }
 
@@ -31,13 +34,16 @@ export class TaskRunner {
     try {
       // The lock is per schema: several networks (or test schemas) may share one PostgreSQL server.
       this.schema ??= (await this.deps.pool.query<{ s: string }>('select current_schema() as s')).rows[0]!.s;
-      const r = await withAdvisoryLock(this.deps.pool, `rty:task:${this.schema}:${task.name}`, () =>
-        task.run(this.abort.signal),
+      const r = await withAdvisoryLock(this.deps.pool, `rty:task:${this.schema}:${task.name}`, (lockLost) =>
+        task.run(AbortSignal.any([this.abort.signal, lockLost])),
       );
       if (r.ran) log.debug({ ms: Math.round(performance.now() - t0), result: r.value }, 'task ran');
       return r.ran;
     } catch (err) {
-      log.error({ err }, 'task failed');
+      // A store outage is expected and survivable: the next turn retries (and retakes the lock).
+      if (isAppError(err, 'store_unavailable'))
+        log.warn({ err: err.message }, 'task interrupted by a store outage');
+      else log.error({ err }, 'task failed');
       return true;
     }
   }

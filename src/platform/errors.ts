@@ -26,6 +26,8 @@ export const errorCatalogue = {
   integrity_failed: { status: 422, retryable: false, type: 'invalid_request_error' },
   chain_broken: { status: 422, retryable: false, type: 'invalid_request_error' },
   store_unavailable: { status: 503, retryable: true, type: 'server_error' },
+  /** The live model catalog is being rebuilt after a Redis loss: the model may well be served; retry. */
+  catalog_recovering: { status: 503, retryable: true, type: 'server_error' },
   model_not_found: { status: 404, retryable: false, type: 'invalid_request_error' },
   no_capacity: { status: 503, retryable: true, type: 'server_error' },
   timeout: { status: 504, retryable: true, type: 'server_error' },

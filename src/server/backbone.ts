@@ -97,9 +97,9 @@ export async function createBackbone(
       applicationName: `rty-${instanceId}`,
     });
     lifecycle.add('postgres', () => pool.end());
-    const redis = createRedis(config.REDIS_URL);
+    const redis = createRedis(config.REDIS_URL, { log });
     lifecycle.add('redis', async () => void redis.disconnect());
-    const subscriber = createRedis(config.REDIS_URL, { subscriber: true });
+    const subscriber = createRedis(config.REDIS_URL, { subscriber: true, log });
     lifecycle.add('redis-subscriber', async () => void subscriber.disconnect());
     const mongo = await connectMongo(config.MONGO_URL, config.MONGO_DB);
     lifecycle.add('mongo', () => mongo.close());

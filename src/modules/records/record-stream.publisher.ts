@@ -76,6 +76,7 @@ export class RecordStreamPublisher {
     this.starting ??= (async () => {
       await this.deps.connection.addHook('records-topology', async (conn) => {
         const ch = await conn.createChannel();
+        ch.on('error', () => undefined); // a refused declare closes the channel and rejects the call: enough
         try {
           await assertTopology(ch, recordsTopology());
         } finally {
@@ -178,6 +179,7 @@ export class RecordStreamPublisher {
     const conn = this.deps.connection.connection;
     if (!conn) return;
     const ch = await conn.createChannel();
+    ch.on('error', () => undefined); // a refused declare closes the channel and rejects the call: enough
     try {
       await assertTopology(ch, recordsTopology());
     } finally {

@@ -35,6 +35,9 @@ export async function migrate(
 ): Promise<MigrateResult> {
   const migrations = await readMigrations(opts.dir);
   const client = await pool.connect();
+  // A connection killed under the migration fails its query; the 'error' event must not kill the process.
+  const onError = () => undefined;
+  client.on('error', onError);
   const ident = `"${opts.schema.replace(/"/g, '""')}"`;
   try {
     await client.query('select pg_advisory_lock(hashtextextended($1, 0))', [`rty:migrate:${opts.schema}`]);
@@ -96,6 +99,7 @@ export async function migrate(
     }
   } finally {
     await client.query('reset search_path').catch(() => undefined);
+    client.off('error', onError);
     client.release();
   }
 }

@@ -1,6 +1,7 @@
 // PostgreSQL pool, transactions, advisory locks and driver-error translation. Nothing domain-specific.
 import pg from 'pg';
 import { AppError } from '../../platform/errors.js';
+import { isNetworkError } from '../net-errors.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -63,33 +64,78 @@ export async function withTransaction<T>(
   }
 }
 
-/** Runs fn only if this process wins the session-level advisory lock `key`; returns undefined otherwise. */
+/**
+ * Runs fn only if this process wins the session-level advisory lock `key`; returns `{ ran: false }` otherwise.
+ * The lock lives as long as its connection: if PostgreSQL terminates it (restart, 57P01) the lock is gone
+ * and another process may take it, so fn's signal aborts at once (fn must stop) and the call rejects with
+ * `store_unavailable` once fn has returned. The dedicated client always has an 'error' listener: a
+ * connection killed while checked out emits 'error', and an unheard 'error' event kills the process.
+ */
 export async function withAdvisoryLock<T>(
   pool: Pool,
   key: string,
-  fn: () => Promise<T>,
+  fn: (lockLost: AbortSignal) => Promise<T>,
 ): Promise<{ ran: true; value: T } | { ran: false }> {
-  const client = await pool.connect();
-  let broken = false;
+  const client = await pool.connect().catch((err: unknown) => {
+    throw translatePgError(err);
+  });
+  const lost = new AbortController();
+  let held = false;
+  let lostBy: unknown;
+  const onLost = (err?: unknown) => {
+    if (lost.signal.aborted) return;
+    lostBy = err ?? new Error('connection ended');
+    lost.abort(lostBy);
+  };
+  client.on('error', onLost);
+  client.on('end', onLost);
   try {
-    const got = await client.query<{ ok: boolean }>(
-      'select pg_try_advisory_lock(hashtextextended($1, 0)) as ok',
-      [key],
-    );
-    if (!got.rows[0]?.ok) return { ran: false };
-    try {
-      return { ran: true, value: await fn() };
-    } finally {
-      await client.query('select pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch(() => {
-        broken = true;
+    const got = await client
+      .query<{ ok: boolean }>('select pg_try_advisory_lock(hashtextextended($1, 0)) as ok', [key])
+      .catch((err: unknown) => {
+        onLost(err);
+        throw translatePgError(err); // never held: not a lost lock, just an unreachable store
       });
+    if (!got.rows[0]?.ok) return { ran: false };
+    held = true;
+    let value: T;
+    try {
+      value = await fn(lost.signal);
+    } finally {
+      if (!lost.signal.aborted)
+        await client
+          .query('select pg_advisory_unlock(hashtextextended($1, 0))', [key])
+          .catch((err: unknown) => onLost(err));
     }
+    if (lost.signal.aborted) throw lockLostError(key, lostBy);
+    return { ran: true, value };
+  } catch (err) {
+    if (held && lost.signal.aborted && !(err instanceof AppError)) throw lockLostError(key, lostBy);
+    throw translatePgError(err);
   } finally {
-    client.release(broken);
+    client.off('error', onLost);
+    client.off('end', onLost);
+    // A late 'error' from a dead socket after release must still be heard (the pool listens on idle
+    // clients only); a broken client is destroyed, never handed out again.
+    if (lost.signal.aborted) client.on('error', () => undefined);
+    client.release(lost.signal.aborted ? (lostBy instanceof Error ? lostBy : true) : false);
   }
 }
 
-const connectionLost = /^(08|57P0[1-3]|53300)/;
+function lockLostError(key: string, cause: unknown): AppError {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return new AppError(
+    'store_unavailable',
+    `advisory lock ${key} lost with its PostgreSQL connection: ${message}`,
+    { lock: key },
+    { cause },
+  );
+}
+
+// 08xxx connection exceptions, 57P01-03 admin shutdown / crash shutdown / cannot connect now (starting up),
+// 57P05 idle session timeout, 25P03 idle-in-transaction timeout, 53300 too many connections, 53200 out of
+// memory, 58030 I/O error: the server is restarting or overloaded, not the request wrong. All retryable.
+const connectionLost = /^(08...|57P0[1-3]|57P05|25P03|53300|53200|58030)$/;
 
 /** Maps SQLSTATE codes to catalogue errors; leaves AppErrors alone. */
 export function translatePgError(err: unknown): unknown {
@@ -141,7 +187,7 @@ export function translatePgError(err: unknown): unknown {
       { sqlstate: code },
       { cause: err },
     );
-  if (!code && /Connection terminated|ECONNREFUSED|ECONNRESET/i.test(message)) {
+  if (isNetworkError(err) || /Connection terminated|the database system is/i.test(message)) {
     return new AppError('store_unavailable', `PostgreSQL unavailable: ${message}`, undefined, { cause: err });
   }
   return err;
