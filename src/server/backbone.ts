@@ -143,6 +143,8 @@ export async function createBackbone(
     lifecycle.add('ledger', () => ledger.stop());
     const audit = new AuditService({ pool, log });
     const nodes = createNodesModule({ config, pool, redis, log });
+    await nodes.liveWatch.start();
+    lifecycle.add('redis-loss-watcher', async () => nodes.liveWatch.stop());
     const routing = new RoutingService({
       pool,
       log,

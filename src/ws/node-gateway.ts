@@ -49,6 +49,8 @@ export class NodeGateway implements NodeExecutor {
   private readonly sessions = new Map<string, NodeSession>();
   private readonly relays = new Map<string, RelayWaiter>();
   private timers: NodeJS.Timeout[] = [];
+  /** Ownership is re-asserted at once when Redis comes back or lost its data (not at the next refresh). */
+  private unwatch: Array<() => void> = [];
   private state: 'idle' | 'running' | 'stopped' = 'idle';
   /** Deliveries by path since start (local socket, relayed to another process, relayed to us). */
   readonly stats = { local: 0, relayedOut: 0, relayedIn: 0 };
@@ -108,6 +110,11 @@ export class NodeGateway implements NodeExecutor {
       setInterval(() => this.sockets.forEach((s) => s.ping()), PING_INTERVAL_MS),
     ];
     this.timers.forEach((t) => t.unref());
+    const watch = this.b.nodes.liveWatch;
+    this.unwatch = [
+      watch.onLoss(() => this.refreshOwnership()),
+      watch.onReconnect(() => this.refreshOwnership()),
+    ];
     this.state = 'running';
   }
 
@@ -122,6 +129,7 @@ export class NodeGateway implements NodeExecutor {
     const wasRunning = this.state === 'running';
     this.state = 'stopped';
     this.timers.forEach((t) => clearInterval(t));
+    this.unwatch.forEach((f) => f());
     this.server?.off('upgrade', this.onUpgrade);
     if (!wasRunning) return;
     const nodes = [...this.sessions.keys()];

@@ -56,12 +56,8 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       const key = await authorize(req, reply);
       const h = req.headers as SubmitHeaders;
       const environment = h['x-rty-environment'] ?? b.config.CLOUD_DEFAULT_ENVIRONMENT;
-      const served = (await b.nodes.catalog.catalog(environment)).find((m) => m.model === s.model);
-      if (!served || served.onlineNodes === 0)
-        throw new AppError(
-          'model_not_found',
-          `the model '${s.model}' is not served by any online node of ${environment}; GET /v1/models lists the models`,
-        );
+      // 404 model_not_found, or a retryable 503 catalog_recovering while rebuilt after a Redis loss.
+      await b.nodes.catalog.requireServed(environment, s.model);
       const mode = s.stream ? 'sync' : (h['x-rty-mode'] ?? 'sync');
       const idem = h['idempotency-key'];
       const submitted = await b.jobs.submit({

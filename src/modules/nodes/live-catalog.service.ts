@@ -1,5 +1,6 @@
 // Read-mostly views over live state, cached in Redis for LIVE_CACHE_TTL_MS: model catalog and
 // availability per environment, Subcloud lists, network status metrics.
+import { AppError } from '../../platform/errors.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { Redis } from '../../stores/redis/client.js';
 import type { LiveStore } from './live.store.js';
@@ -24,8 +25,64 @@ export interface NetworkStatus {
 
 export class LiveCatalogService {
   private readonly repo = new NodesRepository();
+  /** Until then a catalog miss may be a node not yet heard again after a Redis loss: retryable, not 404. */
+  private recoveringUntilMs = 0;
 
-  constructor(private readonly deps: { pool: Pool; redis: Redis; live: LiveStore; cacheTtlMs: number }) {}
+  constructor(
+    private readonly deps: {
+      pool: Pool;
+      redis: Redis;
+      live: LiveStore;
+      cacheTtlMs: number;
+      /** How long after a Redis loss a miss answers catalog_recovering (a heartbeat interval and a margin). */
+      recoveryWindowMs?: number;
+      /** Checks now whether Redis lost its data (starting the rebuild); resolves when it is rebuilt. */
+      lossCheck?: () => Promise<boolean>;
+    },
+  ) {}
+
+  /**
+   * Rebuilds the live catalog after a Redis loss: `replay` re-ingests what the connected nodes last
+   * reported (hydrated from PostgreSQL), then the cached views computed meanwhile are dropped.
+   */
+  async rebuild(replay: () => Promise<number>): Promise<number> {
+    this.recoveringUntilMs = Date.now() + (this.deps.recoveryWindowMs ?? 15_000);
+    const n = await replay();
+    const keys = this.deps.live.keys;
+    await this.deps.redis.del(
+      ...environments.flatMap((e) => [keys.catalogCache(e), keys.subcloudListCache(e)]),
+      keys.statusCache(),
+    );
+    return n;
+  }
+
+  isRecovering(nowMs = Date.now()): boolean {
+    return nowMs < this.recoveringUntilMs;
+  }
+
+  /**
+   * The availability of `model`, or: `catalog_recovering` (503, retryable) while the catalog is rebuilt
+   * after a Redis loss, `model_not_found` (404) otherwise. A miss first checks for a loss not yet noticed.
+   */
+  async requireServed(environment: Environment, model: string): Promise<ModelAvailability> {
+    const find = (list: ModelAvailability[]) => list.find((m) => m.model === model && m.onlineNodes > 0);
+    const served = find(await this.catalog(environment));
+    if (served) return served;
+    if (this.deps.lossCheck && (await this.deps.lossCheck().catch(() => false))) {
+      const again = find(await this.computeCatalog(environment));
+      if (again) return again;
+    }
+    if (this.isRecovering())
+      throw new AppError(
+        'catalog_recovering',
+        `the live model catalog of ${environment} is being rebuilt after a live-state loss; retry shortly`,
+        { headers: { 'retry-after': '1' } },
+      );
+    throw new AppError(
+      'model_not_found',
+      `the model '${model}' is not served by any online node of ${environment}; GET /v1/models lists the models`,
+    );
+  }
 
   /** Models served by at least one online node of the environment, with availability. */
   async catalog(environment: Environment): Promise<ModelAvailability[]> {

@@ -3,6 +3,7 @@ import type { Config } from '../../config/config.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { Redis } from '../../stores/redis/client.js';
+import { RedisLossWatcher } from '../../stores/redis/loss-watcher.js';
 import { LiveStore } from './live.store.js';
 import { MatchmakingService } from './matchmaking.service.js';
 import { NodeAdminService } from './node-admin.service.js';
@@ -21,6 +22,11 @@ export interface NodesModule {
   matchmaking: MatchmakingService;
   admin: NodeAdminService;
   catalog: LiveCatalogService;
+  /**
+   * Notices a Redis data loss (then rebuilds the catalog from the heartbeats heard here and PostgreSQL) and
+   * reconnections; start() it in a serving process. Others (the node gateway) add their own handlers.
+   */
+  liveWatch: RedisLossWatcher;
   /** For the task runner: offline detection, lease expiry and cooldown ends, every LIVE_SWEEP_INTERVAL_MS. */
   sweepTask: RecurringTaskLike;
   /** Re-mirrors flags in force from PostgreSQL every LIVE_FLAG_RECONCILE_INTERVAL_MS. */
@@ -41,6 +47,7 @@ type LiveConfig = Pick<
   | 'LIVE_SWEEP_INTERVAL_MS'
   | 'LIVE_CACHE_TTL_MS'
   | 'LIVE_FLAG_RECONCILE_INTERVAL_MS'
+  | 'HEARTBEAT_INTERVAL_MS'
 >;
 
 export function createNodesModule(deps: {
@@ -58,7 +65,16 @@ export function createNodesModule(deps: {
     failurePenalty: c.NODE_FAILURE_PENALTY,
     successRecovery: c.NODE_SUCCESS_RECOVERY,
   });
-  const presence = new PresenceService({ pool: deps.pool, live, log: deps.log });
+  const presence = new PresenceService({
+    pool: deps.pool,
+    live,
+    log: deps.log,
+    heartbeatTtlMs: c.HEARTBEAT_TTL_MS,
+  });
+  const liveWatch = new RedisLossWatcher(deps.redis, live.keys.liveEpoch(), {
+    intervalMs: 500,
+    log: deps.log,
+  });
   const admin = new NodeAdminService({ pool: deps.pool, live, log: deps.log });
   const matchmaking = new MatchmakingService({
     live,
@@ -71,13 +87,22 @@ export function createNodesModule(deps: {
     redis: deps.redis,
     live,
     cacheTtlMs: c.LIVE_CACHE_TTL_MS,
+    // Nodes not heard by any process since the loss come back within a heartbeat interval.
+    recoveryWindowMs: c.HEARTBEAT_INTERVAL_MS + 5_000,
+    lossCheck: async () => {
+      const lost = await liveWatch.check();
+      if (lost) await liveWatch.settled();
+      return lost;
+    },
   });
+  liveWatch.onLoss(() => catalog.rebuild(() => presence.replayRecent()));
   return {
     live,
     presence,
     matchmaking,
     admin,
     catalog,
+    liveWatch,
     sweepTask: {
       // One runner per key space: the prefix is part of the lock name.
       name: `nodes.live-sweep:${c.REDIS_KEY_PREFIX}`,

@@ -60,8 +60,10 @@ export class PresenceService {
   private readonly repo = new NodesRepository();
   private readonly listeners = new Set<LiveEventListener>();
   private readonly log: Logger;
+  /** The last accepted heartbeat of every node heard here: replayed when Redis loses the live state. */
+  private readonly recent = new Map<string, Heartbeat>();
 
-  constructor(private readonly deps: { pool: Pool; live: LiveStore; log: Logger }) {
+  constructor(private readonly deps: { pool: Pool; live: LiveStore; log: Logger; heartbeatTtlMs?: number }) {
     this.log = deps.log.child({ component: 'presence' });
   }
 
@@ -125,6 +127,9 @@ export class PresenceService {
       );
       hydrate.forEach((i, k) => (replies[i] = hydrated[k]!));
     }
+    hbs.forEach((hb, i) => {
+      if (hb && replies[i]!.kind === 'ok') this.recent.set(hb.address, hb);
+    });
     const joined = hbs.filter((hb, i): hb is Heartbeat => {
       const r = replies[i]!;
       return !!hb && r.kind === 'ok' && r.joined;
@@ -134,6 +139,23 @@ export class PresenceService {
         joined.map((hb) => ({ type: 'node.online', environment: hb.environment, address: hb.address })),
       );
     return replies;
+  }
+
+  /**
+   * After Redis lost the live state: re-ingests the last heartbeat of every node heard here that is still
+   * within the heartbeat TTL (each is hydrated again from PostgreSQL: registry, flags, Subclouds), so the
+   * catalog and the ready pools are back now rather than at the next heartbeat. Returns how many.
+   */
+  async replayRecent(nowMs = Date.now()): Promise<number> {
+    const ttl = this.deps.heartbeatTtlMs ?? 30_000;
+    const fresh: Heartbeat[] = [];
+    for (const [address, hb] of this.recent) {
+      if (nowMs - hb.timestampMs < ttl) fresh.push(hb);
+      else this.recent.delete(address);
+    }
+    if (fresh.length === 0) return 0;
+    const replies = await this.ingestMany(fresh);
+    return replies.filter((r) => r.kind === 'ok').length;
   }
 
   /** One sweep of every cell; emits offline, lease-expired and flag-lifted events. */

@@ -52,6 +52,11 @@ export class RedisKeys {
     return `${this.prefix}live:{${environment}.${cell}}:`;
   }
 
+  /** STRING: an epoch id that lives as long as the data; gone or changed = Redis lost its data (RedisLossWatcher). */
+  liveEpoch(): string {
+    return `${this.prefix}live:epoch`;
+  }
+
   /** Pub/sub channel for node events (online, offline, lease expired) in JSON. */
   liveEventsChannel(): string {
     return `${this.prefix}live:events`;
