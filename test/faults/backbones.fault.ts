@@ -149,7 +149,7 @@ describe('two backbones through PostgreSQL, Redis and MongoDB faults', () => {
               ...(i % 5 === 0 ? { 'idempotency-key': `fault-${i}` } : {}),
             },
             body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: `fault job ${i}` }] }),
-            signal: AbortSignal.timeout(90_000),
+            signal: AbortSignal.timeout(30_000),
           });
           const text = await r.text();
           answers.push({
