@@ -285,6 +285,21 @@ describe('store errors and security headers', () => {
     expect(r.json.error.message).not.toContain(nsId);
   });
 
+  it('an Idempotency-Key reused for a request of another cost is a 409 without internal key names', async () => {
+    const headers = { 'idempotency-key': `idem-${Date.now()}`, 'x-rty-mode': 'polling' };
+    const body = (max: number) => ({
+      model: 'llama3-8b',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: max,
+    });
+    expect(
+      (await call('POST', '/v1/chat/completions', { token: apiKey, headers, body: body(4) })).status,
+    ).toBe(202);
+    const r = await call('POST', '/v1/chat/completions', { token: apiKey, headers, body: body(400) });
+    expectError(r, 409, 'idempotency_conflict', /Idempotency-Key/);
+    expect(r.json.error.message).not.toMatch(/reserve:|[0-9a-f]{8}-[0-9a-f]{4}-/);
+  });
+
   it('answers carry nosniff and no-store (Status keeps its public cache); ops endpoints need the admin token', async () => {
     const created = await call('POST', `/admin/v1/namespaces/${nsId}/keys`, {
       token: admin,
