@@ -51,6 +51,15 @@ export function findUnsafeInput(value: unknown, root: string, maxDepth: number):
       if (problem) return { param: pathOf(f), message: `${pathOf(f)} ${problem}` };
       continue;
     }
+    if (typeof v === 'number') {
+      // JSON.parse reads 1e999 as Infinity: no JSON consumer downstream can write it back.
+      if (!Number.isFinite(v))
+        return {
+          param: pathOf(f),
+          message: `${pathOf(f)} is a number too large to represent; send a finite number`,
+        };
+      continue;
+    }
     if (v === null || typeof v !== 'object') continue;
     if (f.depth > maxDepth)
       return {
