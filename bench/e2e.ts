@@ -218,7 +218,8 @@ export async function main(): Promise<void> {
       await Promise.all(inflight);
       return { ...summarize(latencies), failed };
     };
-    const metrics = async () => (await fetch(`${url}/metrics`)).text();
+    const metrics = async () =>
+      (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text();
     const m0 = await metrics();
     const half = await openLoop(sustained.rate * 0.5);
     const m1 = await metrics();
@@ -265,7 +266,9 @@ export async function main(): Promise<void> {
     await sleep(3000);
     const rss = rssMb(idle.child.pid!);
     const connected = /rty_gateway_connected_nodes (\d+)/.exec(
-      await (await fetch(`${idleUrl}/metrics`)).text(),
+      await (
+        await fetch(`${idleUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+      ).text(),
     )?.[1];
     console.log(
       `backbone RSS with ${connected} connected nodes: ${round(rss, 1)} MB (${round(rssBefore, 1)} MB before they connected)`,

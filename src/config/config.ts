@@ -158,6 +158,21 @@ export const configSchema = z.object({
   HTTP_PORT: intFrom(8080, 0).pipe(z.number().max(65535)),
   /** Largest request body any HTTP API accepts (413 beyond). */
   HTTP_BODY_LIMIT_BYTES: intFrom(1024 * 1024, 1024),
+  /** Deepest nesting of objects/arrays accepted in a JSON body or query (400 beyond, before any handler runs). */
+  HTTP_JSON_MAX_DEPTH: intFrom(64, 2),
+  /** Who may read /metrics and /openapi.json: `admin` (the admin token, default) or `public`. */
+  HTTP_OPS_ENDPOINTS: z.enum(['admin', 'public']).default('admin'),
+  /** Browser origins allowed to call the Cloud API (comma-separated, exact `scheme://host[:port]`); empty: no CORS. */
+  CLOUD_CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((o) => o.trim())
+        .filter((o) => o.length > 0),
+    )
+    .pipe(z.array(z.url({ protocol: /^https?$/ }).regex(/^[^/]+\/\/[^/]+$/, 'an origin without a path'))),
   /** Admin API bearer token; only its SHA-256 is kept in memory after start. */
   ADMIN_TOKEN: z.string().min(16).default(DEV_ADMIN_TOKEN),
   /** Private key (0x + 64 hex) the network signs config versions with (EIP-191). */

@@ -1,11 +1,26 @@
 // buildHttpApp(backbone, roles) → a Fastify instance with the route plugins of the process's roles, one error
-// handler, zod schemas (validation and the OpenAPI document at /openapi.json), /healthz and Prometheus /metrics.
+// handler, one input guard, security headers, optional CORS for the Cloud API, zod schemas (validation and the
+// OpenAPI document at /openapi.json), /healthz and Prometheus /metrics (both admin-only by default).
+import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Backbone, Role } from '../server/backbone.js';
 import type { NodeGateway } from '../ws/node-gateway.js';
-import { installErrorHandler } from './errors.js';
+import { requireAdmin } from './auth.js';
+import { installErrorHandler, sendError } from './errors.js';
+import {
+  frameworkErrorOf,
+  handleClientError,
+  refuseOversizedContinue,
+  RouteMethods,
+} from './framework-errors.js';
+import { installInputGuard } from './input-guard.js';
 import { adminRoutes } from './routes/admin.routes.js';
 import { cloudRoutes } from './routes/cloud.routes.js';
 import { gateRoutes } from './routes/gate.routes.js';
@@ -27,10 +42,21 @@ export async function buildHttpApp(b: Backbone, opts: HttpAppOptions): Promise<F
     // Several backbone processes run behind one balancer; their ids are random, not sequential.
     genReqId: () => `req_${Math.random().toString(36).slice(2, 12)}`,
     return503OnClosing: true,
+    clientErrorHandler: handleClientError,
+    frameworkErrors: (err, _req, reply) => sendError(reply, frameworkErrorOf(err)),
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  installErrorHandler(app);
+  // Every API takes JSON: a text/plain body is a 415, not a string handed to a JSON schema.
+  app.removeContentTypeParser('text/plain');
+  const routes = new RouteMethods();
+  routes.install(app);
+  installErrorHandler(app, routes);
+  installInputGuard(app, { maxDepth: b.config.HTTP_JSON_MAX_DEPTH });
+  refuseOversizedContinue(app.server, b.config.HTTP_BODY_LIMIT_BYTES);
+  installSecurityHeaders(app);
+  if (opts.roles.has('cloud') && b.config.CLOUD_CORS_ORIGINS.length > 0)
+    await app.register(cors, cloudCors(b.config.CLOUD_CORS_ORIGINS));
 
   await app.register(swagger, {
     openapi: {
@@ -58,10 +84,15 @@ export async function buildHttpApp(b: Backbone, opts: HttpAppOptions): Promise<F
   });
 
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true, instance: b.instanceId }));
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
+  // Metrics and the API document describe the deployment: the admin's unless configured public.
+  const ops =
+    b.config.HTTP_OPS_ENDPOINTS === 'admin'
+      ? { onRequest: async (req: FastifyRequest) => requireAdmin(b, req) }
+      : {};
+  app.get('/metrics', { schema: { hide: true }, ...ops }, async (_req, reply) =>
     reply.header('content-type', b.metrics.registry.contentType).send(await b.metrics.registry.metrics()),
   );
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { hide: true }, ...ops }, async () => app.swagger());
 
   const roles = opts.roles;
   if (roles.has('cloud')) await app.register(cloudRoutes(b));
@@ -74,4 +105,52 @@ export async function buildHttpApp(b: Backbone, opts: HttpAppOptions): Promise<F
   if (roles.has('status')) await app.register(statusRoutes(b));
   await app.ready();
   return app;
+}
+
+/**
+ * Every answer is `nosniff`; none may be cached unless its route says so (Status is public and cacheable; SSE
+ * sets its own): responses carry new keys, tokens, balances and job outputs.
+ */
+function installSecurityHeaders(app: FastifyInstance): void {
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('x-content-type-options', 'nosniff');
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    return payload;
+  });
+}
+
+/** CORS for the Cloud API only (`/v1/…` except the node routes): the allow-listed origins, preflight answered. */
+function cloudCors(origins: readonly string[]) {
+  const allowed = new Set(origins);
+  const off = { origin: false };
+  const on = {
+    origin: (origin: string | undefined, cb: (err: Error | null, allow: boolean) => void) =>
+      cb(null, origin !== undefined && allowed.has(origin)),
+    methods: ['GET', 'POST'],
+    allowedHeaders: [
+      'authorization',
+      'content-type',
+      'idempotency-key',
+      'x-rty-mode',
+      'x-rty-priority',
+      'x-rty-environment',
+    ],
+    exposedHeaders: [
+      'x-request-id',
+      'idempotent-replayed',
+      'location',
+      'retry-after',
+      'x-ratelimit-limit',
+      'x-ratelimit-remaining',
+      'x-ratelimit-reset',
+    ],
+    maxAge: 600,
+    strictPreflight: true,
+  };
+  return {
+    delegator: (req: FastifyRequest, cb: (err: Error | null, o: typeof on | typeof off) => void) => {
+      const path = req.url.split('?')[0] ?? '';
+      cb(null, path.startsWith('/v1/') && !path.startsWith('/v1/nodes') ? on : off);
+    },
+  };
 }

@@ -5,11 +5,18 @@ import type { AuthenticatedKey } from '../modules/accounts/index.js';
 import { AppError } from '../platform/errors.js';
 import type { Backbone } from '../server/backbone.js';
 
+/** The bearer token, undefined when there is no Authorization header; 401 naming the fix when it is malformed. */
 export function bearerOf(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
-  if (typeof h !== 'string') return undefined;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-  return m?.[1];
+  if (h === undefined || h === '') return undefined;
+  const m = typeof h === 'string' ? /^Bearer +([\x21-\x7e]{1,512}) *$/i.exec(h) : null;
+  if (!m)
+    throw new AppError(
+      'unauthorized',
+      'malformed Authorization header: send exactly "Authorization: Bearer <token>" (one token of printable ASCII)',
+      { param: 'authorization' },
+    );
+  return m[1];
 }
 
 /** The API key's namespace and limits; 401 with one message for every failure (no key oracle). */

@@ -148,7 +148,7 @@ describe('two backbone processes on the same stores', () => {
     const finished = await Promise.all(
       urls.map(async (u) => {
         const m = /rty_jobs_finished_total\{status="succeeded"\} (\d+)/.exec(
-          await (await fetch(`${u}/metrics`)).text(),
+          await (await fetch(`${u}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text(),
         );
         return Number(m?.[1] ?? 0);
       }),

@@ -208,7 +208,13 @@ describe('admin API', () => {
 
 describe('OpenAPI', () => {
   it('documents the admin, gate and status routes with their tags', async () => {
-    const doc = (await server.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    const doc = (
+      await server.app.inject({
+        method: 'GET',
+        url: '/openapi.json',
+        headers: { authorization: `Bearer ${adminToken}` },
+      })
+    ).json();
     for (const p of [
       '/admin/v1/accounts',
       '/admin/v1/namespaces/{id}/topups',

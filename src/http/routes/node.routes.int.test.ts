@@ -143,7 +143,9 @@ describe('node HTTP routes', () => {
   });
 
   it('documents the node routes in the OpenAPI document', async () => {
-    const doc = (await server.app.inject({ url: '/openapi.json' })).json();
+    const auth = { authorization: `Bearer ${stores.config().ADMIN_TOKEN}` };
+    expect((await server.app.inject({ url: '/openapi.json' })).statusCode).toBe(401);
+    const doc = (await server.app.inject({ url: '/openapi.json', headers: auth })).json();
     for (const p of ['/v1/nodes/register', '/v1/nodes/heartbeat', '/v1/nodes/config'])
       expect(doc.paths[p]?.post).toBeDefined();
   });
