@@ -83,27 +83,83 @@ export function retryTierName(delayMs: number): string {
 }
 
 /**
+ * Exchange and queue names of one deployment. A deployment name prefixes every name (`<deployment>.rty.…`),
+ * so two backbones on one vhost never share a queue; the empty name is the unprefixed default (EXCHANGES,
+ * QUEUES). A name is kept to [a-z0-9_-] (checked by the config).
+ */
+export interface TopologyNames {
+  deployment: string;
+  exchanges: { [K in keyof typeof EXCHANGES]: string };
+  queues: { [K in keyof typeof QUEUES]: string };
+  /** The deployment's marker exchange (see assertDeploymentMarker). */
+  marker: string;
+}
+
+export function topologyNames(deployment = ''): TopologyNames {
+  const p = deployment === '' ? '' : `${deployment}.`;
+  const prefix = <T extends Record<string, string>>(o: T) =>
+    Object.fromEntries(Object.entries(o).map(([k, v]) => [k, `${p}${v}`])) as { [K in keyof T]: string };
+  return { deployment, exchanges: prefix(EXCHANGES), queues: prefix(QUEUES), marker: `${p}rty.deployment` };
+}
+export const DEFAULT_TOPOLOGY_NAMES = topologyNames('');
+
+/** Header argument on the marker exchange naming the stores this deployment's queues feed. */
+export const DEPLOYMENT_MARKER_ARGUMENT = 'x-rty-stores';
+
+/**
+ * Refuses to join another deployment's queues: the marker exchange is declared with an argument naming the
+ * stores behind these queues (e.g. the MongoDB database and PostgreSQL schema); RabbitMQ refuses a redeclare
+ * with other arguments (406 PRECONDITION_FAILED), so a second backbone with the same names but other stores
+ * fails at start instead of consuming the first one's events. Throws an Error saying what to set.
+ */
+export async function assertDeploymentMarker(
+  conn: { createChannel(): Promise<Channel> },
+  names: TopologyNames,
+  stores: string,
+): Promise<void> {
+  const ch = await conn.createChannel();
+  ch.on('error', () => undefined); // the 406 closes the channel; the rejected promise carries it
+  try {
+    await ch.assertExchange(names.marker, 'fanout', {
+      durable: true,
+      arguments: { [DEPLOYMENT_MARKER_ARGUMENT]: stores },
+    });
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    if (!/PRECONDITION_FAILED|406/.test(msg)) throw err;
+    throw new Error(
+      `the RabbitMQ names of deployment "${names.deployment || '(default)'}" (${names.marker}) already serve ` +
+        `other stores than "${stores}": set DEPLOYMENT to a name of this deployment's own (or use another vhost)`,
+      { cause: err },
+    );
+  } finally {
+    await ch.close().catch(() => undefined);
+  }
+}
+
+/**
  * What the recorder reads: record batches go to the events exchange as `records.batch` into a durable queue of
  * their own; the routing layer's `job.#` lifecycle events (another contract) into the recorderEvents queue;
  * refused ones of either to a dead-letter queue (records also dead-letters there on a reject without requeue).
  */
-export function recordsTopology(): Topology {
+export function recordsTopology(names: TopologyNames = DEFAULT_TOPOLOGY_NAMES): Topology {
   const classic = { 'x-queue-type': QUEUE_TYPE };
+  const { exchanges: X, queues: Q } = names;
   return {
     exchanges: [
-      { name: EXCHANGES.events, type: 'topic' },
-      { name: EXCHANGES.recordsDead, type: 'fanout' },
+      { name: X.events, type: 'topic' },
+      { name: X.recordsDead, type: 'fanout' },
     ],
     queues: [
       // No TTL, no length limit: a MongoDB outage only makes this queue longer; nothing is dropped.
-      { name: QUEUES.recorderEvents, arguments: { ...classic } },
-      { name: QUEUES.records, arguments: { ...classic, 'x-dead-letter-exchange': EXCHANGES.recordsDead } },
-      { name: QUEUES.recordsDead, arguments: { ...classic } },
+      { name: Q.recorderEvents, arguments: { ...classic } },
+      { name: Q.records, arguments: { ...classic, 'x-dead-letter-exchange': X.recordsDead } },
+      { name: Q.recordsDead, arguments: { ...classic } },
     ],
     bindings: [
-      { queue: QUEUES.recorderEvents, exchange: EXCHANGES.events, pattern: 'job.#' },
-      { queue: QUEUES.records, exchange: EXCHANGES.events, pattern: 'records.#' },
-      { queue: QUEUES.recordsDead, exchange: EXCHANGES.recordsDead, pattern: '' },
+      { queue: Q.recorderEvents, exchange: X.events, pattern: 'job.#' },
+      { queue: Q.records, exchange: X.events, pattern: 'records.#' },
+      { queue: Q.recordsDead, exchange: X.recordsDead, pattern: '' },
     ],
   };
 }
