@@ -48,6 +48,7 @@ export {
   type BatchRecorder,
   type RecordStreamConsumerOptions,
   type RecordStreamStats,
+  type RecordsLag,
 } from './record-stream.consumer.js';
 export {
   decodeRecordBatch,
@@ -56,3 +57,10 @@ export {
   type RecordBatch,
 } from './record-stream.contracts.js';
 export { isTransientStoreError } from './record-stream.errors.js';
+export {
+  listDeadRecords,
+  purgeDeadRecords,
+  replayDeadRecords,
+  type DeadRecord,
+} from './record-stream.dead.js';
+export { STORABLE_MARKERS, STORABLE_MAX_DEPTH, jsonText, toStorable, toStorableString } from './storable.js';
