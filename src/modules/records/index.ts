@@ -48,8 +48,13 @@ export {
   type BatchRecorder,
   type RecordStreamConsumerOptions,
   type RecordStreamStats,
-  type RecordsLag,
 } from './record-stream.consumer.js';
+export {
+  readRecordsBacklog,
+  registerRecordStreamMetrics,
+  type RecordsBacklog,
+  type RecordsLag,
+} from './record-stream.metrics.js';
 export {
   decodeRecordBatch,
   encodeRecordBatch,
@@ -57,6 +62,7 @@ export {
   type RecordBatch,
 } from './record-stream.contracts.js';
 export { isTransientStoreError } from './record-stream.errors.js';
+export { recordStreamDeployment, type RecordStreamDeployment } from './record-stream.deployment.js';
 export {
   listDeadRecords,
   purgeDeadRecords,

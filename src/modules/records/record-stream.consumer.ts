@@ -2,6 +2,7 @@
 // the recorder on size or after a short wait, and acks only after RecorderService.record() returned. A store
 // outage (MongoDB or PostgreSQL unreachable) keeps the batch unacked and retries it with backoff, so nothing is
 // lost and the rest stays queued; a message or event that breaks the contract goes to the dead-letter queue.
+import type { Registry } from 'prom-client';
 import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import { QueueConsumer, type Delivery } from '../../stores/rabbitmq/consumer.js';
@@ -10,6 +11,7 @@ import type { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import {
   assertTopology,
   DEFAULT_TOPOLOGY_NAMES,
+  holdDeploymentMarker,
   RECORDS_ROUTING_KEY,
   recordsTopology,
   type TopologyNames,
@@ -19,6 +21,7 @@ import { decodeRecordBatch, encodeRecordBatch, type RecordBatch } from './record
 import type { RecordOutcome } from './recorder.service.js';
 import { isTransientStoreError } from './record-stream.errors.js';
 import { jsonText } from './storable.js';
+import { oldestAt, registerRecordStreamMetrics, type RecordsLag } from './record-stream.metrics.js';
 
 export interface RecordStreamConsumerOptions {
   /** Unacked messages held at once (basic.qos); also the most messages one recorder call takes. */
@@ -52,27 +55,6 @@ interface Held {
   events: unknown[];
   /** Epoch ms of its oldest event (records lag), NaN when none carries a time. */
   oldestAt: number;
-}
-
-/** Epoch ms of the oldest `at` among events (NaN when none has one). */
-function oldestAt(events: readonly unknown[]): number {
-  let min = NaN;
-  for (const e of events) {
-    const at = (e as { at?: unknown } | null)?.at;
-    if (typeof at !== 'string') continue;
-    const t = Date.parse(at);
-    if (!(t >= min)) min = Number.isNaN(min) || t < min ? t : min;
-  }
-  return min;
-}
-
-/** How far the records stream is behind, as this consumer sees it. */
-export interface RecordsLag {
-  /** Age of the oldest event held (buffered or being written) and not yet recorded; 0 when none is held. */
-  lagSeconds: number;
-  heldEvents: number;
-  /** When a batch was last settled (epoch ms), null before the first. */
-  lastRecordedAt: number | null;
 }
 
 export interface RecordStreamStats {
@@ -126,9 +108,17 @@ export class RecordStreamConsumer {
       options?: Partial<RecordStreamConsumerOptions>;
       /** The deployment's exchange and queue names (default: the unprefixed ones). */
       names?: TopologyNames;
+      /** Where records lag and dead letters are exported (prom-client registry of the process). */
+      registry?: Registry;
+      /**
+       * The stores these queues feed (e.g. MongoDB database and PostgreSQL schema): when set, start() refuses
+       * queues that a backbone with other stores uses (holdDeploymentMarker).
+       */
+      deploymentStores?: string;
     },
   ) {
     this.names = deps.names ?? DEFAULT_TOPOLOGY_NAMES;
+    if (deps.registry) registerRecordStreamMetrics(deps.registry, this);
     this.log = deps.log.child({ component: 'record-stream-consumer' });
     this.options = { ...defaultRecordStreamConsumerOptions, ...deps.options };
     this.consumer = new QueueConsumer({
@@ -150,6 +140,11 @@ export class RecordStreamConsumer {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    const stores = this.deps.deploymentStores;
+    if (stores !== undefined)
+      await this.deps.connection.addHook(`records-deployment:${this.names.deployment}`, (conn) =>
+        holdDeploymentMarker(conn, this.names, stores),
+      );
     await this.deadLetters.start();
     await this.consumer.start();
     await this.consumer.addQueue(this.names.queues.records, async () => undefined);

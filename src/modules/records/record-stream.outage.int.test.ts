@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
 import { MongoClient } from 'mongodb';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAmqpTestVhost, type AmqpTestVhost } from '../../../test/amqp-harness.js';
 import { createNamespaces } from '../../../test/factories.js';
@@ -67,6 +68,7 @@ describe('records stream: a MongoDB outage is not poison', () => {
       socketTimeoutMS: 10_000,
     });
     const db = client.db('records_outage');
+    const registry = new Registry();
     const recorder = new RecorderService({
       repo: new RecordsRepository(db),
       blobs: new GridFsBlobStore(db),
@@ -80,6 +82,7 @@ describe('records stream: a MongoDB outage is not poison', () => {
       recorder,
       log: testLog,
       options: { batchMaxWaitMs: 20, retryDelayMs: 100, maxRetryDelayMs: 1000 },
+      registry,
     });
     await consumer.start();
     const ids: string[] = [];
@@ -103,6 +106,13 @@ describe('records stream: a MongoDB outage is not poison', () => {
       const failedBefore = consumer.stats.failedAttempts;
       await ferret.kill();
       await sleep(15_000);
+      // Records lag shows the outage: held events, the oldest of them older than most of the outage.
+      const during = consumer.lag();
+      expect(during.heldEvents).toBeGreaterThan(0);
+      expect(during.lagSeconds).toBeGreaterThan(5);
+      expect(await registry.getSingleMetricAsString('rty_records_lag_seconds')).toMatch(
+        /rty_records_lag_seconds [1-9]/,
+      );
       await ferret.start();
       await sleep(3_000);
       stop = true;
@@ -116,6 +126,8 @@ describe('records stream: a MongoDB outage is not poison', () => {
       );
       expect(consumer.stats.deadLettered).toBe(0);
       expect(await ready(QUEUES.recordsDead)).toBe(0);
+      await waitFor('caught up', () => consumer.lag().heldEvents === 0);
+      expect(consumer.lag().lagSeconds).toBe(0);
     } finally {
       stop = true;
       await stream.catch(() => undefined);

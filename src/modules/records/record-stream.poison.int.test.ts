@@ -18,6 +18,7 @@ import {
   GridFsBlobStore,
   listDeadRecords,
   purgeDeadRecords,
+  readRecordsBacklog,
   RecorderService,
   RecordsRepository,
   RecordStreamConsumer,
@@ -217,6 +218,7 @@ describe('records stream: poison isolation', () => {
       });
       expect(listed[0]!.reason).toMatch(/simulated: document failed validation/);
       expect(await ready(QUEUES.recordsDead)).toBe(1); // listing removes nothing
+      expect(await readRecordsBacklog(amqpConn)).toEqual({ queuedMessages: 0, deadLetteredMessages: 1 });
 
       refuse = false; // the cause is fixed: a replay records it
       expect(await replayDeadRecords(amqpConn, 100)).toBe(1);

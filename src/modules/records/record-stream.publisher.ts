@@ -9,6 +9,7 @@ import type { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import {
   assertTopology,
   DEFAULT_TOPOLOGY_NAMES,
+  holdDeploymentMarker,
   RECORDS_ROUTING_KEY,
   recordsTopology,
   type TopologyNames,
@@ -61,6 +62,8 @@ export class RecordStreamPublisher {
       options?: Partial<RecordStreamPublisherOptions>;
       /** The deployment's exchange and queue names (default: the unprefixed ones). */
       names?: TopologyNames;
+      /** The stores these queues feed: when set, refuses queues a backbone with other stores uses. */
+      deploymentStores?: string;
     },
   ) {
     this.names = deps.names ?? DEFAULT_TOPOLOGY_NAMES;
@@ -80,6 +83,11 @@ export class RecordStreamPublisher {
   /** Adds the hooks (idempotent); publish() calls it, so the sink can be built synchronously. */
   start(): Promise<void> {
     this.starting ??= (async () => {
+      const stores = this.deps.deploymentStores;
+      if (stores !== undefined)
+        await this.deps.connection.addHook(`records-deployment:${this.names.deployment}`, (conn) =>
+          holdDeploymentMarker(conn, this.names, stores),
+        );
       await this.deps.connection.addHook(`records-topology:${this.names.deployment}`, async (conn) => {
         const ch = await conn.createChannel();
         try {

@@ -13,6 +13,7 @@
 // priority levels, a default delivery-limit of 20 (we keep our own attempt counter anyway) and per-queue
 // `x-consumer-timeout` (also 3.12+). In a cluster we would move lanes and retry tiers to quorum queues with
 // at-least-once dead-lettering.
+import { createHash } from 'node:crypto';
 import type { Channel } from 'amqplib';
 
 export type QueueType = 'classic' | 'quorum';
@@ -91,7 +92,7 @@ export interface TopologyNames {
   deployment: string;
   exchanges: { [K in keyof typeof EXCHANGES]: string };
   queues: { [K in keyof typeof QUEUES]: string };
-  /** The deployment's marker exchange (see assertDeploymentMarker). */
+  /** The deployment's marker exchange (see holdDeploymentMarker). */
   marker: string;
 }
 
@@ -103,33 +104,38 @@ export function topologyNames(deployment = ''): TopologyNames {
 }
 export const DEFAULT_TOPOLOGY_NAMES = topologyNames('');
 
-/** Header argument on the marker exchange naming the stores this deployment's queues feed. */
-export const DEPLOYMENT_MARKER_ARGUMENT = 'x-rty-stores';
-
 /**
- * Refuses to join another deployment's queues: the marker exchange is declared with an argument naming the
- * stores behind these queues (e.g. the MongoDB database and PostgreSQL schema); RabbitMQ refuses a redeclare
- * with other arguments (406 PRECONDITION_FAILED), so a second backbone with the same names but other stores
- * fails at start instead of consuming the first one's events. Throws an Error saying what to set.
+ * Refuses to join another deployment's queues. Each process of a deployment holds the deployment's marker
+ * exchange, declared with an `alternate-exchange` argument naming a hash of the stores its queues feed (the
+ * MongoDB database, the PostgreSQL schema …): RabbitMQ compares that argument on every redeclare and refuses
+ * another value (406 PRECONDITION_FAILED), so a backbone with the same names but other stores fails at start
+ * instead of consuming the first one's events. The marker is auto-delete and bound to an exclusive queue per
+ * holder, so it disappears with the last process holding it (a stopped deployment leaves nothing behind).
+ * Runs on every (re)connection; throws an Error saying what to set.
  */
-export async function assertDeploymentMarker(
+export async function holdDeploymentMarker(
   conn: { createChannel(): Promise<Channel> },
   names: TopologyNames,
   stores: string,
 ): Promise<void> {
   const ch = await conn.createChannel();
   ch.on('error', () => undefined); // the 406 closes the channel; the rejected promise carries it
+  const storesId = createHash('sha256').update(stores).digest('hex').slice(0, 16);
   try {
     await ch.assertExchange(names.marker, 'fanout', {
-      durable: true,
-      arguments: { [DEPLOYMENT_MARKER_ARGUMENT]: stores },
+      durable: false,
+      autoDelete: true,
+      arguments: { 'alternate-exchange': `rty.stores.${storesId}` },
     });
+    // Exclusive: lives as long as this connection; its binding keeps the auto-delete marker alive.
+    const q = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
+    await ch.bindQueue(q.queue, names.marker, '');
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     if (!/PRECONDITION_FAILED|406/.test(msg)) throw err;
     throw new Error(
-      `the RabbitMQ names of deployment "${names.deployment || '(default)'}" (${names.marker}) already serve ` +
-        `other stores than "${stores}": set DEPLOYMENT to a name of this deployment's own (or use another vhost)`,
+      `the RabbitMQ queues of deployment "${names.deployment || '(default)'}" are in use by a backbone with ` +
+        `other stores (this one: ${stores}): set DEPLOYMENT to a name of this deployment's own, or use another vhost`,
       { cause: err },
     );
   } finally {
