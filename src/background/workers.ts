@@ -13,10 +13,17 @@ import {
   RetentionService,
   StorageBillingService,
   createRecordsTasks,
+  recordStreamDeployment,
 } from '../modules/records/index.js';
 import { RollupsService, createRollupTask } from '../modules/rollups/index.js';
 import type { Backbone } from '../server/backbone.js';
 import { TaskRunner, type RecurringTask } from './task-runner.js';
+
+/** The records stream's names (DEPLOYMENT) and the stores they feed (checked against other backbones). */
+function deploymentOptions(c: Backbone['config']) {
+  const d = recordStreamDeployment(c);
+  return { names: d.names, deploymentStores: d.stores };
+}
 
 /** One sink per backbone (per routing connection): the job flow and the stale-job task share it. */
 const sinks = new WeakMap<object, RecordStreamPublisher>();
@@ -28,11 +35,15 @@ const sinks = new WeakMap<object, RecordStreamPublisher>();
  * e.g. the dispatch drain, has stopped emitting).
  */
 export function createRecordSink(
-  b: Pick<Backbone, 'routing' | 'log' | 'lifecycle'>,
+  b: Pick<Backbone, 'routing' | 'log' | 'lifecycle' | 'config'>,
 ): JobRecordSink & { stop(): Promise<void> } {
   let sink = sinks.get(b.routing);
   if (!sink) {
-    const s = new RecordStreamPublisher({ connection: b.routing.connection, log: b.log });
+    const s = new RecordStreamPublisher({
+      connection: b.routing.connection,
+      log: b.log,
+      ...deploymentOptions(b.config),
+    });
     sinks.set(b.routing, s);
     b.lifecycle.add('record-sink', () => s.stop());
     sink = s;
@@ -125,6 +136,8 @@ export async function startWorkers(b: Backbone): Promise<Workers> {
     connection,
     recorder,
     log: b.log,
+    ...deploymentOptions(c),
+    registry: b.metrics.registry,
     options: {
       prefetch: c.RECORDS_CONSUMER_PREFETCH,
       batchMaxEvents: c.RECORDS_CONSUMER_BATCH_MAX_EVENTS,

@@ -24,6 +24,7 @@ import {
   type QuarantineSelectionOptions,
 } from './commands/queue.js';
 import { runRecordsTask } from './commands/records.js';
+import { runRecordsDead } from './commands/records-dead.js';
 import { runDemo } from './commands/demo.js';
 import { ALL_ROLES, runServe } from './commands/serve.js';
 import { intFlag } from './flags.js';
@@ -160,6 +161,20 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .command('charge')
     .description("charge today's Space-plan storage of every namespace on a paid plan (idempotent per day)")
     .action(async () => setExit(await runRecordsTask(ctx, 'charge')));
+  const dead = records
+    .command('dead')
+    .description('the records dead-letter queue: events the recorder refused, each with its reason');
+  for (const [name, description] of [
+    ['list', 'show dead-lettered messages (reason, source queue, jobs) without removing them'],
+    ['replay', 'publish dead-lettered messages back to the records stream (removed once confirmed)'],
+    ['purge', 'delete dead-lettered messages'],
+  ] as const) {
+    dead
+      .command(name)
+      .description(description)
+      .option('--limit <n>', 'examine at most this many messages', limit, 10_000)
+      .action(async (o: { limit: number }) => setExit(await runRecordsDead(ctx, name, o)));
+  }
   program
     .command('demo')
     .description(

@@ -32,6 +32,14 @@ export const configSchema = z.object({
     .string()
     .regex(/^amqps?:\/\//, 'an amqp:// URL')
     .default('amqp://guest:guest@127.0.0.1:5672'),
+  /**
+   * Deployment name: prefixes the records stream's exchanges and queues (`<name>.rty.records` …), so two
+   * backbones on one vhost never consume each other's record events. Empty: the unprefixed names.
+   */
+  DEPLOYMENT: z
+    .string()
+    .regex(/^([a-z0-9][a-z0-9_-]{0,39})?$/, 'empty or 1-40 of a-z 0-9 _ - (starting with a letter or digit)')
+    .default(''),
 
   /** Group commit: how long a ledger operation may wait for others to share its transaction. */
   LEDGER_BATCH_MAX_WAIT_MS: intFrom(2),

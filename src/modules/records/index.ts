@@ -50,9 +50,23 @@ export {
   type RecordStreamStats,
 } from './record-stream.consumer.js';
 export {
+  readRecordsBacklog,
+  registerRecordStreamMetrics,
+  type RecordsBacklog,
+  type RecordsLag,
+} from './record-stream.metrics.js';
+export {
   decodeRecordBatch,
   encodeRecordBatch,
   RECORD_BATCH_VERSION,
   type RecordBatch,
 } from './record-stream.contracts.js';
 export { isTransientStoreError } from './record-stream.errors.js';
+export { recordStreamDeployment, type RecordStreamDeployment } from './record-stream.deployment.js';
+export {
+  listDeadRecords,
+  purgeDeadRecords,
+  replayDeadRecords,
+  type DeadRecord,
+} from './record-stream.dead.js';
+export { STORABLE_MARKERS, STORABLE_MAX_DEPTH, jsonText, toStorable, toStorableString } from './storable.js';

@@ -2,15 +2,26 @@
 // the recorder on size or after a short wait, and acks only after RecorderService.record() returned. A store
 // outage (MongoDB or PostgreSQL unreachable) keeps the batch unacked and retries it with backoff, so nothing is
 // lost and the rest stays queued; a message or event that breaks the contract goes to the dead-letter queue.
+import type { Registry } from 'prom-client';
+import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import { QueueConsumer, type Delivery } from '../../stores/rabbitmq/consumer.js';
 import { ConfirmedPublisher } from '../../stores/rabbitmq/publisher.js';
 import type { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
-import { assertTopology, EXCHANGES, QUEUES, recordsTopology } from '../../stores/rabbitmq/topology.js';
+import {
+  assertTopology,
+  DEFAULT_TOPOLOGY_NAMES,
+  holdDeploymentMarker,
+  RECORDS_ROUTING_KEY,
+  recordsTopology,
+  type TopologyNames,
+} from '../../stores/rabbitmq/topology.js';
 import { decodeLifecycleLog } from './lifecycle-log.js';
 import { decodeRecordBatch, encodeRecordBatch, type RecordBatch } from './record-stream.contracts.js';
 import type { RecordOutcome } from './recorder.service.js';
 import { isTransientStoreError } from './record-stream.errors.js';
+import { jsonText } from './storable.js';
+import { oldestAt, registerRecordStreamMetrics, type RecordsLag } from './record-stream.metrics.js';
 
 export interface RecordStreamConsumerOptions {
   /** Unacked messages held at once (basic.qos); also the most messages one recorder call takes. */
@@ -22,8 +33,6 @@ export interface RecordStreamConsumerOptions {
   /** First retry delay after a failed batch; doubles up to maxRetryDelayMs. */
   retryDelayMs: number;
   maxRetryDelayMs: number;
-  /** Failures of a non-store error before the batch is split and a message still failing is dead-lettered. */
-  poisonAttempts: number;
 }
 
 export const defaultRecordStreamConsumerOptions: RecordStreamConsumerOptions = {
@@ -32,17 +41,20 @@ export const defaultRecordStreamConsumerOptions: RecordStreamConsumerOptions = {
   batchMaxWaitMs: 50,
   retryDelayMs: 500,
   maxRetryDelayMs: 30_000,
-  poisonAttempts: 3,
 };
 
 /** What the consumer needs of RecorderService. */
 export interface BatchRecorder {
   record(events: unknown[]): Promise<RecordOutcome[]>;
+  /** Resolves when the records store answers; a failing batch is taken for poison only then. */
+  ping?(): Promise<void>;
 }
 
 interface Held {
   delivery: Delivery;
   events: unknown[];
+  /** Epoch ms of its oldest event (records lag), NaN when none carries a time. */
+  oldestAt: number;
 }
 
 export interface RecordStreamStats {
@@ -60,6 +72,7 @@ export class RecordStreamConsumer {
   private readonly consumer: QueueConsumer;
   private readonly deadLetters: ConfirmedPublisher;
   private readonly options: RecordStreamConsumerOptions;
+  private readonly names: TopologyNames;
   private buffer: Held[] = [];
   private bufferedEvents = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -71,6 +84,10 @@ export class RecordStreamConsumer {
   private readonly side = new Set<Promise<unknown>>();
   /** Wakes a retry wait early on stop. */
   private wake: (() => void) | undefined;
+  /** Oldest event time of the batch being written (records lag). */
+  private inFlight: number | undefined;
+  private inFlightEvents = 0;
+  private lastRecordedAt: number | null = null;
   private readonly log: Logger;
   readonly stats: RecordStreamStats = {
     messages: 0,
@@ -89,15 +106,26 @@ export class RecordStreamConsumer {
       recorder: BatchRecorder;
       log: Logger;
       options?: Partial<RecordStreamConsumerOptions>;
+      /** The deployment's exchange and queue names (default: the unprefixed ones). */
+      names?: TopologyNames;
+      /** Where records lag and dead letters are exported (prom-client registry of the process). */
+      registry?: Registry;
+      /**
+       * The stores these queues feed (e.g. MongoDB database and PostgreSQL schema): when set, start() refuses
+       * queues that a backbone with other stores uses (holdDeploymentMarker).
+       */
+      deploymentStores?: string;
     },
   ) {
+    this.names = deps.names ?? DEFAULT_TOPOLOGY_NAMES;
+    if (deps.registry) registerRecordStreamMetrics(deps.registry, this);
     this.log = deps.log.child({ component: 'record-stream-consumer' });
     this.options = { ...defaultRecordStreamConsumerOptions, ...deps.options };
     this.consumer = new QueueConsumer({
       connection: deps.connection,
       log: deps.log,
       prefetchPerQueue: this.options.prefetch,
-      setup: (ch) => assertTopology(ch, recordsTopology()),
+      setup: (ch) => assertTopology(ch, recordsTopology(this.names)),
       onDelivery: (d) => this.onDelivery(d),
       // Held deliveries of a lost channel come back from the broker: drop our copies.
       onChannelLost: () => this.dropBuffer(),
@@ -112,11 +140,29 @@ export class RecordStreamConsumer {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    const stores = this.deps.deploymentStores;
+    if (stores !== undefined)
+      await this.deps.connection.addHook(`records-deployment:${this.names.deployment}`, (conn) =>
+        holdDeploymentMarker(conn, this.names, stores),
+      );
     await this.deadLetters.start();
     await this.consumer.start();
-    await this.consumer.addQueue(QUEUES.records, async () => undefined);
+    await this.consumer.addQueue(this.names.queues.records, async () => undefined);
     // The routing layer's lifecycle events become routing/error logs (same batches, same guarantees).
-    await this.consumer.addQueue(QUEUES.recorderEvents, async () => undefined);
+    await this.consumer.addQueue(this.names.queues.recorderEvents, async () => undefined);
+  }
+
+  /** Records lag: the age of the oldest event this consumer holds and has not written yet. */
+  lag(now = Date.now()): RecordsLag {
+    let oldest = this.inFlight ?? NaN;
+    for (const h of this.buffer)
+      if (!(h.oldestAt >= oldest)) oldest = Number.isNaN(oldest) ? h.oldestAt : Math.min(oldest, h.oldestAt);
+    const heldEvents = this.bufferedEvents + this.inFlightEvents;
+    return {
+      lagSeconds: heldEvents === 0 || Number.isNaN(oldest) ? 0 : Math.max(0, (now - oldest) / 1000),
+      heldEvents,
+      lastRecordedAt: this.lastRecordedAt,
+    };
   }
 
   /** No new deliveries; the batch in hand is recorded and acked (or, during an outage, left to the broker). */
@@ -139,7 +185,7 @@ export class RecordStreamConsumer {
   private onDelivery(d: Delivery): void {
     this.stats.messages += 1;
     const decoded: { batch: RecordBatch } | { error: string } =
-      d.queue === QUEUES.recorderEvents
+      d.queue === this.names.queues.recorderEvents
         ? ((r) => ('error' in r ? r : { batch: { v: 1 as const, events: [r.event] } }))(
             decodeLifecycleLog(d.message.content),
           )
@@ -148,14 +194,20 @@ export class RecordStreamConsumer {
       const p = this.deadLetter(
         d,
         d.message.content,
-        d.queue === QUEUES.records ? `message breaks the records envelope: ${decoded.error}` : decoded.error,
+        d.queue === this.names.queues.records
+          ? `message breaks the records envelope: ${decoded.error}`
+          : decoded.error,
       )
         .then((ok) => (ok ? d.ack() : undefined))
         .finally(() => this.side.delete(p));
       this.side.add(p);
       return;
     }
-    this.buffer.push({ delivery: d, events: decoded.batch.events });
+    this.buffer.push({
+      delivery: d,
+      events: decoded.batch.events,
+      oldestAt: oldestAt(decoded.batch.events),
+    });
     this.bufferedEvents += decoded.batch.events.length;
     if (this.flushing) return; // the running flush takes it next
     if (this.bufferedEvents >= this.options.batchMaxEvents || this.buffer.length >= this.options.prefetch)
@@ -197,29 +249,29 @@ export class RecordStreamConsumer {
   /** Records one batch until it is acked, dead-lettered or void (its channel is gone: the broker redelivers). */
   private async recordBatch(batch: Held[]): Promise<void> {
     let attempt = 0;
-    let poisonFailures = 0;
     for (;;) {
       const live = batch.filter((h) => h.delivery.isLive());
       if (live.length === 0) return;
       batch = live;
+      const events = batch.flatMap((h) => h.events);
       let outcomes: RecordOutcome[];
       try {
-        outcomes = await this.deps.recorder.record(batch.flatMap((h) => h.events));
+        this.inFlight = oldestAt(events);
+        this.inFlightEvents = events.length;
+        try {
+          outcomes = await this.deps.recorder.record(events);
+        } catch (err) {
+          if (!(await this.isOutage(err))) {
+            // Something in the batch cannot be written: split it at once (no back-off first) until the
+            // failing events stand alone; every other event is recorded now, only those are dead-lettered.
+            this.stats.failedAttempts += 1;
+            outcomes = await this.recordIsolating(events, err);
+          } else throw err;
+        }
       } catch (err) {
+        // Only an outage gets here (isolation rethrows one): the batch is kept and retried, never a strike.
         this.stats.failedAttempts += 1;
         attempt += 1;
-        const transient = isTransientStoreError(err);
-        if (!transient) poisonFailures += 1;
-        if (!transient && poisonFailures >= this.options.poisonAttempts) {
-          if (batch.length > 1) {
-            // One message may be what breaks the batch: record them one by one to find it.
-            for (const h of batch) await this.recordBatch([h]);
-          } else if (
-            await this.deadLetter(batch[0]!.delivery, batch[0]!.delivery.message.content, String(err))
-          )
-            batch[0]!.delivery.ack();
-          return;
-        }
         if (this.stopping) {
           // Shutting down during an outage: leave the batch to the broker (requeued when the channel closes).
           for (const h of batch) h.delivery.nack(true);
@@ -228,7 +280,7 @@ export class RecordStreamConsumer {
         const delay = Math.min(this.options.retryDelayMs * 2 ** (attempt - 1), this.options.maxRetryDelayMs);
         this.log.warn(
           { err, attempt, retryInMs: delay, messages: batch.length },
-          transient ? 'records store unavailable; batch kept and retried' : 'record batch failed; retrying',
+          'records store unavailable; batch kept and retried',
         );
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, delay);
@@ -239,9 +291,59 @@ export class RecordStreamConsumer {
         });
         this.wake = undefined;
         continue;
+      } finally {
+        this.inFlight = undefined;
+        this.inFlightEvents = 0;
       }
       await this.settle(batch, outcomes);
+      this.lastRecordedAt = Date.now();
       return;
+    }
+  }
+
+  /**
+   * Bisects a failing list of events: each half is recorded on its own, a failing half is split again, and a
+   * single failing event becomes a `rejected` outcome carrying the error. Cost: O(k log n) recorder calls
+   * for k poisoned events among n. An outage met on the way is rethrown (the whole batch is retried; every
+   * write is idempotent, so what was written meanwhile is a duplicate then).
+   */
+  private async recordIsolating(events: unknown[], err: unknown): Promise<RecordOutcome[]> {
+    if (events.length === 1) {
+      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      return [
+        {
+          status: 'rejected',
+          error: new AppError('invalid_request', `record event not storable: ${message}`, undefined, {
+            cause: err,
+          }),
+        },
+      ];
+    }
+    const mid = Math.ceil(events.length / 2);
+    const out: RecordOutcome[] = [];
+    for (const half of [events.slice(0, mid), events.slice(mid)]) {
+      try {
+        out.push(...(await this.deps.recorder.record(half)));
+      } catch (e) {
+        if (await this.isOutage(e)) throw e;
+        out.push(...(await this.recordIsolating(half, e)));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * An error the classification calls an outage is one; any other counts as poison only while the store
+   * still answers (a failure the classification does not know, during an outage, must never dead-letter).
+   */
+  private async isOutage(err: unknown): Promise<boolean> {
+    if (isTransientStoreError(err)) return true;
+    if (!this.deps.recorder.ping) return false;
+    try {
+      await this.deps.recorder.ping();
+      return false;
+    } catch {
+      return true;
     }
   }
 
@@ -260,26 +362,40 @@ export class RecordStreamConsumer {
       i += h.events.length;
       this.stats.events += h.events.length;
       if (refused.length > 0) {
-        const body = encodeRecordBatch(refused.map((r) => JSON.stringify(r.event)));
+        // Only the refused events, as a records envelope (so a replay goes to the records queue whatever
+        // queue they came from); the rest of the message is recorded and acked with it.
+        const body = encodeRecordBatch(refused.map((r) => jsonText(r.event)));
         const reason = refused.map((r) => r.reason).join(' | ');
         // Not acked when the dead letter was not confirmed: redelivered, recorded again (idempotent).
-        if (!(await this.deadLetter(h.delivery, body, reason, refused.length))) continue;
+        if (!(await this.deadLetter(h.delivery, body, reason, refused.length, RECORDS_ROUTING_KEY))) continue;
       }
       h.delivery.ack();
     }
   }
 
   /** Publishes to the records dead-letter queue (confirmed); false if it could not. */
-  private async deadLetter(d: Delivery, body: Buffer, reason: string, events?: number): Promise<boolean> {
+  private async deadLetter(
+    d: Delivery,
+    body: Buffer,
+    reason: string,
+    events?: number,
+    routingKey = d.message.fields.routingKey,
+  ): Promise<boolean> {
     try {
       await this.deadLetters.publish({
-        exchange: EXCHANGES.recordsDead,
-        routingKey: d.message.fields.routingKey,
+        exchange: this.names.exchanges.recordsDead,
+        // The key a replay publishes it with on the events exchange (`rty records dead replay`).
+        routingKey,
         content: body,
         options: {
           persistent: true,
           contentType: 'application/json',
-          headers: { 'x-rty-reason': reason.slice(0, 2000) },
+          headers: {
+            'x-rty-reason': reason.slice(0, 2000),
+            'x-rty-queue': d.queue,
+            'x-rty-events': events ?? 1,
+            'x-rty-dead-at': new Date().toISOString(),
+          },
           ...(d.message.properties.messageId ? { messageId: String(d.message.properties.messageId) } : {}),
         },
       });

@@ -1,17 +1,7 @@
 // Which failures of a record batch mean "a store is unreachable, try the same batch again later" (kept in the
 // queue, retried with backoff, without limit) rather than "something in the batch is wrong" (poison).
 import { isAppError } from '../../platform/errors.js';
-
-const MONGO_TRANSIENT_NAMES = new Set([
-  'MongoNetworkError',
-  'MongoNetworkTimeoutError',
-  'MongoServerSelectionError',
-  'MongoNotConnectedError',
-  'MongoTopologyClosedError',
-  'MongoPoolClearedError',
-  'MongoWriteConcernError',
-]);
-const MONGO_TRANSIENT_LABELS = ['RetryableWriteError', 'TransientTransactionError', 'ResetPool'];
+import { isMongoOutage } from '../../stores/mongo/bulk.js';
 /** Node socket errors (the pg driver surfaces them as they are). */
 const SOCKET_CODES = new Set([
   'ECONNREFUSED',
@@ -20,14 +10,16 @@ const SOCKET_CODES = new Set([
   'EPIPE',
   'EHOSTUNREACH',
   'ENOTFOUND',
+  'ENETUNREACH',
+  'EAI_AGAIN',
 ]);
 
 export function isTransientStoreError(err: unknown): boolean {
   if (isAppError(err)) return err.code === 'store_unavailable' || err.code === 'timeout';
   if (!(err instanceof Error)) return false;
-  if (MONGO_TRANSIENT_NAMES.has(err.name)) return true;
-  const labels = (err as { errorLabels?: unknown }).errorLabels;
-  if (Array.isArray(labels) && labels.some((l) => MONGO_TRANSIENT_LABELS.includes(String(l)))) return true;
+  // MongoDB: unreachable, restarting, not primary, pool or topology closed, timeouts (also inside a bulk
+  // write error or a cause chain).
+  if (isMongoOutage(err)) return true;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string') {
     if (SOCKET_CODES.has(code)) return true;

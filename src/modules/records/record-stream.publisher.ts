@@ -8,12 +8,15 @@ import { ConfirmedPublisher } from '../../stores/rabbitmq/publisher.js';
 import type { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import {
   assertTopology,
-  EXCHANGES,
+  DEFAULT_TOPOLOGY_NAMES,
+  holdDeploymentMarker,
   RECORDS_ROUTING_KEY,
   recordsTopology,
+  type TopologyNames,
 } from '../../stores/rabbitmq/topology.js';
 import { encodeRecordBatch, RECORD_BATCH_MAX_EVENTS } from './record-stream.contracts.js';
 import type { RecordEventInput } from './records.contracts.js';
+import { jsonText } from './storable.js';
 
 export interface RecordStreamPublisherOptions {
   /** Events per message at most (≤ RECORD_BATCH_MAX_EVENTS). */
@@ -41,6 +44,7 @@ interface OpenBatch {
 export class RecordStreamPublisher {
   private readonly publisher: ConfirmedPublisher;
   private readonly options: RecordStreamPublisherOptions;
+  private readonly names: TopologyNames;
   private open: OpenBatch | undefined;
   private flushScheduled = false;
   private starting: Promise<void> | undefined;
@@ -56,8 +60,13 @@ export class RecordStreamPublisher {
       connection: ManagedConnection;
       log: Logger;
       options?: Partial<RecordStreamPublisherOptions>;
+      /** The deployment's exchange and queue names (default: the unprefixed ones). */
+      names?: TopologyNames;
+      /** The stores these queues feed: when set, refuses queues a backbone with other stores uses. */
+      deploymentStores?: string;
     },
   ) {
+    this.names = deps.names ?? DEFAULT_TOPOLOGY_NAMES;
     this.log = deps.log.child({ component: 'record-stream-publisher' });
     const o = { ...defaultRecordStreamPublisherOptions, ...deps.options };
     o.maxEventsPerMessage = Math.max(1, Math.min(o.maxEventsPerMessage, RECORD_BATCH_MAX_EVENTS));
@@ -74,11 +83,16 @@ export class RecordStreamPublisher {
   /** Adds the hooks (idempotent); publish() calls it, so the sink can be built synchronously. */
   start(): Promise<void> {
     this.starting ??= (async () => {
-      await this.deps.connection.addHook('records-topology', async (conn) => {
+      const stores = this.deps.deploymentStores;
+      if (stores !== undefined)
+        await this.deps.connection.addHook(`records-deployment:${this.names.deployment}`, (conn) =>
+          holdDeploymentMarker(conn, this.names, stores),
+        );
+      await this.deps.connection.addHook(`records-topology:${this.names.deployment}`, async (conn) => {
         const ch = await conn.createChannel();
         ch.on('error', () => undefined); // a refused declare closes the channel and rejects the call: enough
         try {
-          await assertTopology(ch, recordsTopology());
+          await assertTopology(ch, recordsTopology(this.names));
         } finally {
           await ch.close().catch(() => undefined);
         }
@@ -94,7 +108,8 @@ export class RecordStreamPublisher {
     if (events.length === 0) return Promise.resolve();
     const waits = new Set<Promise<void>>();
     for (const e of events) {
-      const part = JSON.stringify(e);
+      // Not JSON.stringify: a pass-through field nested thousands deep must not fail the job's publish.
+      const part = jsonText(e);
       let b = this.open;
       if (
         b &&
@@ -146,7 +161,7 @@ export class RecordStreamPublisher {
     const content = encodeRecordBatch(b.parts);
     const handedOver = this.start().then(() => {
       const confirmed = this.publisher.publish({
-        exchange: EXCHANGES.events,
+        exchange: this.names.exchanges.events,
         routingKey: RECORDS_ROUTING_KEY,
         content,
         options: {
@@ -181,7 +196,7 @@ export class RecordStreamPublisher {
     const ch = await conn.createChannel();
     ch.on('error', () => undefined); // a refused declare closes the channel and rejects the call: enough
     try {
-      await assertTopology(ch, recordsTopology());
+      await assertTopology(ch, recordsTopology(this.names));
     } finally {
       await ch.close().catch(() => undefined);
     }

@@ -2,6 +2,7 @@
 // large-payload extraction, cursors, retention cut-offs and percentiles. No I/O.
 import { createHash } from 'node:crypto';
 import { AppError } from '../../platform/errors.js';
+import { fromStorableMarker, isStorableText, STORABLE_MAX_DEPTH, UNSTORABLE_TEXT_ALL } from './storable.js';
 import type {
   JobFinishedEvent,
   JobSubmittedEvent,
@@ -114,33 +115,50 @@ export function logTypeOf(e: RecordEvent): LogType {
 
 export const dayOf = (d: Date): string => d.toISOString().slice(0, 10);
 
-/** User-supplied keys never reach MongoDB as operators or paths: '%', '.', a leading '$' or '_' are escaped. */
+/**
+ * User-supplied keys never reach MongoDB as operators or paths: '%', '.', a leading '$' or '_', U+0000 and
+ * lone surrogates are escaped ('%00', '%uD800'); a leading '_' is escaped so that no user key can be one of
+ * the markers this module writes (`__blob__`, `__text__`, `__array__`, `__deep__`).
+ */
 export function encodeKey(key: string): string {
   let k = key.replace(/%/g, '%25').replace(/\./g, '%2E');
+  if (!isStorableText(k))
+    k = k.replace(UNSTORABLE_TEXT_ALL, (c) =>
+      c === '\u0000' ? '%00' : `%u${c.charCodeAt(0).toString(16).toUpperCase()}`,
+    );
   if (k.startsWith('$')) k = `%24${k.slice(1)}`;
   else if (k.startsWith('_')) k = `%5F${k.slice(1)}`;
   return k;
 }
 export function decodeKey(key: string): string {
-  return key.replace(/%(25|2E|24|5F)/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+  return key.replace(
+    /%(25|2E|24|5F|00)|%u([0-9A-F]{4})/g,
+    (_, h: string | undefined, u: string | undefined) => String.fromCharCode(parseInt(h ?? u!, 16)),
+  );
 }
 
-/** Encodes every object key of a user-supplied value (deeply). */
-export function encodeKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(encodeKeys);
+/**
+ * Encodes every object key of a user-supplied value (deeply). Below STORABLE_MAX_DEPTH levels the value is
+ * left as it is: toStorable turns such a subtree into JSON text, where keys need no escaping.
+ */
+export function encodeKeys(value: unknown, depth = 0): unknown {
+  if (depth >= STORABLE_MAX_DEPTH) return value;
+  if (Array.isArray(value)) return value.map((v) => encodeKeys(v, depth + 1));
   if (isPlainObject(value)) {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[encodeKey(k)] = encodeKeys(v);
+    for (const [k, v] of Object.entries(value)) out[encodeKey(k)] = encodeKeys(v, depth + 1);
     return out;
   }
   return value;
 }
 
-/** Reverses encodeKeys; blob markers are left as they are. */
+/** Reverses encodeKeys and the storable encodings (storable.ts); blob markers are left as they are. */
 export function decodeKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(decodeKeys);
   if (isPlainObject(value)) {
     if (BLOB_MARKER in value) return value;
+    const marked = fromStorableMarker(value, decodeKeys);
+    if (marked) return marked.value;
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) out[decodeKey(k)] = decodeKeys(v);
     return out;
@@ -322,8 +340,18 @@ const csvColumns = [
 ] as const;
 export const CSV_HEADER = `${csvColumns.join(',')}\n`;
 
-function csvCell(v: unknown): string {
-  const s = v === null || v === undefined ? '' : v instanceof Date ? v.toISOString() : String(v);
+function csvCell(value: unknown): string {
+  // An encoded value (storable.ts, e.g. a finish reason holding U+0000) is shown decoded.
+  const v =
+    typeof value === 'object' && value !== null && !(value instanceof Date) ? decodeKeys(value) : value;
+  const s =
+    v === null || v === undefined
+      ? ''
+      : v instanceof Date
+        ? v.toISOString()
+        : typeof v === 'object'
+          ? JSON.stringify(v)
+          : String(v);
   // Quote when needed; a leading = + - @ is prefixed so spreadsheets do not run it as a formula.
   const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
   return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
@@ -353,6 +381,8 @@ export function presentJob(d: JobDoc): JobDoc {
   return {
     ...d,
     input: decodeKeys(d.input) as Record<string, unknown>,
+    output: { ...d.output, text: decodeKeys(d.output.text) },
+    error: decodeKeys(d.error) as string | null,
     metrics: decodeKeys(d.metrics) as JobDoc['metrics'],
   };
 }

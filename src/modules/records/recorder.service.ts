@@ -8,6 +8,7 @@ import {
   bodyOf,
   buildJobDoc,
   dayOf,
+  encodeKey,
   eventDocId,
   extractLargeStrings,
   finishedIdOf,
@@ -22,6 +23,7 @@ import { recordEvent, type RecordEvent } from './records.contracts.js';
 import type { RecordsRepository } from './records.repository.js';
 import type { BlobStore } from './blob-store.js';
 import type { RetentionPolicies } from './retention-policy.js';
+import { toStorable, toStorableString } from './storable.js';
 
 export interface RecorderOptions {
   largePayloadBytes: number;
@@ -53,6 +55,11 @@ export class RecorderService {
     },
   ) {
     this.log = deps.log.child({ component: 'recorder' });
+  }
+
+  /** Resolves when the records store answers. */
+  ping(): Promise<void> {
+    return this.deps.repo.ping();
   }
 
   /**
@@ -117,9 +124,11 @@ export class RecorderService {
 
   private prepare(event: RecordEvent, id: string, ts: Date): { doc: LogDoc; blobs: ExtractedBlob[] } {
     const blobs: ExtractedBlob[] = [];
+    // What the stores cannot hold (U+0000, lone surrogates, nested arrays, depth) is encoded first, so any
+    // event that passed its contract is storable (storable.ts); large strings then move out to blobs.
     const body = extractLargeStrings(
       `${event.namespaceId}:${event.jobId}`,
-      bodyOf(event),
+      toStorable(bodyOf(event), encodeKey),
       this.deps.options.largePayloadBytes,
       blobs,
     ) as Record<string, unknown>;
@@ -129,7 +138,7 @@ export class RecorderService {
       jobId: event.jobId,
       type: event.type,
       logType: logTypeOf(event),
-      model: event.model ?? null,
+      model: event.model === undefined ? null : toStorableString(event.model),
       ts,
       day: dayOf(ts),
       body,

@@ -28,6 +28,7 @@ import {
 } from './records.contracts.js';
 import type { RecordsRepository } from './records.repository.js';
 import type { RetentionPolicies } from './retention-policy.js';
+import { toStorableString } from './storable.js';
 
 export interface Page<T> {
   items: T[];
@@ -102,7 +103,8 @@ export class RecordsQueryService {
     const cutoff = await this.deps.policies.cutoff(namespaceId);
     // Every value is matched literally with $eq: validated scalars, never operators.
     const m: Filter<JobDoc> = { ts: timeRange(cutoff, filter.from, filter.to) };
-    if (filter.model !== undefined) m.model = { $eq: filter.model };
+    // A model is stored with U+0000 and lone surrogates written as JSON escapes (storable.ts): match it so.
+    if (filter.model !== undefined) m.model = { $eq: toStorableString(filter.model) };
     if (filter.status !== undefined) m.status = { $eq: filter.status };
     if (filter.apiKeyId !== undefined) m.apiKeyId = { $eq: filter.apiKeyId };
     if (filter.blind !== undefined) m.blind = { $eq: filter.blind };
@@ -129,7 +131,7 @@ export class RecordsQueryService {
     const m: Filter<LogDoc> = { ts: timeRange(cutoff, f.from, f.to) };
     if (f.logType !== undefined) m.logType = { $eq: f.logType };
     if (f.jobId !== undefined) m.jobId = { $eq: f.jobId };
-    if (f.model !== undefined) m.model = { $eq: f.model };
+    if (f.model !== undefined) m.model = { $eq: toStorableString(f.model) };
     const rows = await this.deps.repo.findLogs(
       namespaceId,
       { ...m, ...(afterCursor(p.cursor) as Filter<LogDoc>) },

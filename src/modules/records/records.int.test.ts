@@ -286,6 +286,19 @@ describe('queries', () => {
     expect((await s.query.listJobs(ns!.id, { model: 'other' })).items).toHaveLength(0);
   });
 
+  it('a model holding U+0000 is stored encoded and found by a filter naming it, never a store error', async () => {
+    const [ns] = await createNamespaces(pg.pool, 1);
+    const s = servicesOn(mongo);
+    const model = 'lla\u0000ma\ud800';
+    await s.recorder.record(jobEvents({ namespaceId: ns!.id, at: new Date(), model, prompt: 'x\u0000' }));
+    const page = await s.query.listJobs(ns!.id, { model });
+    expect(page.items).toHaveLength(1);
+    expect(page.items[0]!.model).toBe('lla\\u0000ma\\ud800');
+    expect(page.items[0]!.input.messages).toEqual([{ role: 'user', content: 'x\u0000' }]);
+    expect((await s.query.listLogs(ns!.id, { model })).items.length).toBeGreaterThan(0);
+    expect((await s.query.listJobs(ns!.id, { model: '\u0000' })).items).toHaveLength(0);
+  });
+
   it('never returns documents past the namespace retention, even before the sweep', async () => {
     const [ns] = await createNamespaces(pg.pool, 1);
     const s = servicesOn(mongo);

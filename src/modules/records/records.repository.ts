@@ -14,6 +14,15 @@ export class RecordsRepository {
     this.qc = db.collection<QcDoc>(COLLECTIONS.qc);
   }
 
+  /** Resolves when the server answers (a failing write is poison only while this succeeds). */
+  async ping(): Promise<void> {
+    try {
+      await this.db.command({ ping: 1 });
+    } catch (err) {
+      throw translateMongoError(err);
+    }
+  }
+
   insertEvents(docs: LogDoc[]): Promise<InsertOutcome> {
     return insertManyIdempotent(this.logs, docs);
   }

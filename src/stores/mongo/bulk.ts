@@ -55,15 +55,98 @@ export async function insertOneIdempotent<T extends Document>(
   }
 }
 
+// An outage, not a fault of what was written: the server is unreachable, restarting, not primary, or the
+// client's pool/topology is closed or timed out. Such an error is retried, never counted against the data.
+const OUTAGE_ERROR_NAMES = new Set([
+  'MongoNetworkError',
+  'MongoNetworkTimeoutError',
+  'MongoServerSelectionError',
+  'MongoNotConnectedError',
+  'MongoTopologyClosedError',
+  'MongoServerClosedError',
+  'MongoClientClosedError',
+  'MongoPoolClosedError',
+  'MongoPoolClearedError',
+  'MongoWaitQueueTimeoutError',
+  'MongoOperationTimeoutError',
+  'MongoStalePrimaryError',
+  'MongoWriteConcernError',
+]);
+const OUTAGE_LABELS = new Set([
+  'RetryableWriteError',
+  'ResetPool',
+  'TransientTransactionError',
+  'SystemOverloadedError',
+]);
+/** Server codes of a server that cannot take the write now (MONGODB_ERROR_CODES of the driver). */
+const OUTAGE_CODES = new Set([
+  6, // HostUnreachable
+  7, // HostNotFound
+  89, // NetworkTimeout
+  91, // ShutdownInProgress
+  189, // PrimarySteppedDown
+  262, // ExceededTimeLimit
+  9001, // SocketException
+  10107, // NotWritablePrimary
+  11600, // InterruptedAtShutdown
+  11602, // InterruptedDueToReplStateChange
+  13435, // NotPrimaryNoSecondaryOk
+  13436, // NotPrimaryOrSecondary
+  10058, // LegacyNotPrimary
+  64, // WriteConcernTimeout
+  133, // FailedToSatisfyReadPreference
+]);
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+]);
+// What a bulk write that wrapped a driver error says (its name is MongoBulkWriteError whatever the cause).
+const OUTAGE_MESSAGE =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|connection (\d+ )?to .* (closed|timed out)|connection (pool )?(was )?(closed|cleared)|Topology is closed|Server is closed|not connected|Server selection timed out|not primary|node is recovering|shutdown in progress|interrupted at shutdown|socket hang up/i;
+
+/** True when `err` (a driver error, possibly wrapped in a bulk write error or a cause chain) is an outage. */
+export function isMongoOutage(err: unknown, depth = 0): boolean {
+  if (depth > 4 || typeof err !== 'object' || err === null) return false;
+  const e = err as {
+    name?: unknown;
+    code?: unknown;
+    message?: unknown;
+    cause?: unknown;
+    writeErrors?: unknown;
+    hasErrorLabel?: (label: string) => boolean;
+    errorLabels?: unknown;
+  };
+  const name = typeof e.name === 'string' ? e.name : '';
+  if (OUTAGE_ERROR_NAMES.has(name)) return true;
+  if (typeof e.hasErrorLabel === 'function' && [...OUTAGE_LABELS].some((l) => e.hasErrorLabel!(l)))
+    return true;
+  if (Array.isArray(e.errorLabels) && e.errorLabels.some((l) => OUTAGE_LABELS.has(String(l)))) return true;
+  if (typeof e.code === 'number' && OUTAGE_CODES.has(e.code)) return true;
+  if (typeof e.code === 'string' && SOCKET_CODES.has(e.code)) return true;
+  // A bulk write failed as a whole (no per-document write error): the cause is in its message.
+  const perDoc = Array.isArray(e.writeErrors) && e.writeErrors.length > 0;
+  if (
+    name === 'MongoBulkWriteError' &&
+    !perDoc &&
+    typeof e.message === 'string' &&
+    OUTAGE_MESSAGE.test(e.message)
+  )
+    return true;
+  return e.cause !== undefined && isMongoOutage(e.cause, depth + 1);
+}
+
 /** Driver errors become catalogue errors at the store boundary. */
 export function translateMongoError(err: unknown): unknown {
   if (err instanceof AppError) return err;
-  const name = (err as { name?: string } | null)?.name ?? '';
   const message = err instanceof Error ? err.message : String(err);
-  if (
-    /MongoNetwork|MongoServerSelection|MongoTopologyClosed|PoolClosed/.test(name) ||
-    (name === 'MongoBulkWriteError' && /Topology is closed|not connected|connection/i.test(message))
-  ) {
+  if (isMongoOutage(err)) {
     return new AppError('store_unavailable', `MongoDB unavailable: ${message}`, undefined, { cause: err });
   }
   if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) {

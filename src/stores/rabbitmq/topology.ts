@@ -13,6 +13,7 @@
 // priority levels, a default delivery-limit of 20 (we keep our own attempt counter anyway) and per-queue
 // `x-consumer-timeout` (also 3.12+). In a cluster we would move lanes and retry tiers to quorum queues with
 // at-least-once dead-lettering.
+import { createHash } from 'node:crypto';
 import type { Channel } from 'amqplib';
 
 export type QueueType = 'classic' | 'quorum';
@@ -83,27 +84,88 @@ export function retryTierName(delayMs: number): string {
 }
 
 /**
+ * Exchange and queue names of one deployment. A deployment name prefixes every name (`<deployment>.rty.…`),
+ * so two backbones on one vhost never share a queue; the empty name is the unprefixed default (EXCHANGES,
+ * QUEUES). A name is kept to [a-z0-9_-] (checked by the config).
+ */
+export interface TopologyNames {
+  deployment: string;
+  exchanges: { [K in keyof typeof EXCHANGES]: string };
+  queues: { [K in keyof typeof QUEUES]: string };
+  /** The deployment's marker exchange (see holdDeploymentMarker). */
+  marker: string;
+}
+
+export function topologyNames(deployment = ''): TopologyNames {
+  const p = deployment === '' ? '' : `${deployment}.`;
+  const prefix = <T extends Record<string, string>>(o: T) =>
+    Object.fromEntries(Object.entries(o).map(([k, v]) => [k, `${p}${v}`])) as { [K in keyof T]: string };
+  return { deployment, exchanges: prefix(EXCHANGES), queues: prefix(QUEUES), marker: `${p}rty.deployment` };
+}
+export const DEFAULT_TOPOLOGY_NAMES = topologyNames('');
+
+/**
+ * Refuses to join another deployment's queues. Each process of a deployment holds the deployment's marker
+ * exchange, declared with an `alternate-exchange` argument naming a hash of the stores its queues feed (the
+ * MongoDB database, the PostgreSQL schema …): RabbitMQ compares that argument on every redeclare and refuses
+ * another value (406 PRECONDITION_FAILED), so a backbone with the same names but other stores fails at start
+ * instead of consuming the first one's events. The marker is auto-delete and bound to an exclusive queue per
+ * holder, so it disappears with the last process holding it (a stopped deployment leaves nothing behind).
+ * Runs on every (re)connection; throws an Error saying what to set.
+ */
+export async function holdDeploymentMarker(
+  conn: { createChannel(): Promise<Channel> },
+  names: TopologyNames,
+  stores: string,
+): Promise<void> {
+  const ch = await conn.createChannel();
+  ch.on('error', () => undefined); // the 406 closes the channel; the rejected promise carries it
+  const storesId = createHash('sha256').update(stores).digest('hex').slice(0, 16);
+  try {
+    await ch.assertExchange(names.marker, 'fanout', {
+      durable: false,
+      autoDelete: true,
+      arguments: { 'alternate-exchange': `rty.stores.${storesId}` },
+    });
+    // Exclusive: lives as long as this connection; its binding keeps the auto-delete marker alive.
+    const q = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
+    await ch.bindQueue(q.queue, names.marker, '');
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    if (!/PRECONDITION_FAILED|406/.test(msg)) throw err;
+    throw new Error(
+      `the RabbitMQ queues of deployment "${names.deployment || '(default)'}" are in use by a backbone with ` +
+        `other stores (this one: ${stores}): set DEPLOYMENT to a name of this deployment's own, or use another vhost`,
+      { cause: err },
+    );
+  } finally {
+    await ch.close().catch(() => undefined);
+  }
+}
+
+/**
  * What the recorder reads: record batches go to the events exchange as `records.batch` into a durable queue of
  * their own; the routing layer's `job.#` lifecycle events (another contract) into the recorderEvents queue;
  * refused ones of either to a dead-letter queue (records also dead-letters there on a reject without requeue).
  */
-export function recordsTopology(): Topology {
+export function recordsTopology(names: TopologyNames = DEFAULT_TOPOLOGY_NAMES): Topology {
   const classic = { 'x-queue-type': QUEUE_TYPE };
+  const { exchanges: X, queues: Q } = names;
   return {
     exchanges: [
-      { name: EXCHANGES.events, type: 'topic' },
-      { name: EXCHANGES.recordsDead, type: 'fanout' },
+      { name: X.events, type: 'topic' },
+      { name: X.recordsDead, type: 'fanout' },
     ],
     queues: [
       // No TTL, no length limit: a MongoDB outage only makes this queue longer; nothing is dropped.
-      { name: QUEUES.recorderEvents, arguments: { ...classic } },
-      { name: QUEUES.records, arguments: { ...classic, 'x-dead-letter-exchange': EXCHANGES.recordsDead } },
-      { name: QUEUES.recordsDead, arguments: { ...classic } },
+      { name: Q.recorderEvents, arguments: { ...classic } },
+      { name: Q.records, arguments: { ...classic, 'x-dead-letter-exchange': X.recordsDead } },
+      { name: Q.recordsDead, arguments: { ...classic } },
     ],
     bindings: [
-      { queue: QUEUES.recorderEvents, exchange: EXCHANGES.events, pattern: 'job.#' },
-      { queue: QUEUES.records, exchange: EXCHANGES.events, pattern: 'records.#' },
-      { queue: QUEUES.recordsDead, exchange: EXCHANGES.recordsDead, pattern: '' },
+      { queue: Q.recorderEvents, exchange: X.events, pattern: 'job.#' },
+      { queue: Q.records, exchange: X.events, pattern: 'records.#' },
+      { queue: Q.recordsDead, exchange: X.recordsDead, pattern: '' },
     ],
   };
 }

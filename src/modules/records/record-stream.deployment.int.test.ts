@@ -1,0 +1,180 @@
+// Deployment isolation of the records stream on one RabbitMQ vhost: two deployments (own names, own MongoDB
+// databases) each record only their own jobs, and a backbone with the same names but other stores is
+// refused at start (until the first one is gone: the marker leaves nothing behind).
+import { randomUUID } from 'node:crypto';
+import amqp from 'amqplib';
+import type { Db } from 'mongodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAmqpTestVhost, type AmqpTestVhost } from '../../../test/amqp-harness.js';
+import { createNamespaces } from '../../../test/factories.js';
+import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
+import { createMongoTestDb, type MongoTestDb } from '../../../test/mongo-harness.js';
+import { jobEvents } from '../../../test/record-events.js';
+import { waitFor } from '../../../test/routing-fixtures.js';
+import { systemClock } from '../../platform/clock.js';
+import { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
+import { QUEUES, topologyNames } from '../../stores/rabbitmq/topology.js';
+import {
+  GridFsBlobStore,
+  RecorderService,
+  RecordsRepository,
+  RecordStreamConsumer,
+  RecordStreamPublisher,
+  RetentionPolicies,
+  recordStreamDeployment,
+  type RecordEventInput,
+} from './index.js';
+import { baseConfig } from '../../../test/harness.js';
+
+let pg: PgTestSchema;
+let mongoA: MongoTestDb;
+let mongoB: MongoTestDb;
+let vhost: AmqpTestVhost;
+let ns: string;
+const connections: ManagedConnection[] = [];
+
+beforeAll(async () => {
+  [pg, mongoA, mongoB, vhost] = await Promise.all([
+    createPgTestSchema({ poolSize: 4 }),
+    createMongoTestDb(),
+    createMongoTestDb(),
+    createAmqpTestVhost(),
+  ]);
+  ns = (await createNamespaces(pg.pool, 1))[0]!.id;
+});
+afterAll(async () => {
+  for (const c of connections) await c.stop();
+  await Promise.allSettled([pg?.drop(), mongoA?.drop(), mongoB?.drop(), vhost?.drop()]);
+});
+
+async function connection(name: string): Promise<ManagedConnection> {
+  const c = new ManagedConnection({ url: vhost.url, name, log: testLog, reconnectDelayMs: 100 });
+  connections.push(c);
+  await c.start();
+  return c;
+}
+
+function recorderOn(db: Db): RecorderService {
+  return new RecorderService({
+    repo: new RecordsRepository(db),
+    blobs: new GridFsBlobStore(db),
+    policies: new RetentionPolicies({ pool: pg.pool, clock: systemClock }),
+    log: testLog,
+    options: { largePayloadBytes: 1024 * 1024, maxDocumentBytes: 4 * 1024 * 1024 },
+  });
+}
+
+/** One deployment's records stream (what the workers role and the job flow's sink build from config). */
+async function deployment(name: string, mongo: MongoTestDb) {
+  const d = recordStreamDeployment({
+    ...baseConfig,
+    DEPLOYMENT: name,
+    MONGO_DB: mongo.dbName,
+    POSTGRES_SCHEMA: pg.schema,
+  });
+  const options = { names: d.names, deploymentStores: d.stores };
+  const publisher = new RecordStreamPublisher({
+    connection: await connection(`${name}-pub`),
+    log: testLog,
+    ...options,
+  });
+  const consumer = new RecordStreamConsumer({
+    connection: await connection(`${name}-con`),
+    recorder: recorderOn(mongo.store.db),
+    log: testLog,
+    options: { batchMaxWaitMs: 20 },
+    ...options,
+  });
+  await consumer.start();
+  await publisher.start();
+  return { publisher, consumer, d };
+}
+
+function someJobs(n: number): { ids: string[]; events: RecordEventInput[] } {
+  const ids: string[] = [];
+  const events: RecordEventInput[] = [];
+  for (let i = 0; i < n; i += 1) {
+    const jobId = randomUUID();
+    ids.push(jobId);
+    events.push(...jobEvents({ namespaceId: ns, jobId, at: new Date() }));
+  }
+  return { ids, events };
+}
+
+const jobIdsIn = async (m: MongoTestDb) =>
+  new Set(
+    (await m.store.db.collection('record_jobs').find({}).project({ _id: 1 }).toArray()).map((d) =>
+      String(d._id),
+    ),
+  );
+
+describe('records stream: deployments on one vhost', () => {
+  it('two deployments each record only their own jobs; the same names with other stores are refused', async () => {
+    const alpha = await deployment('alpha', mongoA);
+    const beta = await deployment('beta', mongoB);
+    try {
+      expect(alpha.d.names.queues.records).toBe('alpha.rty.records');
+      const a = someJobs(20);
+      const b = someJobs(20);
+      await Promise.all([alpha.publisher.publish(a.events), beta.publisher.publish(b.events)]);
+      await waitFor('alpha recorded', async () => (await jobIdsIn(mongoA)).size === 20);
+      await waitFor('beta recorded', async () => (await jobIdsIn(mongoB)).size === 20);
+      await waitFor(
+        'all consumed',
+        () => alpha.consumer.stats.events + beta.consumer.stats.events === a.events.length + b.events.length,
+      );
+      expect([...(await jobIdsIn(mongoA))].sort()).toEqual([...a.ids].sort());
+      expect([...(await jobIdsIn(mongoB))].sort()).toEqual([...b.ids].sort());
+      expect(alpha.consumer.stats.events).toBe(a.events.length);
+      expect(beta.consumer.stats.events).toBe(b.events.length);
+
+      // Same names as alpha, other stores (beta's database): refused at start, with what to set.
+      const d = recordStreamDeployment({
+        ...baseConfig,
+        DEPLOYMENT: 'alpha',
+        MONGO_DB: mongoB.dbName,
+        POSTGRES_SCHEMA: pg.schema,
+      });
+      const intruder = new RecordStreamConsumer({
+        connection: await connection('alpha-intruder'),
+        recorder: recorderOn(mongoB.store.db),
+        log: testLog,
+        names: d.names,
+        deploymentStores: d.stores,
+      });
+      await expect(intruder.start()).rejects.toThrow(/other stores.*set DEPLOYMENT/);
+      await intruder.stop();
+    } finally {
+      await Promise.all([alpha.consumer.stop(), beta.consumer.stop()]);
+      await Promise.all([alpha.publisher.stop(), beta.publisher.stop()]);
+    }
+    // Nothing reached the unprefixed (default deployment's) queues.
+    const conn = await amqp.connect(vhost.url);
+    try {
+      const ch = await conn.createChannel();
+      ch.on('error', () => undefined);
+      await expect(ch.checkQueue(QUEUES.records)).rejects.toThrow(/NOT_FOUND/);
+    } finally {
+      await conn.close().catch(() => undefined);
+    }
+
+    // Once every holder of alpha's marker is gone (connections closed), alpha's names are free again.
+    for (const c of connections.splice(0)) await c.stop();
+    const again = recordStreamDeployment({
+      ...baseConfig,
+      DEPLOYMENT: 'alpha',
+      MONGO_DB: mongoB.dbName,
+      POSTGRES_SCHEMA: pg.schema,
+    });
+    const next = new RecordStreamConsumer({
+      connection: await connection('alpha-next'),
+      recorder: recorderOn(mongoB.store.db),
+      log: testLog,
+      names: again.names,
+      deploymentStores: again.stores,
+    });
+    await next.start();
+    await next.stop();
+    expect(topologyNames('').queues.records).toBe(QUEUES.records);
+  });
+});
