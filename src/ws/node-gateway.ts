@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../platform/logger.js';
 import { RedisKeys } from '../stores/redis/keys.js';
+import { reportEip191Backend } from '../modules/network/index.js';
 import { getScript, runScript } from '../stores/redis/scripts.js';
 import type { Lease } from '../modules/nodes/index.js';
 import { jobMessageSchema, type JobMessage } from '../modules/routing/index.js';
@@ -91,6 +92,7 @@ export class NodeGateway implements NodeExecutor {
     this.keys = new RedisKeys(b.config.REDIS_KEY_PREFIX);
     this.log = b.log.child({ component: 'node-gateway' });
     this.nonces = new RedisNonceStore(b.redis, b.config.REDIS_KEY_PREFIX);
+    reportEip191Backend(this.log);
   }
 
   /** Connected (ready) nodes on this process. */

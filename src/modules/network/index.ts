@@ -18,4 +18,12 @@ export {
   type NetworkConfigVersion,
 } from './network-config.service.js';
 export { RedisNonceStore } from './nonce-store.js';
+export {
+  eip191,
+  eip191LoadError,
+  jsEip191,
+  reportEip191Backend,
+  type Eip191,
+  type Eip191Backend,
+} from './eip191.js';
 export { NetworkStatusService, type NetworkStatusSummary } from './network-status.service.js';

@@ -1,9 +1,9 @@
 // Signed node messages: every message a node sends is an EIP-191 personal signature over the canonical
 // encoding of {v, type, node, ts, nonce, body}; verification checks the signer, the clock skew and replay.
-import { recoverMessageAddress } from 'viem';
 import { z } from 'zod';
 import { AppError } from '../../platform/errors.js';
 import { canonicalJson } from './canonical-json.js';
+import { eip191 } from './eip191.js';
 
 export const NODE_MESSAGE_VERSION = 1;
 
@@ -62,9 +62,7 @@ export async function verifyNodeMessage(raw: unknown, opts: VerifyOptions): Prom
   }
   let signer: string;
   try {
-    signer = (
-      await recoverMessageAddress({ message: signingText(m), signature: m.sig as `0x${string}` })
-    ).toLowerCase();
+    signer = await eip191.recover(signingText(m), m.sig);
   } catch {
     throw new AppError('unauthorized', 'bad signature', { reason: 'bad_signature' });
   }
