@@ -5,7 +5,11 @@ import { randomInt } from 'node:crypto';
 import { generatePrivateKey, privateKeyToAccount, type LocalAccount } from 'viem/accounts';
 import WebSocket from 'ws';
 import type { Logger } from '../platform/logger.js';
-import { reportEip191Backend, verifyNetworkConfig, type NetworkConfigVersion } from '../modules/network/index.js';
+import {
+  reportEip191Backend,
+  verifyNetworkConfig,
+  type NetworkConfigVersion,
+} from '../modules/network/index.js';
 import type { Environment, Heartbeat } from '../modules/nodes/index.js';
 import { NodeKey, signNodeMessage } from './node-auth.js';
 import type { NodeRuntime } from './node-runtime.js';

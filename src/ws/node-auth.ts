@@ -68,19 +68,22 @@ export async function authenticateNodeMessage(
   raw: unknown,
   expectedType: string,
 ): Promise<{ message: SignedNodeMessage; node: RegisteredNode }> {
+  let node: RegisteredNode | undefined;
   const message = await verifyNodeMessage(raw, {
     nowMs: Date.now(),
     maxSkewMs: b.config.NODE_MESSAGE_MAX_SKEW_MS,
     nonces,
+    // Type and binding before the nonce: an unbound key's valid signature stores nothing.
+    authorize: async (m) => {
+      if (m.type !== expectedType)
+        throw new AppError('invalid_request', `expected a ${expectedType} message, got ${m.type}`);
+      const found = await b.nodes.admin.findNode(m.node);
+      if (!found || found.accountId === null || found.status === 'retired')
+        throw new AppError('node_not_registered', `node ${m.node} is not registered (bound to an account)`, {
+          reason: 'node_not_registered',
+        });
+      node = found;
+    },
   });
-  if (message.type !== expectedType)
-    throw new AppError('invalid_request', `expected a ${expectedType} message, got ${message.type}`);
-  const node = await b.nodes.admin.findNode(message.node);
-  if (!node || node.accountId === null || node.status === 'retired')
-    throw new AppError(
-      'node_not_registered',
-      `node ${message.node} is not registered (bound to an account)`,
-      { reason: 'node_not_registered' },
-    );
-  return { message, node };
+  return { message, node: node! };
 }

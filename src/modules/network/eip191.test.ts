@@ -10,7 +10,14 @@ const native = nativeEip191(createRequire(import.meta.url)('secp256k1/bindings.j
 
 function randomText(): string {
   // ASCII, multi-byte UTF-8 and JSON-ish text: the EIP-191 prefix carries the byte length, not the char count.
-  const parts = ['rty-node-message:', '{"a":1}', 'é', '日本', '🙂', randomBytes(randomInt(0, 64)).toString('base64')];
+  const parts = [
+    'rty-node-message:',
+    '{"a":1}',
+    'é',
+    '日本',
+    '🙂',
+    randomBytes(randomInt(0, 64)).toString('base64'),
+  ];
   return Array.from({ length: randomInt(1, 12) }, () => parts[randomInt(parts.length)]).join('');
 }
 

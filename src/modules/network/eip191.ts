@@ -29,7 +29,10 @@ const PRIVATE_KEY = /^0x[0-9a-fA-F]{64}$/;
 
 function digest(text: string): Uint8Array {
   const body = Buffer.from(text, 'utf8');
-  return keccak256(Buffer.concat([Buffer.from(`\x19Ethereum Signed Message:\n${body.length}`), body]), 'bytes');
+  return keccak256(
+    Buffer.concat([Buffer.from(`\x19Ethereum Signed Message:\n${body.length}`), body]),
+    'bytes',
+  );
 }
 
 /** v as viem reads it: 0/1 or 27/28; anything else is not a signature. */
@@ -79,7 +82,9 @@ export const jsEip191: Eip191 = {
   sign: (privateKey, text) => privateKeyToAccount(privateKey).signMessage({ message: text }),
   recover: async (text, signature) => {
     if (!SIGNATURE.test(signature)) throw new Error('a signature is 65 bytes of 0x hex');
-    return (await recoverMessageAddress({ message: text, signature: signature as `0x${string}` })).toLowerCase();
+    return (
+      await recoverMessageAddress({ message: text, signature: signature as `0x${string}` })
+    ).toLowerCase();
   },
 };
 

@@ -17,7 +17,7 @@ export {
   verifyNetworkConfig,
   type NetworkConfigVersion,
 } from './network-config.service.js';
-export { RedisNonceStore } from './nonce-store.js';
+export { RedisNonceStore, SessionNonceWindow } from './nonce-store.js';
 export {
   eip191,
   eip191LoadError,

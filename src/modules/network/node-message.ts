@@ -38,6 +38,11 @@ export interface VerifyOptions {
   nowMs: number;
   maxSkewMs: number;
   nonces: NonceStore;
+  /**
+   * Runs after the signature checks out and before the nonce is claimed (e.g. the binding check): a validly
+   * signed message from a key that may not talk to us is refused without leaving a nonce in the store.
+   */
+  authorize?: (m: SignedNodeMessage) => Promise<void>;
 }
 
 /**
@@ -68,6 +73,7 @@ export async function verifyNodeMessage(raw: unknown, opts: VerifyOptions): Prom
   }
   if (signer !== m.node)
     throw new AppError('unauthorized', 'bad signature: signer is not the node', { reason: 'bad_signature' });
+  if (opts.authorize) await opts.authorize(m);
   if (!(await opts.nonces.claim(m.node, m.nonce, opts.maxSkewMs * 2))) {
     throw new AppError('unauthorized', 'replayed nonce', { reason: 'replayed_nonce' });
   }
