@@ -288,7 +288,9 @@ export async function main(): Promise<void> {
         .sort((a, b) => b[1] - a[1])
         .slice(0, 8)
         .map(([c, n]) => `${c} ${round(n / jobs, 2)}`)
-        .join(', ')}; includes heartbeats and background timers)`,
+        .join(
+          ', ',
+        )}; INFO commandstats also counts the commands Lua scripts run; includes heartbeats and timers)`,
     );
     console.log(
       `per job: PostgreSQL row writes ${round((pg1.tupWrites - pg0.tupWrites) / jobs, 2)}, table scans ${round((pg1.scans - pg0.scans) / jobs, 2)} ` +
