@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const suites = readdirSync(here)
-  .filter((f) => f.endsWith('.ts') && !['run.ts', 'stats.ts'].includes(f))
+  .filter((f) => f.endsWith('.ts') && !['run.ts', 'stats.ts', 'proc.ts'].includes(f) && !f.startsWith('e2e-'))
   .map((f) => f.replace(/\.ts$/, ''));
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 if (wanted.length === 0 || wanted.some((w) => !suites.includes(w))) {

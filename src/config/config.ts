@@ -210,6 +210,10 @@ export const configSchema = z.object({
   CLOUD_DEFAULT_ENVIRONMENT: z.enum(['testnet', 'mainnet']).default('testnet'),
   /** Deliveries a node holds unanswered before the gateway stops sending more (backpressure). */
   WS_MAX_IN_FLIGHT_PER_NODE: intFrom(64, 1),
+  /** WebSockets of one client address waiting for their node.hello at once, per gateway process (then 429). */
+  WS_PENDING_HELLOS_PER_ADDRESS: intFrom(1_000, 1),
+  /** WebSockets of one address that may end without a valid node.hello per minute, per process (then 429). */
+  WS_FAILED_HELLOS_PER_ADDRESS_PER_MIN: intFrom(30, 1),
   /** How long shutdown waits for in-flight jobs before closing the stores. */
   SHUTDOWN_DRAIN_MS: intFrom(15_000, 0),
 });

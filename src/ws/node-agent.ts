@@ -5,9 +5,13 @@ import { randomInt } from 'node:crypto';
 import { generatePrivateKey, privateKeyToAccount, type LocalAccount } from 'viem/accounts';
 import WebSocket from 'ws';
 import type { Logger } from '../platform/logger.js';
-import { verifyNetworkConfig, type NetworkConfigVersion } from '../modules/network/index.js';
+import {
+  reportEip191Backend,
+  verifyNetworkConfig,
+  type NetworkConfigVersion,
+} from '../modules/network/index.js';
 import type { Environment, Heartbeat } from '../modules/nodes/index.js';
-import { signNodeMessage } from './node-auth.js';
+import { NodeKey, signNodeMessage } from './node-auth.js';
 import type { NodeRuntime } from './node-runtime.js';
 import {
   NODE_WS_PATH,
@@ -62,6 +66,8 @@ export interface AgentCounters {
 
 export class NodeAgent {
   readonly account: LocalAccount;
+  /** The same key, signing with libsecp256k1 (every message the agent sends). */
+  private readonly key: NodeKey;
   readonly address: string;
   readonly counters: AgentCounters = {
     jobs: 0,
@@ -94,8 +100,11 @@ export class NodeAgent {
   config: Pick<NetworkConfigVersion, 'version' | 'digest' | 'body'> | undefined;
 
   constructor(private readonly opts: NodeAgentOptions) {
-    this.account = privateKeyToAccount(opts.privateKey ?? generatePrivateKey());
-    this.address = this.account.address.toLowerCase();
+    const privateKey = opts.privateKey ?? generatePrivateKey();
+    this.account = privateKeyToAccount(privateKey);
+    this.key = new NodeKey(privateKey);
+    this.address = this.key.address;
+    if (opts.log) reportEip191Backend(opts.log);
     this.behaviour = {
       latencyMs: 0,
       jitterMs: 0,
@@ -117,7 +126,7 @@ export class NodeAgent {
 
   /** POSTs a signed message to a node route; returns status and JSON body. */
   async post(path: string, type: string, body: unknown): Promise<{ status: number; body: unknown }> {
-    const msg = await signNodeMessage(this.account, type, body);
+    const msg = await signNodeMessage(this.key, type, body);
     const res = await fetch(new URL(path, this.opts.url), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -257,7 +266,7 @@ export class NodeAgent {
     const ws = new WebSocket(wsUrl);
     this.socket = ws;
     ws.on('open', () => {
-      void signNodeMessage(this.account, 'node.hello', {
+      void signNodeMessage(this.key, 'node.hello', {
         environment: this.opts.environment,
         capacity: this.opts.capacity,
         models: this.opts.models,
@@ -345,7 +354,7 @@ export class NodeAgent {
   }
 
   private async reply(ws: WebSocket, type: string, body: unknown): Promise<void> {
-    const m = await signNodeMessage(this.account, type, body);
+    const m = await signNodeMessage(this.key, type, body);
     if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
   }
 }

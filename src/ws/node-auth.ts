@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { LocalAccount } from 'viem/accounts';
 import { AppError, isAppError } from '../platform/errors.js';
 import {
+  eip191,
   NODE_MESSAGE_VERSION,
   signingText,
   verifyNodeMessage,
@@ -16,9 +17,17 @@ import type { RejectReason } from './protocol.js';
 // The nonce store is the network module's (one implementation for the gateway, node routes and Gate binding).
 export { RedisNonceStore } from '../modules/network/index.js';
 
+/** A node's own key for signing with libsecp256k1 (what agents use; a viem account signs in pure JS). */
+export class NodeKey {
+  readonly address: string;
+  constructor(readonly privateKey: `0x${string}`) {
+    this.address = eip191.address(privateKey);
+  }
+}
+
 /** Signs a node message with the node's key (a fresh nonce; `ts` defaults to now). */
 export async function signNodeMessage(
-  account: LocalAccount,
+  account: LocalAccount | NodeKey,
   type: string,
   body: unknown,
   opts: { ts?: number; nonce?: string } = {},
@@ -31,7 +40,12 @@ export async function signNodeMessage(
     nonce: opts.nonce ?? randomBytes(16).toString('base64url'),
     body,
   };
-  return { ...unsigned, sig: await account.signMessage({ message: signingText(unsigned) }) };
+  const text = signingText(unsigned);
+  const sig =
+    account instanceof NodeKey
+      ? await eip191.sign(account.privateKey, text)
+      : await account.signMessage({ message: text });
+  return { ...unsigned, sig };
 }
 
 /** The reason label of a refused node message (for error frames, 401 bodies and the metric). */
@@ -54,19 +68,22 @@ export async function authenticateNodeMessage(
   raw: unknown,
   expectedType: string,
 ): Promise<{ message: SignedNodeMessage; node: RegisteredNode }> {
+  let node: RegisteredNode | undefined;
   const message = await verifyNodeMessage(raw, {
     nowMs: Date.now(),
     maxSkewMs: b.config.NODE_MESSAGE_MAX_SKEW_MS,
     nonces,
+    // Type and binding before the nonce: an unbound key's valid signature stores nothing.
+    authorize: async (m) => {
+      if (m.type !== expectedType)
+        throw new AppError('invalid_request', `expected a ${expectedType} message, got ${m.type}`);
+      const found = await b.nodes.admin.findNode(m.node);
+      if (!found || found.accountId === null || found.status === 'retired')
+        throw new AppError('node_not_registered', `node ${m.node} is not registered (bound to an account)`, {
+          reason: 'node_not_registered',
+        });
+      node = found;
+    },
   });
-  if (message.type !== expectedType)
-    throw new AppError('invalid_request', `expected a ${expectedType} message, got ${message.type}`);
-  const node = await b.nodes.admin.findNode(message.node);
-  if (!node || node.accountId === null || node.status === 'retired')
-    throw new AppError(
-      'node_not_registered',
-      `node ${message.node} is not registered (bound to an account)`,
-      { reason: 'node_not_registered' },
-    );
-  return { message, node };
+  return { message, node: node! };
 }

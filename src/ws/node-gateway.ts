@@ -8,11 +8,13 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../platform/logger.js';
 import { RedisKeys } from '../stores/redis/keys.js';
+import { reportEip191Backend } from '../modules/network/index.js';
 import { getScript, runScript } from '../stores/redis/scripts.js';
 import type { Lease } from '../modules/nodes/index.js';
 import { jobMessageSchema, type JobMessage } from '../modules/routing/index.js';
 import type { NodeExecutor, NodeResult } from '../modules/jobs/index.js';
 import type { Backbone } from '../server/backbone.js';
+import { HelloBudget } from './hello-budget.js';
 import { RedisNonceStore } from './node-auth.js';
 import { NodeSession } from './node-session.js';
 import {
@@ -48,6 +50,9 @@ export class NodeGateway implements NodeExecutor {
   /** Ready sessions by node address. */
   private readonly sessions = new Map<string, NodeSession>();
   private readonly relays = new Map<string, RelayWaiter>();
+  /** Sockets still in their hello, with the client address their budget is charged to. */
+  private readonly helloAddress = new Map<NodeSession, string>();
+  private readonly helloBudget: HelloBudget;
   private timers: NodeJS.Timeout[] = [];
   /** Ownership is re-asserted at once when Redis comes back or lost its data (not at the next refresh). */
   private unwatch: Array<() => void> = [];
@@ -68,7 +73,18 @@ export class NodeGateway implements NodeExecutor {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
+    // Refused before a WebSocket exists: an address that keeps failing its hello costs one line of HTTP.
+    const address = req.socket.remoteAddress ?? 'unknown';
+    const admitted = this.helloBudget.admit(address);
+    if (!admitted.ok) {
+      this.b.metrics.nodeMessagesRejected.inc({ reason: 'hello_budget' });
+      const retry = Math.max(1, Math.ceil(admitted.retryAfterMs / 1000));
+      socket.end(
+        `HTTP/1.1 429 Too Many Requests\r\nRetry-After: ${retry}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${admitted.why}\n`,
+      );
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, address));
   };
 
   private readonly onMessage = (channel: string, text: string): void => {
@@ -93,6 +109,12 @@ export class NodeGateway implements NodeExecutor {
     this.keys = new RedisKeys(b.config.REDIS_KEY_PREFIX);
     this.log = b.log.child({ component: 'node-gateway' });
     this.nonces = new RedisNonceStore(b.redis, b.config.REDIS_KEY_PREFIX);
+    reportEip191Backend(this.log);
+    this.helloBudget = new HelloBudget({
+      maxPending: b.config.WS_PENDING_HELLOS_PER_ADDRESS,
+      maxFailures: b.config.WS_FAILED_HELLOS_PER_ADDRESS_PER_MIN,
+      windowMs: 60_000,
+    });
   }
 
   /** Connected (ready) nodes on this process. */
@@ -240,8 +262,9 @@ export class NodeGateway implements NodeExecutor {
     }
   }
 
-  private accept(ws: WebSocket): void {
+  private accept(ws: WebSocket, address: string): void {
     if (this.state !== 'running') {
+      this.helloBudget.settled(address, true);
       ws.close(CLOSE.goingAway, 'server shutting down');
       return;
     }
@@ -256,9 +279,19 @@ export class NodeGateway implements NodeExecutor {
       HELLO_TIMEOUT_MS,
     );
     this.sockets.add(session);
+    this.helloAddress.set(session, address);
+  }
+
+  /** The socket's hello is over: authenticated (ready) or not (closed before); charges its address once. */
+  private helloSettled(s: NodeSession, authenticated: boolean): void {
+    const address = this.helloAddress.get(s);
+    if (address === undefined) return;
+    this.helloAddress.delete(s);
+    this.helloBudget.settled(address, authenticated);
   }
 
   private async register(s: NodeSession): Promise<void> {
+    this.helloSettled(s, true);
     const node = s.node!;
     const previous = this.sessions.get(node);
     this.sessions.set(node, s);
@@ -273,6 +306,7 @@ export class NodeGateway implements NodeExecutor {
 
   private unregister(s: NodeSession): void {
     this.sockets.delete(s);
+    this.helloSettled(s, false);
     const node = s.node;
     if (!node || this.sessions.get(node) !== s) return;
     this.sessions.delete(node);

@@ -4,7 +4,12 @@
 import type { WebSocket, RawData } from 'ws';
 import { AppError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
-import { verifyNodeMessage, type NonceStore, type SignedNodeMessage } from '../modules/network/index.js';
+import {
+  SessionNonceWindow,
+  verifyNodeMessage,
+  type NonceStore,
+  type SignedNodeMessage,
+} from '../modules/network/index.js';
 import type { Lease } from '../modules/nodes/index.js';
 import type { JobMessage } from '../modules/routing/index.js';
 import type { NodeResult } from '../modules/jobs/index.js';
@@ -32,6 +37,8 @@ interface Pending {
   reject(e: Error): void;
 }
 
+class WrongNode extends Error {}
+
 export interface SessionHooks {
   /** The node proved who it is; register the session (may throw to refuse it). */
   onReady(s: NodeSession): Promise<void>;
@@ -46,6 +53,8 @@ export class NodeSession {
   private alive = true;
   private log: Logger;
   private readonly helloTimer: NodeJS.Timeout;
+  /** Job-message nonces of this session (the hello's nonce goes to the shared store: see SessionNonceWindow). */
+  private readonly jobNonces: SessionNonceWindow;
 
   constructor(
     readonly ws: WebSocket,
@@ -55,6 +64,7 @@ export class NodeSession {
     helloTimeoutMs: number,
   ) {
     this.log = b.log.child({ component: 'node-session' });
+    this.jobNonces = new SessionNonceWindow(b.config.NODE_MESSAGE_MAX_SKEW_MS * 2);
     this.helloTimer = setTimeout(() => {
       if (this.state === 'new' || this.state === 'verifying')
         this.refuse('hello_required', 'no node.hello in time', CLOSE.helloTimeout);
@@ -144,7 +154,10 @@ export class NodeSession {
     try {
       raw = JSON.parse(data.toString());
     } catch {
-      this.refuse('malformed', 'frames are JSON');
+      // Before the hello, the first frame that is not one ends the socket (no budget of answered junk).
+      if (this.state === 'ready') this.refuse('malformed', 'frames are JSON');
+      else if (this.state !== 'closed')
+        this.refuse('hello_required', 'the first frame must be a signed node.hello (JSON)', CLOSE.policy);
       return;
     }
     const type = (raw as { type?: unknown } | null)?.type;
@@ -201,14 +214,19 @@ export class NodeSession {
       m = await verifyNodeMessage(raw, {
         nowMs: Date.now(),
         maxSkewMs: this.b.config.NODE_MESSAGE_MAX_SKEW_MS,
-        nonces: this.nonces,
+        nonces: this.jobNonces,
+        // Another key's message never reaches the nonce window of this session.
+        authorize: (msg) =>
+          msg.node === this.node
+            ? Promise.resolve()
+            : Promise.reject(new WrongNode(`this socket belongs to ${this.node}, not ${msg.node}`)),
       });
     } catch (err) {
+      if (err instanceof WrongNode) {
+        this.refuse('wrong_node', err.message);
+        return;
+      }
       this.refuse(rejectReasonOf(err), err instanceof Error ? err.message : String(err));
-      return;
-    }
-    if (m.node !== this.node) {
-      this.refuse('wrong_node', `this socket belongs to ${this.node}, not ${m.node}`);
       return;
     }
     const isResult = m.type === NODE_WS_TYPES.result;

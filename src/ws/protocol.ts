@@ -74,6 +74,7 @@ export const REJECT_REASONS = [
   'node_not_registered',
   'not_lease_holder',
   'unknown_type',
+  'hello_budget',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

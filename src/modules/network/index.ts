@@ -17,5 +17,13 @@ export {
   verifyNetworkConfig,
   type NetworkConfigVersion,
 } from './network-config.service.js';
-export { RedisNonceStore } from './nonce-store.js';
+export { RedisNonceStore, SessionNonceWindow } from './nonce-store.js';
+export {
+  eip191,
+  eip191LoadError,
+  jsEip191,
+  reportEip191Backend,
+  type Eip191,
+  type Eip191Backend,
+} from './eip191.js';
 export { NetworkStatusService, type NetworkStatusSummary } from './network-status.service.js';

@@ -3,10 +3,10 @@
 // can check that a config came from the network whichever gateway served it. Versions are append-only.
 import { createHash } from 'node:crypto';
 import { privateKeyToAccount } from 'viem/accounts';
-import { recoverMessageAddress } from 'viem';
 import { AppError } from '../../platform/errors.js';
 import { withTransaction, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
 import { canonicalJson } from './canonical-json.js';
+import { eip191 } from './eip191.js';
 
 export interface NetworkConfigVersion {
   version: number;
@@ -32,11 +32,10 @@ export async function verifyNetworkConfig(
   networkAddress: string,
 ): Promise<boolean> {
   if (configDigest(c.body) !== c.digest) return false;
-  const signer = await recoverMessageAddress({
-    message: configSigningText(c.version, c.digest),
-    signature: c.signature as `0x${string}`,
-  });
-  return signer.toLowerCase() === networkAddress.toLowerCase();
+  const signer = await eip191
+    .recover(configSigningText(c.version, c.digest), c.signature)
+    .catch(() => undefined);
+  return signer === networkAddress.toLowerCase();
 }
 
 interface Row {

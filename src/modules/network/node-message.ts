@@ -1,9 +1,9 @@
 // Signed node messages: every message a node sends is an EIP-191 personal signature over the canonical
 // encoding of {v, type, node, ts, nonce, body}; verification checks the signer, the clock skew and replay.
-import { recoverMessageAddress } from 'viem';
 import { z } from 'zod';
 import { AppError } from '../../platform/errors.js';
 import { canonicalJson } from './canonical-json.js';
+import { eip191 } from './eip191.js';
 
 export const NODE_MESSAGE_VERSION = 1;
 
@@ -38,6 +38,11 @@ export interface VerifyOptions {
   nowMs: number;
   maxSkewMs: number;
   nonces: NonceStore;
+  /**
+   * Runs after the signature checks out and before the nonce is claimed (e.g. the binding check): a validly
+   * signed message from a key that may not talk to us is refused without leaving a nonce in the store.
+   */
+  authorize?: (m: SignedNodeMessage) => Promise<void>;
 }
 
 /**
@@ -62,14 +67,13 @@ export async function verifyNodeMessage(raw: unknown, opts: VerifyOptions): Prom
   }
   let signer: string;
   try {
-    signer = (
-      await recoverMessageAddress({ message: signingText(m), signature: m.sig as `0x${string}` })
-    ).toLowerCase();
+    signer = await eip191.recover(signingText(m), m.sig);
   } catch {
     throw new AppError('unauthorized', 'bad signature', { reason: 'bad_signature' });
   }
   if (signer !== m.node)
     throw new AppError('unauthorized', 'bad signature: signer is not the node', { reason: 'bad_signature' });
+  if (opts.authorize) await opts.authorize(m);
   if (!(await opts.nonces.claim(m.node, m.nonce, opts.maxSkewMs * 2))) {
     throw new AppError('unauthorized', 'replayed nonce', { reason: 'replayed_nonce' });
   }

@@ -1,4 +1,4 @@
-// Catalog, Subcloud list and status caches over real live state.
+// Catalog, Subcloud list and status caches over real live state (the catalog also in process memory).
 import { expect, it } from 'vitest';
 import {
   buildNodes,
@@ -53,7 +53,7 @@ it('model catalog and status per environment, cached for the TTL; Subcloud lists
   await registerNodes(env.pg.pool, [{ address: d, environment: 'mainnet' }]);
   await nodes.presence.ingest(heartbeat(d, { models: [m('phi-3', 'v1')] }));
   expect((await nodes.catalog.catalog('mainnet')).map((x) => x.model)).toEqual(['llama3-8b', 'mistral-7b']);
-  await env.space.redis.del(nodes.live.keys.catalogCache('mainnet'));
+  await nodes.catalog.invalidateCatalog('mainnet');
   expect((await nodes.catalog.catalog('mainnet')).map((x) => x.model)).toEqual([
     'llama3-8b',
     'mistral-7b',

@@ -1,5 +1,6 @@
 // Read-mostly views over live state, cached in Redis for LIVE_CACHE_TTL_MS: model catalog and
-// availability per environment, Subcloud lists, network status metrics.
+// availability per environment, Subcloud lists, network status metrics. The catalog (read by every job
+// submit) is also held in process memory, so the hot path makes no Redis call for it.
 import { AppError } from '../../platform/errors.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { Redis } from '../../stores/redis/client.js';
@@ -23,8 +24,20 @@ export interface NetworkStatus {
   atMs: number;
 }
 
+/** The in-process copy of the catalog is refreshed from Redis after this long (at most the Redis TTL). */
+const LOCAL_CATALOG_TTL_MS = 1_000;
+
+interface LocalCatalog {
+  value: ModelAvailability[];
+  atMs: number;
+  refreshing?: Promise<ModelAvailability[]>;
+}
+
 export class LiveCatalogService {
   private readonly repo = new NodesRepository();
+  private readonly local = new Map<Environment, LocalCatalog>();
+  /** Bumped by every invalidation. */
+  private generation = 0;
   /** Until then a catalog miss may be a node not yet heard again after a Redis loss: retryable, not 404. */
   private recoveringUntilMs = 0;
 
@@ -48,6 +61,9 @@ export class LiveCatalogService {
   async rebuild(replay: () => Promise<number>): Promise<number> {
     this.recoveringUntilMs = Date.now() + (this.deps.recoveryWindowMs ?? 15_000);
     const n = await replay();
+    // The process copies were computed from the lost state: drop them with the Redis ones.
+    this.generation += 1;
+    this.local.clear();
     const keys = this.deps.live.keys;
     await this.deps.redis.del(
       ...environments.flatMap((e) => [keys.catalogCache(e), keys.subcloudListCache(e)]),
@@ -84,9 +100,48 @@ export class LiveCatalogService {
     );
   }
 
-  /** Models served by at least one online node of the environment, with availability. */
+  /**
+   * Models served by at least one online node of the environment, with availability. Served from process
+   * memory; a copy older than min(1 s, LIVE_CACHE_TTL_MS) is refreshed in the background (one Redis read per
+   * process per interval, however many jobs); a copy older than LIVE_CACHE_TTL_MS is waited for. What a process
+   * shows lags live state by at most 2 × LIVE_CACHE_TTL_MS (the Redis copy, then the local one).
+   */
   async catalog(environment: Environment): Promise<ModelAvailability[]> {
-    return this.cached(this.deps.live.keys.catalogCache(environment), () => this.computeCatalog(environment));
+    const hit = this.local.get(environment);
+    const age = hit ? Date.now() - hit.atMs : Infinity;
+    // Older than the Redis TTL (e.g. after an idle spell): wait for a fresh one, so the bound holds.
+    if (!hit || age >= this.deps.cacheTtlMs) return this.refreshCatalog(environment);
+    if (age >= Math.min(LOCAL_CATALOG_TTL_MS, this.deps.cacheTtlMs) && !hit.refreshing)
+      void this.refreshCatalog(environment).catch(() => undefined); // the old copy serves meanwhile
+    return hit.value;
+  }
+
+  /** Drops this process's catalog copies and the Redis one (the next call recomputes from live state). */
+  async invalidateCatalog(environment: Environment): Promise<void> {
+    this.generation += 1;
+    this.local.delete(environment);
+    await this.deps.redis.del(this.deps.live.keys.catalogCache(environment));
+  }
+
+  private refreshCatalog(environment: Environment): Promise<ModelAvailability[]> {
+    const entry = this.local.get(environment);
+    if (entry?.refreshing) return entry.refreshing;
+    const gen = this.generation;
+    const p = this.cached(this.deps.live.keys.catalogCache(environment), () =>
+      this.computeCatalog(environment),
+    ).then(
+      (value) => {
+        // A read that started before an invalidation must not put the old catalog back.
+        if (gen === this.generation) this.local.set(environment, { value, atMs: Date.now() });
+        return value;
+      },
+      (err: unknown) => {
+        if (this.local.get(environment)?.refreshing === p) delete this.local.get(environment)!.refreshing;
+        throw err;
+      },
+    );
+    if (entry) entry.refreshing = p;
+    return p;
   }
 
   async subclouds(environment: Environment): Promise<Subcloud[]> {

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from '../../stores/redis/client.js';
 import { RedisKeys, liveSuffix } from '../../stores/redis/keys.js';
 import { getScript, runScript, type LuaReply } from '../../stores/redis/scripts.js';
+import { ReleaseBatcher, type ReleaseReply } from './release-batcher.js';
 import {
   baseScoreOf,
   cellOf,
@@ -53,10 +54,7 @@ export interface SweepResult {
   nowMs: number;
 }
 
-export type ReleaseReply =
-  | { kind: 'ok'; penalty: number }
-  | { kind: 'no_lease' }
-  | { kind: 'stale'; currentToken: string };
+export type { ReleaseReply } from './release-batcher.js';
 
 /** The rarely changing part of a heartbeat, and a short digest of it. */
 export function staticStatusOf(hb: Heartbeat): { json: string; digest: string } {
@@ -109,6 +107,7 @@ export class LiveStore {
   readonly keys: RedisKeys;
   /** Address → digest of the static status this process last stored (bounded; a miss only costs bytes). */
   private readonly sentStatus = new Map<string, string>();
+  private readonly releases: ReleaseBatcher;
 
   constructor(
     private readonly redis: Redis,
@@ -116,6 +115,7 @@ export class LiveStore {
     readonly opts: LiveOptions,
   ) {
     this.keys = new RedisKeys(prefix);
+    this.releases = new ReleaseBatcher(redis);
   }
 
   baseOf(environment: Environment, nodeAddress: string): string {
@@ -225,26 +225,25 @@ export class LiveStore {
     };
   }
 
-  async release(lease: Omit<Lease, 'expiresAtMs'>, outcome: 'ok' | 'failed'): Promise<ReleaseReply> {
-    const r = asArray(
-      await runScript(
-        this.redis,
-        getScript('live_release'),
-        [this.baseOf(lease.environment, lease.nodeAddress)],
-        [
-          lease.jobId,
-          lease.nodeAddress,
-          lease.fencingToken,
-          outcome,
-          this.opts.failurePenalty,
-          this.opts.successRecovery,
-          this.opts.heartbeatTtlMs,
-        ],
-      ),
+  /** Ends a lease (batched with releases arriving together: see ReleaseBatcher). */
+  release(lease: Omit<Lease, 'expiresAtMs'>, outcome: 'ok' | 'failed'): Promise<ReleaseReply> {
+    return this.releases.release(
+      [this.baseOf(lease.environment, lease.nodeAddress)],
+      [
+        lease.jobId,
+        lease.nodeAddress,
+        lease.fencingToken,
+        outcome,
+        this.opts.failurePenalty,
+        this.opts.successRecovery,
+        this.opts.heartbeatTtlMs,
+      ],
     );
-    if (r[0] === 'OK') return { kind: 'ok', penalty: Number(r[1]) };
-    if (r[0] === 'STALE') return { kind: 'stale', currentToken: str(r[1]) };
-    return { kind: 'no_lease' };
+  }
+
+  /** Round trips release() made (one per batch); for tests and benchmarks. */
+  get releaseBatches(): number {
+    return this.releases.batches;
   }
 
   async sweepCell(environment: Environment, base: string, limit: number): Promise<SweepResult> {
