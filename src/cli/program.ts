@@ -12,6 +12,7 @@ import {
   runSnapshotList,
   runSnapshotProve,
   runSnapshotRestore,
+  runSnapshotRoots,
   runSnapshotVerify,
   runSnapshotVerifyProof,
 } from './commands/snapshot.js';
@@ -90,20 +91,31 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
       'offline: every block hash, Merkle root, period hash, the audit chain, and the link to the predecessor',
     )
     .option('--previous <file>', "the predecessor's CAR (default: looked up in the archive)")
-    .action(async (ref: string, o: { previous?: string }) => setExit(await runSnapshotVerify(ctx, ref, o)));
+    .option('--cid <cid>', 'the CID the file must have (default: its <cid>.car name)')
+    .action(async (ref: string, o: { previous?: string; cid?: string }) =>
+      setExit(await runSnapshotVerify(ctx, ref, o)),
+    );
+  snapshot
+    .command('roots <fileOrCid>')
+    .description('verify a snapshot pinned by CID and print each section: rows and Merkle root')
+    .option('--cid <cid>', 'the CID the file must have (default: its <cid>.car name)')
+    .action(async (ref: string, o: { cid?: string }) => setExit(await runSnapshotRoots(ctx, ref, o)));
   snapshot
     .command('prove <fileOrCid>')
     .description('inclusion proof of one balance (--namespace) or one rollup row (--rollup)')
     .option('--namespace <id>', 'namespace id')
     .option('--rollup <key>', 'day,namespace,model,node,status (a prefix matches the first such row)')
-    .action(async (ref: string, o: { namespace?: string; rollup?: string }) =>
+    .option('--cid <cid>', 'the CID the file must have (default: its <cid>.car name)')
+    .action(async (ref: string, o: { namespace?: string; rollup?: string; cid?: string }) =>
       setExit(await runSnapshotProve(ctx, ref, o)),
     );
   snapshot
     .command('verify-proof <proofFile>')
-    .description('check an inclusion proof against a Merkle root alone')
-    .option('--root <hex>', 'the trusted root (default: the root inside the proof)')
-    .action(async (file: string, o: { root?: string }) =>
+    .description('check an inclusion proof against a pinned snapshot (--cid) or a trusted root (--root)')
+    .option('--cid <cid>', 'the snapshot whose section root is trusted (verified from the archive or --car)')
+    .option('--car <file>', 'the CAR of --cid (default: the archive)')
+    .option('--root <hex>', 'a trusted Merkle root (hex)')
+    .action(async (file: string, o: { root?: string; cid?: string; car?: string }) =>
       setExit(await runSnapshotVerifyProof(ctx, file, o)),
     );
   snapshot
@@ -111,7 +123,8 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .description('launch a network database from a snapshot: verify, migrate, load (target must be empty)')
     .requiredOption('--database <url>', 'PostgreSQL URL of the new database')
     .option('--schema <name>', 'schema to restore into', 'public')
-    .action(async (file: string, o: { database: string; schema: string }) =>
+    .option('--cid <cid>', 'the CID the file must have (default: its <cid>.car name)')
+    .action(async (file: string, o: { database: string; schema: string; cid?: string }) =>
       setExit(await runSnapshotRestore(ctx, file, o)),
     );
   snapshot

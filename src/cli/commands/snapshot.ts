@@ -1,6 +1,8 @@
-// `rty snapshot create|list|verify|prove|verify-proof|restore|freeze`: the archive of the authoritative state.
+// `rty snapshot create|list|verify|roots|prove|verify-proof|restore|freeze`: the archive of the authoritative state.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { AppError } from '../../platform/errors.js';
 import { systemClock } from '../../platform/clock.js';
 import { createPgPool } from '../../stores/postgres/pool.js';
 import { createRedis } from '../../stores/redis/client.js';
@@ -10,6 +12,7 @@ import {
   freezeNetwork,
   restoreSnapshot,
   sortedSetOnlineNodes,
+  SnapshotReader,
   verifySnapshot,
   type OnlineNodesSource,
   type VerifyReport,
@@ -17,6 +20,7 @@ import {
 import type { CliContext } from '../context.js';
 import { createProgress } from '../progress.js';
 import { withArchive, type ArchiveServices } from './archive-wiring.js';
+import { archiveExit, EXIT } from './archive-exit.js';
 
 const mb = (n: number) => (n / 1024 / 1024).toFixed(2);
 
@@ -24,28 +28,48 @@ function printReport(ctx: CliContext, r: VerifyReport, secs: number): void {
   for (const s of r.sections) ctx.out(`  ${s.name}: ${s.count} rows`);
   ctx.out(
     `snapshot ${r.cid} OK: ${r.kind} seq ${r.seq ?? '-'}, ${r.blocks} blocks, ${mb(r.bytes)} MB, ${r.periods} rollup periods, ` +
-      `${r.auditEntries} audit entries, chain ${r.chain}${r.prev ? ` (prev ${r.prev})` : ''}; ${secs.toFixed(2)}s, ${(r.bytes / 1048576 / secs).toFixed(1)} MB/s`,
+      `${r.auditEntries} audit entries, balances equal their entries, chain ${r.chain}${r.prev ? ` (prev ${r.prev})` : ''}; ${secs.toFixed(2)}s, ${(r.bytes / 1048576 / secs).toFixed(1)} MB/s`,
   );
 }
 
-/** A path to a CAR file, or a CID looked up in the archive. */
-async function load(s: ArchiveServices, ref: string): Promise<Uint8Array> {
-  return existsSync(ref) ? readFile(ref) : s.snapshots.fetch(ref);
+/** The CID a file must have: given with --cid, else its `<cid>.car` name; a bare CID is looked up in the archive. */
+async function pinned(
+  s: ArchiveServices,
+  ref: string,
+  cid: string | undefined,
+): Promise<{ cid: string; bytes: Uint8Array; isFile: boolean }> {
+  if (!existsSync(ref)) {
+    if (cid !== undefined && cid !== ref)
+      throw new AppError('invalid_request', `--cid ${cid} differs from the CID given (${ref})`);
+    SnapshotReader.parseCid(ref);
+    return { cid: ref, bytes: await s.snapshots.fetch(ref), isFile: false };
+  }
+  const named = /^(?:freeze-)?([A-Za-z0-9]+)\.car$/.exec(basename(ref))?.[1];
+  const expected = cid ?? named;
+  if (!expected)
+    throw new AppError(
+      'invalid_request',
+      `${ref}: give the snapshot's CID with --cid <cid> (a file is only trusted against a pinned CID)`,
+    );
+  SnapshotReader.parseCid(expected);
+  return { cid: expected, bytes: await readFile(ref), isFile: true };
 }
 
 export async function runSnapshotCreate(ctx: CliContext): Promise<number> {
-  return withArchive(ctx, async ({ snapshots }) => {
-    const progress = createProgress('snapshot');
-    const t0 = performance.now();
-    const r = await snapshots.create({ onProgress: (p) => progress.update(p) });
-    progress.finish();
-    for (const s of r.sections) ctx.out(`  ${s.name}: ${s.count} rows`);
-    ctx.out(
-      `snapshot ${r.record.seq} ${r.record.cid}: ${r.blocks} blocks, ${mb(Number(r.record.sizeBytes))} MB at ${r.record.location}, ` +
-        `prev ${r.record.prevCid ?? '-'}, verified; ${((performance.now() - t0) / 1000).toFixed(2)}s`,
-    );
-    return 0;
-  });
+  return withArchive(ctx, ({ snapshots }) =>
+    archiveExit(ctx, async () => {
+      const progress = createProgress('snapshot');
+      const t0 = performance.now();
+      const r = await snapshots.create({ onProgress: (p) => progress.update(p) });
+      progress.finish();
+      for (const s of r.sections) ctx.out(`  ${s.name}: ${s.count} rows`);
+      ctx.out(
+        `snapshot ${r.record.seq} ${r.record.cid}: ${r.blocks} blocks, ${mb(Number(r.record.sizeBytes))} MB at ${r.record.location}, ` +
+          `prev ${r.record.prevCid ?? '-'}, verified; ${((performance.now() - t0) / 1000).toFixed(2)}s`,
+      );
+      return 0;
+    }),
+  );
 }
 
 export async function runSnapshotList(ctx: CliContext): Promise<number> {
@@ -61,64 +85,119 @@ export async function runSnapshotList(ctx: CliContext): Promise<number> {
 export async function runSnapshotVerify(
   ctx: CliContext,
   ref: string,
-  opts: { previous?: string },
+  opts: { previous?: string; cid?: string },
 ): Promise<number> {
-  return withArchive(ctx, async (s) => {
-    const progress = createProgress('verify');
-    const t0 = performance.now();
-    const isFile = existsSync(ref);
-    const previous = opts.previous ? await readFile(opts.previous) : undefined;
-    const report =
-      !isFile && !previous
-        ? await s.snapshots.verifyStored(ref, (p) => progress.update(p))
-        : await verifySnapshot(await load(s, ref), {
-            onProgress: (p) => progress.update(p),
-            loadPrevious: async (cid) => previous ?? s.target.get(`${cid}.car`),
-          });
-    progress.finish();
-    printReport(ctx, report, (performance.now() - t0) / 1000);
-    return 0;
-  });
+  return withArchive(ctx, (s) =>
+    archiveExit(ctx, async () => {
+      const progress = createProgress('verify');
+      const t0 = performance.now();
+      const p = await pinned(s, ref, opts.cid);
+      const previous = opts.previous ? await readFile(opts.previous) : undefined;
+      const report =
+        !p.isFile && !previous
+          ? await s.snapshots.verifyStored(p.cid, (x) => progress.update(x))
+          : await verifySnapshot(p.bytes, {
+              expectedCid: p.cid,
+              onProgress: (x) => progress.update(x),
+              loadPrevious: async (cid) => previous ?? s.target.get(`${cid}.car`),
+            });
+      progress.finish();
+      printReport(ctx, report, (performance.now() - t0) / 1000);
+      return EXIT.ok;
+    }),
+  );
+}
+
+export async function runSnapshotRoots(
+  ctx: CliContext,
+  ref: string,
+  opts: { cid?: string },
+): Promise<number> {
+  return withArchive(ctx, (s) =>
+    archiveExit(ctx, async () => {
+      const p = await pinned(s, ref, opts.cid);
+      const { report } = await s.snapshots.openVerified(p.cid, undefined, p.bytes);
+      for (const x of report.sections) ctx.out(`${x.name}\t${x.count}\t${report.roots[x.name]}`);
+      ctx.out(
+        `snapshot ${report.cid} seq ${report.seq ?? '-'}: ${report.sections.length} section roots (verified)`,
+      );
+      return EXIT.ok;
+    }),
+  );
 }
 
 export async function runSnapshotProve(
   ctx: CliContext,
   ref: string,
-  opts: { namespace?: string; rollup?: string },
+  opts: { namespace?: string; rollup?: string; cid?: string },
 ): Promise<number> {
   if (!opts.namespace === !opts.rollup) {
     ctx.out('give exactly one of --namespace <id> or --rollup <day,namespace,model,node,status>');
-    return 2;
+    return EXIT.usage;
   }
-  return withArchive(ctx, async (s) => {
-    const bytes = await load(s, ref);
-    const proof = await s.snapshots.prove(
-      bytes,
-      opts.namespace ? { namespaceId: opts.namespace } : { rollupKey: opts.rollup!.split(',') },
-    );
-    ctx.out(JSON.stringify(proof, null, 2));
-    return 0;
-  });
+  return withArchive(ctx, (s) =>
+    archiveExit(ctx, async () => {
+      const p = await pinned(s, ref, opts.cid);
+      const proof = await s.snapshots.prove(
+        p.cid,
+        opts.namespace ? { namespaceId: opts.namespace } : { rollupKey: opts.rollup!.split(',') },
+        p.bytes,
+      );
+      ctx.out(JSON.stringify(proof, null, 2));
+      return EXIT.ok;
+    }),
+  );
 }
 
+/** Checks a proof against a root the caller trusts: a pinned snapshot's section root (--cid), or --root. */
 export async function runSnapshotVerifyProof(
   ctx: CliContext,
   file: string,
-  opts: { root?: string },
+  opts: { root?: string; cid?: string; car?: string },
 ): Promise<number> {
-  const proof = JSON.parse(await readFile(file, 'utf8')) as unknown;
-  const r = checkProof(proof, opts.root);
-  ctx.out(
-    r.ok ? `proof OK against root ${opts.root ?? '(the proof’s own root)'}` : `proof INVALID: ${r.reason}`,
-  );
-  return r.ok ? 0 : 1;
+  if (!opts.root === !opts.cid) {
+    ctx.out(
+      'give exactly one of --cid <snapshot CID> or --root <hex>: a proof is never checked against its own root',
+    );
+    return EXIT.usage;
+  }
+  let proof: unknown;
+  try {
+    proof = JSON.parse(await readFile(file, 'utf8')) as unknown;
+  } catch (err) {
+    ctx.out(`usage: ${file} is not a readable JSON proof (${(err as Error).message})`);
+    return EXIT.usage;
+  }
+  const section = (proof as { section?: unknown }).section;
+  const trusted = opts.root
+    ? { root: opts.root, what: `root ${opts.root}` }
+    : await withArchive(ctx, (s) =>
+        archiveExit(ctx, async () => {
+          const bytes = opts.car ? await readFile(opts.car) : undefined;
+          const { report } = await s.snapshots.openVerified(opts.cid!, undefined, bytes);
+          const root = typeof section === 'string' ? report.roots[section] : undefined;
+          if (!root)
+            throw new AppError('invalid_request', `snapshot ${opts.cid} has no section ${String(section)}`);
+          return { root, what: `section ${section} of snapshot ${opts.cid} (root ${root})` };
+        }),
+      );
+  if (typeof trusted === 'number') return trusted;
+  const r = checkProof(proof, trusted.root);
+  ctx.out(r.ok ? `proof OK against ${trusted.what}` : `proof INVALID: ${r.reason}`);
+  return r.ok ? EXIT.ok : EXIT.tampered;
 }
 
 export async function runSnapshotRestore(
   ctx: CliContext,
   file: string,
-  opts: { database: string; schema: string },
+  opts: { database: string; schema: string; cid?: string },
 ): Promise<number> {
+  const named = /^([A-Za-z0-9]+)\.car$/.exec(basename(file))?.[1];
+  const cid = opts.cid ?? named;
+  if (!cid) {
+    ctx.out(`usage: ${file}: give the snapshot's CID with --cid <cid> (restore only trusts a pinned CID)`);
+    return EXIT.usage;
+  }
   const pool = createPgPool({
     url: opts.database,
     size: 2,
@@ -126,21 +205,22 @@ export async function runSnapshotRestore(
     applicationName: 'rty-restore',
   });
   try {
-    const progress = createProgress('restore');
-    const t0 = performance.now();
-    const r = await restoreSnapshot(
-      await readFile(file),
-      { pool, schema: opts.schema, log: ctx.log },
-      {
-        onProgress: (p) => progress.update(p),
-      },
-    );
-    progress.finish();
-    for (const x of r.rows) ctx.out(`  ${x.name}: ${x.count} rows`);
-    ctx.out(
-      `restored snapshot ${r.report.cid} (seq ${r.report.seq}) into schema ${opts.schema}; ${((performance.now() - t0) / 1000).toFixed(2)}s`,
-    );
-    return 0;
+    return await archiveExit(ctx, async () => {
+      SnapshotReader.parseCid(cid);
+      const progress = createProgress('restore');
+      const t0 = performance.now();
+      const r = await restoreSnapshot(
+        await readFile(file),
+        { pool, schema: opts.schema, log: ctx.log },
+        { expectedCid: cid, onProgress: (p) => progress.update(p) },
+      );
+      progress.finish();
+      for (const x of r.rows) ctx.out(`  ${x.name}: ${x.count} rows`);
+      ctx.out(
+        `restored snapshot ${r.report.cid} (seq ${r.report.seq}) into schema ${opts.schema}; ${((performance.now() - t0) / 1000).toFixed(2)}s`,
+      );
+      return EXIT.ok;
+    });
   } finally {
     await pool.end();
   }

@@ -11,6 +11,8 @@ export interface ArchiveTarget {
   /** The stored bytes, or undefined when the key is absent. */
   get(key: string): Promise<Uint8Array | undefined>;
   exists(key: string): Promise<boolean>;
+  /** Deletes a stored key (a snapshot that failed its read-back verify must not stay behind unrecorded). */
+  remove(key: string): Promise<void>;
   /** A local path to scratch files before `put` (the target's own disk when it has one). */
   scratchDir(): Promise<string>;
   /** Removes scratch files a killed process left behind (older than `olderThanMs`); returns how many. */

@@ -24,7 +24,7 @@ export async function restoreSnapshot(
   into: { pool: Pool; schema: string; log: Logger },
   opts: VerifyOptions = {},
 ): Promise<RestoreResult> {
-  const snap = await SnapshotReader.open(bytes);
+  const snap = await SnapshotReader.open(bytes, opts.expectedCid);
   // Refuses a tampered or inconsistent file before touching the target.
   const report = await verifyOpened(snap, opts);
   if (snap.manifest.kind !== 'snapshot')

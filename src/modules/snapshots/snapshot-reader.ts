@@ -13,8 +13,18 @@ export class SnapshotReader {
     readonly manifest: Manifest,
   ) {}
 
-  static async open(bytes: Uint8Array): Promise<SnapshotReader> {
+  /**
+   * `expectedCid` pins the file: a file whose root is another CID is refused before anything else is trusted (a
+   * consistent forgery has valid block hashes; only the pinned root tells it from the snapshot that was recorded).
+   */
+  static async open(bytes: Uint8Array, expectedCid?: string): Promise<SnapshotReader> {
     const car = await readVerifiedCar(bytes);
+    if (expectedCid !== undefined && car.root.toString() !== expectedCid)
+      throw new AppError(
+        'integrity_failed',
+        `the file's root is ${car.root}, not the pinned snapshot ${expectedCid}: refused`,
+        { expected: expectedCid, actual: car.root.toString() },
+      );
     const reader = new SnapshotReader(car, undefined as unknown as Manifest);
     const manifest = parseManifest(reader.block(car.root, 'the manifest'));
     return new SnapshotReader(car, manifest);

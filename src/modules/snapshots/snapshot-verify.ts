@@ -6,6 +6,7 @@ import { ChainVerifier, type AuditEntry, type JsonValue } from '../audit/index.j
 import { firstText } from './cbor-items.js';
 import { LeafHashes, leafHash, merkleRoot } from './merkle.js';
 import { SnapshotReader } from './snapshot-reader.js';
+import { DeepChecker, deepSections, type LedgerTotals } from './snapshot-deep.js';
 
 export interface VerifyProgress {
   stage: string;
@@ -15,7 +16,9 @@ export interface VerifyProgress {
 }
 
 export interface VerifyOptions {
-  /** The predecessor's CAR by CID (e.g. from the archive), or undefined when it is not at hand. */
+  /** The CID the file must have (its root); a file with another root is refused. */
+  expectedCid?: string;
+  /** The predecessor's CAR by CID (e.g. from the archive); undefined (not at hand) fails the verify as missing. */
   loadPrevious?: (cid: string) => Promise<Uint8Array | undefined>;
   onProgress?: (p: VerifyProgress) => void | Promise<void>;
 }
@@ -31,7 +34,10 @@ export interface VerifyReport {
   sections: Array<{ name: string; count: number }>;
   periods: number;
   auditEntries: number;
-  chain: 'first' | 'checked' | 'predecessor-absent' | 'not-chained';
+  chain: 'first' | 'checked' | 'not-chained';
+  /** Ledger totals recomputed from the snapshot's own tables. */
+  ledger: LedgerTotals;
+  roots: Record<string, string>;
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -40,16 +46,22 @@ const decodedSections = new Set(['rollup_periods', 'audit_log']);
 const rollupSections = new Set(['job_rollups', 'ledger_rollups']);
 
 export async function verifySnapshot(bytes: Uint8Array, opts: VerifyOptions = {}): Promise<VerifyReport> {
-  return verifyOpened(await SnapshotReader.open(bytes), opts);
+  return verifyOpened(await SnapshotReader.open(bytes, opts.expectedCid), opts);
 }
 
 export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const m = snap.manifest;
+  if (opts.expectedCid !== undefined && snap.cid !== opts.expectedCid)
+    throw new AppError(
+      'integrity_failed',
+      `the file's root is ${snap.cid}, not the pinned ${opts.expectedCid}`,
+    );
   const fail = (msg: string) => new AppError('integrity_failed', `snapshot ${snap.cid}: ${msg}`);
   const decoded = new Map<string, unknown[][]>();
   // Leaf hashes of rollup rows by day, reused for the period hashes (each row is hashed once).
   const rollupLeaves = new Map<string, Map<string, LeafHashes>>();
   const sections: VerifyReport['sections'] = [];
+  const deep = new DeepChecker();
   const names = snap.sectionNames();
   for (const [si, name] of names.entries()) {
     const s = snap.section(name);
@@ -57,13 +69,18 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
       throw fail(`section ${name}: root in its block differs from the manifest`);
     const leaves = new LeafHashes();
     const keep: unknown[][] | undefined = decodedSections.has(name) ? [] : undefined;
+    const isDeep = deepSections.has(name);
     const byDay = rollupSections.has(name) ? new Map<string, LeafHashes>() : undefined;
     if (byDay) rollupLeaves.set(name, byDay);
     for (let i = 0; i < s.chunks.length; i += 1) {
       for (const item of snap.chunkItems(s, i)) {
         const h = leafHash(item);
         leaves.addHash(h);
-        if (keep) keep.push(dagCbor.decode(item) as unknown[]);
+        if (keep || isDeep) {
+          const row = dagCbor.decode(item) as unknown[];
+          keep?.push(row);
+          if (isDeep) deep.row(name, row);
+        }
         if (byDay) {
           const day = firstText(item);
           let list = byDay.get(day);
@@ -84,6 +101,8 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
   }
   const periods = checkPeriods(decoded, rollupLeaves, fail);
   const auditEntries = checkAudit(decoded, m.auditHead, fail);
+  const deepProblems = deep.problems(m);
+  if (deepProblems.length > 0) throw fail(deepProblems[0]!);
   const chain = await checkChain(snap, opts);
   return {
     cid: snap.cid,
@@ -97,6 +116,8 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
     periods,
     auditEntries,
     chain,
+    ledger: deep.totals(),
+    roots: Object.fromEntries(Object.entries(m.roots).map(([k, v]) => [k, hex(v)])),
   };
 }
 
@@ -163,7 +184,13 @@ async function checkChain(snap: SnapshotReader, opts: VerifyOptions): Promise<Ve
   }
   if (!m.prev) throw new AppError('chain_broken', `snapshot ${snap.cid} (seq ${m.seq}) names no predecessor`);
   const prevBytes = await opts.loadPrevious?.(m.prev.toString());
-  if (!prevBytes) return 'predecessor-absent';
+  // An unchecked link is not a checked one: a missing predecessor fails (exit "missing"), it does not pass.
+  if (!prevBytes)
+    throw new AppError(
+      'not_found',
+      `snapshot ${snap.cid} (seq ${m.seq}) names predecessor ${m.prev}, which is missing; the chain cannot be checked`,
+      { missing: m.prev.toString() },
+    );
   const prev = await SnapshotReader.open(prevBytes);
   if (prev.cid !== m.prev.toString())
     throw new AppError(
