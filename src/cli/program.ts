@@ -13,6 +13,7 @@ import {
   runSnapshotProve,
   runSnapshotRestore,
   runSnapshotRoots,
+  runSnapshotVerifyChain,
   runSnapshotVerify,
   runSnapshotVerifyProof,
 } from './commands/snapshot.js';
@@ -29,6 +30,8 @@ import { runDemo } from './commands/demo.js';
 import { ALL_ROLES, runServe } from './commands/serve.js';
 import { intFlag } from './flags.js';
 import { runSim, type SimCliOptions } from './commands/sim.js';
+
+const collectList = (v: string, prev: string[] = []) => [...prev, v];
 
 export function buildProgram(ctx: CliContext, setExit: (code: number) => void): Command {
   const program = new Command('rty')
@@ -53,13 +56,17 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
   ledger
     .command('verify')
     .description('recompute all balances from entries and report mismatches')
-    .action(async () => setExit(await runLedgerVerify(ctx)));
+    .option('--against <cid>', 'also reconcile with this snapshot under its signed checkpoint')
+    .option('--key <hex>', 'the network public key checkpoints must be signed by (default: this network)')
+    .action(async (o: { against?: string; key?: string }) => setExit(await runLedgerVerify(ctx, o)));
 
   const audit = program.command('audit').description('the hash-chained admin and config history');
   audit
     .command('verify')
     .description('check the chain; names each removed, altered or reordered entry')
-    .action(async () => setExit(await runAuditVerify(ctx)));
+    .option('--against <cid>', 'compare every entry with this snapshot under its signed checkpoint')
+    .option('--key <hex>', 'the network public key checkpoints must be signed by (default: this network)')
+    .action(async (o: { against?: string; key?: string }) => setExit(await runAuditVerify(ctx, o)));
 
   const rollup = program.command('rollup').description('hashed daily aggregates of jobs and ledger activity');
   rollup
@@ -94,6 +101,22 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .option('--cid <cid>', 'the CID the file must have (default: its <cid>.car name)')
     .action(async (ref: string, o: { previous?: string; cid?: string }) =>
       setExit(await runSnapshotVerify(ctx, ref, o)),
+    );
+  snapshot
+    .command('verify-chain')
+    .description(
+      'every signed checkpoint from the first (or --trusted) and its snapshot; witnesses; consistency',
+    )
+    .option('--key <hex>', 'the network public key checkpoints must be signed by (default: this network)')
+    .option('--trusted <hash>', 'start at this checkpoint (its hash), trusted as given')
+    .option(
+      '--witness <dir>',
+      'a witness directory whose log must be a prefix of the archive log (repeatable)',
+      collectList,
+    )
+    .option('--consistency <hashes...>', 'check that checkpoint <newer> contains <older> (two hashes)')
+    .action(async (o: { key?: string; trusted?: string; witness?: string[]; consistency?: string[] }) =>
+      setExit(await runSnapshotVerifyChain(ctx, o)),
     );
   snapshot
     .command('roots <fileOrCid>')

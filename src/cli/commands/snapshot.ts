@@ -8,6 +8,7 @@ import { createPgPool } from '../../stores/postgres/pool.js';
 import { createRedis } from '../../stores/redis/client.js';
 import { RedisKeys, liveSuffix } from '../../stores/redis/keys.js';
 import {
+  checkConsistency,
   checkProof,
   freezeNetwork,
   restoreSnapshot,
@@ -273,4 +274,39 @@ function liveCellsOnline(
       return all.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
     },
   };
+}
+
+export async function runSnapshotVerifyChain(
+  ctx: CliContext,
+  opts: { key?: string; trusted?: string; witness?: string[]; consistency?: string[] },
+): Promise<number> {
+  return withArchive(ctx, (s) =>
+    archiveExit(ctx, async () => {
+      const key = opts.key ?? s.snapshots.networkKey!;
+      if (opts.consistency) {
+        if (opts.consistency.length !== 2)
+          throw new AppError('invalid_request', '--consistency takes two checkpoint hashes: <older> <newer>');
+        const [older, newer] = opts.consistency as [string, string];
+        const steps = checkConsistency(await s.snapshots.readCheckpoints(), key, older, newer);
+        ctx.out(`consistent: checkpoint ${newer} contains ${older} (${steps} signed links back)`);
+        return EXIT.ok;
+      }
+      const progress = createProgress('verify-chain');
+      const r = await s.snapshots.verifyChain({
+        trustedKey: key,
+        trusted: opts.trusted,
+        witnesses: opts.witness,
+        onProgress: (p) => progress.update(p),
+      });
+      progress.finish();
+      for (const w of r.witnesses)
+        ctx.out(`  witness ${w.dir}: ${w.checkpoints} checkpoints, a prefix of the log`);
+      ctx.out(
+        r.head
+          ? `chain OK: ${r.checkpoints} checkpoints from seq ${r.from} to ${r.head.seq}, each signed by ${key.slice(0, 18)}…, each snapshot verified; head ${r.head.cid} checkpoint ${r.head.hash}`
+          : 'chain OK: the checkpoint log is empty',
+      );
+      return EXIT.ok;
+    }),
+  );
 }

@@ -22,3 +22,12 @@ export {
 export { checkProof, type InclusionProof } from './proofs.js';
 export { restoreSnapshot, type RestoreResult } from './restore.js';
 export { freezeNetwork, sortedSetOnlineNodes, type OnlineNodesSource, type FreezeResult } from './freeze.js';
+export {
+  CheckpointSigner,
+  checkSignature,
+  checkpointHash,
+  type Checkpoint,
+  type SignedCheckpoint,
+} from './checkpoint.js';
+export { CheckpointLog, CHECKPOINT_LOG, readCheckpointLog } from './checkpoint-log.js';
+export { checkConsistency, type ChainReport } from './chain-verify.js';

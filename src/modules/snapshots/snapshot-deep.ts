@@ -112,6 +112,11 @@ export class DeepChecker {
 
   /** Every problem found, first one first (the caller reports the first). */
   problems(m: Manifest): string[] {
+    return [...this.balanceProblems(), ...this.manifestProblems(m)];
+  }
+
+  /** Balances and holds against the entries (any set of tables: a snapshot's or the live database's). */
+  balanceProblems(): string[] {
     const out: string[] = [];
     if (this.seen.has('ledger_entries') && this.seen.has('credit_balances')) {
       const ids = new Set([...this.derived.keys(), ...this.balances.keys()]);
@@ -142,6 +147,11 @@ export class DeepChecker {
           );
       }
     }
+    return out;
+  }
+
+  private manifestProblems(m: Manifest): string[] {
+    const out: string[] = [];
     if (m.kind === 'snapshot') {
       const c = this.config;
       if (

@@ -20,6 +20,17 @@ import {
   type SectionSummary,
 } from './snapshot-builder.js';
 import { SnapshotReader } from './snapshot-reader.js';
+import type { Manifest } from './manifest.js';
+import {
+  checkSignature,
+  checkpointHash,
+  checkpointOf,
+  type CheckpointSigner,
+  type SignedCheckpoint,
+} from './checkpoint.js';
+import { readCheckpointLog, type CheckpointLog } from './checkpoint-log.js';
+import { checkAgainstReport, verifyChain, type ChainReport } from './chain-verify.js';
+import { ledgerAgainst, type LedgerAnchorResult } from './ledger-anchor.js';
 import { verifyOpened, type VerifyProgress, type VerifyReport } from './snapshot-verify.js';
 import { snapshotSections } from './sections.js';
 import { SnapshotsRepository, type SnapshotRecord } from './snapshots.repository.js';
@@ -62,6 +73,8 @@ export interface SnapshotsDeps {
   audit: AuditService;
   target: ArchiveTarget;
   limits: ChunkLimits;
+  /** Signs each snapshot's checkpoint with the network key and appends it to the log outside the database. */
+  checkpoints?: { signer: CheckpointSigner; log: CheckpointLog };
 }
 
 export class SnapshotsService {
@@ -145,6 +158,7 @@ export class SnapshotsService {
     }
     let record: SnapshotRecord;
     let report: VerifyReport;
+    let published = false;
     try {
       await progress({ stage: 'archived', done: 1, total: 1, detail: stored.location });
       // Verify the archived copy, pinned to the CID just built: what is recorded is what can be read back.
@@ -163,6 +177,7 @@ export class SnapshotsService {
         createdAt: new Date(m.createdAt),
         verifiedAt: this.deps.clock.now(),
       };
+      const signed = await this.nextCheckpoint(built.cid, m, report);
       await withTransaction(pool, async (tx) => {
         await this.repo.insert(tx, { ...record, verifiedAt: record.verifiedAt! });
         await this.deps.audit.append(
@@ -174,14 +189,115 @@ export class SnapshotsService {
           },
           tx,
         );
+        // Published last, inside the transaction: a failed publish records nothing.
+        if (signed) {
+          await this.deps.checkpoints!.log.append(signed);
+          published = true;
+        }
       });
     } catch (err) {
-      // A snapshot that failed its read-back verify (or was not recorded) must not stay in the archive unrecorded.
-      await target.remove(carKey(built.cid)).catch(() => undefined);
+      // A snapshot that failed its read-back verify (or was not recorded) must not stay in the archive unrecorded;
+      // one whose checkpoint is out already stays (the log names it).
+      if (!published) await target.remove(carKey(built.cid)).catch(() => undefined);
       throw err;
     }
     this.deps.log.info({ cid: built.cid, seq: record.seq, bytes: stored.sizeBytes }, 'snapshot created');
     return { record, sections: report.sections, blocks: built.blocks };
+  }
+
+  /** The signed checkpoint of a new snapshot, linked to the log's head, which must be its predecessor. */
+  private async nextCheckpoint(
+    cid: string,
+    m: Manifest,
+    report: VerifyReport,
+  ): Promise<SignedCheckpoint | undefined> {
+    const cp = this.deps.checkpoints;
+    if (!cp) return undefined;
+    const last = (await cp.log.read()).at(-1);
+    const prev = m.prev?.toString() ?? null;
+    if ((last?.checkpoint.cid ?? null) !== prev)
+      throw new AppError(
+        'chain_broken',
+        `the checkpoint log's head is ${last?.checkpoint.cid ?? 'empty'}, but this snapshot's predecessor is ${prev ?? 'none'}`,
+      );
+    const prevHash = last ? checkpointHash(last.checkpoint) : null;
+    return cp.signer.sign(checkpointOf(cid, m, cp.signer.publicKey, report.ledger, prevHash));
+  }
+
+  /** The public key checkpoints are checked against by default (this network's own). */
+  get networkKey(): string | undefined {
+    return this.deps.checkpoints?.signer.publicKey;
+  }
+
+  readCheckpoints(dir?: string): Promise<SignedCheckpoint[]> {
+    if (dir) return readCheckpointLog(dir);
+    if (!this.deps.checkpoints) throw new AppError('invalid_request', 'no checkpoint log is configured');
+    return this.deps.checkpoints.log.read();
+  }
+
+  /**
+   * The signed checkpoint of `cid` (signature checked against `trustedKey`) and its snapshot, pinned, verified and
+   * equal to what the checkpoint commits to: the anchor `audit verify --against` and `ledger verify --against` use.
+   */
+  async checkpointFor(
+    cid: string,
+    trustedKey: string,
+  ): Promise<{ signed: SignedCheckpoint; snap: SnapshotReader; report: VerifyReport }> {
+    const signed = (await this.readCheckpoints()).find((s) => s.checkpoint.cid === cid);
+    if (!signed) throw new AppError('not_found', `no checkpoint names snapshot ${cid}`);
+    if (!checkSignature(signed, trustedKey))
+      throw new AppError('integrity_failed', `the checkpoint of ${cid} is not signed by the network key`);
+    const { snap, report } = await this.openVerified(cid);
+    const diff = checkAgainstReport(signed, report);
+    if (diff) throw new AppError('integrity_failed', `snapshot ${cid} differs from its checkpoint: ${diff}`);
+    return { signed, snap, report };
+  }
+
+  /** The live ledger reconciled with the checkpointed snapshot `cid` (see ledger-anchor.ts). */
+  async ledgerAgainst(cid: string, trustedKey: string): Promise<LedgerAnchorResult & { seq: number }> {
+    const { signed, snap } = await this.checkpointFor(cid, trustedKey);
+    return { ...(await ledgerAgainst(this.deps.pool, snap, signed)), seq: signed.checkpoint.seq };
+  }
+
+  /** The audit entries (seq, hash) of the checkpointed snapshot `cid`, and the head its checkpoint signs. */
+  async auditCopy(
+    cid: string,
+    trustedKey: string,
+  ): Promise<{
+    seq: number;
+    head: { seq: bigint; hash: Buffer } | undefined;
+    entries: Array<{ seq: bigint; hash: Buffer }>;
+  }> {
+    const { signed, snap } = await this.checkpointFor(cid, trustedKey);
+    const entries = [...snap.rows('audit_log')].map((r) => ({
+      seq: BigInt(r[0] as number),
+      hash: Buffer.from(r[7] as Uint8Array),
+    }));
+    const h = signed.checkpoint.auditHead;
+    return {
+      seq: signed.checkpoint.seq,
+      head: h ? { seq: BigInt(h.seq), hash: Buffer.from(h.hash, 'hex') } : undefined,
+      entries,
+    };
+  }
+
+  /** `verify-chain`: every checkpoint from the first (or `trusted`) and its snapshot; witnesses must agree. */
+  async verifyChain(o: {
+    trustedKey: string;
+    trusted?: string;
+    witnesses?: string[];
+    onProgress?: ProgressFn;
+  }): Promise<ChainReport> {
+    const witnesses = [];
+    for (const dir of o.witnesses ?? []) witnesses.push({ dir, log: await readCheckpointLog(dir) });
+    return verifyChain({
+      log: await this.readCheckpoints(),
+      trustedKey: o.trustedKey,
+      trusted: o.trusted,
+      witnesses,
+      fetch: (cid) => this.deps.target.get(carKey(cid)),
+      onProgress: o.onProgress,
+    });
   }
 
   /** The archived bytes of a snapshot, or not_found. */
