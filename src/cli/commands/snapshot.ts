@@ -1,7 +1,7 @@
 // `rty snapshot create|list|verify|roots|prove|verify-proof|restore|freeze`: the archive of the authoritative state.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import { AppError } from '../../platform/errors.js';
 import { systemClock } from '../../platform/clock.js';
 import { createPgPool } from '../../stores/postgres/pool.js';
@@ -14,7 +14,7 @@ import {
   restoreSnapshot,
   sortedSetOnlineNodes,
   SnapshotReader,
-  verifySnapshot,
+  verifySnapshotFile,
   type OnlineNodesSource,
   type VerifyReport,
 } from '../../modules/snapshots/index.js';
@@ -38,12 +38,12 @@ async function pinned(
   s: ArchiveServices,
   ref: string,
   cid: string | undefined,
-): Promise<{ cid: string; bytes: Uint8Array; isFile: boolean }> {
+): Promise<{ cid: string; bytes: Uint8Array | undefined; path?: string; isFile: boolean }> {
   if (!existsSync(ref)) {
     if (cid !== undefined && cid !== ref)
       throw new AppError('invalid_request', `--cid ${cid} differs from the CID given (${ref})`);
     SnapshotReader.parseCid(ref);
-    return { cid: ref, bytes: await s.snapshots.fetch(ref), isFile: false };
+    return { cid: ref, bytes: undefined, isFile: false };
   }
   const named = /^(?:freeze-)?([A-Za-z0-9]+)\.car$/.exec(basename(ref))?.[1];
   const expected = cid ?? named;
@@ -53,7 +53,7 @@ async function pinned(
       `${ref}: give the snapshot's CID with --cid <cid> (a file is only trusted against a pinned CID)`,
     );
   SnapshotReader.parseCid(expected);
-  return { cid: expected, bytes: await readFile(ref), isFile: true };
+  return { cid: expected, bytes: undefined, path: ref, isFile: true };
 }
 
 export async function runSnapshotCreate(ctx: CliContext): Promise<number> {
@@ -97,7 +97,7 @@ export async function runSnapshotVerify(
       const report =
         !p.isFile && !previous
           ? await s.snapshots.verifyStored(p.cid, (x) => progress.update(x))
-          : await verifySnapshot(p.bytes, {
+          : await verifySnapshotFile(p.path ?? join(ctx.config.ARCHIVE_DIR, `${p.cid}.car`), {
               expectedCid: p.cid,
               onProgress: (x) => progress.update(x),
               loadPrevious: async (cid) => previous ?? s.target.get(`${cid}.car`),
@@ -117,7 +117,8 @@ export async function runSnapshotRoots(
   return withArchive(ctx, (s) =>
     archiveExit(ctx, async () => {
       const p = await pinned(s, ref, opts.cid);
-      const { report } = await s.snapshots.openVerified(p.cid, undefined, p.bytes);
+      const bytes = p.path ? await readFile(p.path) : undefined;
+      const { report } = await s.snapshots.openVerified(p.cid, undefined, bytes);
       for (const x of report.sections) ctx.out(`${x.name}\t${x.count}\t${report.roots[x.name]}`);
       ctx.out(
         `snapshot ${report.cid} seq ${report.seq ?? '-'}: ${report.sections.length} section roots (verified)`,
@@ -142,7 +143,7 @@ export async function runSnapshotProve(
       const proof = await s.snapshots.prove(
         p.cid,
         opts.namespace ? { namespaceId: opts.namespace } : { rollupKey: opts.rollup!.split(',') },
-        p.bytes,
+        p.path ? await readFile(p.path) : undefined,
       );
       ctx.out(JSON.stringify(proof, null, 2));
       return EXIT.ok;

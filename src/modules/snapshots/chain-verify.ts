@@ -17,7 +17,8 @@ export interface ChainReport {
 export interface ChainOptions {
   log: SignedCheckpoint[];
   trustedKey: string;
-  fetch: (cid: string) => Promise<Uint8Array | undefined>;
+  /** The snapshot by CID: its bytes, or a reader over its file (bounded memory); undefined when missing. */
+  fetch: (cid: string) => Promise<Uint8Array | SnapshotReader | undefined>;
   /** Start at this checkpoint (its hash), trusted as given: what came before it is not re-checked. */
   trusted?: string;
   witnesses?: Array<{ dir: string; log: SignedCheckpoint[] }>;
@@ -70,19 +71,22 @@ export async function verifyChain(o: ChainOptions): Promise<ChainReport> {
           `${where} names predecessor ${c.prev}, the checkpoint before names ${prev?.s.checkpoint.cid ?? 'none'}`,
         );
     }
-    const bytes = await o.fetch(c.cid);
-    if (!bytes)
+    const source = await o.fetch(c.cid);
+    if (!source)
       throw new AppError('not_found', `${where}: the snapshot is missing from the archive`, {
         missing: c.cid,
       });
-    const snap = await SnapshotReader.open(bytes, c.cid);
+    const snap =
+      source instanceof SnapshotReader
+        ? await SnapshotReader.fromSource(source.car, c.cid)
+        : await SnapshotReader.open(source, c.cid);
     // The link to the predecessor was checked above through the checkpoints (both signed); the predecessor's own
     // file was verified in the previous step.
     const report = await verifyOpened(snap, {
       expectedCid: c.cid,
       linkChecked: true,
       onProgress: o.onProgress,
-    });
+    }).finally(() => snap.close());
     const diff = checkAgainstReport(s, report);
     if (diff) throw new AppError('integrity_failed', `${where}: ${diff}`);
     prev = { s, hash: checkpointHash(c) };

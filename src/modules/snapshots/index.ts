@@ -15,6 +15,7 @@ export type { LedgerTotals } from './snapshot-deep.js';
 export type { SnapshotRecord } from './snapshots.repository.js';
 export {
   verifySnapshot,
+  verifySnapshotFile,
   type VerifyOptions,
   type VerifyReport,
   type VerifyProgress,

@@ -22,9 +22,12 @@ const IN_FLIGHT_MS = 60_000;
 const MAX_PROBLEMS = 20;
 const spec = (n: string) => snapshotSections.find((s) => s.name === n)!;
 
-function* snapshotItems(snap: SnapshotReader, name: string): Iterable<Uint8Array> {
-  const s = snap.section(name);
-  for (let i = 0; i < s.chunks.length; i += 1) yield* snap.chunkItems(s, i);
+async function snapshotItems(snap: SnapshotReader, name: string): Promise<Uint8Array[]> {
+  // The entries of one snapshot, as bytes (the comparison walks them beside a cursor over the live rows).
+  const s = await snap.section(name);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < s.chunks.length; i += 1) out.push(...(await snap.chunkItems(s, i)));
+  return out;
 }
 
 async function* liveRows(tx: PoolClient, t: TableSpec): AsyncIterable<unknown[]> {
@@ -46,7 +49,7 @@ export async function ledgerAgainst(
       const problems: string[] = [];
       const add = (p: string) => problems.length < MAX_PROBLEMS && problems.push(p);
       // 1. The checkpointed entries, in id order, against the live rows with those ids.
-      const want = snapshotItems(snap, 'ledger_entries')[Symbol.iterator]();
+      const want = (await snapshotItems(snap, 'ledger_entries'))[Symbol.iterator]();
       let checkpointed = 0;
       let next = want.next();
       for await (const got of tableRows(tx, spec('ledger_entries'), 'where id <= $1', [lastId.toString()])) {

@@ -41,16 +41,16 @@ const readable = (v: unknown): unknown =>
         : v;
 
 /** Proof for the first row of `section` whose decoded values satisfy `match`. */
-export function buildProof(
+export async function buildProof(
   snap: SnapshotReader,
   section: string,
   match: (row: unknown[]) => boolean,
-): InclusionProof {
-  const s = snap.section(section);
+): Promise<InclusionProof> {
+  const s = await snap.section(section);
   const leaves = new LeafHashes();
   let found: { index: number; leaf: Uint8Array } | undefined;
   for (let i = 0; i < s.chunks.length; i += 1) {
-    for (const item of snap.chunkItems(s, i)) {
+    for (const item of await snap.chunkItems(s, i)) {
       if (!found && match(dagCbor.decode(item) as unknown[])) found = { index: leaves.size, leaf: item };
       leaves.addLeaf(item);
     }

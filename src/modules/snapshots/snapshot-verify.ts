@@ -4,7 +4,7 @@ import * as dagCbor from '@ipld/dag-cbor';
 import { AppError } from '../../platform/errors.js';
 import { ChainVerifier, type AuditEntry, type JsonValue } from '../audit/index.js';
 import { firstText } from './cbor-items.js';
-import { LeafHashes, leafHash, merkleRoot } from './merkle.js';
+import { LeafHashes, StreamingMerkle, leafHash, merkleRoot } from './merkle.js';
 import { SnapshotReader } from './snapshot-reader.js';
 import { DeepChecker, deepSections, type LedgerTotals } from './snapshot-deep.js';
 
@@ -19,7 +19,7 @@ export interface VerifyOptions {
   /** The CID the file must have (its root); a file with another root is refused. */
   expectedCid?: string;
   /** The predecessor's CAR by CID (e.g. from the archive); undefined (not at hand) fails the verify as missing. */
-  loadPrevious?: (cid: string) => Promise<Uint8Array | undefined>;
+  loadPrevious?: (cid: string) => Promise<Uint8Array | SnapshotReader | undefined>;
   onProgress?: (p: VerifyProgress) => void | Promise<void>;
   /** The caller checked the link to the predecessor itself (e.g. through signed checkpoints): do not load it. */
   linkChecked?: boolean;
@@ -52,6 +52,20 @@ export async function verifySnapshot(bytes: Uint8Array, opts: VerifyOptions = {}
   return verifyOpened(await SnapshotReader.open(bytes, opts.expectedCid), opts);
 }
 
+/**
+ * Streams a CAR file: one indexing pass checks every block in file order, then sections are walked block by block.
+ * Memory is bounded by one chunk, the block index, O(log n) Merkle state, per-namespace/node sums and the (small)
+ * rollup and audit sections, not by the file size.
+ */
+export async function verifySnapshotFile(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const snap = await SnapshotReader.openFile(path, opts.expectedCid);
+  try {
+    return await verifyOpened(snap, opts);
+  } finally {
+    await snap.close();
+  }
+}
+
 export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const m = snap.manifest;
   if (opts.expectedCid !== undefined && snap.cid !== opts.expectedCid)
@@ -67,16 +81,17 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
   const deep = new DeepChecker();
   const names = snap.sectionNames();
   for (const [si, name] of names.entries()) {
-    const s = snap.section(name);
+    const s = await snap.section(name);
     if (!Buffer.from(s.root).equals(Buffer.from(m.roots[name]!)))
       throw fail(`section ${name}: root in its block differs from the manifest`);
-    const leaves = new LeafHashes();
+    // O(log n) per section: a 1 GB CAR's millions of leaves are never held at once.
+    const leaves = new StreamingMerkle();
     const keep: unknown[][] | undefined = decodedSections.has(name) ? [] : undefined;
     const isDeep = deepSections.has(name);
     const byDay = rollupSections.has(name) ? new Map<string, LeafHashes>() : undefined;
     if (byDay) rollupLeaves.set(name, byDay);
     for (let i = 0; i < s.chunks.length; i += 1) {
-      for (const item of snap.chunkItems(s, i)) {
+      for (const item of await snap.chunkItems(s, i)) {
         const h = leafHash(item);
         leaves.addHash(h);
         if (keep || isDeep) {
@@ -95,10 +110,9 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
         await opts.onProgress?.({ stage: 'verify', done: si, total: names.length, detail: name });
     }
     if (leaves.size !== s.count) throw fail(`section ${name}: ${leaves.size} rows, block says ${s.count}`);
-    if (!merkleRoot(leaves).equals(Buffer.from(s.root)))
-      throw fail(
-        `section ${name}: Merkle root ${merkleRoot(leaves).toString('hex')} differs from ${hex(s.root)}`,
-      );
+    const root = leaves.root();
+    if (!root.equals(Buffer.from(s.root)))
+      throw fail(`section ${name}: Merkle root ${root.toString('hex')} differs from ${hex(s.root)}`);
     if (keep) decoded.set(name, keep);
     sections.push({ name, count: s.count });
   }
@@ -113,7 +127,7 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
     seq: m.seq,
     prev: m.prev?.toString() ?? null,
     createdAt: m.createdAt,
-    blocks: snap.car.blocks.size,
+    blocks: snap.car.blockCount,
     bytes: snap.car.totalBytes,
     sections,
     periods,
@@ -188,15 +202,16 @@ async function checkChain(snap: SnapshotReader, opts: VerifyOptions): Promise<Ve
   }
   if (!m.prev) throw new AppError('chain_broken', `snapshot ${snap.cid} (seq ${m.seq}) names no predecessor`);
   if (opts.linkChecked) return 'checked';
-  const prevBytes = await opts.loadPrevious?.(m.prev.toString());
+  const prevSource = await opts.loadPrevious?.(m.prev.toString());
   // An unchecked link is not a checked one: a missing predecessor fails (exit "missing"), it does not pass.
-  if (!prevBytes)
+  if (!prevSource)
     throw new AppError(
       'not_found',
       `snapshot ${snap.cid} (seq ${m.seq}) names predecessor ${m.prev}, which is missing; the chain cannot be checked`,
       { missing: m.prev.toString() },
     );
-  const prev = await SnapshotReader.open(prevBytes);
+  const prev = prevSource instanceof SnapshotReader ? prevSource : await SnapshotReader.open(prevSource);
+  await prev.close();
   if (prev.cid !== m.prev.toString())
     throw new AppError(
       'chain_broken',

@@ -31,7 +31,12 @@ import {
 import { readCheckpointLog, type CheckpointLog } from './checkpoint-log.js';
 import { checkAgainstReport, verifyChain, type ChainReport } from './chain-verify.js';
 import { ledgerAgainst, type LedgerAnchorResult } from './ledger-anchor.js';
-import { verifyOpened, type VerifyProgress, type VerifyReport } from './snapshot-verify.js';
+import {
+  verifyOpened,
+  verifySnapshotFile,
+  type VerifyProgress,
+  type VerifyReport,
+} from './snapshot-verify.js';
 import { snapshotSections } from './sections.js';
 import { SnapshotsRepository, type SnapshotRecord } from './snapshots.repository.js';
 
@@ -43,14 +48,14 @@ export type ArchiveCover =
   | { reason: string };
 
 /** Rolled-up days and job rollup totals of [from, to) as the snapshot holds them. */
-function rollupTotalsIn(snap: SnapshotReader, from: string, to: string) {
+async function rollupTotalsIn(snap: SnapshotReader, from: string, to: string) {
   let days = 0;
-  for (const p of snap.rows('rollup_periods'))
+  for await (const p of snap.rows('rollup_periods'))
     if ((p[0] as string) >= from && (p[0] as string) < to) days += 1;
   let jobs = 0n;
   let tokens = 0n;
   let credits = 0n;
-  for (const r of snap.rows('job_rollups')) {
+  for await (const r of snap.rows('job_rollups')) {
     const day = r[0] as string;
     if (day < from || day >= to) continue;
     jobs += BigInt(r[5] as number);
@@ -162,7 +167,7 @@ export class SnapshotsService {
     try {
       await progress({ stage: 'archived', done: 1, total: 1, detail: stored.location });
       // Verify the archived copy, pinned to the CID just built: what is recorded is what can be read back.
-      report = await this.verifyBytes(await this.fetch(built.cid), built.cid, opts.onProgress);
+      report = await this.verifyArchived(built.cid, opts.onProgress);
       const m = built.manifest;
       record = {
         seq: m.seq!,
@@ -269,10 +274,9 @@ export class SnapshotsService {
     entries: Array<{ seq: bigint; hash: Buffer }>;
   }> {
     const { signed, snap } = await this.checkpointFor(cid, trustedKey);
-    const entries = [...snap.rows('audit_log')].map((r) => ({
-      seq: BigInt(r[0] as number),
-      hash: Buffer.from(r[7] as Uint8Array),
-    }));
+    const entries: Array<{ seq: bigint; hash: Buffer }> = [];
+    for await (const r of snap.rows('audit_log'))
+      entries.push({ seq: BigInt(r[0] as number), hash: Buffer.from(r[7] as Uint8Array) });
     const h = signed.checkpoint.auditHead;
     return {
       seq: signed.checkpoint.seq,
@@ -295,7 +299,7 @@ export class SnapshotsService {
       trustedKey: o.trustedKey,
       trusted: o.trusted,
       witnesses,
-      fetch: (cid) => this.deps.target.get(carKey(cid)),
+      fetch: (cid) => this.source(cid),
       onProgress: o.onProgress,
     });
   }
@@ -308,12 +312,28 @@ export class SnapshotsService {
     return bytes;
   }
 
+  /** An archived snapshot as a streaming reader over its file when the target has one, else its bytes. */
+  private async source(cid: string): Promise<SnapshotReader | Uint8Array | undefined> {
+    const path = await this.deps.target.localPath?.(carKey(cid));
+    if (path) return SnapshotReader.openFile(path);
+    return this.deps.target.get(carKey(cid));
+  }
+
+  /** Verifies an archived snapshot pinned to `cid`, streaming its file (bounded memory) when it is local. */
+  async verifyArchived(cid: string, onProgress?: ProgressFn): Promise<VerifyReport> {
+    SnapshotReader.parseCid(cid);
+    const path = await this.deps.target.localPath?.(carKey(cid));
+    const opts = { expectedCid: cid, onProgress, loadPrevious: (prev: string) => this.source(prev) };
+    if (path) return verifySnapshotFile(path, opts);
+    return this.verifyBytes(await this.fetch(cid), cid, onProgress);
+  }
+
   /** Verifies bytes pinned to `cid`, offline; the predecessor is looked up in the archive (missing = failure). */
   async verifyBytes(bytes: Uint8Array, cid: string, onProgress?: ProgressFn): Promise<VerifyReport> {
     return verifyOpened(await SnapshotReader.open(bytes, cid), {
       expectedCid: cid,
       onProgress,
-      loadPrevious: (prev) => this.deps.target.get(carKey(prev)),
+      loadPrevious: (prev) => this.source(prev),
     });
   }
 
@@ -327,14 +347,14 @@ export class SnapshotsService {
     const report = await verifyOpened(snap, {
       expectedCid: cid,
       onProgress,
-      loadPrevious: (prev) => this.deps.target.get(carKey(prev)),
+      loadPrevious: (prev) => this.source(prev),
     });
     return { snap, report };
   }
 
   /** Verifies an archived snapshot pinned to its CID and against its record; marks it verified only when it passed. */
   async verifyStored(cid: string, onProgress?: ProgressFn): Promise<VerifyReport> {
-    const { report } = await this.openVerified(cid, onProgress);
+    const report = await this.verifyArchived(cid, onProgress);
     const rec = await this.repo.byCid(this.deps.pool, cid);
     if (rec) {
       if (rec.prevCid !== report.prev || rec.seq !== report.seq)
@@ -366,7 +386,7 @@ export class SnapshotsService {
         reason: `snapshot ${rec.cid} does not verify against its pinned CID: ${(err as Error).message}`,
       };
     }
-    return { cid: rec.cid, ...rollupTotalsIn(snap, fromDay, toDayExclusive) };
+    return { cid: rec.cid, ...(await rollupTotalsIn(snap, fromDay, toDayExclusive)) };
   }
 
   /** The audit head the newest snapshot recorded (anchors `audit verify` against a truncated tail). */
