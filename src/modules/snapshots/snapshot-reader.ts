@@ -45,15 +45,20 @@ export class SnapshotReader {
   }
 
   static async fromSource(car: BlockSource, expectedCid?: string): Promise<SnapshotReader> {
-    if (expectedCid !== undefined && car.root.toString() !== expectedCid)
-      throw new AppError(
-        'integrity_failed',
-        `the file's root is ${car.root}, not the pinned snapshot ${expectedCid}: refused`,
-        { expected: expectedCid, actual: car.root.toString() },
-      );
     const reader = new SnapshotReader(car, undefined as unknown as Manifest);
-    const manifest = parseManifest(await reader.block(car.root, 'the manifest'));
-    return new SnapshotReader(car, manifest);
+    try {
+      if (expectedCid !== undefined && car.root.toString() !== expectedCid)
+        throw new AppError(
+          'integrity_failed',
+          `the file's root is ${car.root}, not the pinned snapshot ${expectedCid}: refused`,
+          { expected: expectedCid, actual: car.root.toString() },
+        );
+      const manifest = parseManifest(await reader.block(car.root, 'the manifest'));
+      return new SnapshotReader(car, manifest);
+    } catch (err) {
+      await reader.close();
+      throw err;
+    }
   }
 
   static parseCid(text: string): CID {
