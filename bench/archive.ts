@@ -1,5 +1,6 @@
 // `npm run bench -- archive`: rollup of 1,000,000 job rows, snapshot of 100,000 namespaces and 1,000,000 ledger
-// entries, verify of that snapshot; beside them the raw sequential read rate of the same rows, in the same run.
+// entries, verify of that snapshot, a streaming verify of a >= 500 MB CAR with its peak RSS; beside them the raw
+// sequential read rate of the same rows, in the same run.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createLogger } from '../src/platform/logger.js';
@@ -17,12 +18,15 @@ import { createNamespacesBulk } from '../test/factories.js';
 import { insertJobs, insertTopups } from '../test/archive-factories.js';
 import { tempArchiveDir } from '../test/archive-harness.js';
 import { benchLine, round } from './stats.js';
+import { benchStreamingVerify } from './archive-verify.js';
 
 const JOBS = Number(process.env.BENCH_ARCHIVE_JOBS ?? 1_000_000);
 const NAMESPACES = Number(process.env.BENCH_ARCHIVE_NAMESPACES ?? 100_000);
 const LEDGER = Number(process.env.BENCH_ARCHIVE_LEDGER ?? 1_000_000);
 /** Jobs come from this many namespaces (busy tenants); every namespace has ledger activity. */
 const JOB_NAMESPACES = 200;
+/** Size of the CAR the streaming verify reads (the issue asks for ≥ 500 MB). */
+const VERIFY_MB = Number(process.env.BENCH_ARCHIVE_VERIFY_MB ?? 500);
 
 const secondsSince = (t0: number) => (performance.now() - t0) / 1000;
 const say = (line: string) => console.log(line);
@@ -132,7 +136,10 @@ export async function main(): Promise<void> {
 
     const bytes = await readFile(`${archive.dir}/${carKey(snap.record.cid)}`);
     t0 = performance.now();
-    const report = await verifySnapshot(bytes);
+    const report = await verifySnapshot(bytes, {
+      expectedCid: snap.record.cid,
+      loadPrevious: async () => undefined,
+    });
     const verifyS = secondsSince(t0);
     const verifyMbPerS = bytes.length / 1048576 / verifyS;
     t0 = performance.now();
@@ -152,12 +159,20 @@ export async function main(): Promise<void> {
       `verify: ${report.blocks} blocks, ${round(bytes.length / 1048576, 1)} MB in ${round(verifyS, 2)} s = ${round(verifyMbPerS, 1)} MB/s (target >= 50)`,
     );
 
+    // Streaming verify of a large CAR in a child process (its peak RSS is the figure), written without the database.
+    const large = await benchStreamingVerify(VERIFY_MB);
+    say(
+      `verify (streaming, pinned by CID, child process): ${round(large.mb, 1)} MB in ${round(large.verifyS, 2)} s = ` +
+        `${round(large.verifyMbPerS, 1)} MB/s (target >= 50), peak RSS ${large.verifyRssMb} MB (target <= 150); file written in ${round(large.writeS, 1)} s`,
+    );
     say(
       benchLine('archive', {
         rollup_rows_per_s: Math.round(rollupRowsPerS),
         raw_read_rows_per_s: Math.round(rawReadRowsPerS),
         snapshot_s: round(snapshotS, 1),
-        verify_mb_per_s: round(verifyMbPerS, 1),
+        verify_mem_mb_per_s: round(verifyMbPerS, 1),
+        verify_mb_per_s: round(large.verifyMbPerS, 1),
+        verify_rss_mb: large.verifyRssMb,
       }),
     );
   } finally {

@@ -12,6 +12,8 @@ import {
   runSnapshotList,
   runSnapshotProve,
   runSnapshotRestore,
+  runSnapshotRoots,
+  runSnapshotVerifyChain,
   runSnapshotVerify,
   runSnapshotVerifyProof,
 } from './commands/snapshot.js';
@@ -29,6 +31,8 @@ import { runDemo } from './commands/demo.js';
 import { ALL_ROLES, runServe } from './commands/serve.js';
 import { intFlag } from './flags.js';
 import { runSim, type SimCliOptions } from './commands/sim.js';
+
+const collectList = (v: string, prev: string[] = []) => [...prev, v];
 
 export function buildProgram(ctx: CliContext, setExit: (code: number) => void): Command {
   const program = new Command('rty')
@@ -53,13 +57,17 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
   ledger
     .command('verify')
     .description('recompute all balances from entries and report mismatches')
-    .action(async () => setExit(await runLedgerVerify(ctx)));
+    .option('--against <cid>', 'also reconcile with this snapshot under its signed checkpoint')
+    .option('--key <hex>', 'the network public key checkpoints must be signed by (default: this network)')
+    .action(async (o: { against?: string; key?: string }) => setExit(await runLedgerVerify(ctx, o)));
 
   const audit = program.command('audit').description('the hash-chained admin and config history');
   audit
     .command('verify')
     .description('check the chain; names each removed, altered or reordered entry')
-    .action(async () => setExit(await runAuditVerify(ctx)));
+    .option('--against <cid>', 'compare every entry with this snapshot under its signed checkpoint')
+    .option('--key <hex>', 'the network public key checkpoints must be signed by (default: this network)')
+    .action(async (o: { against?: string; key?: string }) => setExit(await runAuditVerify(ctx, o)));
 
   const rollup = program.command('rollup').description('hashed daily aggregates of jobs and ledger activity');
   rollup
@@ -91,20 +99,47 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
       'offline: every block hash, Merkle root, period hash, the audit chain, and the link to the predecessor',
     )
     .option('--previous <file>', "the predecessor's CAR (default: looked up in the archive)")
-    .action(async (ref: string, o: { previous?: string }) => setExit(await runSnapshotVerify(ctx, ref, o)));
+    .option('--cid <cid>', 'the CID the file must have (default: its <cid>.car name)')
+    .action(async (ref: string, o: { previous?: string; cid?: string }) =>
+      setExit(await runSnapshotVerify(ctx, ref, o)),
+    );
+  snapshot
+    .command('verify-chain')
+    .description(
+      'every signed checkpoint from the first (or --trusted) and its snapshot; witnesses; consistency',
+    )
+    .option('--key <hex>', 'the network public key checkpoints must be signed by (default: this network)')
+    .option('--trusted <hash>', 'start at this checkpoint (its hash), trusted as given')
+    .option(
+      '--witness <dir>',
+      'a witness directory whose log must be a prefix of the archive log (repeatable)',
+      collectList,
+    )
+    .option('--consistency <hashes...>', 'check that checkpoint <newer> contains <older> (two hashes)')
+    .action(async (o: { key?: string; trusted?: string; witness?: string[]; consistency?: string[] }) =>
+      setExit(await runSnapshotVerifyChain(ctx, o)),
+    );
+  snapshot
+    .command('roots <fileOrCid>')
+    .description('verify a snapshot pinned by CID and print each section: rows and Merkle root')
+    .option('--cid <cid>', 'the CID the file must have (default: its <cid>.car name)')
+    .action(async (ref: string, o: { cid?: string }) => setExit(await runSnapshotRoots(ctx, ref, o)));
   snapshot
     .command('prove <fileOrCid>')
     .description('inclusion proof of one balance (--namespace) or one rollup row (--rollup)')
     .option('--namespace <id>', 'namespace id')
     .option('--rollup <key>', 'day,namespace,model,node,status (a prefix matches the first such row)')
-    .action(async (ref: string, o: { namespace?: string; rollup?: string }) =>
+    .option('--cid <cid>', 'the CID the file must have (default: its <cid>.car name)')
+    .action(async (ref: string, o: { namespace?: string; rollup?: string; cid?: string }) =>
       setExit(await runSnapshotProve(ctx, ref, o)),
     );
   snapshot
     .command('verify-proof <proofFile>')
-    .description('check an inclusion proof against a Merkle root alone')
-    .option('--root <hex>', 'the trusted root (default: the root inside the proof)')
-    .action(async (file: string, o: { root?: string }) =>
+    .description('check an inclusion proof against a pinned snapshot (--cid) or a trusted root (--root)')
+    .option('--cid <cid>', 'the snapshot whose section root is trusted (verified from the archive or --car)')
+    .option('--car <file>', 'the CAR of --cid (default: the archive)')
+    .option('--root <hex>', 'a trusted Merkle root (hex)')
+    .action(async (file: string, o: { root?: string; cid?: string; car?: string }) =>
       setExit(await runSnapshotVerifyProof(ctx, file, o)),
     );
   snapshot
@@ -112,7 +147,8 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .description('launch a network database from a snapshot: verify, migrate, load (target must be empty)')
     .requiredOption('--database <url>', 'PostgreSQL URL of the new database')
     .option('--schema <name>', 'schema to restore into', 'public')
-    .action(async (file: string, o: { database: string; schema: string }) =>
+    .option('--cid <cid>', 'the CID the file must have (default: its <cid>.car name)')
+    .action(async (file: string, o: { database: string; schema: string; cid?: string }) =>
       setExit(await runSnapshotRestore(ctx, file, o)),
     );
   snapshot

@@ -85,6 +85,8 @@ export const configSchema = z.object({
   // --- Archive: rollups, snapshots, audit (issue 7) ---
   /** Cold-storage directory for snapshot CAR files (the default archive target). */
   ARCHIVE_DIR: z.string().min(1).default('./var/archive'),
+  /** Comma-separated witness directories that mirror the signed checkpoint log (besides ARCHIVE_DIR). */
+  SNAPSHOT_WITNESS_DIRS: z.string().default(''),
   /** Finished jobs stay as detail rows this long before they are rolled up (and become prunable). */
   ROLLUP_DETAIL_WINDOW_DAYS: intFrom(7, 1),
   ROLLUP_INTERVAL_MS: intFrom(10 * 60 * 1000, 1000),

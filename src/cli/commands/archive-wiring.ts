@@ -3,7 +3,12 @@ import { systemClock } from '../../platform/clock.js';
 import { createPgPool, type Pool } from '../../stores/postgres/pool.js';
 import { AuditService } from '../../modules/audit/index.js';
 import { RollupsService } from '../../modules/rollups/index.js';
-import { DirectoryTarget, SnapshotsService } from '../../modules/snapshots/index.js';
+import {
+  CheckpointLog,
+  CheckpointSigner,
+  DirectoryTarget,
+  SnapshotsService,
+} from '../../modules/snapshots/index.js';
 import type { CliContext } from '../context.js';
 
 export interface ArchiveServices {
@@ -31,6 +36,11 @@ export async function withArchive<T>(ctx: CliContext, fn: (s: ArchiveServices) =
     audit,
     target,
     limits: { rows: config.SNAPSHOT_CHUNK_ROWS, bytes: config.SNAPSHOT_CHUNK_MAX_BYTES },
+    // The network key that signs config versions signs checkpoints too; the log lives beside the CARs.
+    checkpoints: {
+      signer: new CheckpointSigner(config.NETWORK_SIGNING_KEY),
+      log: new CheckpointLog(config.ARCHIVE_DIR, witnessDirs(config.SNAPSHOT_WITNESS_DIRS)),
+    },
   });
   const rollups = new RollupsService({
     pool,
@@ -48,3 +58,9 @@ export async function withArchive<T>(ctx: CliContext, fn: (s: ArchiveServices) =
     await pool.end();
   }
 }
+
+export const witnessDirs = (list: string): string[] =>
+  list
+    .split(',')
+    .map((d) => d.trim())
+    .filter((d) => d.length > 0);

@@ -3,6 +3,7 @@
 import type { CliContext } from '../context.js';
 import { createProgress } from '../progress.js';
 import { withArchive } from './archive-wiring.js';
+import { EXIT } from './archive-exit.js';
 
 export async function runRollup(ctx: CliContext, opts: { through?: string }): Promise<number> {
   return withArchive(ctx, async ({ rollups }) => {
@@ -35,7 +36,7 @@ export async function runRollupPrune(ctx: CliContext): Promise<number> {
   return withArchive(ctx, async ({ rollups, snapshots }) => {
     const progress = createProgress('prune');
     const r = await rollups.prunePartitions(
-      (f, t) => snapshots.findVerifiedCovering(f, t),
+      (f, t) => snapshots.coverForPrune(f, t),
       (p) => progress.update(p),
     );
     progress.finish();
@@ -45,6 +46,9 @@ export async function runRollupPrune(ctx: CliContext): Promise<number> {
       );
     for (const k of r.kept) ctx.out(`kept ${k.partition}: ${k.reason}`);
     ctx.out(`prune: ${r.pruned.length} partition(s) dropped, ${r.kept.length} kept`);
-    return 0;
+    // A partition kept because its archive copy failed verification is a tampered archive, not a routine keep.
+    return r.kept.some((k) => k.reason.includes('does not verify against its pinned CID'))
+      ? EXIT.tampered
+      : 0;
   });
 }

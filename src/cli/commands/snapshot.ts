@@ -1,22 +1,27 @@
-// `rty snapshot create|list|verify|prove|verify-proof|restore|freeze`: the archive of the authoritative state.
+// `rty snapshot create|list|verify|roots|prove|verify-proof|restore|freeze`: the archive of the authoritative state.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { AppError } from '../../platform/errors.js';
 import { systemClock } from '../../platform/clock.js';
 import { createPgPool } from '../../stores/postgres/pool.js';
 import { createRedis } from '../../stores/redis/client.js';
 import { RedisKeys, liveSuffix } from '../../stores/redis/keys.js';
 import {
+  checkConsistency,
   checkProof,
   freezeNetwork,
   restoreSnapshot,
   sortedSetOnlineNodes,
-  verifySnapshot,
+  SnapshotReader,
+  verifySnapshotFile,
   type OnlineNodesSource,
   type VerifyReport,
 } from '../../modules/snapshots/index.js';
 import type { CliContext } from '../context.js';
 import { createProgress } from '../progress.js';
 import { withArchive, type ArchiveServices } from './archive-wiring.js';
+import { archiveExit, EXIT } from './archive-exit.js';
 
 const mb = (n: number) => (n / 1024 / 1024).toFixed(2);
 
@@ -24,28 +29,48 @@ function printReport(ctx: CliContext, r: VerifyReport, secs: number): void {
   for (const s of r.sections) ctx.out(`  ${s.name}: ${s.count} rows`);
   ctx.out(
     `snapshot ${r.cid} OK: ${r.kind} seq ${r.seq ?? '-'}, ${r.blocks} blocks, ${mb(r.bytes)} MB, ${r.periods} rollup periods, ` +
-      `${r.auditEntries} audit entries, chain ${r.chain}${r.prev ? ` (prev ${r.prev})` : ''}; ${secs.toFixed(2)}s, ${(r.bytes / 1048576 / secs).toFixed(1)} MB/s`,
+      `${r.auditEntries} audit entries, balances equal their entries, chain ${r.chain}${r.prev ? ` (prev ${r.prev})` : ''}; ${secs.toFixed(2)}s, ${(r.bytes / 1048576 / secs).toFixed(1)} MB/s`,
   );
 }
 
-/** A path to a CAR file, or a CID looked up in the archive. */
-async function load(s: ArchiveServices, ref: string): Promise<Uint8Array> {
-  return existsSync(ref) ? readFile(ref) : s.snapshots.fetch(ref);
+/** The CID a file must have: given with --cid, else its `<cid>.car` name; a bare CID is looked up in the archive. */
+async function pinned(
+  s: ArchiveServices,
+  ref: string,
+  cid: string | undefined,
+): Promise<{ cid: string; bytes: Uint8Array | undefined; path?: string; isFile: boolean }> {
+  if (!existsSync(ref)) {
+    if (cid !== undefined && cid !== ref)
+      throw new AppError('invalid_request', `--cid ${cid} differs from the CID given (${ref})`);
+    SnapshotReader.parseCid(ref);
+    return { cid: ref, bytes: undefined, isFile: false };
+  }
+  const named = /^(?:freeze-)?([A-Za-z0-9]+)\.car$/.exec(basename(ref))?.[1];
+  const expected = cid ?? named;
+  if (!expected)
+    throw new AppError(
+      'invalid_request',
+      `${ref}: give the snapshot's CID with --cid <cid> (a file is only trusted against a pinned CID)`,
+    );
+  SnapshotReader.parseCid(expected);
+  return { cid: expected, bytes: undefined, path: ref, isFile: true };
 }
 
 export async function runSnapshotCreate(ctx: CliContext): Promise<number> {
-  return withArchive(ctx, async ({ snapshots }) => {
-    const progress = createProgress('snapshot');
-    const t0 = performance.now();
-    const r = await snapshots.create({ onProgress: (p) => progress.update(p) });
-    progress.finish();
-    for (const s of r.sections) ctx.out(`  ${s.name}: ${s.count} rows`);
-    ctx.out(
-      `snapshot ${r.record.seq} ${r.record.cid}: ${r.blocks} blocks, ${mb(Number(r.record.sizeBytes))} MB at ${r.record.location}, ` +
-        `prev ${r.record.prevCid ?? '-'}, verified; ${((performance.now() - t0) / 1000).toFixed(2)}s`,
-    );
-    return 0;
-  });
+  return withArchive(ctx, ({ snapshots }) =>
+    archiveExit(ctx, async () => {
+      const progress = createProgress('snapshot');
+      const t0 = performance.now();
+      const r = await snapshots.create({ onProgress: (p) => progress.update(p) });
+      progress.finish();
+      for (const s of r.sections) ctx.out(`  ${s.name}: ${s.count} rows`);
+      ctx.out(
+        `snapshot ${r.record.seq} ${r.record.cid}: ${r.blocks} blocks, ${mb(Number(r.record.sizeBytes))} MB at ${r.record.location}, ` +
+          `prev ${r.record.prevCid ?? '-'}, verified; ${((performance.now() - t0) / 1000).toFixed(2)}s`,
+      );
+      return 0;
+    }),
+  );
 }
 
 export async function runSnapshotList(ctx: CliContext): Promise<number> {
@@ -61,64 +86,120 @@ export async function runSnapshotList(ctx: CliContext): Promise<number> {
 export async function runSnapshotVerify(
   ctx: CliContext,
   ref: string,
-  opts: { previous?: string },
+  opts: { previous?: string; cid?: string },
 ): Promise<number> {
-  return withArchive(ctx, async (s) => {
-    const progress = createProgress('verify');
-    const t0 = performance.now();
-    const isFile = existsSync(ref);
-    const previous = opts.previous ? await readFile(opts.previous) : undefined;
-    const report =
-      !isFile && !previous
-        ? await s.snapshots.verifyStored(ref, (p) => progress.update(p))
-        : await verifySnapshot(await load(s, ref), {
-            onProgress: (p) => progress.update(p),
-            loadPrevious: async (cid) => previous ?? s.target.get(`${cid}.car`),
-          });
-    progress.finish();
-    printReport(ctx, report, (performance.now() - t0) / 1000);
-    return 0;
-  });
+  return withArchive(ctx, (s) =>
+    archiveExit(ctx, async () => {
+      const progress = createProgress('verify');
+      const t0 = performance.now();
+      const p = await pinned(s, ref, opts.cid);
+      const previous = opts.previous ? await readFile(opts.previous) : undefined;
+      const report =
+        !p.isFile && !previous
+          ? await s.snapshots.verifyStored(p.cid, (x) => progress.update(x))
+          : await verifySnapshotFile(p.path ?? join(ctx.config.ARCHIVE_DIR, `${p.cid}.car`), {
+              expectedCid: p.cid,
+              onProgress: (x) => progress.update(x),
+              loadPrevious: async (cid) => previous ?? s.target.get(`${cid}.car`),
+            });
+      progress.finish();
+      printReport(ctx, report, (performance.now() - t0) / 1000);
+      return EXIT.ok;
+    }),
+  );
+}
+
+export async function runSnapshotRoots(
+  ctx: CliContext,
+  ref: string,
+  opts: { cid?: string },
+): Promise<number> {
+  return withArchive(ctx, (s) =>
+    archiveExit(ctx, async () => {
+      const p = await pinned(s, ref, opts.cid);
+      const bytes = p.path ? await readFile(p.path) : undefined;
+      const { report } = await s.snapshots.openVerified(p.cid, undefined, bytes);
+      for (const x of report.sections) ctx.out(`${x.name}\t${x.count}\t${report.roots[x.name]}`);
+      ctx.out(
+        `snapshot ${report.cid} seq ${report.seq ?? '-'}: ${report.sections.length} section roots (verified)`,
+      );
+      return EXIT.ok;
+    }),
+  );
 }
 
 export async function runSnapshotProve(
   ctx: CliContext,
   ref: string,
-  opts: { namespace?: string; rollup?: string },
+  opts: { namespace?: string; rollup?: string; cid?: string },
 ): Promise<number> {
   if (!opts.namespace === !opts.rollup) {
     ctx.out('give exactly one of --namespace <id> or --rollup <day,namespace,model,node,status>');
-    return 2;
+    return EXIT.usage;
   }
-  return withArchive(ctx, async (s) => {
-    const bytes = await load(s, ref);
-    const proof = await s.snapshots.prove(
-      bytes,
-      opts.namespace ? { namespaceId: opts.namespace } : { rollupKey: opts.rollup!.split(',') },
-    );
-    ctx.out(JSON.stringify(proof, null, 2));
-    return 0;
-  });
+  return withArchive(ctx, (s) =>
+    archiveExit(ctx, async () => {
+      const p = await pinned(s, ref, opts.cid);
+      const proof = await s.snapshots.prove(
+        p.cid,
+        opts.namespace ? { namespaceId: opts.namespace } : { rollupKey: opts.rollup!.split(',') },
+        p.path ? await readFile(p.path) : undefined,
+      );
+      ctx.out(JSON.stringify(proof, null, 2));
+      return EXIT.ok;
+    }),
+  );
 }
 
+/** Checks a proof against a root the caller trusts: a pinned snapshot's section root (--cid), or --root. */
 export async function runSnapshotVerifyProof(
   ctx: CliContext,
   file: string,
-  opts: { root?: string },
+  opts: { root?: string; cid?: string; car?: string },
 ): Promise<number> {
-  const proof = JSON.parse(await readFile(file, 'utf8')) as unknown;
-  const r = checkProof(proof, opts.root);
-  ctx.out(
-    r.ok ? `proof OK against root ${opts.root ?? '(the proof’s own root)'}` : `proof INVALID: ${r.reason}`,
-  );
-  return r.ok ? 0 : 1;
+  if (!opts.root === !opts.cid) {
+    ctx.out(
+      'give exactly one of --cid <snapshot CID> or --root <hex>: a proof is never checked against its own root',
+    );
+    return EXIT.usage;
+  }
+  let proof: unknown;
+  try {
+    proof = JSON.parse(await readFile(file, 'utf8')) as unknown;
+  } catch (err) {
+    ctx.out(`usage: ${file} is not a readable JSON proof (${(err as Error).message})`);
+    return EXIT.usage;
+  }
+  const section = (proof as { section?: unknown }).section;
+  const trusted = opts.root
+    ? { root: opts.root, what: `root ${opts.root}` }
+    : await withArchive(ctx, (s) =>
+        archiveExit(ctx, async () => {
+          const bytes = opts.car ? await readFile(opts.car) : undefined;
+          const { report } = await s.snapshots.openVerified(opts.cid!, undefined, bytes);
+          const root = typeof section === 'string' ? report.roots[section] : undefined;
+          if (!root)
+            throw new AppError('invalid_request', `snapshot ${opts.cid} has no section ${String(section)}`);
+          return { root, what: `section ${section} of snapshot ${opts.cid} (root ${root})` };
+        }),
+      );
+  if (typeof trusted === 'number') return trusted;
+  const r = checkProof(proof, trusted.root);
+  ctx.out(r.ok ? `proof OK against ${trusted.what}` : `proof INVALID: ${r.reason}`);
+  return r.ok ? EXIT.ok : EXIT.tampered;
 }
 
 export async function runSnapshotRestore(
   ctx: CliContext,
   file: string,
-  opts: { database: string; schema: string },
+  opts: { database: string; schema: string; cid?: string },
 ): Promise<number> {
+  const named = /^([A-Za-z0-9]+)\.car$/.exec(basename(file))?.[1];
+  const cid = opts.cid ?? named;
+  if (!cid) {
+    ctx.out(`usage: ${file}: give the snapshot's CID with --cid <cid> (restore only trusts a pinned CID)`);
+    return EXIT.usage;
+  }
   const pool = createPgPool({
     url: opts.database,
     size: 2,
@@ -126,21 +207,22 @@ export async function runSnapshotRestore(
     applicationName: 'rty-restore',
   });
   try {
-    const progress = createProgress('restore');
-    const t0 = performance.now();
-    const r = await restoreSnapshot(
-      await readFile(file),
-      { pool, schema: opts.schema, log: ctx.log },
-      {
-        onProgress: (p) => progress.update(p),
-      },
-    );
-    progress.finish();
-    for (const x of r.rows) ctx.out(`  ${x.name}: ${x.count} rows`);
-    ctx.out(
-      `restored snapshot ${r.report.cid} (seq ${r.report.seq}) into schema ${opts.schema}; ${((performance.now() - t0) / 1000).toFixed(2)}s`,
-    );
-    return 0;
+    return await archiveExit(ctx, async () => {
+      SnapshotReader.parseCid(cid);
+      const progress = createProgress('restore');
+      const t0 = performance.now();
+      const r = await restoreSnapshot(
+        await readFile(file),
+        { pool, schema: opts.schema, log: ctx.log },
+        { expectedCid: cid, onProgress: (p) => progress.update(p) },
+      );
+      progress.finish();
+      for (const x of r.rows) ctx.out(`  ${x.name}: ${x.count} rows`);
+      ctx.out(
+        `restored snapshot ${r.report.cid} (seq ${r.report.seq}) into schema ${opts.schema}; ${((performance.now() - t0) / 1000).toFixed(2)}s`,
+      );
+      return EXIT.ok;
+    });
   } finally {
     await pool.end();
   }
@@ -193,4 +275,39 @@ function liveCellsOnline(
       return all.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
     },
   };
+}
+
+export async function runSnapshotVerifyChain(
+  ctx: CliContext,
+  opts: { key?: string; trusted?: string; witness?: string[]; consistency?: string[] },
+): Promise<number> {
+  return withArchive(ctx, (s) =>
+    archiveExit(ctx, async () => {
+      const key = opts.key ?? s.snapshots.networkKey!;
+      if (opts.consistency) {
+        if (opts.consistency.length !== 2)
+          throw new AppError('invalid_request', '--consistency takes two checkpoint hashes: <older> <newer>');
+        const [older, newer] = opts.consistency as [string, string];
+        const steps = checkConsistency(await s.snapshots.readCheckpoints(), key, older, newer);
+        ctx.out(`consistent: checkpoint ${newer} contains ${older} (${steps} signed links back)`);
+        return EXIT.ok;
+      }
+      const progress = createProgress('verify-chain');
+      const r = await s.snapshots.verifyChain({
+        trustedKey: key,
+        trusted: opts.trusted,
+        witnesses: opts.witness,
+        onProgress: (p) => progress.update(p),
+      });
+      progress.finish();
+      for (const w of r.witnesses)
+        ctx.out(`  witness ${w.dir}: ${w.checkpoints} checkpoints, a prefix of the log`);
+      ctx.out(
+        r.head
+          ? `chain OK: ${r.checkpoints} checkpoints from seq ${r.from} to ${r.head.seq}, each signed by ${key.slice(0, 18)}…, each snapshot verified; head ${r.head.cid} checkpoint ${r.head.hash}`
+          : 'chain OK: the checkpoint log is empty',
+      );
+      return EXIT.ok;
+    }),
+  );
 }

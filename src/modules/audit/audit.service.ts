@@ -87,4 +87,45 @@ export class AuditService {
       'repeatable read',
     );
   }
+
+  /**
+   * Compares the live chain with a copy kept outside this database (a snapshot under a signed checkpoint): every entry
+   * up to the copy's head must have the same hash. Rewriting an entry and recomputing every later hash (and any
+   * anchor stored here) passes verify(), but not this.
+   */
+  async compareWith(copy: Iterable<{ seq: bigint; hash: Buffer }>): Promise<ChainProblem[]> {
+    const expected = new Map<bigint, Buffer>();
+    let head = 0n;
+    for (const e of copy) {
+      expected.set(e.seq, e.hash);
+      if (e.seq > head) head = e.seq;
+    }
+    const problems: ChainProblem[] = [];
+    const live = new Map<bigint, Buffer>();
+    let after = 0n;
+    while (after < head) {
+      const page = await this.repo.readAfter(this.deps.pool, after, PAGE);
+      if (page.length === 0) break;
+      for (const e of page) if (e.seq <= head) live.set(e.seq, e.hash);
+      after = page[page.length - 1]!.seq;
+    }
+    for (let seq = 1n; seq <= head; seq += 1n) {
+      const want = expected.get(seq);
+      const got = live.get(seq);
+      if (!want) continue;
+      if (!got)
+        problems.push({
+          seq,
+          kind: 'missing',
+          message: `entry ${seq}, in the checkpointed copy, is missing`,
+        });
+      else if (!got.equals(want))
+        problems.push({
+          seq,
+          kind: 'altered',
+          message: `entry ${seq} differs from the checkpointed copy (history rewritten in the database)`,
+        });
+    }
+    return problems;
+  }
 }

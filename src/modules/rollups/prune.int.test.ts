@@ -16,7 +16,7 @@ let snapshots: SnapshotsService;
 let audit: AuditService;
 let namespaceIds: string[];
 const clock = { now: () => new Date('2026-04-15T12:00:00Z') };
-const cover = (from: string, to: string) => snapshots.findVerifiedCovering(from, to);
+const cover = (from: string, to: string) => snapshots.coverForPrune(from, to);
 
 beforeAll(async () => {
   db = await createPgTestSchema();

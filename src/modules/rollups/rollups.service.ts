@@ -36,8 +36,16 @@ export interface PruneResult {
   kept: Array<{ partition: string; reason: string }>;
 }
 
-/** Answers whether [fromDay, toDay) is inside an archived and verified snapshot (its CID) or not. */
-export type ArchivedCover = (fromDay: string, toDay: string) => Promise<string | undefined>;
+/**
+ * Re-reads the archive for [fromDay, toDay): the covering snapshot (verified against its pinned CID) with the rolled-up
+ * days and job rollup totals it holds for them, or the reason there is none.
+ */
+export type ArchivedCover = (
+  fromDay: string,
+  toDay: string,
+) => Promise<
+  { cid: string; days: number; jobs: bigint; tokens: bigint; credits: bigint } | { reason: string }
+>;
 
 export class RollupsService {
   private readonly repo = new RollupsRepository();
@@ -180,9 +188,18 @@ export class RollupsService {
         });
         continue;
       }
-      const cid = await archivedCover(from, to);
-      if (!cid) {
-        out.kept.push({ partition: p.name, reason: 'not inside an archived, verified snapshot' });
+      const cover = await archivedCover(from, to);
+      if ('reason' in cover) {
+        out.kept.push({ partition: p.name, reason: cover.reason });
+        continue;
+      }
+      const cid = cover.cid;
+      // The archive must hold what is dropped: every day and the same totals as the rollups (checked below).
+      if (cover.days !== expectedDays) {
+        out.kept.push({
+          partition: p.name,
+          reason: `snapshot ${cid} holds ${cover.days} of the ${expectedDays} rolled-up days`,
+        });
         continue;
       }
       const done = await withTransaction(pool, async (tx) => {
@@ -199,6 +216,8 @@ export class RollupsService {
         ) {
           return `detail totals ${fmt(detail)} differ from rollup totals ${fmt(rollup)}`;
         }
+        if (cover.jobs !== rollup.jobs || cover.tokens !== rollup.tokens || cover.credits !== rollup.credits)
+          return `rollup totals ${fmt(rollup)} differ from those archived in snapshot ${cid} ${fmt(cover)}`;
         await this.repo.dropPartition(tx, p, rollup, cid);
         await this.deps.audit.append(
           {

@@ -11,6 +11,10 @@ export interface ArchiveTarget {
   /** The stored bytes, or undefined when the key is absent. */
   get(key: string): Promise<Uint8Array | undefined>;
   exists(key: string): Promise<boolean>;
+  /** Deletes a stored key (a snapshot that failed its read-back verify must not stay behind unrecorded). */
+  remove(key: string): Promise<void>;
+  /** A local file holding the key, when the target has one (lets verification stream instead of loading it). */
+  localPath?(key: string): Promise<string | undefined>;
   /** A local path to scratch files before `put` (the target's own disk when it has one). */
   scratchDir(): Promise<string>;
   /** Removes scratch files a killed process left behind (older than `olderThanMs`); returns how many. */
@@ -90,6 +94,11 @@ export class DirectoryTarget implements ArchiveTarget {
       }
     }
     return removed;
+  }
+
+  /** The stored file's path (streaming readers open it), or undefined when the key is absent. */
+  async localPath(key: string): Promise<string | undefined> {
+    return (await this.exists(key)) ? join(this.dir, key) : undefined;
   }
 
   async remove(key: string): Promise<void> {

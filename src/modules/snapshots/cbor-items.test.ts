@@ -73,3 +73,25 @@ describe('row encoder', () => {
     expect(() => firstText(encodeRowFast([5n]))).toThrow(CborFormatError);
   });
 });
+
+describe('leadingScalars', () => {
+  it('reads the leading values exactly as dag-cbor decodes them, wide and negative integers included', async () => {
+    const { leadingScalars } = await import('./cbor-items.js');
+    const dagCbor = await import('@ipld/dag-cbor');
+    const rows: unknown[][] = [
+      [1n, 'topup', 'ns', null, null, 1000n, 'k', null, 5n],
+      [2n ** 60n, 'settle', null, '0xabc', 'job', -(2n ** 40n), null],
+      [0, '', true, false, new Uint8Array([1, 2]), -1, [1, 2]],
+      [4294967296n, 'é', null],
+    ];
+    for (const row of rows) {
+      const bytes = dagCbor.encode(row);
+      const want = (dagCbor.decode(bytes) as unknown[])
+        .slice(0, 5)
+        .map((v) => (typeof v === 'number' ? BigInt(v) : v));
+      const got = leadingScalars(bytes, 5).map((v) => (typeof v === 'number' ? BigInt(v) : v));
+      expect(got).toEqual(want);
+    }
+    expect(() => leadingScalars(dagCbor.encode([[1], 2]), 1)).toThrow(/not a scalar/);
+  });
+});

@@ -110,6 +110,8 @@ export async function freezeNetwork(deps: {
             network: { configVersion: null, configDigest: null },
             rollupRange: null,
             auditHead: null,
+            ledger: null,
+            origin: null,
           },
           sections,
         );

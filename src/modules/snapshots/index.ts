@@ -4,9 +4,31 @@ export { encodeRow, rowValues, selectSql, type TableSpec } from './table-codec.j
 export { jobRollupsSpec, ledgerRollupsSpec, snapshotSections } from './sections.js';
 export { leafHash, merkleRoot, verifyInclusion } from './merkle.js';
 export { DirectoryTarget, carKey, type ArchiveTarget } from './archive-target.js';
-export { SnapshotsService, type CreateResult, type SnapshotsDeps } from './snapshots.service.js';
+export {
+  SnapshotsService,
+  type ArchiveCover,
+  type CreateResult,
+  type SnapshotsDeps,
+} from './snapshots.service.js';
+export { SnapshotReader } from './snapshot-reader.js';
+export type { LedgerTotals } from './snapshot-deep.js';
 export type { SnapshotRecord } from './snapshots.repository.js';
-export { verifySnapshot, type VerifyReport, type VerifyProgress } from './snapshot-verify.js';
+export {
+  verifySnapshot,
+  verifySnapshotFile,
+  type VerifyOptions,
+  type VerifyReport,
+  type VerifyProgress,
+} from './snapshot-verify.js';
 export { checkProof, type InclusionProof } from './proofs.js';
 export { restoreSnapshot, type RestoreResult } from './restore.js';
 export { freezeNetwork, sortedSetOnlineNodes, type OnlineNodesSource, type FreezeResult } from './freeze.js';
+export {
+  CheckpointSigner,
+  checkSignature,
+  checkpointHash,
+  type Checkpoint,
+  type SignedCheckpoint,
+} from './checkpoint.js';
+export { CheckpointLog, CHECKPOINT_LOG, readCheckpointLog } from './checkpoint-log.js';
+export { checkConsistency, type ChainReport } from './chain-verify.js';

@@ -7,6 +7,19 @@ import type { Column, ColumnType } from './table-codec.js';
 
 export type SnapshotKind = 'snapshot' | 'freeze';
 
+/** Ledger totals of one snapshot (decimal strings: DAG-CBOR and JSON carry them without a 64-bit concern). */
+export interface LedgerTotals {
+  entries: string;
+  lastEntryId: string;
+  available: string;
+  reserved: string;
+  bonusAvailable: string;
+  earned: string;
+  paidOut: string;
+  pendingHolds: string;
+  pendingHeld: string;
+}
+
 export interface Manifest {
   version: 1;
   kind: SnapshotKind;
@@ -18,6 +31,10 @@ export interface Manifest {
   /** First and last rolled-up day the snapshot carries (inclusive). */
   rollupRange: { from: string; to: string } | null;
   auditHead: { seq: number; hash: Uint8Array } | null;
+  /** Totals of the ledger tables in this snapshot (null for a freeze); a checkpoint anchors them. */
+  ledger: LedgerTotals | null;
+  /** The snapshot this network was launched from (first snapshot after a restore), else null. */
+  origin: CID | null;
   roots: Record<string, Uint8Array>;
   sections: Record<string, CID>;
 }
@@ -56,6 +73,10 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   const prev = v.prev === null ? null : CID.asCID(v.prev);
   if (v.prev !== null && !prev) throw bad('prev is not a CID');
   const head = v.auditHead;
+  const origin = v.origin === undefined || v.origin === null ? null : CID.asCID(v.origin);
+  if (v.origin !== undefined && v.origin !== null && !origin) throw bad('origin is not a CID');
+  const ledger =
+    isObj(v.ledger) && Object.values(v.ledger).every((x) => typeof x === 'string') ? v.ledger : null;
   return {
     version: 1,
     kind: v.kind,
@@ -73,6 +94,8 @@ export function parseManifest(bytes: Uint8Array): Manifest {
       : null,
     auditHead:
       isObj(head) && head.hash instanceof Uint8Array ? { seq: num(head.seq) ?? 0, hash: head.hash } : null,
+    ledger: ledger as LedgerTotals | null,
+    origin,
     roots: v.roots as Record<string, Uint8Array>,
     sections: v.sections as Record<string, CID>,
   };

@@ -67,3 +67,19 @@ describe('RFC 6962 Merkle tree', () => {
     expect(verifyInclusion(data[13]!, 13, 21, path.slice(1), root)).toBe(false);
   });
 });
+
+describe('streaming Merkle root', () => {
+  it('equals the RFC 6962 root for every size from 0 to 130', async () => {
+    const { LeafHashes, StreamingMerkle, leafHash, merkleRoot } = await import('./merkle.js');
+    for (let n = 0; n <= 130; n += 1) {
+      const all = new LeafHashes();
+      const s = new StreamingMerkle();
+      for (let i = 0; i < n; i += 1) {
+        const h = leafHash(Buffer.from(`leaf ${i}`));
+        all.addHash(h);
+        s.addHash(h);
+      }
+      expect(s.root().toString('hex'), `n=${n}`).toBe(merkleRoot(all).toString('hex'));
+    }
+  });
+});

@@ -154,3 +154,29 @@ export function verifyInclusion(
     return false;
   }
 }
+
+/**
+ * The same RFC 6962 root, computed as leaves arrive with O(log n) memory: a stack of perfect subtrees (merged when two
+ * have the same height), folded right to left at the end (the split at the largest power of two below n).
+ */
+export class StreamingMerkle {
+  private readonly stack: Array<{ height: number; hash: Buffer }> = [];
+  size = 0;
+
+  addHash(hash: Uint8Array): void {
+    let node: { height: number; hash: Buffer } = { height: 0, hash: Buffer.from(hash) };
+    while (this.stack.length > 0 && this.stack[this.stack.length - 1]!.height === node.height) {
+      const left = this.stack.pop()!;
+      node = { height: node.height + 1, hash: nodeHash(left.hash, node.hash) };
+    }
+    this.stack.push(node);
+    this.size += 1;
+  }
+
+  root(): Buffer {
+    if (this.stack.length === 0) return Buffer.from(EMPTY_ROOT);
+    let r = this.stack[this.stack.length - 1]!.hash;
+    for (let i = this.stack.length - 2; i >= 0; i -= 1) r = nodeHash(this.stack[i]!.hash, r);
+    return Buffer.from(r);
+  }
+}

@@ -41,16 +41,16 @@ const readable = (v: unknown): unknown =>
         : v;
 
 /** Proof for the first row of `section` whose decoded values satisfy `match`. */
-export function buildProof(
+export async function buildProof(
   snap: SnapshotReader,
   section: string,
   match: (row: unknown[]) => boolean,
-): InclusionProof {
-  const s = snap.section(section);
+): Promise<InclusionProof> {
+  const s = await snap.section(section);
   const leaves = new LeafHashes();
   let found: { index: number; leaf: Uint8Array } | undefined;
   for (let i = 0; i < s.chunks.length; i += 1) {
-    for (const item of snap.chunkItems(s, i)) {
+    for (const item of await snap.chunkItems(s, i)) {
       if (!found && match(dagCbor.decode(item) as unknown[])) found = { index: leaves.size, leaf: item };
       leaves.addLeaf(item);
     }
@@ -73,16 +73,17 @@ export function buildProof(
 }
 
 /**
- * Checks a proof against `root` (hex; defaults to the proof's own root, which the caller must trust otherwise):
- * the leaf must hash up to the root and the shown record must be what the leaf encodes.
+ * Checks a proof against a trusted `root` (hex, e.g. a pinned snapshot's section root): the leaf must hash up to it and
+ * the shown record must be what the leaf encodes. The proof's own `root` field is never trusted.
  */
-export function checkProof(input: unknown, root?: string): { ok: boolean; reason?: string } {
+export function checkProof(input: unknown, root: string): { ok: boolean; reason?: string } {
+  if (!/^[0-9a-f]{64}$/.test(root)) return { ok: false, reason: 'the trusted root is not 64 hex digits' };
   const parsed = inclusionProofSchema.safeParse(input);
   if (!parsed.success)
     return { ok: false, reason: `not an inclusion proof: ${parsed.error.issues[0]?.message}` };
   const p = parsed.data;
   const leaf = Buffer.from(p.leaf, 'hex');
-  const expectedRoot = Buffer.from(root ?? p.root, 'hex');
+  const expectedRoot = Buffer.from(root, 'hex');
   if (
     !verifyInclusion(
       leaf,

@@ -23,6 +23,7 @@ import {
 let db: PgTestSchema;
 let archive: { dir: string; remove(): Promise<void> };
 let target: Awaited<ReturnType<typeof createScratchDatabase>>;
+let originCid: string;
 let bytes: Buffer;
 let auditCountAtSnapshot: number;
 
@@ -76,6 +77,7 @@ beforeAll(async () => {
     limits: { rows: 300, bytes: 32 * 1024 },
   });
   const created = await snapshots.create();
+  originCid = created.record.cid;
   bytes = await readFile(join(archive.dir, carKey(created.record.cid)));
 });
 afterAll(async () => {
@@ -130,6 +132,36 @@ describe('restore from a snapshot', () => {
     const verified = await audit.verify();
     expect(verified.problems).toEqual([]);
     expect(verified.entries).toBe(auditCountAtSnapshot + 1); // the snapshot's entries + network.restore
+  });
+
+  it("the restored network's first snapshot names its origin CID, and it restored only from the pinned CID", async () => {
+    await expect(
+      restoreSnapshot(
+        bytes,
+        { pool: target.pool, schema: 'public', log: testLog },
+        { expectedCid: 'bafyother' },
+      ),
+    ).rejects.toMatchObject({ code: 'integrity_failed' });
+    const dir = await tempArchiveDir();
+    try {
+      const first = await new SnapshotsService({
+        pool: target.pool,
+        log: testLog,
+        clock: { now: () => new Date('2026-04-16T00:00:00Z') },
+        audit: new AuditService({ pool: target.pool, log: testLog }),
+        target: new DirectoryTarget(dir.dir),
+        limits: { rows: 300, bytes: 32 * 1024 },
+      }).create();
+      expect(first.record).toMatchObject({ seq: 1, prevCid: null });
+      const { SnapshotReader } = await import('./index.js');
+      const snap = await SnapshotReader.open(
+        await readFile(join(dir.dir, carKey(first.record.cid))),
+        first.record.cid,
+      );
+      expect(snap.manifest.origin?.toString()).toBe(originCid);
+    } finally {
+      await dir.remove();
+    }
   });
 
   it('refuses a target that is not empty', async () => {

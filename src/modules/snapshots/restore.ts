@@ -24,7 +24,7 @@ export async function restoreSnapshot(
   into: { pool: Pool; schema: string; log: Logger },
   opts: VerifyOptions = {},
 ): Promise<RestoreResult> {
-  const snap = await SnapshotReader.open(bytes);
+  const snap = await SnapshotReader.open(bytes, opts.expectedCid);
   // Refuses a tampered or inconsistent file before touching the target.
   const report = await verifyOpened(snap, opts);
   if (snap.manifest.kind !== 'snapshot')
@@ -73,7 +73,7 @@ async function refuseNonEmpty(tx: PoolClient): Promise<void> {
 }
 
 async function restoreSection(tx: PoolClient, snap: SnapshotReader, spec: TableSpec): Promise<number> {
-  const section = snap.section(spec.name);
+  const section = await snap.section(spec.name);
   const expected = spec.columns.map((c) => `${c.name}:${c.type}`).join(',');
   const actual = section.columns.map(([n, t]) => `${n}:${t}`).join(',');
   if (expected !== actual)
@@ -92,7 +92,7 @@ async function restoreSection(tx: PoolClient, snap: SnapshotReader, spec: TableS
   };
   for (let i = 0; i < section.chunks.length; i += 1) {
     for (const row of dagCbor.decode(
-      snap.block(section.chunks[i]!, `chunk ${i} of ${spec.name}`),
+      await snap.block(section.chunks[i]!, `chunk ${i} of ${spec.name}`),
     ) as unknown[][]) {
       batch.push(row);
       if (batch.length >= BATCH) await flush();

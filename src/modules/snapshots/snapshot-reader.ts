@@ -5,19 +5,60 @@ import { CID } from 'multiformats/cid';
 import { AppError } from '../../platform/errors.js';
 import { CborFormatError, splitArray } from './cbor-items.js';
 import { readVerifiedCar, type VerifiedCar } from './car-io.js';
+import { CarFile } from './car-file.js';
 import { parseManifest, parseSectionBlock, type Manifest, type SectionBlock } from './manifest.js';
+
+/** Where a snapshot's blocks come from: a CAR held in memory, or a CAR file read by offset (bounded memory). */
+export interface BlockSource {
+  readonly root: CID;
+  readonly totalBytes: number;
+  readonly blockCount: number;
+  get(cid: CID): Promise<Uint8Array | undefined>;
+}
+
+function memorySource(car: VerifiedCar): BlockSource {
+  return {
+    root: car.root,
+    totalBytes: car.totalBytes,
+    blockCount: car.blocks.size,
+    get: async (cid) => car.blocks.get(cid.toString()),
+  };
+}
 
 export class SnapshotReader {
   private constructor(
-    readonly car: VerifiedCar,
+    readonly car: BlockSource,
     readonly manifest: Manifest,
   ) {}
 
-  static async open(bytes: Uint8Array): Promise<SnapshotReader> {
-    const car = await readVerifiedCar(bytes);
+  /**
+   * `expectedCid` pins the file: a file whose root is another CID is refused before anything else is trusted (a
+   * consistent forgery has valid block hashes; only the pinned root tells it from the snapshot that was recorded).
+   */
+  static async open(bytes: Uint8Array, expectedCid?: string): Promise<SnapshotReader> {
+    return SnapshotReader.fromSource(memorySource(await readVerifiedCar(bytes)), expectedCid);
+  }
+
+  /** A CAR file read with bounded memory (streaming verify). */
+  static async openFile(path: string, expectedCid?: string): Promise<SnapshotReader> {
+    return SnapshotReader.fromSource(await CarFile.open(path), expectedCid);
+  }
+
+  static async fromSource(car: BlockSource, expectedCid?: string): Promise<SnapshotReader> {
     const reader = new SnapshotReader(car, undefined as unknown as Manifest);
-    const manifest = parseManifest(reader.block(car.root, 'the manifest'));
-    return new SnapshotReader(car, manifest);
+    try {
+      if (expectedCid !== undefined && car.root.toString() !== expectedCid)
+        throw new AppError(
+          'integrity_failed',
+          `the file's root is ${car.root}, not the pinned snapshot ${expectedCid}: refused`,
+          { expected: expectedCid, actual: car.root.toString() },
+        );
+      const manifest = parseManifest(await reader.block(car.root, 'the manifest'));
+      return new SnapshotReader(car, manifest);
+    } catch (err) {
+      await reader.close();
+      throw err;
+    }
   }
 
   static parseCid(text: string): CID {
@@ -32,8 +73,12 @@ export class SnapshotReader {
     return this.car.root.toString();
   }
 
-  block(cid: CID, what: string): Uint8Array {
-    const b = this.car.blocks.get(cid.toString());
+  async close(): Promise<void> {
+    await (this.car as { close?: () => Promise<void> }).close?.();
+  }
+
+  async block(cid: CID, what: string): Promise<Uint8Array> {
+    const b = await this.car.get(cid);
     if (!b)
       throw new AppError('integrity_failed', `missing block ${cid} (${what})`, { block: cid.toString() });
     return b;
@@ -43,17 +88,18 @@ export class SnapshotReader {
     return Object.keys(this.manifest.sections);
   }
 
-  section(name: string): SectionBlock {
+  async section(name: string): Promise<SectionBlock> {
     const cid = this.manifest.sections[name];
     if (!cid) throw new AppError('not_found', `the snapshot has no section ${name}`);
-    return parseSectionBlock(this.block(cid, `section block of ${name}`), name);
+    return parseSectionBlock(await this.block(cid, `section block of ${name}`), name);
   }
 
   /** The encoded rows of chunk `i` of a section (not decoded). */
-  chunkItems(section: SectionBlock, i: number): Uint8Array[] {
+  async chunkItems(section: SectionBlock, i: number): Promise<Uint8Array[]> {
     const cid = section.chunks[i]!;
+    const bytes = await this.block(cid, `chunk ${i} of section ${section.name}`);
     try {
-      return splitArray(this.block(cid, `chunk ${i} of section ${section.name}`));
+      return splitArray(bytes);
     } catch (err) {
       if (err instanceof CborFormatError)
         throw new AppError(
@@ -65,10 +111,12 @@ export class SnapshotReader {
   }
 
   /** Every row of a section, decoded, in order. */
-  *rows(name: string): Iterable<unknown[]> {
-    const s = this.section(name);
+  async *rows(name: string): AsyncIterable<unknown[]> {
+    const s = await this.section(name);
     for (let i = 0; i < s.chunks.length; i += 1) {
-      const rows = dagCbor.decode(this.block(s.chunks[i]!, `chunk ${i} of section ${name}`)) as unknown[][];
+      const rows = dagCbor.decode(
+        await this.block(s.chunks[i]!, `chunk ${i} of section ${name}`),
+      ) as unknown[][];
       yield* rows;
     }
   }

@@ -3,9 +3,10 @@
 import * as dagCbor from '@ipld/dag-cbor';
 import { AppError } from '../../platform/errors.js';
 import { ChainVerifier, type AuditEntry, type JsonValue } from '../audit/index.js';
-import { firstText } from './cbor-items.js';
-import { LeafHashes, leafHash, merkleRoot } from './merkle.js';
+import { CborFormatError, firstText, leadingScalars } from './cbor-items.js';
+import { LeafHashes, StreamingMerkle, leafHash, merkleRoot } from './merkle.js';
 import { SnapshotReader } from './snapshot-reader.js';
+import { DeepChecker, deepSections, type LedgerTotals } from './snapshot-deep.js';
 
 export interface VerifyProgress {
   stage: string;
@@ -15,9 +16,13 @@ export interface VerifyProgress {
 }
 
 export interface VerifyOptions {
-  /** The predecessor's CAR by CID (e.g. from the archive), or undefined when it is not at hand. */
-  loadPrevious?: (cid: string) => Promise<Uint8Array | undefined>;
+  /** The CID the file must have (its root); a file with another root is refused. */
+  expectedCid?: string;
+  /** The predecessor's CAR by CID (e.g. from the archive); undefined (not at hand) fails the verify as missing. */
+  loadPrevious?: (cid: string) => Promise<Uint8Array | SnapshotReader | undefined>;
   onProgress?: (p: VerifyProgress) => void | Promise<void>;
+  /** The caller checked the link to the predecessor itself (e.g. through signed checkpoints): do not load it. */
+  linkChecked?: boolean;
 }
 
 export interface VerifyReport {
@@ -31,7 +36,11 @@ export interface VerifyReport {
   sections: Array<{ name: string; count: number }>;
   periods: number;
   auditEntries: number;
-  chain: 'first' | 'checked' | 'predecessor-absent' | 'not-chained';
+  chain: 'first' | 'checked' | 'not-chained';
+  /** Ledger totals recomputed from the snapshot's own tables. */
+  ledger: LedgerTotals;
+  roots: Record<string, string>;
+  auditHead: { seq: number; hash: string } | null;
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -40,30 +49,65 @@ const decodedSections = new Set(['rollup_periods', 'audit_log']);
 const rollupSections = new Set(['job_rollups', 'ledger_rollups']);
 
 export async function verifySnapshot(bytes: Uint8Array, opts: VerifyOptions = {}): Promise<VerifyReport> {
-  return verifyOpened(await SnapshotReader.open(bytes), opts);
+  return verifyOpened(await SnapshotReader.open(bytes, opts.expectedCid), opts);
+}
+
+/**
+ * Streams a CAR file: one indexing pass checks every block in file order, then sections are walked block by block.
+ * Memory is bounded by one chunk, the block index, O(log n) Merkle state, per-namespace/node sums and the (small)
+ * rollup and audit sections, not by the file size.
+ */
+export async function verifySnapshotFile(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const snap = await SnapshotReader.openFile(path, opts.expectedCid);
+  try {
+    return await verifyOpened(snap, opts);
+  } finally {
+    await snap.close();
+  }
 }
 
 export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const m = snap.manifest;
+  if (opts.expectedCid !== undefined && snap.cid !== opts.expectedCid)
+    throw new AppError(
+      'integrity_failed',
+      `the file's root is ${snap.cid}, not the pinned ${opts.expectedCid}`,
+    );
   const fail = (msg: string) => new AppError('integrity_failed', `snapshot ${snap.cid}: ${msg}`);
   const decoded = new Map<string, unknown[][]>();
   // Leaf hashes of rollup rows by day, reused for the period hashes (each row is hashed once).
   const rollupLeaves = new Map<string, Map<string, LeafHashes>>();
   const sections: VerifyReport['sections'] = [];
+  const deep = new DeepChecker();
   const names = snap.sectionNames();
   for (const [si, name] of names.entries()) {
-    const s = snap.section(name);
+    const s = await snap.section(name);
     if (!Buffer.from(s.root).equals(Buffer.from(m.roots[name]!)))
       throw fail(`section ${name}: root in its block differs from the manifest`);
-    const leaves = new LeafHashes();
+    // O(log n) per section: a 1 GB CAR's millions of leaves are never held at once.
+    const leaves = new StreamingMerkle();
     const keep: unknown[][] | undefined = decodedSections.has(name) ? [] : undefined;
+    const isDeep = deepSections.has(name);
     const byDay = rollupSections.has(name) ? new Map<string, LeafHashes>() : undefined;
     if (byDay) rollupLeaves.set(name, byDay);
     for (let i = 0; i < s.chunks.length; i += 1) {
-      for (const item of snap.chunkItems(s, i)) {
+      for (const item of await snap.chunkItems(s, i)) {
         const h = leafHash(item);
         leaves.addHash(h);
-        if (keep) keep.push(dagCbor.decode(item) as unknown[]);
+        if (name === 'ledger_entries') {
+          // Millions of rows: only the five leading columns the balance check needs, without a full decode.
+          try {
+            deep.row(name, leadingScalars(item, 6));
+          } catch (err) {
+            if (err instanceof CborFormatError)
+              throw fail(`section ${name}: a row is malformed (${err.message})`);
+            throw err;
+          }
+        } else if (keep || isDeep) {
+          const row = dagCbor.decode(item) as unknown[];
+          keep?.push(row);
+          if (isDeep) deep.row(name, row);
+        }
         if (byDay) {
           const day = firstText(item);
           let list = byDay.get(day);
@@ -75,15 +119,16 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
         await opts.onProgress?.({ stage: 'verify', done: si, total: names.length, detail: name });
     }
     if (leaves.size !== s.count) throw fail(`section ${name}: ${leaves.size} rows, block says ${s.count}`);
-    if (!merkleRoot(leaves).equals(Buffer.from(s.root)))
-      throw fail(
-        `section ${name}: Merkle root ${merkleRoot(leaves).toString('hex')} differs from ${hex(s.root)}`,
-      );
+    const root = leaves.root();
+    if (!root.equals(Buffer.from(s.root)))
+      throw fail(`section ${name}: Merkle root ${root.toString('hex')} differs from ${hex(s.root)}`);
     if (keep) decoded.set(name, keep);
     sections.push({ name, count: s.count });
   }
   const periods = checkPeriods(decoded, rollupLeaves, fail);
   const auditEntries = checkAudit(decoded, m.auditHead, fail);
+  const deepProblems = deep.problems(m);
+  if (deepProblems.length > 0) throw fail(deepProblems[0]!);
   const chain = await checkChain(snap, opts);
   return {
     cid: snap.cid,
@@ -91,12 +136,15 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
     seq: m.seq,
     prev: m.prev?.toString() ?? null,
     createdAt: m.createdAt,
-    blocks: snap.car.blocks.size,
+    blocks: snap.car.blockCount,
     bytes: snap.car.totalBytes,
     sections,
     periods,
     auditEntries,
     chain,
+    ledger: deep.totals(),
+    roots: Object.fromEntries(Object.entries(m.roots).map(([k, v]) => [k, hex(v)])),
+    auditHead: m.auditHead ? { seq: m.auditHead.seq, hash: hex(m.auditHead.hash) } : null,
   };
 }
 
@@ -162,9 +210,17 @@ async function checkChain(snap: SnapshotReader, opts: VerifyOptions): Promise<Ve
     return 'first';
   }
   if (!m.prev) throw new AppError('chain_broken', `snapshot ${snap.cid} (seq ${m.seq}) names no predecessor`);
-  const prevBytes = await opts.loadPrevious?.(m.prev.toString());
-  if (!prevBytes) return 'predecessor-absent';
-  const prev = await SnapshotReader.open(prevBytes);
+  if (opts.linkChecked) return 'checked';
+  const prevSource = await opts.loadPrevious?.(m.prev.toString());
+  // An unchecked link is not a checked one: a missing predecessor fails (exit "missing"), it does not pass.
+  if (!prevSource)
+    throw new AppError(
+      'not_found',
+      `snapshot ${snap.cid} (seq ${m.seq}) names predecessor ${m.prev}, which is missing; the chain cannot be checked`,
+      { missing: m.prev.toString() },
+    );
+  const prev = prevSource instanceof SnapshotReader ? prevSource : await SnapshotReader.open(prevSource);
+  await prev.close();
   if (prev.cid !== m.prev.toString())
     throw new AppError(
       'chain_broken',

@@ -187,8 +187,7 @@ describe('snapshot create and verify', () => {
   });
 
   it('an inclusion proof of a balance validates, and fails for a changed value or another root', async () => {
-    const bytes = await readFile(carPath(second.record.cid));
-    const proof = await snapshots.prove(bytes, { namespaceId: namespaceIds[2]! });
+    const proof = await snapshots.prove(second.record.cid, { namespaceId: namespaceIds[2]! });
     const bal = (
       await db.pool.query('select available::text as a from credit_balances where namespace_id = $1', [
         namespaceIds[2],
@@ -196,10 +195,11 @@ describe('snapshot create and verify', () => {
     ).rows[0].a as string;
     expect(proof.record[0]).toBe(namespaceIds[2]);
     expect(String(proof.record[1])).toBe(bal);
-    expect(checkProof(proof)).toEqual({ ok: true });
-    expect(checkProof(proof, proof.root)).toEqual({ ok: true });
+    const pinnedRoot = (await snapshots.openVerified(second.record.cid)).report.roots.credit_balances!;
+    expect(proof.root).toBe(pinnedRoot);
+    expect(checkProof(proof, pinnedRoot)).toEqual({ ok: true });
     const changed = { ...proof, record: [proof.record[0], '999999999', ...proof.record.slice(2)] };
-    expect(checkProof(changed).ok).toBe(false);
+    expect(checkProof(changed, pinnedRoot).ok).toBe(false);
     const leaf = dagCbor.decode(Buffer.from(proof.leaf, 'hex')) as unknown[];
     leaf[1] = 999_999_999n;
     const forged = {
@@ -207,25 +207,33 @@ describe('snapshot create and verify', () => {
       leaf: Buffer.from(dagCbor.encode(leaf)).toString('hex'),
       record: [...proof.record.slice(0, 1), '999999999', ...proof.record.slice(2)],
     };
-    expect(checkProof(forged)).toEqual({ ok: false, reason: 'the leaf and path do not lead to the root' });
+    expect(checkProof(forged, pinnedRoot)).toEqual({
+      ok: false,
+      reason: 'the leaf and path do not lead to the root',
+    });
     const otherRoot = Buffer.from(
-      (await snapshots.prove(bytes, { rollupKey: ['2026-03-01'] })).root,
+      (await snapshots.prove(second.record.cid, { rollupKey: ['2026-03-01'] })).root,
       'hex',
     ).toString('hex');
     expect(checkProof(proof, otherRoot).ok).toBe(false);
   });
 
   it('an inclusion proof of a rollup row validates against the rollup root', async () => {
-    const bytes = await readFile(carPath(second.record.cid));
-    const proof = await snapshots.prove(bytes, { rollupKey: ['2026-03-01', namespaceIds[1]!] });
+    const proof = await snapshots.prove(second.record.cid, { rollupKey: ['2026-03-01', namespaceIds[1]!] });
     expect(proof.section).toBe('job_rollups');
     expect(proof.record.slice(0, 2)).toEqual(['2026-03-01', namespaceIds[1]]);
-    expect(checkProof(proof)).toEqual({ ok: true });
+    const root = (await snapshots.openVerified(second.record.cid)).report.roots.job_rollups!;
+    expect(checkProof(proof, root)).toEqual({ ok: true });
   });
 
   it('the record of an archived snapshot is found as cover for its rolled-up days only', async () => {
-    expect(await snapshots.findVerifiedCovering('2026-03-01', '2026-04-01')).toBe(second.record.cid);
-    expect(await snapshots.findVerifiedCovering('2026-04-01', '2026-05-01')).toBeUndefined();
+    expect(await snapshots.coverForPrune('2026-03-01', '2026-04-01')).toMatchObject({
+      cid: second.record.cid,
+      days: 31,
+    });
+    expect(await snapshots.coverForPrune('2026-04-01', '2026-05-01')).toEqual({
+      reason: 'not inside an archived, verified snapshot',
+    });
     expect((await snapshots.latestAuditAnchor())?.seq).toBe(second.record.auditSeq);
   });
 });

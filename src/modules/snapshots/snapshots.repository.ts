@@ -1,5 +1,6 @@
 // SQL of snapshot records and of the small facts a manifest names (config head, rollup range).
 import type { Queryable } from '../../stores/postgres/pool.js';
+import type { LedgerTotals } from './snapshot-deep.js';
 
 export interface SnapshotRecord {
   seq: number;
@@ -112,5 +113,29 @@ export class SnapshotsRepository {
     );
     const row = r.rows[0];
     return row?.f && row.t ? { from: row.f, to: row.t } : undefined;
+  }
+
+  /** The ledger totals a manifest carries, read in the snapshot's own view (so they equal its tables). */
+  async ledgerTotals(db: Queryable): Promise<LedgerTotals> {
+    const r = await db.query<LedgerTotals>(
+      `select (select count(*) from ledger_entries)::text as "entries",
+         (select coalesce(max(id), 0) from ledger_entries)::text as "lastEntryId",
+         (select coalesce(sum(available), 0) from credit_balances)::text as "available",
+         (select coalesce(sum(reserved), 0) from credit_balances)::text as "reserved",
+         (select coalesce(sum(bonus_available), 0) from credit_balances)::text as "bonusAvailable",
+         (select coalesce(sum(earned), 0) from node_balances)::text as "earned",
+         (select coalesce(sum(paid_out), 0) from node_balances)::text as "paidOut",
+         (select count(*) from credit_holds where status = 'pending')::text as "pendingHolds",
+         (select coalesce(sum(amount), 0) from credit_holds where status = 'pending')::text as "pendingHeld"`,
+    );
+    return r.rows[0]!;
+  }
+
+  /** The snapshot this database was restored from (its first snapshot names it as origin), if any. */
+  async origin(db: Queryable): Promise<string | undefined> {
+    const r = await db.query<{ target: string }>(
+      `select target from audit_log where action = 'network.restore' order by seq desc limit 1`,
+    );
+    return r.rows[0]?.target;
   }
 }

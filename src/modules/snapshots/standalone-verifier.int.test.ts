@@ -1,0 +1,183 @@
+// The standalone verifier (tools/verify-snapshot.mjs, written from docs/snapshot-format.md) against snapshots the
+// project produces and a consistent forgery at every level (chunk, section, manifest, checkpoint): it must agree with
+// the project's own verifier on each.
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
+import { CREDIT, createNamespaces } from '../../../test/factories.js';
+import { insertJobs, insertRegistry, insertTopups } from '../../../test/archive-factories.js';
+import { indexCar, tempArchiveDir } from '../../../test/archive-harness.js';
+import { forgeCar } from '../../../test/forge.js';
+import { buildProgram } from '../../cli/program.js';
+import { CHECKPOINT_LOG, CheckpointSigner, type SignedCheckpoint } from './index.js';
+
+const run = promisify(execFile);
+let db: PgTestSchema;
+let archive: { dir: string; remove(): Promise<void> };
+const cids: string[] = [];
+let key: string;
+
+async function rty(...args: string[]): Promise<{ code: number; out: string[] }> {
+  const out: string[] = [];
+  let code = 0;
+  const program = buildProgram(
+    { config: { ...db.config, ARCHIVE_DIR: archive.dir }, log: testLog, out: (l) => out.push(l) },
+    (c) => (code = c),
+  );
+  await program.parseAsync(['node', 'rty', ...args]);
+  return { code, out };
+}
+
+/** The standalone verifier as a separate Node process: its exit code and JSON verdict. */
+async function standalone(...args: string[]): Promise<{ code: number; ok: boolean; error?: string }> {
+  const tool = join(process.cwd(), 'tools', 'verify-snapshot.mjs');
+  try {
+    const r = await run(process.execPath, [tool, ...args]);
+    return { code: 0, ...JSON.parse(r.stdout) };
+  } catch (err) {
+    const e = err as { code: number; stdout: string };
+    return { code: e.code, ...JSON.parse(e.stdout) };
+  }
+}
+
+const car = (cid: string) => join(archive.dir, `${cid}.car`);
+const logFile = () => join(archive.dir, CHECKPOINT_LOG);
+
+/** Both verdicts on a file pinned to `cid`: the project's `snapshot verify` and the standalone one. */
+async function both(file: string, cid: string, withCheckpoints = false) {
+  const project = await rty('snapshot', 'verify', file, '--cid', cid);
+  const extra = withCheckpoints ? ['--checkpoints', logFile(), '--key', key] : [];
+  const other = await standalone(file, '--cid', cid, ...extra);
+  return { project: project.code, standalone: other.code, error: other.error, out: project.out.at(-1) };
+}
+
+beforeAll(async () => {
+  db = await createPgTestSchema();
+  archive = await tempArchiveDir();
+  const ns = await createNamespaces(db.pool, 3);
+  await insertRegistry(db.pool, ns[0]!.accountId);
+  const namespaceIds = ns.map((n) => n.id);
+  await insertJobs(db.pool, {
+    count: 800,
+    from: new Date('2026-01-02T00:00:00Z'),
+    to: new Date('2026-02-01T00:00:00Z'),
+    namespaceIds,
+  });
+  await insertTopups(db.pool, {
+    count: 600,
+    from: new Date('2026-01-02T00:00:00Z'),
+    to: new Date('2026-02-01T00:00:00Z'),
+    namespaceIds,
+    tag: 'sv',
+  });
+  expect((await rty('rollup', 'run', '--through', '2026-01-31')).code).toBe(0);
+  for (let i = 0; i < 2; i += 1) {
+    const r = await rty('snapshot', 'create');
+    expect(r.code, r.out.join('\n')).toBe(0);
+    cids.push(/^snapshot \d+ (\S+):/.exec(r.out.at(-1)!)![1]!);
+  }
+  key = new CheckpointSigner(db.config.NETWORK_SIGNING_KEY).publicKey;
+});
+afterAll(async () => {
+  await db.drop();
+  await archive.remove();
+});
+
+describe('the standalone verifier agrees with the project', () => {
+  it('accepts the snapshots the project produced, with their signed checkpoints', async () => {
+    for (const cid of cids) {
+      const r = await both(car(cid), cid, true);
+      expect(r, r.error).toMatchObject({ project: 0, standalone: 0 });
+    }
+  });
+
+  it('chunk level: one flipped byte in a chunk block', async () => {
+    const bytes = Buffer.from(await readFile(car(cids[1]!)));
+    const victim = (await indexCar(bytes))[5]!;
+    bytes[victim.blockOffset + Math.floor(victim.blockLength / 2)]! ^= 0x01;
+    const file = join(archive.dir, 'flipped.car');
+    await writeFile(file, bytes);
+    const r = await both(file, cids[1]!);
+    expect(r).toMatchObject({ project: 3, standalone: 3 });
+    expect(r.error).toContain(`bad block ${victim.cid}`);
+    expect(r.out).toContain(`bad block ${victim.cid}`);
+  });
+
+  it('section level: a balance changed with every hash recomputed, pinned to the real CID and to its own', async () => {
+    const forged = await forgeCar(await readFile(car(cids[1]!)), {
+      rows: {
+        section: 'credit_balances',
+        edit: (rows) => rows.map((r, i) => (i === 0 ? [r[0], 999_000n * CREDIT, ...r.slice(2)] : r)),
+      },
+    });
+    const file = join(archive.dir, 'section.car');
+    await writeFile(file, forged.bytes);
+    expect(await both(file, cids[1]!)).toMatchObject({ project: 3, standalone: 3 });
+    const own = await both(file, forged.cid);
+    expect(own).toMatchObject({ project: 3, standalone: 3 });
+    expect(own.error).toMatch(/balance of namespace .* differs from its entries/);
+  });
+
+  it('manifest level: a re-dated manifest is a valid snapshot on its own, but not the checkpointed one', async () => {
+    const forged = await forgeCar(await readFile(car(cids[1]!)), {
+      manifest: (m) => {
+        m.createdAt = '2026-01-01T00:00:00.000Z';
+      },
+    });
+    const file = join(archive.dir, `${forged.cid}.car`);
+    await writeFile(file, forged.bytes);
+    expect(await both(file, cids[1]!)).toMatchObject({ project: 3, standalone: 3 });
+    // Self-consistent under its own CID: both accept it as a file...
+    expect(await both(file, forged.cid)).toMatchObject({ project: 0, standalone: 0 });
+    // ...and both refuse it as the snapshot the checkpoint log names.
+    const other = await standalone(file, '--cid', forged.cid, '--checkpoints', logFile(), '--key', key);
+    expect(other).toMatchObject({ code: 3, error: `no checkpoint names ${forged.cid}` });
+    expect((await rty('audit', 'verify', '--against', forged.cid)).code).toBe(4);
+  });
+
+  it('checkpoint level: the log re-signed with another key over the forged manifest', async () => {
+    const good = await readFile(logFile(), 'utf8');
+    const log = good
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as SignedCheckpoint);
+    const forged = await forgeCar(await readFile(car(cids[1]!)), {
+      manifest: (m) => {
+        m.createdAt = '2026-01-01T00:00:00.000Z';
+      },
+    });
+    await writeFile(car(forged.cid), forged.bytes);
+    const other = new CheckpointSigner('0x' + '17'.repeat(32));
+    log[1] = other.sign({ ...log[1]!.checkpoint, cid: forged.cid, createdAt: '2026-01-01T00:00:00.000Z' });
+    await writeFile(logFile(), log.map((s) => `${JSON.stringify(s)}\n`).join(''));
+    try {
+      const mine = await standalone(
+        car(forged.cid),
+        '--cid',
+        forged.cid,
+        '--checkpoints',
+        logFile(),
+        '--key',
+        key,
+      );
+      expect(mine).toMatchObject({ code: 3, error: 'checkpoint 2 is not signed by the key' });
+      const chain = await rty('snapshot', 'verify-chain');
+      expect(chain.code).toBe(3);
+      expect(chain.out.at(-1)).toMatch(/^TAMPERED: checkpoint 2 .* is not signed by the network key/);
+    } finally {
+      await writeFile(logFile(), good);
+    }
+    expect((await rty('snapshot', 'verify-chain')).code).toBe(0);
+    expect(
+      (await standalone(car(cids[1]!), '--cid', cids[1]!, '--checkpoints', logFile(), '--key', key)).code,
+    ).toBe(0);
+  });
+
+  it('usage: no pinned CID is a usage error for both', async () => {
+    expect((await standalone(car(cids[0]!))).code).toBe(2);
+    expect((await rty('snapshot', 'verify', join(archive.dir, CHECKPOINT_LOG))).code).toBe(2);
+  });
+});
