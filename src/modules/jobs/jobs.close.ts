@@ -6,6 +6,7 @@ import type { Metrics } from '../../platform/metrics.js';
 import type { LedgerOp, LedgerService } from '../credits/index.js';
 import type { Lease } from '../nodes/index.js';
 import type { AttemptCause, JobMessage, RoutingService } from '../routing/index.js';
+import type { RecordEventInput } from '../records/index.js';
 import { finishedEvent, type JobRecordSink } from './job-records.js';
 import type { JobErrorCode, JobResult, JobResults } from './job-results.js';
 import type { JobCommits } from './jobs.commits.js';
@@ -14,7 +15,16 @@ import type { NodeResult } from './job.js';
 
 /** What identifies a job for closing it: its namespace, id, partition key, and what its result shows. */
 export type JobRef = Pick<JobMessage, 'namespaceId' | 'jobId' | 'model' | 'attempt'> &
-  Partial<Pick<JobMessage, 'request' | 'priority'>> & { createdAt: Date; apiKeyId?: string | null };
+  Partial<Pick<JobMessage, 'request' | 'priority'>> & {
+    createdAt: Date;
+    apiKeyId?: string | null;
+    /**
+     * The job's submitted event, rebuilt from its message, when this process did not see the original one
+     * confirmed (submitted elsewhere, or lost with a process that died): sent with the finished event so that a
+     * committed outcome always has both (the recorder keeps the first copy of an event).
+     */
+    submitted?: RecordEventInput;
+  };
 
 /** How a job ends: a node's result, or a refund with a code. */
 export type Closing =
@@ -142,7 +152,7 @@ export class JobCloser {
     await this.deps.results
       ?.put(result)
       .catch((err: unknown) => this.log.warn({ err, jobId: job.jobId }, 'result not stored in Redis'));
-    const events = [finishedEvent(result, timing)];
+    const events = [...(job.submitted ? [job.submitted] : []), finishedEvent(result, timing)];
     void this.emit(events).then((ok) => ok && this.deps.commits.mark({ kind: 'recorded', id: job.jobId }));
     if (c.status === 'succeeded')
       void this.deps.routing

@@ -68,6 +68,8 @@ export class JobsService {
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Dispatches per job id running in this process (a duplicated message makes two). */
   private readonly active = new Map<string, number>();
+  /** Jobs whose submitted record event this process saw confirmed (bounded; oldest forgotten first). */
+  private readonly submittedHere = new Set<string>();
 
   constructor(
     private readonly deps: {
@@ -156,6 +158,7 @@ export class JobsService {
       ttlMs: req.ttlMs,
       ...(req.request ? { request: req.request } : {}),
       holdMicro: maxCost.toString(),
+      ...(req.apiKeyId ? { apiKeyId: req.apiKeyId } : {}),
       createdAt: createdAt.toISOString(),
     };
     try {
@@ -170,7 +173,9 @@ export class JobsService {
     }
     this.commits.mark({ kind: 'published', id: jobId, createdAt });
     this.deps.metrics?.jobsSubmitted.inc({ model: req.model, mode: req.mode ?? 'polling' });
-    void this.emit([submittedEvent(message, req.apiKeyId ?? null)]);
+    void this.emit([submittedEvent(message, req.apiKeyId ?? null)]).then(
+      (ok) => ok && this.noteSubmitted(jobId),
+    );
     return { jobId, maxCost, created: true, createdAt };
   }
 
@@ -200,6 +205,13 @@ export class JobsService {
       ]);
     }
     return this.inFlight.size;
+  }
+
+  private noteSubmitted(jobId: string): void {
+    this.submittedHere.add(jobId);
+    // Forgetting one only means its submitted event is sent once more with its finished event.
+    if (this.submittedHere.size > 50_000)
+      this.submittedHere.delete(this.submittedHere.values().next().value!);
   }
 
   /** Waits for the batched commits to finish (after drain; before the pool closes). */
@@ -262,7 +274,9 @@ export class JobsService {
    * message from before they did costs one read of the row and hold, and a job found closed is done.
    */
   private async contextOf(m: JobMessage): Promise<{ job: JobRef; hold: bigint } | undefined> {
-    const base = { ...m, apiKeyId: null };
+    const apiKeyId = m.apiKeyId ?? null;
+    const seen = this.submittedHere.delete(m.jobId);
+    const base = { ...m, apiKeyId, ...(seen ? {} : { submitted: submittedEvent(m, apiKeyId) }) };
     if (m.holdMicro && m.createdAt)
       return { job: { ...base, createdAt: new Date(m.createdAt) }, hold: BigInt(m.holdMicro) };
     const [row, hold] = await Promise.all([

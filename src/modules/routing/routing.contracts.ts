@@ -78,6 +78,8 @@ export const jobMessageSchema = z.object({
     .regex(/^\d{1,19}$/)
     .optional(),
   createdAt: z.string().datetime().optional(),
+  /** The submitting API key (for the job's records when they are rebuilt from the message). */
+  apiKeyId: uuid.optional(),
 });
 export type JobMessage = z.infer<typeof jobMessageSchema>;
 
