@@ -3,6 +3,7 @@
 // refunded; a closed job whose record events were never confirmed has them re-emitted (submitted too: the
 // recorder keeps the first copy of each event, so a re-emitted one changes nothing when the original arrived).
 import type { Logger } from '../../platform/logger.js';
+import type { RecordEventInput } from '../records/index.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import { finishedEvent, type JobRecordSink } from './job-records.js';
 import { parseStoredResult } from './job-results.js';
@@ -50,21 +51,28 @@ export function createRecentJobsTask(deps: {
         if (signal.aborted) break;
         // The request body is not in PostgreSQL, so the job cannot be re-sent: refund it (the client lost its
         // connection with the process that died; a poller sees a clear failure, not a job stuck in 'queued').
-        const closed = await deps.jobs.close(
-          {
-            namespaceId: j.namespaceId,
-            jobId: j.id,
-            model: j.model,
-            attempt: 0,
-            createdAt: j.createdAt,
-            apiKeyId: j.apiKeyId,
-          },
-          {
-            status: 'failed',
-            code: 'submit_interrupted',
-            reason: 'the job was not enqueued before its process stopped',
-          },
-        );
+        const ref = {
+          namespaceId: j.namespaceId,
+          jobId: j.id,
+          model: j.model,
+          attempt: 0,
+          createdAt: j.createdAt,
+          apiKeyId: j.apiKeyId,
+          // Its submitted event may have died with its process: sent (without the input) with the finished one.
+          submitted: minimalSubmitted(
+            j.namespaceId,
+            j.id,
+            j.model,
+            j.createdAt.toISOString(),
+            j.apiKeyId,
+            'urgent',
+          ),
+        };
+        const closed = await deps.jobs.close(ref, {
+          status: 'failed',
+          code: 'submit_interrupted',
+          reason: 'the job was not enqueued before its process stopped',
+        });
         if (closed.closed) refunded += 1;
       }
       if (refunded > 0)
@@ -91,17 +99,7 @@ export function createRecentJobsTask(deps: {
           const priority: 'urgent' | 'bulk' | 'test' =
             rec.priority === 'bulk' || rec.priority === 'test' ? rec.priority : 'urgent';
           events.push(
-            {
-              version: 1 as const,
-              type: 'job.submitted' as const,
-              namespaceId: r.namespaceId,
-              jobId: r.jobId,
-              at: r.createdAt,
-              model: r.model,
-              apiKeyId: rec.apiKeyId ?? null,
-              priority,
-              input: { params: {} },
-            },
+            minimalSubmitted(r.namespaceId, r.jobId, r.model, r.createdAt, rec.apiKeyId ?? null, priority),
             finishedEvent(r, {
               assignedAt: rec.assignedAt ? new Date(rec.assignedAt) : null,
               executionMs: rec.executionMs ?? 0,
@@ -118,5 +116,27 @@ export function createRecentJobsTask(deps: {
       }
       return { refunded, reemitted };
     },
+  };
+}
+
+/** A submitted event rebuilt from PostgreSQL alone (the input is not kept there). */
+function minimalSubmitted(
+  namespaceId: string,
+  jobId: string,
+  model: string,
+  at: string,
+  apiKeyId: string | null,
+  priority: 'urgent' | 'bulk' | 'test',
+): RecordEventInput {
+  return {
+    version: 1,
+    type: 'job.submitted',
+    namespaceId,
+    jobId,
+    at,
+    model,
+    apiKeyId,
+    priority,
+    input: { params: {} },
   };
 }
