@@ -137,9 +137,23 @@ export class JobResults {
     signal?: AbortSignal,
     opts: { readFirst?: boolean } = {},
   ): Promise<JobResult | undefined> {
+    try {
+      return await this.waitLoop(jobId, timeoutMs, signal, opts.readFirst ?? true);
+    } finally {
+      // The hand-over is for the waiters of this moment: the last one to leave drops it.
+      if (!this.waiters.has(jobId)) this.local.delete(jobId);
+    }
+  }
+
+  private async waitLoop(
+    jobId: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    readFirst: boolean,
+  ): Promise<JobResult | undefined> {
     const deadline = Date.now() + timeoutMs;
     // A job submitted a moment ago has no result yet: its first Redis read is skipped (the re-reads remain).
-    let read = opts.readFirst ?? true;
+    let read = readFirst;
     for (;;) {
       // Register before reading: a notice arriving between the read and the wait is not missed.
       let wake!: () => void;
@@ -164,10 +178,7 @@ export class JobResults {
         signal?.removeEventListener('abort', onAbort);
       } finally {
         set.delete(wake);
-        if (set.size === 0) {
-          this.waiters.delete(jobId);
-          this.local.delete(jobId);
-        }
+        if (set.size === 0) this.waiters.delete(jobId);
       }
     }
   }
