@@ -340,8 +340,10 @@ function collectIds(ops: LedgerOp[]) {
   for (const op of ops) {
     const ns = namespaceOf(op);
     if (ns) namespaceIds.add(ns);
+    // Only a payout reads a node's totals (it may not exceed what is unpaid): earnings are added as deltas, so a
+    // batch of settles and earnings locks no node row before its one upsert.
     const node = nodeOf(op);
-    if (node) nodeAddresses.add(node);
+    if (node && op.kind === 'payout') nodeAddresses.add(node);
     const job = jobOf(op);
     if (job) jobIds.add(job);
     idemKeys.add(idemKeyOf(op));
