@@ -3,6 +3,9 @@
 -- batches); a queued job still unpublished seconds later was lost between commit and publish and is refunded.
 -- Existing rows were published by the code that wrote them.
 alter table jobs add column published boolean not null default true;
+-- request_hash: SHA-256 (hex) of the request body of a job submitted with an Idempotency-Key; a replay of the
+-- key with another body is refused (409 idempotency_conflict). Null for jobs without a key.
+alter table jobs add column request_hash text;
 create index jobs_unpublished_idx on jobs (created_at) where not published and status = 'queued';
 
 -- One compact result per finished job, written in the finish transaction (with the settle or void and the

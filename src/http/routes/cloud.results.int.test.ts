@@ -96,4 +96,32 @@ describe('results recoverable from PostgreSQL', () => {
     );
     expect(settles.rows[0].n).toBe(1);
   });
+
+  it('an Idempotency-Key is bound to its request body: another body with the same key is 409 idempotency_conflict', async () => {
+    const b = server.backbone;
+    const account = await b.accounts.createAccount({ email: 'i@results.example' });
+    const ns = await b.accounts.createNamespace({ accountId: account.id, name: 'i' });
+    await b.ledger.topUp(ns.id, 10_000_000n, 'seed');
+    const key = await b.accounts.createApiKey({ namespaceId: ns.id, name: 'k' });
+    const post = (content: string) =>
+      fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${key.plaintext}`,
+          'idempotency-key': 'bound-1',
+          'x-rty-environment': 'testnet',
+        },
+        body: JSON.stringify({ model: 'llama3-8b', messages: [{ role: 'user', content }] }),
+      });
+    expect((await post('first body')).status).toBe(200);
+    const other = await post('another body');
+    expect(other.status).toBe(409);
+    expect(await other.json()).toMatchObject({ error: { code: 'idempotency_conflict' } });
+    const same = await post('first body');
+    expect(same.status).toBe(200);
+    expect(same.headers.get('idempotent-replayed')).toBe('true');
+    const rows = await b.pool.query('select count(*)::int as n from jobs where namespace_id = $1', [ns.id]);
+    expect(rows.rows[0].n).toBe(1);
+  });
 });

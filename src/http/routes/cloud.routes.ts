@@ -1,6 +1,7 @@
 // The OpenAI-compatible Cloud API: models, chat completions, completions, embeddings (sync, polling, and chat
 // as server-sent events), job status and cancellation. Every route authenticates a Bearer API key and every
 // job read is scoped to the key's namespace.
+import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -74,7 +75,15 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
         ttlMs: b.config.JOB_DEFAULT_TTL_MS,
         mode,
         request: { kind: s.kind, body: s.body, maxTokens: s.maxOutputTokens },
-        ...(idem ? { jobId: jobIdForIdempotencyKey(key.namespaceId, idem) } : {}),
+        ...(idem
+          ? {
+              jobId: jobIdForIdempotencyKey(key.namespaceId, idem),
+              // The key is bound to this body (and route): the same key with another body is a 409.
+              requestHash: createHash('sha256')
+                .update(`${req.url}\n${JSON.stringify(req.body)}`)
+                .digest('hex'),
+            }
+          : {}),
       });
       reply.header('x-request-id', submitted.jobId);
       if (!submitted.created) reply.header('idempotent-replayed', 'true');

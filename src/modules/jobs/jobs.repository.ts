@@ -13,6 +13,8 @@ export interface JobRowInput {
   environment: 'testnet' | 'mainnet';
   maxCost: bigint;
   createdAt: Date;
+  /** SHA-256 (hex) of the request body when the job was submitted under an Idempotency-Key. */
+  requestHash?: string | null;
 }
 
 /** A job's terminal transition, with the compact result stored beside it. */
@@ -47,6 +49,7 @@ export interface JobRow {
   createdAt: Date;
   dispatchedAt: Date | null;
   finishedAt: Date | null;
+  requestHash?: string | null;
 }
 
 export class JobsRepository {
@@ -68,9 +71,10 @@ export class JobsRepository {
       created_at: Date;
       dispatched_at: Date | null;
       finished_at: Date | null;
+      request_hash: string | null;
     }>(
       `select id, namespace_id, api_key_id, model, mode, status, node_address, attempts, tokens_in, tokens_out,
-              max_cost, cost, created_at, dispatched_at, finished_at
+              max_cost, cost, created_at, dispatched_at, finished_at, request_hash
          from jobs where id = $1 and namespace_id = $2`,
       [jobId, namespaceId],
     );
@@ -92,6 +96,7 @@ export class JobsRepository {
       createdAt: x.created_at,
       dispatchedAt: x.dispatched_at,
       finishedAt: x.finished_at,
+      requestHash: x.request_hash,
     };
   }
 
@@ -105,10 +110,10 @@ export class JobsRepository {
     if (rows.length === 0) return;
     await tx.query({
       name: 'jobs_insert_batch',
-      text: `insert into jobs (id, namespace_id, api_key_id, model, mode, priority, environment, status, max_cost, created_at, published)
-             select id, ns, key, model, mode, prio, env, 'queued', max_cost, created_at, false
-               from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::timestamptz[])
-                 as v(id, ns, key, model, mode, prio, env, max_cost, created_at)`,
+      text: `insert into jobs (id, namespace_id, api_key_id, model, mode, priority, environment, status, max_cost, created_at, published, request_hash)
+             select id, ns, key, model, mode, prio, env, 'queued', max_cost, created_at, false, h
+               from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::timestamptz[], $10::text[])
+                 as v(id, ns, key, model, mode, prio, env, max_cost, created_at, h)`,
       values: [
         rows.map((j) => j.id),
         rows.map((j) => j.namespaceId),
@@ -119,6 +124,7 @@ export class JobsRepository {
         rows.map((j) => j.environment),
         rows.map((j) => j.maxCost.toString()),
         rows.map((j) => j.createdAt),
+        rows.map((j) => j.requestHash ?? null),
       ],
     });
   }

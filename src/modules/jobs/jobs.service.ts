@@ -47,6 +47,8 @@ export interface SubmitRequest {
   mode?: 'sync' | 'polling';
   request?: JobRequest;
   subcloud?: string | null;
+  /** With a caller-chosen jobId: a hash of the request body; a replay with another body is refused (409). */
+  requestHash?: string;
 }
 
 export interface SubmitResult {
@@ -135,11 +137,19 @@ export class JobsService {
       environment: req.environment,
       maxCost,
       createdAt,
+      requestHash: req.requestHash ?? null,
     } as const;
     const committed = await this.commits.submit({ row, reserve });
     if (!committed.created) {
       // A replay (rare): the first job's row has its own partition key.
       const first = await this.repo.findJob(this.deps.pool, req.namespaceId, jobId);
+      // The key names one request: the same key with another body is a client error, not a replay.
+      if (first?.requestHash && req.requestHash && first.requestHash !== req.requestHash)
+        throw new AppError(
+          'idempotency_conflict',
+          'this Idempotency-Key was already used with another request body; use a new key for a new request',
+          { jobId },
+        );
       return { jobId, maxCost, created: false, createdAt: first?.createdAt ?? createdAt };
     }
     const message: JobMessage = {
