@@ -90,6 +90,12 @@ export class Attempt {
   async run(): Promise<AttemptOutcome> {
     const lease = await this.lease();
     if (lease === 'duplicate') return { kind: 'duplicate' };
+    if (lease === 'stopping')
+      return {
+        kind: 'failed',
+        cause: 'backbone_shutdown',
+        reason: 'the process stopped while the job waited',
+      };
     if (!lease) return { kind: 'failed', cause: 'no_capacity', reason: 'no eligible node' };
     const assignedAt = new Date();
     const started = performance.now();
@@ -159,7 +165,7 @@ export class Attempt {
    * expiry means that delivery reached its outcome (drop this copy), expired means its dispatcher died (take
    * a fresh lease and run).
    */
-  private async lease(): Promise<Lease | 'duplicate' | undefined> {
+  private async lease(): Promise<Lease | 'duplicate' | 'stopping' | undefined> {
     const deadline = Date.now() + this.deps.capacityWaitMs;
     let pollMs = 5;
     for (;;) {
@@ -175,13 +181,15 @@ export class Attempt {
     }
   }
 
-  private async waitOut(held: Lease): Promise<Lease | 'duplicate' | undefined> {
+  private async waitOut(held: Lease): Promise<Lease | 'duplicate' | 'stopping' | undefined> {
     this.deps.log.info(
       { jobId: held.jobId, nodeId: held.nodeAddress },
       'job lease held by another delivery: waiting it out',
     );
     for (;;) {
-      if (this.deps.capacity.stopping) return 'duplicate'; // unacked copies go back to the broker on stop
+      // Stopping: this copy may be the only one left (its first dispatcher died), so it is never dropped; it
+      // fails with a cause of ours and goes back through a retry (the node is not blamed).
+      if (this.deps.capacity.stopping) return 'stopping';
       await this.deps.capacity.wait(Math.min(200, Math.max(1, held.expiresAtMs - Date.now())));
       const now = await this.select();
       if (now?.held && now.fencingToken === held.fencingToken) continue;
