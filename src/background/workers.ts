@@ -4,7 +4,7 @@
 import { systemClock } from '../platform/clock.js';
 import { ManagedConnection } from '../stores/rabbitmq/reconnect.js';
 import { createLedgerTasks } from '../modules/credits/index.js';
-import { createStaleJobsTask, type JobRecordSink } from '../modules/jobs/index.js';
+import { createRecentJobsTask, createStaleJobsTask, type JobRecordSink } from '../modules/jobs/index.js';
 import {
   DirectoryTarget,
   RecorderService,
@@ -92,6 +92,18 @@ export function workerTasks(b: Backbone, records?: JobRecordSink): RecurringTask
       intervalMs: Math.max(1000, Math.floor(c.ROUTING_LANE_IDLE_MS / 2)),
       run: () => b.routing.pruneIdleLanes(),
     },
+    createRecentJobsTask({
+      pool: b.pool,
+      jobs: b.jobs,
+      log: b.log,
+      ...(records ? { records } : {}),
+      options: {
+        intervalMs: c.JOBS_RECOVER_INTERVAL_MS,
+        graceMs: c.JOBS_RECOVER_GRACE_MS,
+        windowMs: 24 * 3600_000,
+        batchSize: 500,
+      },
+    }),
     createStaleJobsTask({
       pool: b.pool,
       log: b.log,

@@ -1,7 +1,8 @@
 // The DESIGN.md §2 invariants, checked against the stores after a run (the demo ends with them; end-to-end
 // tests assert them): every job terminal exactly once, one settlement per succeeded job and none for the others,
 // no pending hold, reserved = 0, balance = top-ups + bonuses − settled charges (− storage charges, − expired
-// bonuses), the ledger recomputes to the stored balances, node earnings never exceed what was charged, no lease
+// bonuses), the ledger recomputes to the stored balances, node earnings never exceed what was charged, every
+// succeeded job has exactly one earning, no lease
 // left in Redis, and (optionally) one MongoDB job document per job.
 import type { Db } from 'mongodb';
 import type { LedgerService } from '../modules/credits/index.js';
@@ -25,6 +26,8 @@ export interface InvariantScope {
   namespaceIds: string[];
   /** When given: one job document per job of the namespaces. */
   mongo?: Db;
+  /** The node operators' share (NODE_SHARE_PERCENT) the run settled with; 80 unless given. */
+  nodeSharePercent?: number;
 }
 
 const n = (v: unknown) => Number(v ?? 0);
@@ -116,6 +119,23 @@ export async function checkInvariants(s: InvariantScope): Promise<InvariantCheck
     'node earnings never exceed the charge',
     n(earnings.rows[0]?.over) === 0,
     `${n(earnings.rows[0]?.over)} over`,
+  );
+
+  // The earning is written with the settle and the terminal row (one transaction): a succeeded job whose share
+  // of its charge is positive has exactly one, every other job none.
+  const share = s.nodeSharePercent ?? 80;
+  const earned = await s.pool.query<{ wrong: number; earning: number }>(
+    `with e as (select job_id, count(*) as c from ledger_entries where kind = 'earning' group by job_id)
+     select count(*) filter (where coalesce(e.c, 0) <> case when j.status = 'succeeded' and coalesce(j.cost, 0) * $2 / 100 > 0
+                                                         and j.node_address is not null then 1 else 0 end)::int as wrong,
+            count(e.job_id)::int as earning
+       from jobs j left join e on e.job_id = j.id where j.namespace_id = any($1)`,
+    [ns, share],
+  );
+  add(
+    'every succeeded job has exactly one earning',
+    n(earned.rows[0]?.wrong) === 0,
+    `${n(earned.rows[0]?.earning)} jobs with earnings, ${n(earned.rows[0]?.wrong)} mismatched`,
   );
 
   const leases = await scanKeys(s.redis, `${s.redisPrefix}live:*lease:*`);

@@ -162,6 +162,10 @@ export const configSchema = z.object({
   JOBS_STALE_RECONCILE_INTERVAL_MS: intFrom(60_000, 100),
   /** Only holds closed at least this long ago: the job flow's own terminal transition wins within it. */
   JOBS_STALE_GRACE_MS: intFrom(60_000, 0),
+  /** How often jobs lost between their submit commit and enqueue are refunded and lost record events re-sent. */
+  JOBS_RECOVER_INTERVAL_MS: intFrom(2_000, 100),
+  /** A job younger than this may still be publishing (or confirming its records): the recovery leaves it. */
+  JOBS_RECOVER_GRACE_MS: intFrom(10_000, 0),
 
   // --- serving: HTTP APIs, node gateway, job flow (issue 6) ---
   HTTP_HOST: z.string().min(1).default('127.0.0.1'),

@@ -54,3 +54,28 @@ describe('GroupCommitter', () => {
     await expect(gc.submit('d')).rejects.toThrow(/stopped/);
   });
 });
+
+describe('GroupCommitter with flushWhenIdle', () => {
+  it('flushes a lone item at once and batches the items that arrive while a flush runs', async () => {
+    const sizes: number[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const gc = new GroupCommitter<number, number>(
+      { maxWaitMs: 10_000, maxSize: 100, concurrency: 1, flushWhenIdle: true },
+      async (items) => {
+        sizes.push(items.length);
+        if (sizes.length === 1) await gate;
+        return items.map((i) => ({ ok: true as const, value: i }));
+      },
+    );
+    const first = gc.submit(0);
+    // No timer: the first flush started synchronously although maxWaitMs is 10 s.
+    expect(sizes).toEqual([1]);
+    const rest = Array.from({ length: 20 }, (_, i) => gc.submit(i + 1));
+    expect(sizes).toEqual([1]);
+    release();
+    expect(await first).toBe(0);
+    expect(await Promise.all(rest)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(sizes).toEqual([1, 20]);
+  });
+});

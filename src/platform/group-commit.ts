@@ -1,10 +1,14 @@
 // Group commit: collects items for a short bounded wait (or until a batch is full) and hands them to one
 // flush; each item keeps its own promise and outcome. At most `concurrency` flushes run at once.
+// With `flushWhenIdle`, there is no timer: an item flushes at once when no flush is running, and items that
+// arrive while one runs form the next batch (so batches grow with load and an idle system never waits).
 
 export interface GroupCommitOptions {
   maxWaitMs: number;
   maxSize: number;
   concurrency: number;
+  /** Flush at once when no flush is in flight; otherwise when one ends or a batch is full (maxWaitMs unused). */
+  flushWhenIdle?: boolean;
 }
 
 /** Per-item outcome of a flush: a value or that item's own error. */
@@ -33,7 +37,9 @@ export class GroupCommitter<T, R> {
     if (this.closed) return Promise.reject(new Error('group committer is stopped'));
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
-      if (this.queue.length >= this.opts.maxSize || this.opts.maxWaitMs === 0) this.kick();
+      if (this.opts.flushWhenIdle) {
+        if (this.inFlight === 0 || this.queue.length >= this.opts.maxSize) this.kick();
+      } else if (this.queue.length >= this.opts.maxSize || this.opts.maxWaitMs === 0) this.kick();
       else this.timer ??= setTimeout(() => this.onTimer(), this.opts.maxWaitMs);
     });
   }

@@ -210,6 +210,8 @@ export async function createBackbone(
         capacityWaitMs: config.JOB_CAPACITY_WAIT_MS,
       },
     });
+    // After the dispatch drain (registered later, so stopped earlier): the last batched commits finish here.
+    lifecycle.add('job-commits', () => jobs.stop());
     return { ...partial, jobs };
   } catch (err) {
     await lifecycle.stop();

@@ -12,11 +12,11 @@ function usageOf(r: JobResult) {
 }
 
 /** The error a client gets for a job that did not succeed. */
-export function errorOfResult(r: Pick<JobResult, 'status' | 'error' | 'jobId'>): AppError {
+export function errorOfResult(r: Pick<JobResult, 'status' | 'error' | 'errorCode' | 'jobId'>): AppError {
   const details = { jobId: r.jobId };
   switch (r.status) {
     case 'failed':
-      return /no eligible node/.test(r.error ?? '')
+      return r.errorCode === 'no_capacity'
         ? new AppError('no_capacity', `no node could take job ${r.jobId}; it was refunded`, details)
         : new AppError(
             'job_failed',

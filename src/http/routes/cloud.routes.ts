@@ -1,6 +1,7 @@
 // The OpenAI-compatible Cloud API: models, chat completions, completions, embeddings (sync, polling, and chat
 // as server-sent events), job status and cancellation. Every route authenticates a Bearer API key and every
 // job read is scoped to the key's namespace.
+import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -70,7 +71,15 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
         ttlMs: b.config.JOB_DEFAULT_TTL_MS,
         mode,
         request: { kind: s.kind, body: s.body, maxTokens: s.maxOutputTokens },
-        ...(idem ? { jobId: jobIdForIdempotencyKey(key.namespaceId, idem) } : {}),
+        ...(idem
+          ? {
+              jobId: jobIdForIdempotencyKey(key.namespaceId, idem),
+              // The key is bound to this body (and route): the same key with another body is a 409.
+              requestHash: createHash('sha256')
+                .update(`${req.url}\n${JSON.stringify(req.body)}`)
+                .digest('hex'),
+            }
+          : {}),
       });
       reply.header('x-request-id', submitted.jobId);
       if (!submitted.created) reply.header('idempotent-replayed', 'true');
@@ -95,7 +104,11 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
           .header('location', `/v1/jobs/${submitted.jobId}`)
           .send(found ? renderJob(found.row, found.result, s.encodingFormat) : { id: submitted.jobId });
       }
-      let result = await b.results.wait(submitted.jobId, b.config.JOB_SYNC_TIMEOUT_MS);
+      // A replay of a finished job is answered from its stored result (Redis, or PostgreSQL when Redis lost it).
+      let result = submitted.created ? undefined : await b.jobs.getResult(key.namespaceId, submitted.jobId);
+      result ??= await b.results.wait(submitted.jobId, b.config.JOB_SYNC_TIMEOUT_MS, undefined, {
+        readFirst: !submitted.created,
+      });
       if (!result && !b.results.running)
         // This process is shutting down: the job goes on (another process may run it); never cancel it for that.
         throw new AppError(
@@ -107,13 +120,23 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
           },
         );
       if (!result) {
-        // Waited long enough: cancel and refund, unless the job finished in the meantime.
-        const status = await b.jobs.cancel(key.namespaceId, submitted.jobId, 'the sync request timed out');
-        result =
-          status === 'succeeded'
-            ? await b.results.wait(submitted.jobId, 10_000)
-            : await b.results.get(submitted.jobId);
-        if (status !== 'succeeded' || !result)
+        // Waited long enough: cancel and refund, unless the job finished in the meantime (whoever closed the
+        // hold decided: a job that succeeded is answered with its result, never reported as refunded).
+        const status = await b.jobs.cancel(key.namespaceId, submitted.jobId, 'the sync request timed out', {
+          createdAt: submitted.createdAt,
+          model: s.model,
+        });
+        result = await b.jobs.getResult(key.namespaceId, submitted.jobId);
+        if (status === 'succeeded' && result?.status !== 'succeeded')
+          throw new AppError(
+            'store_unavailable',
+            `job ${submitted.jobId} succeeded; its result is not readable right now: poll /v1/jobs/${submitted.jobId}`,
+            {
+              jobId: submitted.jobId,
+              headers: { location: `/v1/jobs/${submitted.jobId}`, 'retry-after': '1' },
+            },
+          );
+        if (!result || status === 'cancelled')
           throw new AppError(
             'timeout',
             `no result within ${b.config.JOB_SYNC_TIMEOUT_MS} ms; job ${submitted.jobId} was cancelled and refunded`,

@@ -26,7 +26,7 @@ export class CreditsRepository {
    * then read holds and idempotency entries in a NEW statement. Under READ COMMITTED a statement keeps the
    * snapshot it started with, so reading holds in the locking statement could see a hold as pending that the
    * batch we waited for has just closed. Holds need no row lock of their own: a hold only changes under its
-   * namespace's lock. Node rows are locked last (sorted) and only when the batch has node operations.
+   * namespace's lock. Node rows are locked last (sorted) and only when the batch has payouts (earnings are deltas).
    */
   async loadBatch(
     tx: PoolClient,
@@ -176,22 +176,35 @@ export class CreditsRepository {
       .filter(([, n]) => n.deltaEarned > 0n || n.deltaPaidOut > 0n)
       .sort(([a], [b]) => (a < b ? -1 : 1));
     if (nodes.length > 0) {
-      // Deltas, not absolute values: a node row may not exist yet (and so could not be locked) when the batch began.
-      // Ensure the rows exist first so that the CHECK (paid_out <= earned) sees only real totals.
-      await tx.query(
-        'insert into node_balances (node_address) select unnest($1::text[]) on conflict (node_address) do nothing',
-        [nodes.map(([a]) => a)],
-      );
-      await tx.query(
-        `update node_balances b set earned = b.earned + v.e, paid_out = b.paid_out + v.p, updated_at = $4
-         from unnest($1::text[], $2::int8[], $3::int8[]) as v(a, e, p) where b.node_address = v.a`,
-        [
-          nodes.map(([a]) => a),
-          nodes.map(([, n]) => str(n.deltaEarned)),
-          nodes.map(([, n]) => str(n.deltaPaidOut)),
-          s.now,
-        ],
-      );
+      // Deltas, not absolute values: a node row may not exist yet (and so could not be locked) when the batch
+      // began. Earnings only (the job path): one upsert. With payouts: ensure the rows exist first, so that the
+      // CHECK (paid_out <= earned) sees only real totals (it would refuse a proposed new row of a payout).
+      const values = [
+        nodes.map(([a]) => a),
+        nodes.map(([, n]) => str(n.deltaEarned)),
+        nodes.map(([, n]) => str(n.deltaPaidOut)),
+        s.now,
+      ];
+      if (nodes.every(([, n]) => n.deltaPaidOut === 0n)) {
+        await tx.query({
+          name: 'ledger_node_earnings',
+          text: `insert into node_balances (node_address, earned, updated_at)
+                 select a, e, $4 from unnest($1::text[], $2::int8[], $3::int8[]) as v(a, e, p)
+                 on conflict (node_address) do update
+                   set earned = node_balances.earned + excluded.earned, updated_at = excluded.updated_at`,
+          values,
+        });
+      } else {
+        await tx.query(
+          'insert into node_balances (node_address) select unnest($1::text[]) on conflict (node_address) do nothing',
+          [values[0]],
+        );
+        await tx.query(
+          `update node_balances b set earned = b.earned + v.e, paid_out = b.paid_out + v.p, updated_at = $4
+           from unnest($1::text[], $2::int8[], $3::int8[]) as v(a, e, p) where b.node_address = v.a`,
+          values,
+        );
+      }
     }
   }
 

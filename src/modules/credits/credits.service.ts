@@ -3,7 +3,7 @@
 import { AppError, isAppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import { GroupCommitter, type Outcome } from '../../platform/group-commit.js';
-import { withTransaction, type Pool } from '../../stores/postgres/pool.js';
+import { withTransaction, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
 import { CreditsRepository, type BalanceView, type LedgerMismatch } from './credits.repository.js';
 import {
   applyOp,
@@ -64,7 +64,7 @@ function requireTimeout(ms: number): Date {
 }
 
 /** Errors after which re-running the batch from fresh state is the right answer. */
-function isBatchRace(err: unknown): boolean {
+export function isBatchRace(err: unknown): boolean {
   if (isAppError(err, 'already_exists')) return true;
   return (
     isAppError(err, 'store_unavailable') &&
@@ -228,6 +228,51 @@ export class LedgerService {
     return done;
   }
 
+  /**
+   * The ledger's part of a caller's unit of work: loads and locks what `ops` touch, applies them in order
+   * (each keeps its own outcome) and writes the result, inside the caller's transaction. The caller commits
+   * (and re-runs the whole unit on isBatchRace). Build the operations with `ops` (it validates them).
+   */
+  readonly ops = {
+    reserve: (namespaceId: string, jobId: string, maxCost: bigint, holdTimeoutMs: number): LedgerOp => ({
+      kind: 'reserve',
+      namespaceId: requireId(namespaceId, 'namespaceId'),
+      jobId: requireId(jobId, 'jobId'),
+      amount: toMicro(maxCost, 'maxCost'),
+      expiresAt: requireTimeout(holdTimeoutMs),
+    }),
+    settle: (namespaceId: string, jobId: string, actualCost: bigint): LedgerOp => ({
+      kind: 'settle',
+      namespaceId: requireId(namespaceId, 'namespaceId'),
+      jobId: requireId(jobId, 'jobId'),
+      actual: toMicro(actualCost, 'actualCost', { allowZero: true }),
+    }),
+    void: (namespaceId: string, jobId: string): LedgerOp => ({
+      kind: 'void',
+      namespaceId: requireId(namespaceId, 'namespaceId'),
+      jobId: requireId(jobId, 'jobId'),
+    }),
+    earning: (nodeAddress: string, jobId: string, amount: bigint): LedgerOp => ({
+      kind: 'earning',
+      nodeAddress: requireId(nodeAddress, 'nodeAddress', address),
+      jobId: requireId(jobId, 'jobId'),
+      amount: toMicro(amount, 'amount'),
+    }),
+  };
+
+  async applyInTransaction(tx: PoolClient, ops: LedgerOp[]): Promise<Array<Outcome<OpResult>>> {
+    const state = await this.repo.loadBatch(tx, collectIds(ops), new Date());
+    const outcomes = ops.map((op): Outcome<OpResult> => {
+      try {
+        return { ok: true, value: applyOp(state, op) };
+      } catch (error) {
+        return { ok: false, error };
+      }
+    });
+    await this.repo.writeBatch(tx, state);
+    return outcomes;
+  }
+
   /** Stops taking operations and waits for queued batches to commit. */
   stop(): Promise<void> {
     return this.committer.stop();
@@ -266,18 +311,7 @@ export class LedgerService {
   private async commitWithRetry(ops: LedgerOp[]): Promise<Array<Outcome<OpResult>>> {
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await withTransaction(this.pool, async (tx) => {
-          const state = await this.repo.loadBatch(tx, collectIds(ops), new Date());
-          const outcomes = ops.map((op): Outcome<OpResult> => {
-            try {
-              return { ok: true, value: applyOp(state, op) };
-            } catch (error) {
-              return { ok: false, error };
-            }
-          });
-          await this.repo.writeBatch(tx, state);
-          return outcomes;
-        });
+        return await withTransaction(this.pool, (tx) => this.applyInTransaction(tx, ops));
       } catch (err) {
         if (!isBatchRace(err)) throw err;
         if (attempt >= 5) {
@@ -306,8 +340,10 @@ function collectIds(ops: LedgerOp[]) {
   for (const op of ops) {
     const ns = namespaceOf(op);
     if (ns) namespaceIds.add(ns);
+    // Only a payout reads a node's totals (it may not exceed what is unpaid): earnings are added as deltas, so a
+    // batch of settles and earnings locks no node row before its one upsert.
     const node = nodeOf(op);
-    if (node) nodeAddresses.add(node);
+    if (node && op.kind === 'payout') nodeAddresses.add(node);
     const job = jobOf(op);
     if (job) jobIds.add(job);
     idemKeys.add(idemKeyOf(op));

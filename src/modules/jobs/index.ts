@@ -8,7 +8,16 @@ export {
   type SubmitResult,
 } from './jobs.service.js';
 export type { TerminalStatus, JobRow } from './jobs.repository.js';
-export { JobResults, jobResultSchema, type JobResult } from './job-results.js';
+export {
+  JOB_ERROR_CODES,
+  JobResults,
+  jobResultSchema,
+  type JobErrorCode,
+  type JobResult,
+} from './job-results.js';
+export { DeliveryError } from './jobs.attempt.js';
+export type { Closed, Closing, JobRef } from './jobs.close.js';
 export type { JobRecordSink } from './job-records.js';
 export { jobIdForIdempotencyKey } from './idempotency.js';
+export { createRecentJobsTask, type RecentJobsOptions, type RecentJobsTask } from './jobs.recovery.js';
 export { createStaleJobsTask, type StaleJobsOptions, type StaleJobsTask } from './jobs.tasks.js';

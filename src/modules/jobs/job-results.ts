@@ -1,11 +1,22 @@
 // Finished jobs' results in Redis (for sync waiters and polling clients, JOB_RESULT_TTL_MS), and the
-// process-wide waiter: a result stored by any process wakes the clients waiting on this one (pub/sub),
-// with a periodic re-read so a lost pub/sub message only delays a waiter, never strands it.
+// process-wide waiter: a result put in this process answers its waiters here at once (no Redis round trip);
+// one stored by another process wakes them through pub/sub, with a periodic re-read so a lost pub/sub message
+// only delays a waiter, never strands it. PostgreSQL keeps the durable copy (job_results).
 import { z } from 'zod';
 import type { Logger } from '../../platform/logger.js';
 import type { Redis } from '../../stores/redis/client.js';
 import { RedisKeys } from '../../stores/redis/keys.js';
-import { REQUEST_KINDS } from '../routing/index.js';
+import { ATTEMPT_CAUSES, REQUEST_KINDS } from '../routing/index.js';
+
+export const JOB_ERROR_CODES = [
+  'no_capacity',
+  'job_failed',
+  'expired',
+  'cancelled',
+  'not_enqueued',
+  'submit_interrupted',
+] as const;
+export type JobErrorCode = (typeof JOB_ERROR_CODES)[number];
 
 export const jobResultSchema = z.object({
   v: z.literal(1),
@@ -25,6 +36,10 @@ export const jobResultSchema = z.object({
   /** Micro-credits charged (decimal string). */
   costMicro: z.string(),
   error: z.string().optional(),
+  /** Why a job that did not succeed ended that way (what the API renders; `error` is the human text). */
+  errorCode: z.enum(JOB_ERROR_CODES).optional(),
+  /** The cause of the last failed attempt, when one failed. */
+  cause: z.enum(ATTEMPT_CAUSES).optional(),
   attempts: z.number().int(),
   nodeAddress: z.string().nullable(),
   createdAt: z.string(),
@@ -32,12 +47,21 @@ export const jobResultSchema = z.object({
 });
 export type JobResult = z.infer<typeof jobResultSchema>;
 
+/** A result row read back from PostgreSQL (undefined when absent or not matching the schema). */
+export function parseStoredResult(raw: unknown): JobResult | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  const parsed = jobResultSchema.safeParse(raw);
+  return parsed.success ? parsed.data : undefined;
+}
+
 /** How often a waiter re-reads its key in case the pub/sub notice was lost. */
 const RECHECK_MS = 1000;
 
 export class JobResults {
   private readonly keys: RedisKeys;
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Results put in this process while someone here waits for them (handed over without a Redis read). */
+  private readonly local = new Map<string, JobResult>();
   private readonly log: Logger;
   private started = false;
   private readonly onMessage = (channel: string, jobId: string) => {
@@ -80,13 +104,19 @@ export class JobResults {
 
   /** Stores a result and wakes every waiter on every process. */
   async put(result: JobResult): Promise<void> {
-    await this.deps.redis.set(
-      this.keys.jobResult(result.jobId),
-      JSON.stringify(result),
-      'PX',
-      this.deps.ttlMs,
-    );
-    await this.deps.redis.publish(this.keys.jobDoneChannel(), result.jobId);
+    if (this.waiters.has(result.jobId)) {
+      // A waiter in this process: answered now, before (and whatever happens to) the Redis writes.
+      this.local.set(result.jobId, result);
+      this.wake(result.jobId);
+    }
+    // One round trip: the copy for pollers and other processes, and the notice to waiters elsewhere.
+    const replies = await this.deps.redis
+      .pipeline()
+      .set(this.keys.jobResult(result.jobId), JSON.stringify(result), 'PX', this.deps.ttlMs)
+      .publish(this.keys.jobDoneChannel(), result.jobId)
+      .exec();
+    const failed = replies?.find(([err]) => err)?.[0];
+    if (failed) throw failed;
   }
 
   async get(jobId: string): Promise<JobResult | undefined> {
@@ -101,8 +131,29 @@ export class JobResults {
   }
 
   /** Resolves with the result once stored, or undefined after timeoutMs (or when the signal aborts). */
-  async wait(jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobResult | undefined> {
+  async wait(
+    jobId: string,
+    timeoutMs: number,
+    signal?: AbortSignal,
+    opts: { readFirst?: boolean } = {},
+  ): Promise<JobResult | undefined> {
+    try {
+      return await this.waitLoop(jobId, timeoutMs, signal, opts.readFirst ?? true);
+    } finally {
+      // The hand-over is for the waiters of this moment: the last one to leave drops it.
+      if (!this.waiters.has(jobId)) this.local.delete(jobId);
+    }
+  }
+
+  private async waitLoop(
+    jobId: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    readFirst: boolean,
+  ): Promise<JobResult | undefined> {
     const deadline = Date.now() + timeoutMs;
+    // A job submitted a moment ago has no result yet: its first Redis read is skipped (the re-reads remain).
+    let read = readFirst;
     for (;;) {
       // Register before reading: a notice arriving between the read and the wait is not missed.
       let wake!: () => void;
@@ -111,7 +162,8 @@ export class JobResults {
       set.add(wake);
       this.waiters.set(jobId, set);
       try {
-        const found = await this.get(jobId);
+        const found = this.local.get(jobId) ?? (read ? await this.get(jobId) : undefined);
+        read = true;
         if (found) return found;
         const left = deadline - Date.now();
         if (left <= 0 || signal?.aborted || !this.started) return undefined;

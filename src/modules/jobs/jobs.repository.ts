@@ -1,5 +1,5 @@
 // SQL for job metadata rows: created at submit, moved to exactly one terminal state.
-import { withTransaction, type Pool, type Queryable } from '../../stores/postgres/pool.js';
+import type { Queryable } from '../../stores/postgres/pool.js';
 
 export type TerminalStatus = 'succeeded' | 'failed' | 'expired' | 'cancelled';
 
@@ -13,6 +13,24 @@ export interface JobRowInput {
   environment: 'testnet' | 'mainnet';
   maxCost: bigint;
   createdAt: Date;
+  /** SHA-256 (hex) of the request body when the job was submitted under an Idempotency-Key. */
+  requestHash?: string | null;
+}
+
+/** A job's terminal transition, with the compact result stored beside it. */
+export interface TerminalRowInput {
+  id: string;
+  namespaceId: string;
+  /** The partition key. */
+  createdAt: Date;
+  status: TerminalStatus;
+  cost?: bigint;
+  tokensIn?: number;
+  tokensOut?: number;
+  latencyMs?: number;
+  node?: string | null;
+  attempts: number;
+  result: unknown;
 }
 
 export interface JobRow {
@@ -31,6 +49,7 @@ export interface JobRow {
   createdAt: Date;
   dispatchedAt: Date | null;
   finishedAt: Date | null;
+  requestHash?: string | null;
 }
 
 export class JobsRepository {
@@ -52,9 +71,10 @@ export class JobsRepository {
       created_at: Date;
       dispatched_at: Date | null;
       finished_at: Date | null;
+      request_hash: string | null;
     }>(
       `select id, namespace_id, api_key_id, model, mode, status, node_address, attempts, tokens_in, tokens_out,
-              max_cost, cost, created_at, dispatched_at, finished_at
+              max_cost, cost, created_at, dispatched_at, finished_at, request_hash
          from jobs where id = $1 and namespace_id = $2`,
       [jobId, namespaceId],
     );
@@ -76,93 +96,149 @@ export class JobsRepository {
       createdAt: x.created_at,
       dispatchedAt: x.dispatched_at,
       finishedAt: x.finished_at,
+      requestHash: x.request_hash,
     };
   }
 
   /**
-   * Inserts the job row unless its id exists; returns false then. Serialized per id by a transaction-scoped
-   * advisory lock: the table's key is (id, created_at) (partitioned by time), so two concurrent submissions of
-   * one id (an Idempotency-Key sent twice at once) would otherwise both pass `not exists`.
+   * Inserts the rows of one submit batch, inside the unit of work that also reserved their credit (one
+   * multi-row statement, unpublished until the broker confirms). No existence check: the credit hold's primary
+   * key (job id), written in the same transaction under the namespace's balance lock, already makes a job id
+   * unique; a replayed reservation inserts no row.
    */
-  async insertJob(pool: Pool, j: JobRowInput): Promise<boolean> {
-    return withTransaction(pool, async (tx) => {
-      await tx.query('select pg_advisory_xact_lock(hashtextextended($1, 7))', [j.id]);
-      return this.insertJobRow(tx, j);
+  async insertJobs(tx: Queryable, rows: JobRowInput[]): Promise<void> {
+    if (rows.length === 0) return;
+    await tx.query({
+      name: 'jobs_insert_batch',
+      text: `insert into jobs (id, namespace_id, api_key_id, model, mode, priority, environment, status, max_cost, created_at, published, request_hash)
+             select id, ns, key, model, mode, prio, env, 'queued', max_cost, created_at, false, h
+               from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::timestamptz[], $10::text[])
+                 as v(id, ns, key, model, mode, prio, env, max_cost, created_at, h)`,
+      values: [
+        rows.map((j) => j.id),
+        rows.map((j) => j.namespaceId),
+        rows.map((j) => j.apiKeyId ?? null),
+        rows.map((j) => j.model),
+        rows.map((j) => j.mode),
+        rows.map((j) => j.priority),
+        rows.map((j) => j.environment),
+        rows.map((j) => j.maxCost.toString()),
+        rows.map((j) => j.createdAt),
+        rows.map((j) => j.requestHash ?? null),
+      ],
     });
   }
 
-  private async insertJobRow(db: Queryable, j: JobRowInput): Promise<boolean> {
-    const r = await db.query(
-      `insert into jobs (id, namespace_id, api_key_id, model, mode, priority, environment, status, max_cost, created_at)
-       select $1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9
-       where not exists (select 1 from jobs where id = $1)`,
-      [
-        j.id,
-        j.namespaceId,
-        j.apiKeyId ?? null,
-        j.model,
-        j.mode,
-        j.priority,
-        j.environment,
-        j.maxCost.toString(),
-        j.createdAt,
+  /**
+   * Moves the rows of one finish batch to their terminal state, each once (the status predicate), and writes
+   * the compact result of every row it moved — inside the unit of work that settled or voided their holds.
+   * Every row is addressed by its partition key (id, created_at). Returns the ids it moved.
+   */
+  async finishJobs(tx: Queryable, rows: TerminalRowInput[]): Promise<Set<string>> {
+    if (rows.length === 0) return new Set();
+    const r = await tx.query<{ id: string }>({
+      name: 'jobs_finish_batch',
+      text: `with v as (
+               select * from unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::int8[], $6::int4[],
+                                    $7::int4[], $8::int4[], $9::text[], $10::int4[], $11::jsonb[])
+                 as v(id, created_at, ns, status, cost, tin, tout, lat, node, attempts, result)),
+             u as (
+               update jobs j set status = v.status, cost = v.cost, tokens_in = coalesce(v.tin, j.tokens_in),
+                      tokens_out = coalesce(v.tout, j.tokens_out), latency_ms = v.lat,
+                      node_address = coalesce(v.node, j.node_address), attempts = greatest(j.attempts, v.attempts),
+                      dispatched_at = case when v.node is null then j.dispatched_at else coalesce(j.dispatched_at, now()) end,
+                      finished_at = now(), published = true
+                 from v
+                where j.id = v.id and j.created_at = v.created_at and j.namespace_id = v.ns
+                  and j.status in ('queued', 'dispatched')
+               returning j.id),
+             r as (
+               insert into job_results (job_id, namespace_id, created_at, status, result)
+               select v.id, v.ns, v.created_at, v.status, v.result from v join u on u.id = v.id
+               on conflict (job_id) do nothing)
+             select id::text as id from u`,
+      values: [
+        rows.map((t) => t.id),
+        rows.map((t) => t.createdAt),
+        rows.map((t) => t.namespaceId),
+        rows.map((t) => t.status),
+        rows.map((t) => (t.cost ?? 0n).toString()),
+        rows.map((t) => t.tokensIn ?? null),
+        rows.map((t) => t.tokensOut ?? null),
+        rows.map((t) => t.latencyMs ?? null),
+        rows.map((t) => t.node ?? null),
+        rows.map((t) => t.attempts),
+        rows.map((t) => JSON.stringify(t.result)),
       ],
-    );
-    return r.rowCount === 1;
+    });
+    return new Set(r.rows.map((x) => x.id));
   }
 
-  async findStatus(db: Queryable, namespaceId: string, jobId: string): Promise<string | undefined> {
-    const r = await db.query<{ status: string }>(
-      'select status from jobs where id = $1 and namespace_id = $2',
+  /** The broker confirmed these jobs' messages (a batch, off the request path). */
+  async markPublished(db: Queryable, jobs: Array<{ id: string; createdAt: Date }>): Promise<void> {
+    if (jobs.length === 0) return;
+    await db.query({
+      name: 'jobs_mark_published',
+      text: `update jobs j set published = true from unnest($1::uuid[], $2::timestamptz[]) as v(id, created_at)
+              where j.id = v.id and j.created_at = v.created_at and not j.published`,
+      values: [jobs.map((j) => j.id), jobs.map((j) => j.createdAt)],
+    });
+  }
+
+  /** The record stream confirmed these jobs' record events (the outbox flag of their results). */
+  async markRecorded(db: Queryable, jobIds: string[]): Promise<void> {
+    if (jobIds.length === 0) return;
+    await db.query({
+      name: 'jobs_mark_recorded',
+      text: 'update job_results set recorded = true where job_id = any($1::uuid[]) and not recorded',
+      values: [jobIds],
+    });
+  }
+
+  /** The stored result of a finished job of this namespace (another namespace's finds nothing). */
+  async findResult(db: Queryable, namespaceId: string, jobId: string): Promise<unknown> {
+    const r = await db.query<{ result: unknown }>(
+      'select result from job_results where job_id = $1 and namespace_id = $2',
       [jobId, namespaceId],
     );
-    return r.rows[0]?.status;
+    return r.rows[0]?.result;
   }
 
-  async markDispatched(
+  /** Queued jobs whose message was never confirmed by the broker, created before `before` (oldest first). */
+  async findUnpublished(
     db: Queryable,
-    namespaceId: string,
-    jobId: string,
-    node: string,
-    attempt: number,
-  ): Promise<void> {
-    await db.query(
-      `update jobs set status = 'dispatched', node_address = $3, attempts = $4, dispatched_at = now()
-       where id = $1 and namespace_id = $2 and status in ('queued', 'dispatched')`,
-      [jobId, namespaceId, node, attempt],
+    after: Date,
+    before: Date,
+    limit: number,
+  ): Promise<Array<Pick<JobRow, 'id' | 'namespaceId' | 'model' | 'createdAt' | 'apiKeyId'>>> {
+    const r = await db.query<{
+      id: string;
+      namespace_id: string;
+      model: string;
+      created_at: Date;
+      api_key_id: string | null;
+    }>(
+      `select id, namespace_id, model, created_at, api_key_id from jobs
+        where not published and status = 'queued' and created_at >= $1 and created_at < $2
+        order by created_at limit $3`,
+      [after, before, limit],
     );
+    return r.rows.map((x) => ({
+      id: x.id,
+      namespaceId: x.namespace_id,
+      model: x.model,
+      createdAt: x.created_at,
+      apiKeyId: x.api_key_id,
+    }));
   }
 
-  /** Moves a job to a terminal state once; returns false when it already was terminal. */
-  async markTerminal(
-    db: Queryable,
-    namespaceId: string,
-    jobId: string,
-    t: {
-      status: TerminalStatus;
-      cost?: bigint;
-      tokensIn?: number;
-      tokensOut?: number;
-      latencyMs?: number;
-      node?: string;
-    },
-  ): Promise<boolean> {
-    const r = await db.query(
-      `update jobs set status = $3, cost = $4, tokens_in = coalesce($5, tokens_in), tokens_out = coalesce($6, tokens_out),
-         latency_ms = $7, node_address = coalesce($8, node_address), finished_at = now()
-       where id = $1 and namespace_id = $2 and status in ('queued', 'dispatched')`,
-      [
-        jobId,
-        namespaceId,
-        t.status,
-        t.cost?.toString() ?? null,
-        t.tokensIn ?? null,
-        t.tokensOut ?? null,
-        t.latencyMs ?? null,
-        t.node ?? null,
-      ],
+  /** Results whose record events were not confirmed, finished before `before` (oldest first). */
+  async findUnrecorded(db: Queryable, before: Date, limit: number): Promise<unknown[]> {
+    const r = await db.query<{ result: unknown }>(
+      `select result from job_results where not recorded and finished_at < $1 order by finished_at limit $2`,
+      [before, limit],
     );
-    return r.rowCount === 1;
+    return r.rows.map((x) => x.result);
   }
 
   /**

@@ -1,48 +1,37 @@
-// The job flow across the stores: submit (reserve, job row, confirmed enqueue), dispatch (select-and-lease,
-// deliver to the node, verify the lease, settle once, credit the node, release) with retry, refund, expiry and
-// cancellation. Whoever closes the job's hold in the ledger (settle or void) owns its terminal transition,
-// so a late success and a cancellation can never both count.
+// The job flow across the stores: submit (reservation + job row in one group-committed transaction, then a
+// confirmed enqueue), dispatch (one Attempt: lease, deliver, outcome) with retry, and one place that closes a
+// job (`close`: settle or void, the node's earning, the terminal row and the compact result in one
+// group-committed finish transaction). Whoever closes the job's hold owns its terminal state, so a late
+// success and a cancellation can never both count.
 import { randomUUID } from 'node:crypto';
-import { AppError, isAppError } from '../../platform/errors.js';
+import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Metrics } from '../../platform/metrics.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { LedgerService } from '../credits/index.js';
-import type { Lease, MatchmakingService } from '../nodes/index.js';
+import type { MatchmakingService } from '../nodes/index.js';
 import type { JobMessage, JobOutcome, JobRequest, PriorityClass, RoutingService } from '../routing/index.js';
-import {
-  assignedEvent,
-  fallbackEvent,
-  finishedEvent,
-  submittedEvent,
-  type JobRecordSink,
-} from './job-records.js';
-import type { JobResult, JobResults } from './job-results.js';
+import type { NodeExecutor } from './job.js';
+import { Attempt, CapacityWaiters } from './jobs.attempt.js';
+import { JobCloser, type Closed, type Closing, type JobRef } from './jobs.close.js';
+import { JobCommits, type JobCommitOptions } from './jobs.commits.js';
+import { assignedEvent, fallbackEvent, submittedEvent, type JobRecordSink } from './job-records.js';
+import { parseStoredResult, type JobResult, type JobResults } from './job-results.js';
 import { JobsRepository, type JobRow, type TerminalStatus } from './jobs.repository.js';
 
-/** What a node reports for a job it ran. */
-export interface NodeResult {
-  tokensIn: number;
-  tokensOut: number;
-  output: string;
-  embeddings?: number[][];
-  finishReason?: 'stop' | 'length';
-}
-
-/** Delivers a job to the node holding its lease and returns that node's verified result. */
-export interface NodeExecutor {
-  run(lease: Lease, job: JobMessage, signal: AbortSignal): Promise<NodeResult>;
-}
+export type { NodeExecutor, NodeResult } from './job.js';
 
 export interface JobsOptions {
   /** Micro-credits per token (input and output alike; a price table per model is the next step). */
   pricePerTokenMicro: bigint;
   /** Share of the settled charge credited to the node operator, in percent. */
   nodeSharePercent: bigint;
+  /** The one owner of the attempt limit: the last attempt's failure closes the job here. */
   maxAttempts: number;
   jobTimeoutMs: number;
   /** How long a dispatch waits for a busy network to free a node before the attempt counts as failed. */
   capacityWaitMs?: number;
+  commits?: Partial<JobCommitOptions>;
 }
 
 export interface SubmitRequest {
@@ -58,6 +47,8 @@ export interface SubmitRequest {
   mode?: 'sync' | 'polling';
   request?: JobRequest;
   subcloud?: string | null;
+  /** With a caller-chosen jobId: a hash of the request body; a replay with another body is refused (409). */
+  requestHash?: string;
 }
 
 export interface SubmitResult {
@@ -65,20 +56,22 @@ export interface SubmitResult {
   maxCost: bigint;
   /** False when the job id already existed (an idempotent retry): nothing new was reserved or enqueued. */
   created: boolean;
-  /** The new job's creation time (on a replay, the time of the retry; the first job's row has its own). */
+  /** The job row's creation time (its partition key). */
   createdAt: Date;
 }
 
 export class JobsService {
   private readonly repo = new JobsRepository();
+  private readonly commits: JobCommits;
+  private readonly closer: JobCloser;
+  private readonly capacity = new CapacityWaiters();
   private readonly log: Logger;
   /** Dispatches running in this process (graceful shutdown waits for them). */
   private readonly inFlight = new Set<Promise<unknown>>();
-  /** Dispatches waiting for a free node; woken when this process releases a lease. */
-  private readonly capacityWaiters = new Set<() => void>();
   /** Dispatches per job id running in this process (a duplicated message makes two). */
   private readonly active = new Map<string, number>();
-  private stopping = false;
+  /** Jobs whose submitted record event this process saw confirmed (bounded; oldest forgotten first). */
+  private readonly submittedHere = new Set<string>();
 
   constructor(
     private readonly deps: {
@@ -95,24 +88,46 @@ export class JobsService {
     },
   ) {
     this.log = deps.log.child({ component: 'jobs' });
+    this.commits = new JobCommits({
+      pool: deps.pool,
+      ledger: deps.ledger,
+      log: this.log,
+      ...(deps.options.commits ? { options: deps.options.commits } : {}),
+    });
+    this.closer = new JobCloser({
+      commits: this.commits,
+      ledger: deps.ledger,
+      routing: deps.routing,
+      log: this.log,
+      nodeSharePercent: deps.options.nodeSharePercent,
+      ...(deps.results ? { results: deps.results } : {}),
+      ...(deps.records ? { records: deps.records } : {}),
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
+    });
   }
 
-  /** Reserves the maximum cost, records the job and enqueues it; accepted once the broker confirms. */
+  /** Transactions and jobs of the two batch kinds so far (benchmarks print them per job). */
+  get commitStats(): JobCommits['stats'] {
+    return this.commits.stats;
+  }
+
+  /** Reserves the maximum cost and writes the job row (one shared transaction), then enqueues it. */
   async submit(req: SubmitRequest): Promise<SubmitResult> {
     if (!Number.isSafeInteger(req.maxTokens) || req.maxTokens <= 0)
       throw new AppError('invalid_request', 'maxTokens must be a positive integer');
     const jobId = req.jobId ?? randomUUID();
     const maxCost = BigInt(req.maxTokens) * this.deps.options.pricePerTokenMicro;
     const createdAt = new Date();
+    const o = this.deps.options;
     // The hold outlives every retry and the TTL, so a late result can still settle; the sweeper refunds after.
     // Replaying a reservation with the same job id and amount is a no-op (another amount: idempotency_conflict).
-    await this.deps.ledger.reserve(
+    const reserve = this.deps.ledger.ops.reserve(
       req.namespaceId,
       jobId,
       maxCost,
-      req.ttlMs + this.deps.options.jobTimeoutMs * this.deps.options.maxAttempts,
+      req.ttlMs + o.jobTimeoutMs * o.maxAttempts,
     );
-    const inserted = await this.repo.insertJob(this.deps.pool, {
+    const row = {
       id: jobId,
       namespaceId: req.namespaceId,
       apiKeyId: req.apiKeyId ?? null,
@@ -122,8 +137,21 @@ export class JobsService {
       environment: req.environment,
       maxCost,
       createdAt,
-    });
-    if (!inserted) return { jobId, maxCost, created: false, createdAt };
+      requestHash: req.requestHash ?? null,
+    } as const;
+    const committed = await this.commits.submit({ row, reserve });
+    if (!committed.created) {
+      // A replay (rare): the first job's row has its own partition key.
+      const first = await this.repo.findJob(this.deps.pool, req.namespaceId, jobId);
+      // The key names one request: the same key with another body is a client error, not a replay.
+      if (first?.requestHash && req.requestHash && first.requestHash !== req.requestHash)
+        throw new AppError(
+          'idempotency_conflict',
+          'this Idempotency-Key was already used with another request body; use a new key for a new request',
+          { jobId },
+        );
+      return { jobId, maxCost, created: false, createdAt: first?.createdAt ?? createdAt };
+    }
     const message: JobMessage = {
       v: 1,
       jobId,
@@ -139,16 +167,25 @@ export class JobsService {
       enqueuedAt: new Date().toISOString(),
       ttlMs: req.ttlMs,
       ...(req.request ? { request: req.request } : {}),
+      holdMicro: maxCost.toString(),
+      ...(req.apiKeyId ? { apiKeyId: req.apiKeyId } : {}),
+      createdAt: createdAt.toISOString(),
     };
     try {
       await this.deps.routing.submit(message);
     } catch (err) {
       // Never enqueued: refund now rather than at hold expiry.
-      await this.finishFailed(message, 'cancelled', 'the job could not be enqueued');
+      await this.close(
+        { ...message, createdAt, apiKeyId: req.apiKeyId ?? null },
+        { status: 'cancelled', code: 'not_enqueued', reason: 'the job could not be enqueued' },
+      ).catch((e: unknown) => this.log.error({ err: e, jobId }, 'unenqueued job not refunded yet'));
       throw err;
     }
+    this.commits.mark({ kind: 'published', id: jobId, createdAt });
     this.deps.metrics?.jobsSubmitted.inc({ model: req.model, mode: req.mode ?? 'polling' });
-    this.emit([submittedEvent(message, req.apiKeyId ?? null)]);
+    void this.emit([submittedEvent(message, req.apiKeyId ?? null)]).then(
+      (ok) => ok && this.noteSubmitted(jobId),
+    );
     return { jobId, maxCost, created: true, createdAt };
   }
 
@@ -169,8 +206,8 @@ export class JobsService {
   async drain(deadlineMs: number): Promise<number> {
     const until = Date.now() + deadlineMs;
     // Waiting dispatches give up now (their deliveries go back for another process) instead of at their deadline.
-    this.stopping = true;
-    this.wakeCapacityWaiters();
+    this.capacity.stopping = true;
+    this.capacity.wake();
     while (this.inFlight.size > 0 && Date.now() < until) {
       await Promise.race([
         Promise.allSettled([...this.inFlight]),
@@ -180,312 +217,207 @@ export class JobsService {
     return this.inFlight.size;
   }
 
-  private async dispatch(job: JobMessage): Promise<JobOutcome> {
-    const [row, hold] = await Promise.all([
-      this.repo.findJob(this.deps.pool, job.namespaceId, job.jobId),
-      this.deps.ledger.getHold(job.namespaceId, job.jobId),
-    ]);
-    if (!row || (row.status !== 'queued' && row.status !== 'dispatched')) return { kind: 'done' };
-    if (hold && hold.status !== 'pending') {
-      // A crash after the ledger closed the hold and before the row moved: finish the row the same way.
-      if (hold.status === 'posted') {
-        // The node's earning is idempotent by job id: credit it here too in case the crash came before it.
-        const charged = hold.settledAmount ?? 0n;
-        const earning = (charged * this.deps.options.nodeSharePercent) / 100n;
-        if (earning > 0n && row.nodeAddress)
-          await this.deps.ledger.creditEarning(row.nodeAddress, job.jobId, earning);
-        await this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
-          status: 'succeeded',
-          cost: charged,
-        });
-      } else await this.finishFailed(job, hold.status === 'expired' ? 'expired' : 'cancelled', 'hold closed');
-      return { kind: 'done' };
-    }
-    const lastAttempt = job.attempt + 1 >= this.deps.options.maxAttempts;
-    const lease = await this.leaseWhenFree(job);
-    if (!lease) {
-      if (lastAttempt) await this.finishFailed(job, 'failed', 'no eligible node');
-      return { kind: 'failed', reason: 'no eligible node' };
-    }
-    const log = this.log.child({ jobId: job.jobId, nodeId: lease.nodeAddress });
-    // A duplicated message (e.g. a retry copy and a redelivery) while this process runs the job: the running
-    // dispatch owns the job and its lease, so this copy is simply acknowledged. A lease held with no dispatch
-    // here is taken over (its dispatcher may have crashed: the job runs again on the same node); a duplicate
-    // running in another process at the same moment is not told apart from that.
-    if (lease.held && (this.active.get(job.jobId) ?? 0) > 1) {
-      log.info('duplicate job message while the job runs here: acknowledged');
-      return { kind: 'done' };
-    }
-    const assignedAt = new Date();
-    try {
-      return await this.runLeased(job, row, hold, lease, lastAttempt, assignedAt, log);
-    } catch (err) {
-      // An unexpected error (a store failing mid-way): give the node back now rather than at lease expiry,
-      // and on the last attempt close the job (refund) instead of leaving it dispatched for the reconciler.
-      await this.deps.matchmaking.complete(lease, 'failed').catch(() => undefined);
-      this.wakeCapacityWaiters();
-      if (lastAttempt)
-        await this.finishFailed(job, 'failed', err instanceof Error ? err.message : String(err)).catch(
-          (e: unknown) => log.error({ err: e }, 'could not close the job after an error'),
-        );
-      throw err;
-    }
+  private noteSubmitted(jobId: string): void {
+    this.submittedHere.add(jobId);
+    // Forgetting one only means its submitted event is sent once more with its finished event.
+    if (this.submittedHere.size > 50_000)
+      this.submittedHere.delete(this.submittedHere.values().next().value!);
   }
 
-  private async runLeased(
-    job: JobMessage,
-    row: JobRow,
-    hold: NonNullable<Awaited<ReturnType<LedgerService['getHold']>>> | undefined,
-    lease: Lease,
-    lastAttempt: boolean,
-    assignedAt: Date,
-    log: Logger,
-  ): Promise<JobOutcome> {
-    await this.repo.markDispatched(
-      this.deps.pool,
-      job.namespaceId,
-      job.jobId,
-      lease.nodeAddress,
-      job.attempt + 1,
-    );
-    this.emit([assignedEvent(job, lease.nodeAddress, assignedAt)]);
-    const started = performance.now();
-    let result: NodeResult;
-    try {
-      result = await this.runWithTimeout(lease, job);
-      // Only the node that still holds the lease (fencing token) may complete the job.
-      await this.deps.matchmaking.complete(lease, 'ok').finally(() => this.wakeCapacityWaiters());
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      log.info({ err }, 'attempt failed');
-      this.deps.metrics?.jobAttemptsFailed.inc();
-      await this.deps.matchmaking
-        .complete(lease, 'failed')
-        .catch((e: unknown) => log.warn({ err: e }, 'lease already gone'))
-        .finally(() => this.wakeCapacityWaiters());
-      this.emit([fallbackEvent(job, lease.nodeAddress, reason)]);
-      if (lastAttempt) await this.finishFailed(job, 'failed', reason, lease.nodeAddress);
-      return { kind: 'failed', reason, nodeId: lease.nodeAddress };
-    }
-    const executionMs = performance.now() - started;
-    // The hold's amount never changes once reserved: the one read at the start is enough.
-    if (!hold) throw new AppError('hold_not_found', `job ${job.jobId} has no hold`);
-    // A node cannot bill more output than the request allowed.
-    result.tokensOut = Math.min(result.tokensOut, job.request?.maxTokens ?? result.tokensOut);
-    const cost = BigInt(result.tokensIn + result.tokensOut) * this.deps.options.pricePerTokenMicro;
-    const charged = cost < hold.amount ? cost : hold.amount;
-    try {
-      await this.deps.ledger.settle(job.namespaceId, job.jobId, charged);
-    } catch (err) {
-      // Cancelled or expired while it ran: the void won, the result is discarded and nothing is charged.
-      if (isAppError(err, 'hold_not_pending')) {
-        log.info('result discarded: the job was closed while it ran');
-        return { kind: 'done' };
-      }
-      throw err;
-    }
-    const earning = (charged * this.deps.options.nodeSharePercent) / 100n;
-    await this.finished(
-      row,
-      job,
+  /** Waits for the batched commits to finish (after drain; before the pool closes). */
+  stop(): Promise<void> {
+    return this.commits.stop();
+  }
+
+  private async dispatch(message: JobMessage): Promise<JobOutcome> {
+    const ctx = await this.contextOf(message);
+    if (!ctx) return { kind: 'done' };
+    const { job, hold } = ctx;
+    const attempt = new Attempt(
       {
-        status: 'succeeded',
-        output: {
-          text: result.output,
-          ...(result.embeddings ? { embeddings: result.embeddings } : {}),
-          finishReason: result.finishReason ?? 'stop',
-        },
-        usage: { promptTokens: result.tokensIn, completionTokens: result.tokensOut },
-        costMicro: charged.toString(),
-        nodeAddress: lease.nodeAddress,
+        matchmaking: this.deps.matchmaking,
+        executor: this.deps.executor,
+        capacity: this.capacity,
+        jobTimeoutMs: this.deps.options.jobTimeoutMs,
+        capacityWaitMs: this.deps.options.capacityWaitMs ?? 0,
+        activeHere: (id) => this.active.get(id) ?? 0,
+        log: this.log,
       },
-      { assignedAt, executionMs },
-      // The settle made this path the owner of the outcome: the result is stored before the row turns
-      // terminal, so a poller never sees 'succeeded' without it. Earning and row are independent (each
-      // idempotent by job id) and written together.
-      () =>
-        Promise.all([
-          earning > 0n ? this.deps.ledger.creditEarning(lease.nodeAddress, job.jobId, earning) : undefined,
-          this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
-            status: 'succeeded',
-            cost: charged,
-            tokensIn: result.tokensIn,
-            tokensOut: result.tokensOut,
-            latencyMs: Math.round(executionMs),
-            node: lease.nodeAddress,
-          }),
-        ]),
+      message,
     );
-    // A lifecycle event for observers: the outcome is already committed, so the ack does not wait for it.
-    void this.deps.routing
-      .publishEvent('completed', job, { nodeId: lease.nodeAddress })
-      .catch((err: unknown) => log.warn({ err }, 'completed event not published'));
+    const lastAttempt = message.attempt + 1 >= this.deps.options.maxAttempts;
+    const out = await attempt.run();
+    if (out.kind === 'duplicate') return { kind: 'done' };
+    if (out.kind === 'failed') {
+      this.deps.metrics?.jobAttemptsFailed.inc();
+      if (out.nodeAddress)
+        void this.emit([fallbackEvent(message, out.nodeAddress, `${out.cause}: ${out.reason}`)]);
+      if (lastAttempt)
+        await this.close(job, {
+          status: 'failed',
+          code: out.cause === 'no_capacity' ? 'no_capacity' : 'job_failed',
+          reason: out.reason,
+          cause: out.cause,
+          nodeAddress: out.nodeAddress ?? null,
+          assignedAt: out.assignedAt ?? null,
+        });
+      return {
+        kind: 'failed',
+        reason: out.reason,
+        cause: out.cause,
+        ...(out.nodeAddress ? { nodeId: out.nodeAddress } : {}),
+      };
+    }
+    void this.emit([assignedEvent(message, out.lease.nodeAddress, out.assignedAt)]);
+    const result = out.result;
+    // A node cannot bill more output than the request allowed, nor more than the hold.
+    result.tokensOut = Math.min(result.tokensOut, message.request?.maxTokens ?? result.tokensOut);
+    const cost = BigInt(result.tokensIn + result.tokensOut) * this.deps.options.pricePerTokenMicro;
+    const charged = cost < hold ? cost : hold;
+    const closed = await this.close(job, { status: 'succeeded', ...out, charged });
+    if (!closed.closed) this.log.info({ jobId: job.jobId }, 'result discarded: the job was closed otherwise');
     return { kind: 'done' };
   }
 
   /**
-   * Select-and-lease, waiting up to capacityWaitMs while every eligible node is busy: a full network is
-   * backpressure (the delivery stays unacked), not a failed attempt. A lease released in this process wakes the
-   * waiters at once; releases elsewhere are seen by polling.
+   * What dispatch knows of the job. From the message alone (hold amount and partition key ride along); a
+   * message from before they did costs one read of the row and hold, and a job found closed is done.
    */
-  private async leaseWhenFree(job: JobMessage): Promise<Lease | undefined> {
-    const deadline = Date.now() + (this.deps.options.capacityWaitMs ?? 0);
-    let pollMs = 5;
-    for (;;) {
-      const lease = await this.deps.matchmaking.selectAndLease({
-        jobId: job.jobId,
-        environment: job.environment,
-        model: job.model,
-        excludeNodes: job.excludedNodeIds,
-        ...(job.subcloud ? { subcloudId: job.subcloud } : {}),
-      });
-      const left = deadline - Date.now();
-      if (lease || left <= 0 || this.stopping) return lease;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(pollMs, left));
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.capacityWaiters.add(done);
-      });
-      pollMs = Math.min(pollMs * 2, 50);
+  private async contextOf(m: JobMessage): Promise<{ job: JobRef; hold: bigint } | undefined> {
+    const apiKeyId = m.apiKeyId ?? null;
+    const seen = this.submittedHere.delete(m.jobId);
+    const base = { ...m, apiKeyId, ...(seen ? {} : { submitted: submittedEvent(m, apiKeyId) }) };
+    if (m.holdMicro && m.createdAt)
+      return { job: { ...base, createdAt: new Date(m.createdAt) }, hold: BigInt(m.holdMicro) };
+    const [row, hold] = await Promise.all([
+      this.repo.findJob(this.deps.pool, m.namespaceId, m.jobId),
+      this.deps.ledger.getHold(m.namespaceId, m.jobId),
+    ]);
+    if (!row || (row.status !== 'queued' && row.status !== 'dispatched')) return undefined;
+    const job = { ...base, createdAt: row.createdAt, apiKeyId: row.apiKeyId };
+    if (!hold || hold.status !== 'pending') {
+      // A hold closed before the row moved (older code, or no hold at all): close the row the same way.
+      if (hold?.status === 'posted')
+        await this.finishPosted(job, m.environment, hold.settledAmount ?? 0n, row.nodeAddress);
+      else
+        await this.close(job, {
+          status: hold?.status === 'expired' ? 'expired' : 'cancelled',
+          code: hold?.status === 'expired' ? 'expired' : 'cancelled',
+          reason: 'hold closed',
+        });
+      return undefined;
     }
+    return { job, hold: hold.amount };
   }
 
-  private wakeCapacityWaiters(): void {
-    const waiters = [...this.capacityWaiters];
-    this.capacityWaiters.clear();
-    for (const w of waiters) w();
+  /** Re-drives the earning and terminal row of a job whose settle committed alone (before the finish tx). */
+  private async finishPosted(
+    job: JobRef,
+    environment: JobMessage['environment'],
+    charged: bigint,
+    node: string | null,
+  ): Promise<void> {
+    const lease = {
+      jobId: job.jobId,
+      environment,
+      nodeAddress: node ?? '',
+      fencingToken: '',
+      expiresAtMs: 0,
+    } as const;
+    const result = { tokensIn: 0, tokensOut: 0, output: '' };
+    await this.close(job, {
+      status: 'succeeded',
+      lease,
+      result,
+      charged,
+      assignedAt: new Date(),
+      executionMs: 0,
+    });
   }
 
   /** The expiry path: the job's TTL passed before it ran; refund in full. */
-  readonly onExpired = async (job: JobMessage): Promise<void> => {
-    await this.finishFailed(job, 'expired', 'the job expired before a node ran it');
+  readonly onExpired = async (m: JobMessage): Promise<void> => {
+    const ctx = m.createdAt
+      ? { ...m, createdAt: new Date(m.createdAt) }
+      : await this.refOf(m.namespaceId, m.jobId);
+    if (!ctx) return;
+    await this.close(ctx, {
+      status: 'expired',
+      code: 'expired',
+      reason: 'the job expired before a node ran it',
+    });
   };
 
   /**
    * Cancels a job that is not terminal yet (a sync request that timed out): refunds it in full. A node result
    * arriving afterwards is discarded. Returns the job's terminal status (which may be another one if the job
-   * finished first).
+   * finished first: whoever closed the hold decided it).
    */
-  async cancel(namespaceId: string, jobId: string, reason: string): Promise<TerminalStatus | undefined> {
+  async cancel(
+    namespaceId: string,
+    jobId: string,
+    reason: string,
+    known?: { createdAt: Date; model: string },
+  ): Promise<TerminalStatus | undefined> {
+    const ref = known ? { namespaceId, jobId, attempt: 0, ...known } : await this.refOf(namespaceId, jobId);
+    if (!ref) throw new AppError('not_found', `no job ${jobId} in this namespace`);
+    const closed = await this.close(ref, { status: 'cancelled', code: 'cancelled', reason });
+    if (closed.closed) return 'cancelled';
+    const hold = await this.deps.ledger.getHold(namespaceId, jobId);
+    if (hold?.status === 'posted') return 'succeeded';
     const row = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
-    if (!row) throw new AppError('not_found', `no job ${jobId} in this namespace`);
-    if (row.status === 'queued' || row.status === 'dispatched')
-      await this.finishFailed({ ...jobOfRow(row) }, 'cancelled', reason);
-    const after = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
-    if (after?.status === 'queued' || after?.status === 'dispatched') {
-      // The void lost to a settle: the job succeeded (its row turns terminal a moment later).
-      const hold = await this.deps.ledger.getHold(namespaceId, jobId);
-      if (hold?.status === 'posted') return 'succeeded';
-    }
-    return after?.status as TerminalStatus | undefined;
+    return row?.status === 'queued' || row?.status === 'dispatched' ? undefined : row?.status;
+  }
+
+  private async refOf(namespaceId: string, jobId: string): Promise<JobRef | undefined> {
+    const row = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
+    if (!row) return undefined;
+    return {
+      namespaceId,
+      jobId,
+      model: row.model,
+      attempt: Math.max(0, row.attempts - 1),
+      createdAt: row.createdAt,
+      apiKeyId: row.apiKeyId,
+    };
   }
 
   /** A job of this namespace (another namespace's job is not found), with its result when it has one. */
   async getJob(namespaceId: string, jobId: string): Promise<{ row: JobRow; result?: JobResult } | undefined> {
     const row = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
     if (!row) return undefined;
-    const result = await this.deps.results?.get(jobId);
-    return result && result.namespaceId === namespaceId ? { row, result } : { row };
+    const open = row.status === 'queued' || row.status === 'dispatched';
+    // Dispatch writes nothing to the row until the job closes: a job running in this process shows as
+    // dispatched (in another process it reads 'queued' until its finish transaction).
+    if (row.status === 'queued' && this.active.has(jobId)) row.status = 'dispatched';
+    const result = open
+      ? await this.redisResult(namespaceId, jobId)
+      : await this.getResult(namespaceId, jobId);
+    return result ? { row, result } : { row };
   }
 
-  private async finishFailed(
-    job: Pick<JobMessage, 'namespaceId' | 'jobId' | 'model' | 'request' | 'enqueuedAt' | 'attempt'>,
-    status: 'failed' | 'expired' | 'cancelled',
-    reason: string,
-    nodeAddress?: string,
-  ): Promise<void> {
-    try {
-      await this.deps.ledger.void(job.namespaceId, job.jobId);
-    } catch (err) {
-      if (!isAppError(err, 'hold_not_pending') && !isAppError(err, 'hold_not_found')) throw err;
-      // Settled by a success that is finishing right now: that path owns the terminal state.
-      const hold = await this.deps.ledger.getHold(job.namespaceId, job.jobId);
-      if (hold?.status === 'posted') return;
-    }
-    const row = await this.repo.findJob(this.deps.pool, job.namespaceId, job.jobId);
-    const changed = await this.repo.markTerminal(this.deps.pool, job.namespaceId, job.jobId, {
-      status,
-      cost: 0n,
-    });
-    if (!changed || !row) return;
-    await this.finished(
-      row,
-      job,
-      { status, costMicro: '0', error: reason, nodeAddress: nodeAddress ?? row.nodeAddress },
-      { assignedAt: row.dispatchedAt, executionMs: 0 },
-    );
+  /** A finished job's result: from Redis, or from its PostgreSQL result row when Redis lost it. */
+  async getResult(namespaceId: string, jobId: string): Promise<JobResult | undefined> {
+    const cached = await this.redisResult(namespaceId, jobId);
+    if (cached) return cached;
+    return parseStoredResult(await this.repo.findResult(this.deps.pool, namespaceId, jobId));
   }
 
-  /** After the terminal transition: the result for waiters, the record event, the metrics. */
-  private async finished(
-    row: JobRow,
-    job: Pick<JobMessage, 'model' | 'request' | 'attempt'>,
-    r: Pick<JobResult, 'status' | 'costMicro' | 'nodeAddress'> & Partial<JobResult>,
-    timing: { assignedAt: Date | null; executionMs: number },
-    /** Commits the terminal state after the result is stored (when the caller owns the outcome already). */
-    commit?: () => Promise<unknown>,
-  ): Promise<void> {
-    const result: JobResult = {
-      v: 1,
-      jobId: row.id,
-      namespaceId: row.namespaceId,
-      model: job.model,
-      kind: job.request?.kind ?? 'completion',
-      attempts: Math.max(row.attempts, job.attempt + 1),
-      createdAt: row.createdAt.toISOString(),
-      finishedAt: new Date().toISOString(),
-      ...r,
-    };
-    await this.deps.results
-      ?.put(result)
-      .catch((err: unknown) => this.log.warn({ err, jobId: row.id }, 'result not stored in Redis'));
-    await commit?.();
-    this.deps.metrics?.jobsFinished.inc({ status: r.status });
-    this.deps.metrics?.jobLatency.observe((Date.now() - row.createdAt.getTime()) / 1000);
-    this.emit([finishedEvent(result, timing)]);
+  private async redisResult(namespaceId: string, jobId: string): Promise<JobResult | undefined> {
+    const r = await this.deps.results?.get(jobId).catch(() => undefined);
+    return r && r.namespaceId === namespaceId ? r : undefined;
   }
 
-  private emit(events: Parameters<JobRecordSink['publish']>[0]): void {
-    this.deps.records
-      ?.publish(events)
-      .catch((err: unknown) => this.log.warn({ err }, 'record events not published'));
+  /** Closes a job (see JobCloser.close): the one way any path ends one. */
+  close(job: JobRef, c: Closing): Promise<Closed> {
+    return this.closer.close(job, c);
   }
 
-  private async runWithTimeout(lease: Lease, job: JobMessage): Promise<NodeResult> {
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), this.deps.options.jobTimeoutMs);
-    try {
-      return await Promise.race([
-        this.deps.executor.run(lease, job, ac.signal),
-        new Promise<never>((_, reject) =>
-          ac.signal.addEventListener(
-            'abort',
-            () => reject(new Error(`node ${lease.nodeAddress} timed out`)),
-            { once: true },
-          ),
-        ),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+  private emit(events: Parameters<JobRecordSink['publish']>[0]): Promise<boolean> {
+    return this.closer.emit(events);
   }
 
   statusCounts(namespaceId: string): Promise<Record<string, number>> {
     return this.repo.countByStatus(this.deps.pool, namespaceId);
   }
-}
-
-function jobOfRow(
-  row: JobRow,
-): Pick<JobMessage, 'namespaceId' | 'jobId' | 'model' | 'enqueuedAt' | 'attempt'> {
-  return {
-    namespaceId: row.namespaceId,
-    jobId: row.id,
-    model: row.model,
-    enqueuedAt: row.createdAt.toISOString(),
-    attempt: Math.max(0, row.attempts - 1),
-  };
 }

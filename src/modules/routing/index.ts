@@ -14,6 +14,8 @@ export type {
   JobOutcome,
 } from './routing.consumer.js';
 export {
+  ATTEMPT_CAUSES,
+  type AttemptCause,
   decodeEvent,
   decodeJob,
   JOB_EVENT_VERSION,

@@ -19,7 +19,13 @@ import {
 import { FairScheduler, type ClassWeights } from './fair-scheduler.js';
 import type { QueueCounters } from './health.js';
 import { LanesRepository, type LaneFilter } from './lanes.repository.js';
-import { decodeJob, PRIORITY_CLASSES, type JobMessage, type PriorityClass } from './routing.contracts.js';
+import {
+  decodeJob,
+  PRIORITY_CLASSES,
+  type AttemptCause,
+  type JobMessage,
+  type PriorityClass,
+} from './routing.contracts.js';
 import type { JobPublisher, LaneAnnouncement } from './routing.publisher.js';
 import { decideFailure, isExpired, type RetryPolicy } from './routing.rules.js';
 
@@ -27,7 +33,9 @@ import { decideFailure, isExpired, type RetryPolicy } from './routing.rules.js';
  * What the handler reports. It must resolve only after the job's outcome is committed (e.g. PostgreSQL),
  * and be idempotent by job id: a job can be delivered again (lost ack, republished publish, requeue).
  */
-export type JobOutcome = { kind: 'done' } | { kind: 'failed'; reason: string; nodeId?: string };
+export type JobOutcome =
+  | { kind: 'done' }
+  | { kind: 'failed'; reason: string; nodeId?: string; cause?: AttemptCause };
 
 export type JobHandler = (
   job: JobMessage,
@@ -293,7 +301,11 @@ export class JobConsumer {
     }
   }
 
-  private async fail(job: JobMessage, f: { reason: string; nodeId?: string }, queue: string): Promise<void> {
+  private async fail(
+    job: JobMessage,
+    f: { reason: string; nodeId?: string; cause?: AttemptCause },
+    queue: string,
+  ): Promise<void> {
     const decision = decideFailure(job, f, this.deps.options.policy, new Date());
     const info = { reason: f.reason, ...(f.nodeId ? { nodeId: f.nodeId } : {}) };
     if (decision.kind === 'retry') {

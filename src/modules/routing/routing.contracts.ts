@@ -11,9 +11,26 @@ export type PriorityClass = (typeof PRIORITY_CLASSES)[number];
 const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i);
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}$/, 'a model/Subcloud name');
 
+/**
+ * Why an attempt failed. Only the node_* causes are the node's fault (they penalize and exclude it); the
+ * others are ours or the network's and leave the node's standing alone.
+ */
+export const ATTEMPT_CAUSES = [
+  'node_error',
+  'node_timeout',
+  'node_disconnect',
+  'backbone_unreachable',
+  'backbone_shutdown',
+  'store_error',
+  'no_capacity',
+] as const;
+export type AttemptCause = (typeof ATTEMPT_CAUSES)[number];
+
 export const failureSchema = z.object({
   attempt: z.number().int().min(1),
   reason: z.string().min(1).max(500),
+  /** Absent on messages from before causes were recorded. */
+  cause: z.enum(ATTEMPT_CAUSES).optional(),
   nodeId: z.string().max(100).optional(),
   at: z.string().datetime(),
 });
@@ -51,6 +68,18 @@ export const jobMessageSchema = z.object({
   ttlMs: z.number().int().min(1),
   /** Absent only on messages from before requests rode along (and in routing tests). */
   request: jobRequestSchema.optional(),
+  /**
+   * What dispatch needs so that it reads nothing from PostgreSQL: the reserved amount (micro-credits, decimal)
+   * and the job row's created_at (its partition key). Absent on messages from before they rode along: dispatch
+   * then reads the row and hold once.
+   */
+  holdMicro: z
+    .string()
+    .regex(/^\d{1,19}$/)
+    .optional(),
+  createdAt: z.string().datetime().optional(),
+  /** The submitting API key (for the job's records when they are rebuilt from the message). */
+  apiKeyId: uuid.optional(),
 });
 export type JobMessage = z.infer<typeof jobMessageSchema>;
 

@@ -42,7 +42,7 @@ export type FailureDecision =
 /** A failed attempt: record it, exclude the node, then back off through a retry tier or quarantine. */
 export function decideFailure(
   job: JobMessage,
-  failure: { reason: string; nodeId?: string | undefined },
+  failure: { reason: string; nodeId?: string | undefined; cause?: Failure['cause'] },
   policy: RetryPolicy,
   now: Date,
 ): FailureDecision {
@@ -52,9 +52,12 @@ export function decideFailure(
     reason: failure.reason.slice(0, 500),
     at: now.toISOString(),
     ...(failure.nodeId ? { nodeId: failure.nodeId } : {}),
+    ...(failure.cause ? { cause: failure.cause } : {}),
   };
+  // A node is excluded from the retries only for a failure of its own (a cause of ours leaves it eligible).
+  const nodeCaused = !failure.cause || failure.cause.startsWith('node_');
   const excluded =
-    failure.nodeId && !job.excludedNodeIds.includes(failure.nodeId)
+    nodeCaused && failure.nodeId && !job.excludedNodeIds.includes(failure.nodeId)
       ? [...job.excludedNodeIds, failure.nodeId]
       : job.excludedNodeIds;
   // Bounded lists: the message stays small however often it is retried (contract max 100).

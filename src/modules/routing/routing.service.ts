@@ -161,7 +161,7 @@ export class RoutingService {
 
   publishEvent(
     type: JobEventType,
-    job: JobMessage,
+    job: Pick<JobMessage, 'jobId' | 'namespaceId' | 'model' | 'environment' | 'attempt'>,
     extra?: { reason?: string; nodeId?: string },
   ): Promise<void> {
     return this.publisher.publishEvent(type, job, extra);

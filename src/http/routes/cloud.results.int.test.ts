@@ -1,0 +1,127 @@
+// Results durable beyond Redis (issue 15 item 2), through the Cloud API on a backbone with all four stores:
+// with the Redis copy gone, a sync Idempotency-Key replay of a succeeded job returns its output at once (not a
+// timeout "cancelled and refunded"), and GET /v1/jobs/:id of it shows the output.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
+import { heartbeat, randomAddress } from '../../../test/live-harness.js';
+import type { NodeExecutor } from '../../modules/jobs/index.js';
+import type { RunningServer } from '../../server/server.js';
+import { scanKeys } from '../../stores/redis/client.js';
+
+const executor: NodeExecutor = {
+  run: async (_lease, job) => ({
+    tokensIn: 2,
+    tokensOut: 3,
+    output: `done ${job.jobId}`,
+    finishReason: 'stop',
+  }),
+};
+
+let stores: TestStores;
+let server: RunningServer;
+
+beforeAll(async () => {
+  stores = await createTestStores();
+  server = await startTestServer(stores, {
+    roles: 'cloud,io',
+    executor,
+    overrides: { JOB_SYNC_TIMEOUT_MS: 3_000, PRICE_PER_TOKEN_MICRO: 10 },
+  });
+  const b = server.backbone;
+  const account = await b.accounts.createAccount({ email: 'op@results.example' });
+  const address = randomAddress();
+  await b.nodes.admin.registerNode({ address, environment: 'testnet', accountId: account.id });
+  await b.nodes.presence.ingest(
+    heartbeat(address, {
+      environment: 'testnet',
+      models: [{ name: 'llama3-8b', version: 'v1', active: true }],
+    }),
+  );
+}, 60_000);
+
+afterAll(async () => {
+  await server?.stop();
+  await stores?.drop();
+});
+
+describe('results recoverable from PostgreSQL', () => {
+  it('a sync replay and a poll of a succeeded job whose Redis result is gone return its output', async () => {
+    const b = server.backbone;
+    const account = await b.accounts.createAccount({ email: 'c@results.example' });
+    const ns = await b.accounts.createNamespace({ accountId: account.id, name: 'r' });
+    await b.ledger.topUp(ns.id, 10_000_000n, 'seed');
+    const key = await b.accounts.createApiKey({ namespaceId: ns.id, name: 'k' });
+    const post = () =>
+      fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${key.plaintext}`,
+          'idempotency-key': 'replay-1',
+          'x-rty-environment': 'testnet',
+        },
+        body: JSON.stringify({ model: 'llama3-8b', messages: [{ role: 'user', content: 'hello' }] }),
+      });
+    const first = await post();
+    expect(first.status).toBe(200);
+    const jobId = first.headers.get('x-request-id')!;
+    const text = ((await first.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!
+      .message.content;
+    expect(text).toBe(`done ${jobId}`);
+    // Redis loses the result (a flush, or its TTL passed).
+    const keys = await scanKeys(b.redis, `${stores.config().REDIS_KEY_PREFIX}*`);
+    const resultKeys = keys.filter((k) => k.includes(jobId));
+    expect(resultKeys.length).toBeGreaterThan(0);
+    await b.redis.del(...resultKeys);
+    const started = Date.now();
+    const replay = await post();
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(
+      ((await replay.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message
+        .content,
+    ).toBe(text);
+    expect(Date.now() - started).toBeLessThan(2_500); // answered, not waited out to the sync timeout
+    const poll = await fetch(`${server.url}/v1/jobs/${jobId}`, {
+      headers: { authorization: `Bearer ${key.plaintext}` },
+    });
+    expect(await poll.json()).toMatchObject({
+      status: 'succeeded',
+      result: { choices: [{ message: { content: text } }] },
+    });
+    // Charged once.
+    const settles = await b.pool.query(
+      `select count(*)::int as n from ledger_entries where kind = 'settle' and job_id = $1`,
+      [jobId],
+    );
+    expect(settles.rows[0].n).toBe(1);
+  });
+
+  it('an Idempotency-Key is bound to its request body: another body with the same key is 409 idempotency_conflict', async () => {
+    const b = server.backbone;
+    const account = await b.accounts.createAccount({ email: 'i@results.example' });
+    const ns = await b.accounts.createNamespace({ accountId: account.id, name: 'i' });
+    await b.ledger.topUp(ns.id, 10_000_000n, 'seed');
+    const key = await b.accounts.createApiKey({ namespaceId: ns.id, name: 'k' });
+    const post = (content: string) =>
+      fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${key.plaintext}`,
+          'idempotency-key': 'bound-1',
+          'x-rty-environment': 'testnet',
+        },
+        body: JSON.stringify({ model: 'llama3-8b', messages: [{ role: 'user', content }] }),
+      });
+    expect((await post('first body')).status).toBe(200);
+    const other = await post('another body');
+    expect(other.status).toBe(409);
+    expect(await other.json()).toMatchObject({ error: { code: 'idempotency_conflict' } });
+    const same = await post('first body');
+    expect(same.status).toBe(200);
+    expect(same.headers.get('idempotent-replayed')).toBe('true');
+    const rows = await b.pool.query('select count(*)::int as n from jobs where namespace_id = $1', [ns.id]);
+    expect(rows.rows[0].n).toBe(1);
+  });
+});
