@@ -1,5 +1,6 @@
-// Builds the records-contract events (job.submitted / assigned / fallback / finished) the job flow emits
-// for MongoDB, and the sink they go to (RabbitMQ in a backbone; the recorder consumes them in batches).
+// Builds the records-contract events the job flow emits for MongoDB (normally one job.finished per job carrying
+// its submission and routing history; job.fallback per failed attempt), and the sink they go to (RabbitMQ in a
+// backbone; the recorder consumes them in batches).
 import type { RecordEventInput } from '../records/index.js';
 import type { JobMessage } from '../routing/index.js';
 import type { JobResult } from './job-results.js';
@@ -9,7 +10,7 @@ export interface JobRecordSink {
   publish(events: RecordEventInput[]): Promise<void>;
 }
 
-function inputOf(job: JobMessage): {
+function inputOf(job: Pick<JobMessage, 'request'>): {
   prompt?: string;
   messages?: Array<{ role: string; content: string }>;
   params: Record<string, unknown>;
@@ -29,33 +30,6 @@ function inputOf(job: JobMessage): {
   return out;
 }
 
-export function submittedEvent(job: JobMessage, apiKeyId: string | null): RecordEventInput {
-  return {
-    version: 1,
-    type: 'job.submitted',
-    namespaceId: job.namespaceId,
-    jobId: job.jobId,
-    at: job.enqueuedAt,
-    model: job.model,
-    apiKeyId,
-    priority: job.priority,
-    input: inputOf(job),
-  };
-}
-
-export function assignedEvent(job: JobMessage, nodeAddress: string, at: Date): RecordEventInput {
-  return {
-    version: 1,
-    type: 'job.assigned',
-    namespaceId: job.namespaceId,
-    jobId: job.jobId,
-    at: at.toISOString(),
-    model: job.model,
-    attempt: job.attempt + 1,
-    nodeAddress,
-  };
-}
-
 export function fallbackEvent(job: JobMessage, nodeAddress: string, reason: string): RecordEventInput {
   return {
     version: 1,
@@ -70,9 +44,24 @@ export function fallbackEvent(job: JobMessage, nodeAddress: string, reason: stri
   };
 }
 
+/** What the finished event carries of the submission (so no job.submitted event is needed). */
+export interface Submission {
+  at: string;
+  apiKeyId: string | null;
+  priority: 'urgent' | 'bulk' | 'test';
+  request?: JobMessage['request'];
+  failures?: JobMessage['failures'];
+}
+
+/** The submission of a job from its message (the request rides in it). */
+export function submissionOf(job: JobMessage, apiKeyId: string | null, at: string): Submission {
+  return { at, apiKeyId, priority: job.priority, request: job.request, failures: job.failures };
+}
+
 export function finishedEvent(
   r: JobResult,
   timing: { assignedAt: Date | null; executionMs: number },
+  submission?: Submission,
 ): RecordEventInput {
   const latencyMs = Math.max(0, Date.parse(r.finishedAt) - Date.parse(r.createdAt));
   const text =
@@ -108,5 +97,27 @@ export function finishedEvent(
       retries: Math.max(0, r.attempts - 1),
     },
     costMicro: r.costMicro,
+    ...(r.errorCode ? { code: r.errorCode } : {}),
+    ...(r.cause ? { cause: r.cause } : {}),
+    ...(submission
+      ? {
+          submitted: {
+            at: submission.at,
+            apiKeyId: submission.apiKeyId,
+            priority: submission.priority,
+            input: inputOf({ request: submission.request }),
+          },
+          ...(submission.failures && submission.failures.length > 0
+            ? {
+                history: submission.failures.slice(-100).map((f) => ({
+                  attempt: f.attempt,
+                  nodeAddress: f.nodeId ?? null,
+                  reason: f.reason.slice(0, 500) || 'failed',
+                  ...(f.cause ? { cause: f.cause } : {}),
+                })),
+              }
+            : {}),
+        }
+      : {}),
   };
 }

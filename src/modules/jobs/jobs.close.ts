@@ -1,12 +1,11 @@
 // The one place a job is closed: its hold operation (settle + the node's earning, or void), the terminal row
 // and the compact result commit together in a shared finish transaction; then the result goes to the waiters
-// and the record events to the record stream.
+// and its one record event (job.finished, carrying the submission) to the record stream.
 import type { Logger } from '../../platform/logger.js';
 import type { Metrics } from '../../platform/metrics.js';
 import type { LedgerOp, LedgerService } from '../credits/index.js';
 import type { Lease } from '../nodes/index.js';
-import type { AttemptCause, JobMessage, RoutingService } from '../routing/index.js';
-import type { RecordEventInput } from '../records/index.js';
+import type { AttemptCause, JobMessage } from '../routing/index.js';
 import { finishedEvent, type JobRecordSink } from './job-records.js';
 import type { JobErrorCode, JobResult, JobResults } from './job-results.js';
 import type { JobCommits } from './jobs.commits.js';
@@ -15,15 +14,9 @@ import type { NodeResult } from './job.js';
 
 /** What identifies a job for closing it: its namespace, id, partition key, and what its result shows. */
 export type JobRef = Pick<JobMessage, 'namespaceId' | 'jobId' | 'model' | 'attempt'> &
-  Partial<Pick<JobMessage, 'request' | 'priority'>> & {
+  Partial<Pick<JobMessage, 'request' | 'priority' | 'failures'>> & {
     createdAt: Date;
     apiKeyId?: string | null;
-    /**
-     * The job's submitted event, rebuilt from its message, when this process did not see the original one
-     * confirmed (submitted elsewhere, or lost with a process that died): sent with the finished event so that a
-     * committed outcome always has both (the recorder keeps the first copy of an event).
-     */
-    submitted?: RecordEventInput;
   };
 
 /** How a job ends: a node's result, or a refund with a code. */
@@ -54,7 +47,6 @@ export class JobCloser {
     private readonly deps: {
       commits: JobCommits;
       ledger: LedgerService;
-      routing: RoutingService;
       log: Logger;
       nodeSharePercent: bigint;
       results?: JobResults;
@@ -152,16 +144,19 @@ export class JobCloser {
     await this.deps.results
       ?.put(result)
       .catch((err: unknown) => this.log.warn({ err, jobId: job.jobId }, 'result not stored in Redis'));
-    const events = [...(job.submitted ? [job.submitted] : []), finishedEvent(result, timing)];
-    void this.emit(events).then((ok) => ok && this.deps.commits.mark({ kind: 'recorded', id: job.jobId }));
-    if (c.status === 'succeeded')
-      void this.deps.routing
-        .publishEvent(
-          'completed',
-          { ...job, environment: c.lease.environment },
-          { nodeId: c.lease.nodeAddress },
-        )
-        .catch((err: unknown) => this.log.debug({ err }, 'completed event not published'));
+    // One event per job: the finish carries the submission (input, key, priority) and the routing history, so
+    // the recorder writes the job document from it alone. It also stands for job.completed (no separate
+    // lifecycle message per job); a lost one is re-emitted from the result row (the outbox, jobs.recovery.ts).
+    const submission = {
+      at: job.createdAt.toISOString(),
+      apiKeyId: job.apiKeyId ?? null,
+      priority: job.priority ?? 'urgent',
+      request: job.request,
+      failures: job.failures,
+    };
+    void this.emit([finishedEvent(result, timing, submission)]).then(
+      (ok) => ok && this.deps.commits.mark({ kind: 'recorded', id: job.jobId }),
+    );
     return { closed: true, status: result.status };
   }
 

@@ -58,15 +58,7 @@ export function createRecentJobsTask(deps: {
           attempt: 0,
           createdAt: j.createdAt,
           apiKeyId: j.apiKeyId,
-          // Its submitted event may have died with its process: sent (without the input) with the finished one.
-          submitted: minimalSubmitted(
-            j.namespaceId,
-            j.id,
-            j.model,
-            j.createdAt.toISOString(),
-            j.apiKeyId,
-            'urgent',
-          ),
+          // No input in PostgreSQL: its finished event carries a submission without one.
         };
         const closed = await deps.jobs.close(ref, {
           status: 'failed',

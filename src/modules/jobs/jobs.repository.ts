@@ -253,12 +253,23 @@ export class JobsRepository {
     limit: number,
   ): Promise<
     Array<
-      Pick<JobRow, 'id' | 'namespaceId' | 'model' | 'nodeAddress' | 'attempts' | 'createdAt' | 'dispatchedAt'>
+      Pick<
+        JobRow,
+        | 'id'
+        | 'namespaceId'
+        | 'apiKeyId'
+        | 'model'
+        | 'nodeAddress'
+        | 'attempts'
+        | 'createdAt'
+        | 'dispatchedAt'
+      >
     >
   > {
     const r = await db.query<{
       id: string;
       namespace_id: string;
+      api_key_id: string | null;
       model: string;
       node_address: string | null;
       attempts: number;
@@ -277,12 +288,14 @@ export class JobsRepository {
        update jobs j set status = 'expired', cost = 0, finished_at = now()
          from stale
         where j.id = stale.id and j.created_at = stale.created_at and j.status in ('queued', 'dispatched')
-       returning j.id, j.namespace_id, j.model, j.node_address, j.attempts, j.created_at, j.dispatched_at`,
+       returning j.id, j.namespace_id, j.api_key_id, j.model, j.node_address, j.attempts, j.created_at,
+                 j.dispatched_at`,
       [closedBefore, limit],
     );
     return r.rows.map((x) => ({
       id: x.id,
       namespaceId: x.namespace_id,
+      apiKeyId: x.api_key_id,
       model: x.model,
       nodeAddress: x.node_address,
       attempts: x.attempts,

@@ -15,7 +15,7 @@ import type { NodeExecutor } from './job.js';
 import { Attempt, CapacityWaiters } from './jobs.attempt.js';
 import { JobCloser, type Closed, type Closing, type JobRef } from './jobs.close.js';
 import { JobCommits, type JobCommitOptions } from './jobs.commits.js';
-import { assignedEvent, fallbackEvent, submittedEvent, type JobRecordSink } from './job-records.js';
+import { fallbackEvent, type JobRecordSink } from './job-records.js';
 import { parseStoredResult, type JobResult, type JobResults } from './job-results.js';
 import { JobsRepository, type JobRow, type TerminalStatus } from './jobs.repository.js';
 
@@ -70,8 +70,12 @@ export class JobsService {
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Dispatches per job id running in this process (a duplicated message makes two). */
   private readonly active = new Map<string, number>();
-  /** Jobs whose submitted record event this process saw confirmed (bounded; oldest forgotten first). */
-  private readonly submittedHere = new Set<string>();
+  /**
+   * What a job submitted here needs for its record when it is closed without its message (a sync timeout's
+   * cancel): its request and priority, until it closes (bounded; the oldest forgotten first, whose record then
+   * lacks the input).
+   */
+  private readonly submissions = new Map<string, Pick<JobRef, 'request' | 'priority' | 'apiKeyId'>>();
 
   constructor(
     private readonly deps: {
@@ -97,7 +101,6 @@ export class JobsService {
     this.closer = new JobCloser({
       commits: this.commits,
       ledger: deps.ledger,
-      routing: deps.routing,
       log: this.log,
       nodeSharePercent: deps.options.nodeSharePercent,
       ...(deps.results ? { results: deps.results } : {}),
@@ -183,9 +186,13 @@ export class JobsService {
     }
     this.commits.mark({ kind: 'published', id: jobId, createdAt });
     this.deps.metrics?.jobsSubmitted.inc({ model: req.model, mode: req.mode ?? 'polling' });
-    void this.emit([submittedEvent(message, req.apiKeyId ?? null)]).then(
-      (ok) => ok && this.noteSubmitted(jobId),
-    );
+    // No job.submitted event: the finish carries the submission (one record document per job).
+    this.submissions.set(jobId, {
+      request: message.request,
+      priority: message.priority,
+      apiKeyId: req.apiKeyId ?? null,
+    });
+    if (this.submissions.size > 20_000) this.submissions.delete(this.submissions.keys().next().value!);
     return { jobId, maxCost, created: true, createdAt };
   }
 
@@ -215,13 +222,6 @@ export class JobsService {
       ]);
     }
     return this.inFlight.size;
-  }
-
-  private noteSubmitted(jobId: string): void {
-    this.submittedHere.add(jobId);
-    // Forgetting one only means its submitted event is sent once more with its finished event.
-    if (this.submittedHere.size > 50_000)
-      this.submittedHere.delete(this.submittedHere.values().next().value!);
   }
 
   /** Waits for the batched commits to finish (after drain; before the pool closes). */
@@ -268,7 +268,7 @@ export class JobsService {
         ...(out.nodeAddress ? { nodeId: out.nodeAddress } : {}),
       };
     }
-    void this.emit([assignedEvent(message, out.lease.nodeAddress, out.assignedAt)]);
+    // No job.assigned event: the node and assignedAt travel in the finished event (routing of the job document).
     const result = out.result;
     // A node cannot bill more output than the request allowed, nor more than the hold.
     result.tokensOut = Math.min(result.tokensOut, message.request?.maxTokens ?? result.tokensOut);
@@ -285,8 +285,7 @@ export class JobsService {
    */
   private async contextOf(m: JobMessage): Promise<{ job: JobRef; hold: bigint } | undefined> {
     const apiKeyId = m.apiKeyId ?? null;
-    const seen = this.submittedHere.delete(m.jobId);
-    const base = { ...m, apiKeyId, ...(seen ? {} : { submitted: submittedEvent(m, apiKeyId) }) };
+    const base = { ...m, apiKeyId };
     if (m.holdMicro && m.createdAt)
       return { job: { ...base, createdAt: new Date(m.createdAt) }, hold: BigInt(m.holdMicro) };
     const [row, hold] = await Promise.all([
@@ -410,7 +409,18 @@ export class JobsService {
 
   /** Closes a job (see JobCloser.close): the one way any path ends one. */
   close(job: JobRef, c: Closing): Promise<Closed> {
-    return this.closer.close(job, c);
+    const known = this.submissions.get(job.jobId);
+    if (!known) return this.closer.close(job, c);
+    const ref: JobRef = {
+      ...job,
+      request: job.request ?? known.request,
+      priority: job.priority ?? known.priority,
+      apiKeyId: job.apiKeyId ?? known.apiKeyId,
+    };
+    return this.closer.close(ref, c).then((closed) => {
+      this.submissions.delete(job.jobId); // closed here or already by another path: not needed any more
+      return closed;
+    });
   }
 
   private emit(events: Parameters<JobRecordSink['publish']>[0]): Promise<boolean> {

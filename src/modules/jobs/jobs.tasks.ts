@@ -65,6 +65,8 @@ export function createStaleJobsTask(deps: {
                     finishedAt,
                   },
                   { assignedAt: j.dispatchedAt, executionMs: 0 },
+                  // The job's one document comes from this event (no input: PostgreSQL does not keep it).
+                  { at: j.createdAt.toISOString(), apiKeyId: j.apiKeyId, priority: 'urgent' },
                 ),
               ),
             )

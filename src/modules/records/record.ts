@@ -51,9 +51,18 @@ export interface JobDoc {
   status: TerminalStatus;
   isError: 0 | 1;
   input: Record<string, unknown>;
-  routing: { node: string | null; assignedAt: Date | null; attempts: number };
+  routing: {
+    node: string | null;
+    assignedAt: Date | null;
+    attempts: number;
+    /** The failed attempts before the last one (from a finished event that carries them). */
+    history?: Array<{ attempt: number; nodeAddress: string | null; reason: unknown; cause?: string }>;
+  };
   output: { text: unknown; tokensIn: number; tokensOut: number; finishReason: string | null };
   error: string | null;
+  /** Why a job that did not succeed ended so (error code, last attempt's cause), when its producer said. */
+  code?: string;
+  cause?: string;
   flags: { failure: boolean; moderation: boolean; lowConfidence: boolean; blind: boolean };
   metrics: Record<string, unknown> & { latencyMs: number };
   latencyMs: number;
@@ -216,9 +225,50 @@ export function bodyOf(e: RecordEvent): Record<string, unknown> {
     const r = rest as Record<string, unknown>;
     return { ...r, data: encodeKeys(r.data), details: encodeKeys(r.details) };
   }
-  if (e.type === 'job.finished')
-    return { ...rest, metrics: { ...e.metrics, gpu: encodeKeys(e.metrics.gpu) } };
+  if (e.type === 'job.finished') {
+    const out: Record<string, unknown> = {
+      ...rest,
+      metrics: { ...e.metrics, gpu: encodeKeys(e.metrics.gpu) },
+    };
+    if (e.submitted)
+      out.submitted = {
+        ...e.submitted,
+        input: { ...e.submitted.input, params: encodeKeys(e.submitted.input.params) },
+      };
+    return out;
+  }
   return rest;
+}
+
+/**
+ * The normal path's job document, from one finished event carrying its submission: `finished` is that event
+ * prepared as a log document (body storable, large strings moved out). Also the log document to keep when the
+ * job did not succeed (an error log), without the submission (the job document has it).
+ */
+export function compactJobDoc(finished: LogDoc): { job: JobDoc; errorLog: LogDoc | null } {
+  const { submitted: sub, ...body } = finished.body as Record<string, unknown> & {
+    submitted: Record<string, unknown> & { at: string };
+  };
+  const { at, ...subBody } = sub;
+  const ts = new Date(at);
+  const submitted: LogDoc = {
+    ...finished,
+    _id: submittedIdOf(finished.ns, finished.jobId),
+    type: 'job.submitted',
+    logType: 'execution',
+    ts,
+    day: dayOf(ts),
+    body: subBody,
+    bytes: 0,
+  };
+  const f: LogDoc = { ...finished, body };
+  const job = buildJobDoc(submitted, f);
+  const b = body as { history?: unknown[]; code?: string; cause?: string };
+  if (Array.isArray(b.history) && b.history.length > 0)
+    job.routing.history = b.history as NonNullable<JobDoc['routing']['history']>;
+  if (typeof b.code === 'string') job.code = b.code;
+  if (typeof b.cause === 'string') job.cause = b.cause;
+  return { job, errorLog: job.status === 'succeeded' ? null : f };
 }
 
 /** The job document follows from the two immutable events only, so its content never depends on order. */
@@ -382,6 +432,7 @@ export function presentJob(d: JobDoc): JobDoc {
     ...d,
     input: decodeKeys(d.input) as Record<string, unknown>,
     output: { ...d.output, text: decodeKeys(d.output.text) },
+    ...(d.routing?.history ? { routing: decodeKeys(d.routing) as JobDoc['routing'] } : {}),
     error: decodeKeys(d.error) as string | null,
     metrics: decodeKeys(d.metrics) as JobDoc['metrics'],
   };

@@ -1,12 +1,14 @@
-// The idempotent recorder: takes batches of job events, writes each as an append-only document with a
-// deterministic _id (a redelivery is a no-op), and writes a job's document once both its submitted and
-// finished events exist, whatever order they arrive in.
+// The idempotent recorder: takes batches of job events. A finished event carrying its submission (the normal
+// path) becomes the job's one document at once (plus an error log when the job failed); every other event is an
+// append-only document with a deterministic _id (a redelivery is a no-op), and a job's document is written once
+// both its separate submitted and finished events exist, whatever order they arrive in.
 import { BSON } from 'mongodb';
 import { AppError, isAppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import {
   bodyOf,
   buildJobDoc,
+  compactJobDoc,
   dayOf,
   encodeKey,
   eventDocId,
@@ -112,13 +114,34 @@ export class RecorderService {
     for (const p of prepared)
       for (const b of p.blobs) await this.deps.blobs.put(p.doc.ns, p.doc.jobId, b.ref, b.data, p.doc.ts);
 
-    const written = await this.deps.repo.insertEvents(prepared.map((p) => p.doc));
-    prepared.forEach((p, k) => {
+    // The normal path: one job document from one event, no lookup, no log document unless it failed.
+    const compact: Array<{ p: Prepared; job: JobDoc }> = [];
+    const logged: Prepared[] = [];
+    const logs: LogDoc[] = [];
+    for (const p of prepared) {
+      if (p.event.type === 'job.finished' && p.event.submitted) {
+        const c = compactJobDoc(p.doc);
+        compact.push({ p, job: c.job });
+        if (c.errorLog) logs.push({ ...c.errorLog, bytes: BSON.calculateObjectSize(c.errorLog) });
+      } else {
+        logged.push(p);
+        logs.push(p.doc);
+      }
+    }
+    // Error logs first: a job document is never there without the log a failure keeps (a redelivery adds it).
+    const written = await this.deps.repo.insertEvents(logs);
+    logged.forEach((p, k) => {
       outcomes[p.index] = { status: written.duplicates.has(k) ? 'duplicate' : 'recorded', id: p.doc._id };
     });
-    const qc = prepared.filter((p) => p.event.type === 'qc.result').map((p) => qcDocOf(p));
+    if (compact.length > 0) {
+      const jobs = await this.deps.repo.insertJobs(compact.map((c) => c.job));
+      compact.forEach(({ p }, k) => {
+        outcomes[p.index] = { status: jobs.duplicates.has(k) ? 'duplicate' : 'recorded', id: p.doc._id };
+      });
+    }
+    const qc = logged.filter((p) => p.event.type === 'qc.result').map((p) => qcDocOf(p));
     if (qc.length > 0) await this.deps.repo.insertQcResults(qc);
-    await this.materializeJobs(prepared);
+    await this.materializeJobs(logged);
     return outcomes;
   }
 

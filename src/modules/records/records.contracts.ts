@@ -27,10 +27,7 @@ const base = {
   model: z.string().min(1).max(200).optional(),
 };
 
-export const jobSubmittedEvent = z.object({
-  ...base,
-  type: z.literal('job.submitted'),
-  model: z.string().min(1).max(200),
+const submission = {
   apiKeyId: uuid.nullable(),
   priority: z.enum(['urgent', 'bulk', 'test']),
   input: z.object({
@@ -41,6 +38,23 @@ export const jobSubmittedEvent = z.object({
     attachments: z.array(z.object({ mediaType: z.string().max(100), data: z.string() })).default([]),
   }),
   blind: z.boolean().default(false),
+};
+
+export const jobSubmittedEvent = z.object({
+  ...base,
+  type: z.literal('job.submitted'),
+  model: z.string().min(1).max(200),
+  ...submission,
+});
+
+/**
+ * What a job.submitted event says, carried by the finished event instead (the normal path): the recorder then
+ * writes the job's one document from that event alone, without a submitted event, a lookup or log documents.
+ */
+export const jobSubmission = z.object({
+  /** When the job was submitted (the job document's timestamp). */
+  at: z.iso.datetime({ offset: true }),
+  ...submission,
 });
 
 export const jobAssignedEvent = z.object({
@@ -85,6 +99,23 @@ export const jobFinishedEvent = z.object({
     .object({ moderation: z.boolean(), lowConfidence: z.boolean() })
     .default({ moderation: false, lowConfidence: false }),
   costMicro: micro,
+  /** The routing history: each failed attempt before the last one (node and reason). */
+  history: z
+    .array(
+      z.object({
+        attempt: z.number().int().min(1).max(100),
+        nodeAddress: z.string().max(100).nullable(),
+        reason: z.string().max(500),
+        cause: z.string().max(50).optional(),
+      }),
+    )
+    .max(100)
+    .optional(),
+  /** The failure's code (and the last attempt's cause), on a failure. */
+  code: z.string().max(50).optional(),
+  cause: z.string().max(50).optional(),
+  /** The submission, on the normal path (see jobSubmission); absent from older producers. */
+  submitted: jobSubmission.optional(),
 });
 
 export const logEvent = z.object({
