@@ -8,7 +8,6 @@ import type { Logger } from '../../platform/logger.js';
 import {
   bodyOf,
   buildJobDoc,
-  compactJobDoc,
   dayOf,
   encodeKey,
   eventDocId,
@@ -21,6 +20,7 @@ import {
   type LogDoc,
   type QcDoc,
 } from './record.js';
+import { compactJobDoc } from './record-compact.js';
 import { recordEvent, type RecordEvent } from './records.contracts.js';
 import type { RecordsRepository } from './records.repository.js';
 import type { BlobStore } from './blob-store.js';
