@@ -47,24 +47,36 @@ export class CheckpointLog {
   }
 
   /**
-   * Appends to the archive's log, then brings every witness up to date (a witness only ever gains lines; one whose
-   * lines differ from the archive's is not overwritten: that is the rewrite it exists to expose).
+   * Appends to the archive's log (the publish point: once this line is fsynced the checkpoint is out), then brings
+   * every witness up to date. A witness only ever gains lines; one whose lines differ from the archive's is not
+   * overwritten (that is the rewrite it exists to expose). Witness mirroring never fails the append: a witness that
+   * cannot be written (or diverges) is reported back, and the next append catches it up from the archive's log.
    */
-  async append(s: SignedCheckpoint): Promise<void> {
+  async append(s: SignedCheckpoint): Promise<{ witnessErrors: Array<{ dir: string; error: string }> }> {
     await appendLines(this.dir, [JSON.stringify(s)]);
+    const witnessErrors: Array<{ dir: string; error: string }> = [];
     const all = await this.read();
     for (const w of this.witnesses) {
-      const seen = await readCheckpointLog(w);
-      for (const [i, c] of seen.entries())
-        if (i >= all.length || checkpointHash(c.checkpoint) !== checkpointHash(all[i]!.checkpoint))
-          throw new AppError(
-            'chain_broken',
-            `witness ${w} holds checkpoint ${i + 1} that differs from the archive's; not mirrored`,
-          );
-      await appendLines(
-        w,
-        all.slice(seen.length).map((c) => JSON.stringify(c)),
-      );
+      try {
+        await mirror(w, all);
+      } catch (err) {
+        witnessErrors.push({ dir: w, error: (err as Error).message });
+      }
     }
+    return { witnessErrors };
   }
+}
+
+async function mirror(w: string, all: SignedCheckpoint[]): Promise<void> {
+  const seen = await readCheckpointLog(w);
+  for (const [i, c] of seen.entries())
+    if (i >= all.length || checkpointHash(c.checkpoint) !== checkpointHash(all[i]!.checkpoint))
+      throw new AppError(
+        'chain_broken',
+        `witness ${w} holds checkpoint ${i + 1} that differs from the archive's; not mirrored`,
+      );
+  await appendLines(
+    w,
+    all.slice(seen.length).map((c) => JSON.stringify(c)),
+  );
 }

@@ -108,6 +108,7 @@ export class SnapshotsService {
     // A run killed mid-write leaves its scratch file; an hour is far beyond any live writer's idle time.
     const swept = await target.sweepScratch(60 * 60 * 1000);
     if (swept > 0) this.deps.log.warn({ swept }, 'removed stale snapshot scratch files');
+    await this.rollForward();
     const scratch = join(
       await target.scratchDir(),
       `.snapshot-${randomBytes(6).toString('hex')}.car.partial`,
@@ -194,10 +195,14 @@ export class SnapshotsService {
           },
           tx,
         );
-        // Published last, inside the transaction: a failed publish records nothing.
+        // Published last, inside the transaction: a failed log write records nothing. Once the archive's log line is
+        // written the checkpoint is out: the CAR stays whatever follows (a failed COMMIT is rolled forward by the
+        // next create), and a witness that cannot be written is only logged (the next append catches it up).
         if (signed) {
-          await this.deps.checkpoints!.log.append(signed);
+          const { witnessErrors } = await this.deps.checkpoints!.log.append(signed);
           published = true;
+          for (const w of witnessErrors)
+            this.deps.log.warn(w, 'checkpoint not mirrored to a witness; the next append catches it up');
         }
       });
     } catch (err) {
@@ -208,6 +213,68 @@ export class SnapshotsService {
     }
     this.deps.log.info({ cid: built.cid, seq: record.seq, bytes: stored.sizeBytes }, 'snapshot created');
     return { record, sections: report.sections, blocks: built.blocks };
+  }
+
+  /**
+   * A create that published its checkpoint but whose COMMIT failed (or crashed) leaves the log's head without a row.
+   * When that head is signed by the network key, directly follows the newest record, and its archived CAR verifies
+   * against its CID and equals what the checkpoint signs, it is recorded now; anything else is left for
+   * `nextCheckpoint` to refuse.
+   */
+  private async rollForward(): Promise<void> {
+    const cp = this.deps.checkpoints;
+    if (!cp) return;
+    const head = (await cp.log.read()).at(-1);
+    if (!head) return;
+    const { pool, target } = this.deps;
+    const c = head.checkpoint;
+    if (await this.repo.byCid(pool, c.cid)) return;
+    const latest = await this.repo.latest(pool);
+    if (c.prev !== (latest?.cid ?? null) || c.seq !== (latest?.seq ?? 0) + 1) return;
+    if (!checkSignature(head, cp.signer.publicKey) || !(await target.exists(carKey(c.cid)))) return;
+    let report: VerifyReport;
+    try {
+      report = await this.verifyArchived(c.cid);
+    } catch (err) {
+      throw new AppError(
+        'chain_broken',
+        `the checkpoint log's head ${c.cid} has no record and its archived CAR does not verify: ${(err as Error).message}`,
+      );
+    }
+    const diff = checkAgainstReport(head, report);
+    if (diff)
+      throw new AppError('chain_broken', `the checkpoint log's head ${c.cid} differs from its CAR: ${diff}`);
+    const src = await this.source(c.cid);
+    const snap = src instanceof SnapshotReader ? src : await SnapshotReader.open(src!, c.cid);
+    const m = snap.manifest;
+    await snap.close();
+    const path = await target.localPath?.(carKey(c.cid));
+    const record: SnapshotRecord = {
+      seq: c.seq,
+      cid: c.cid,
+      prevCid: c.prev,
+      sizeBytes: BigInt(report.bytes),
+      location: path ?? `${target.description}/${carKey(c.cid)}`,
+      rollupFrom: m.rollupRange?.from ?? null,
+      rollupTo: m.rollupRange?.to ?? null,
+      auditSeq: c.auditHead ? BigInt(c.auditHead.seq) : null,
+      auditHash: c.auditHead ? Buffer.from(c.auditHead.hash, 'hex') : null,
+      createdAt: new Date(c.createdAt),
+      verifiedAt: this.deps.clock.now(),
+    };
+    await withTransaction(pool, async (tx) => {
+      await this.repo.insert(tx, { ...record, verifiedAt: record.verifiedAt! });
+      await this.deps.audit.append(
+        {
+          actor: 'system:snapshots',
+          action: 'snapshot.roll_forward',
+          target: c.cid,
+          body: { seq: c.seq, size: report.bytes },
+        },
+        tx,
+      );
+    });
+    this.deps.log.warn({ cid: c.cid, seq: c.seq }, 'recorded a published checkpoint that had no record');
   }
 
   /** The signed checkpoint of a new snapshot, linked to the log's head, which must be its predecessor. */
