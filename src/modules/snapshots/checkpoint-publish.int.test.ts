@@ -1,7 +1,7 @@
 // Crash safety of publishing a checkpoint: an unwritable witness does not fail `snapshot create` (it is caught up
 // later), and a COMMIT that fails after the checkpoint log line is written is rolled forward by the next create.
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,7 @@ let scratch: string;
 let witness: string;
 let snapshots: SnapshotsService;
 let namespaceIds: string[];
+const torn: Array<{ file: string; bytes: number }> = [];
 
 const logLines = async (dir: string) =>
   (await readFile(join(dir, CHECKPOINT_LOG), 'utf8')).split('\n').filter(Boolean);
@@ -49,7 +50,7 @@ beforeAll(async () => {
     limits: { rows: 500, bytes: 64 * 1024 },
     checkpoints: {
       signer: new CheckpointSigner(randomBytes(32).toString('hex')),
-      log: new CheckpointLog(archive.dir, [witness]),
+      log: new CheckpointLog(archive.dir, [witness], (d) => torn.push(d)),
     },
   });
 });
@@ -109,5 +110,23 @@ describe('publishing a checkpoint', () => {
     expect(audit.rows.map((a) => a.action)).toEqual(['snapshot.roll_forward']);
     const chain = await snapshots.verifyChain({ trustedKey: snapshots.networkKey! });
     expect(chain.checkpoints).toBe(3);
+  });
+
+  it('a torn last line (a crash mid-append) is skipped with a warning and cut by the next append', async () => {
+    const before = await logLines(archive.dir);
+    await appendFile(join(archive.dir, CHECKPOINT_LOG), '{"checkpoint":{"type":"rty-snap');
+    const chain = await snapshots.verifyChain({ trustedKey: snapshots.networkKey! });
+    expect(chain.checkpoints).toBe(before.length);
+    expect(torn.length).toBeGreaterThan(0);
+    expect(torn[0]!.file).toBe(join(archive.dir, CHECKPOINT_LOG));
+    await topups(3);
+    const r = await snapshots.create();
+    expect(r.record.seq).toBe(before.length + 1);
+    const after = await logLines(archive.dir);
+    expect(after.slice(0, -1)).toEqual(before);
+    for (const l of after) expect(() => JSON.parse(l) as unknown).not.toThrow();
+    expect((await snapshots.verifyChain({ trustedKey: snapshots.networkKey! })).checkpoints).toBe(
+      after.length,
+    );
   });
 });
