@@ -179,6 +179,39 @@ describe('pinning by CID', () => {
     }
   });
 
+  it('prune trusts the signed checkpoint log, not PostgreSQL: a row pointed at a consistent forgery keeps every partition', async () => {
+    const forged = await forgeCar(await readFile(car(cids[1]!)), {
+      manifest: (m) => {
+        m.createdAt = '2026-03-01T00:00:01.000Z';
+      },
+    });
+    await writeFile(car(forged.cid), forged.bytes);
+    const repoint = async (from: string, to: string) => {
+      const c = await db.pool.connect();
+      try {
+        await c.query('begin');
+        await c.query('set local session_replication_role = replica');
+        await c.query('update snapshots set cid = $2 where cid = $1', [from, to]);
+        await c.query('commit');
+      } finally {
+        c.release();
+      }
+    };
+    await repoint(cids[1]!, forged.cid);
+    try {
+      expect((await rty('snapshot', 'verify', forged.cid)).code).toBe(0);
+      const r = await rty('rollup', 'prune');
+      expect(r.code).toBe(3);
+      expect(r.out.filter((l) => l.startsWith('pruned'))).toEqual([]);
+      expect(r.out).toContainEqual(
+        `kept jobs_202601: snapshot ${forged.cid} is not in the signed checkpoint log`,
+      );
+    } finally {
+      await repoint(forged.cid, cids[1]!);
+      await rm(car(forged.cid), { force: true });
+    }
+  });
+
   it('prune re-reads the archived CAR: 10 random bytes in its place keep every partition, saying why', async () => {
     const good = await readFile(car(cids[1]!));
     await writeFile(car(cids[1]!), Buffer.from('0123456789'));

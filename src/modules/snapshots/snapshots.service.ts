@@ -445,15 +445,34 @@ export class SnapshotsService {
       .slice(0, 10);
     const rec = await this.repo.verifiedCovering(this.deps.pool, fromDay, last);
     if (!rec) return { reason: 'not inside an archived, verified snapshot' };
-    let snap: SnapshotReader;
+    let opened: { snap: SnapshotReader; report: VerifyReport };
     try {
-      snap = (await this.openVerified(rec.cid)).snap;
+      opened = await this.openVerified(rec.cid);
     } catch (err) {
       return {
         reason: `snapshot ${rec.cid} does not verify against its pinned CID: ${(err as Error).message}`,
       };
     }
-    return { cid: rec.cid, ...(await rollupTotalsIn(snap, fromDay, toDayExclusive)) };
+    const unanchored = await this.checkpointMismatch(rec.cid, opened.report);
+    if (unanchored) return { reason: unanchored };
+    return { cid: rec.cid, ...(await rollupTotalsIn(opened.snap, fromDay, toDayExclusive)) };
+  }
+
+  /**
+   * Why `cid` is not anchored by the signed checkpoint log, when there is one: the CID a database row names is only
+   * as good as PostgreSQL (a rewritten row can point at a consistent forgery), the log signed by the network key is not.
+   */
+  private async checkpointMismatch(cid: string, report: VerifyReport): Promise<string | undefined> {
+    const cp = this.deps.checkpoints;
+    if (!cp) return undefined;
+    const log = await cp.log.read();
+    if (log.length === 0) return undefined;
+    const signed = log.find((s) => s.checkpoint.cid === cid);
+    if (!signed) return `snapshot ${cid} is not in the signed checkpoint log`;
+    if (!checkSignature(signed, cp.signer.publicKey))
+      return `the signed checkpoint of snapshot ${cid} is not signed by the network key`;
+    const diff = checkAgainstReport(signed, report);
+    return diff ? `snapshot ${cid} differs from its signed checkpoint: ${diff}` : undefined;
   }
 
   /** The audit head the newest snapshot recorded (anchors `audit verify` against a truncated tail). */
