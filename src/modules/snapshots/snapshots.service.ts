@@ -29,6 +29,7 @@ import {
   type SignedCheckpoint,
 } from './checkpoint.js';
 import { readCheckpointLog, type CheckpointLog } from './checkpoint-log.js';
+import { checkpointMismatch, rollForwardHead } from './checkpoint-anchor.js';
 import { checkAgainstReport, verifyChain, type ChainReport } from './chain-verify.js';
 import { ledgerAgainst, type LedgerAnchorResult } from './ledger-anchor.js';
 import {
@@ -215,66 +216,14 @@ export class SnapshotsService {
     return { record, sections: report.sections, blocks: built.blocks };
   }
 
-  /**
-   * A create that published its checkpoint but whose COMMIT failed (or crashed) leaves the log's head without a row.
-   * When that head is signed by the network key, directly follows the newest record, and its archived CAR verifies
-   * against its CID and equals what the checkpoint signs, it is recorded now; anything else is left for
-   * `nextCheckpoint` to refuse.
-   */
-  private async rollForward(): Promise<void> {
-    const cp = this.deps.checkpoints;
-    if (!cp) return;
-    const head = (await cp.log.read()).at(-1);
-    if (!head) return;
-    const { pool, target } = this.deps;
-    const c = head.checkpoint;
-    if (await this.repo.byCid(pool, c.cid)) return;
-    const latest = await this.repo.latest(pool);
-    if (c.prev !== (latest?.cid ?? null) || c.seq !== (latest?.seq ?? 0) + 1) return;
-    if (!checkSignature(head, cp.signer.publicKey) || !(await target.exists(carKey(c.cid)))) return;
-    let report: VerifyReport;
-    try {
-      report = await this.verifyArchived(c.cid);
-    } catch (err) {
-      throw new AppError(
-        'chain_broken',
-        `the checkpoint log's head ${c.cid} has no record and its archived CAR does not verify: ${(err as Error).message}`,
-      );
-    }
-    const diff = checkAgainstReport(head, report);
-    if (diff)
-      throw new AppError('chain_broken', `the checkpoint log's head ${c.cid} differs from its CAR: ${diff}`);
-    const src = await this.source(c.cid);
-    const snap = src instanceof SnapshotReader ? src : await SnapshotReader.open(src!, c.cid);
-    const m = snap.manifest;
-    await snap.close();
-    const path = await target.localPath?.(carKey(c.cid));
-    const record: SnapshotRecord = {
-      seq: c.seq,
-      cid: c.cid,
-      prevCid: c.prev,
-      sizeBytes: BigInt(report.bytes),
-      location: path ?? `${target.description}/${carKey(c.cid)}`,
-      rollupFrom: m.rollupRange?.from ?? null,
-      rollupTo: m.rollupRange?.to ?? null,
-      auditSeq: c.auditHead ? BigInt(c.auditHead.seq) : null,
-      auditHash: c.auditHead ? Buffer.from(c.auditHead.hash, 'hex') : null,
-      createdAt: new Date(c.createdAt),
-      verifiedAt: this.deps.clock.now(),
-    };
-    await withTransaction(pool, async (tx) => {
-      await this.repo.insert(tx, { ...record, verifiedAt: record.verifiedAt! });
-      await this.deps.audit.append(
-        {
-          actor: 'system:snapshots',
-          action: 'snapshot.roll_forward',
-          target: c.cid,
-          body: { seq: c.seq, size: report.bytes },
-        },
-        tx,
-      );
+  /** Records a published log head whose COMMIT failed (see checkpoint-anchor.ts). */
+  private rollForward(): Promise<void> {
+    return rollForwardHead({
+      ...this.deps,
+      repo: this.repo,
+      verifyArchived: (cid) => this.verifyArchived(cid),
+      source: (cid) => this.source(cid),
     });
-    this.deps.log.warn({ cid: c.cid, seq: c.seq }, 'recorded a published checkpoint that had no record');
   }
 
   /** The signed checkpoint of a new snapshot, linked to the log's head, which must be its predecessor. */
@@ -458,21 +407,8 @@ export class SnapshotsService {
     return { cid: rec.cid, ...(await rollupTotalsIn(opened.snap, fromDay, toDayExclusive)) };
   }
 
-  /**
-   * Why `cid` is not anchored by the signed checkpoint log, when there is one: the CID a database row names is only
-   * as good as PostgreSQL (a rewritten row can point at a consistent forgery), the log signed by the network key is not.
-   */
-  private async checkpointMismatch(cid: string, report: VerifyReport): Promise<string | undefined> {
-    const cp = this.deps.checkpoints;
-    if (!cp) return undefined;
-    const log = await cp.log.read();
-    if (log.length === 0) return undefined;
-    const signed = log.find((s) => s.checkpoint.cid === cid);
-    if (!signed) return `snapshot ${cid} is not in the signed checkpoint log`;
-    if (!checkSignature(signed, cp.signer.publicKey))
-      return `the signed checkpoint of snapshot ${cid} is not signed by the network key`;
-    const diff = checkAgainstReport(signed, report);
-    return diff ? `snapshot ${cid} differs from its signed checkpoint: ${diff}` : undefined;
+  private checkpointMismatch(cid: string, report: VerifyReport): Promise<string | undefined> {
+    return checkpointMismatch(this.deps.checkpoints, cid, report);
   }
 
   /** The audit head the newest snapshot recorded (anchors `audit verify` against a truncated tail). */
