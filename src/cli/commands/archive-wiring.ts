@@ -39,7 +39,12 @@ export async function withArchive<T>(ctx: CliContext, fn: (s: ArchiveServices) =
     // The network key that signs config versions signs checkpoints too; the log lives beside the CARs.
     checkpoints: {
       signer: new CheckpointSigner(config.NETWORK_SIGNING_KEY),
-      log: new CheckpointLog(config.ARCHIVE_DIR, witnessDirs(config.SNAPSHOT_WITNESS_DIRS)),
+      log: new CheckpointLog(config.ARCHIVE_DIR, witnessDirs(config.SNAPSHOT_WITNESS_DIRS), (d) =>
+        log.warn(
+          d,
+          'skipped a torn last line of the checkpoint log (an interrupted append; cut by the next one)',
+        ),
+      ),
     },
   });
   const rollups = new RollupsService({

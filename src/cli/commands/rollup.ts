@@ -47,7 +47,7 @@ export async function runRollupPrune(ctx: CliContext): Promise<number> {
     for (const k of r.kept) ctx.out(`kept ${k.partition}: ${k.reason}`);
     ctx.out(`prune: ${r.pruned.length} partition(s) dropped, ${r.kept.length} kept`);
     // A partition kept because its archive copy failed verification is a tampered archive, not a routine keep.
-    return r.kept.some((k) => k.reason.includes('does not verify against its pinned CID'))
+    return r.kept.some((k) => /does not verify against its pinned CID|signed checkpoint/.test(k.reason))
       ? EXIT.tampered
       : 0;
   });

@@ -1,7 +1,7 @@
 // Issue 18, pinning by CID: a consistent forgery stored under the recorded CID, a CAR replaced by random bytes before
 // prune, a missing predecessor, a made-up proof, an unpinned file: each refused with its exit code (3 tampered,
 // 4 missing, 2 usage) and nothing marked verified, proved, pruned or written.
-import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as dagCbor from '@ipld/dag-cbor';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -97,7 +97,7 @@ describe('pinning by CID', () => {
     const forged = await forgedBalance();
     const file = join(archive.dir, `${forged.cid}.car`);
     await writeFile(file, forged.bytes);
-    const v = await rty('snapshot', 'verify', file);
+    const v = await rty('snapshot', 'verify', file, '--cid', forged.cid);
     expect(v.code).toBe(3);
     expect(v.out.at(-1)).toMatch(
       new RegExp(`balance of namespace ${namespaceIds[0]}: available 999000000000, its entries give`),
@@ -134,6 +134,33 @@ describe('pinning by CID', () => {
     expect(r).toEqual({ code: 3, out: ['proof INVALID: the leaf and path do not lead to the root'] });
   });
 
+  it('a consistent forgery named <its cid>.car is not pinned by its name: verify and restore need --cid (exit 2)', async () => {
+    const forged = await forgeCar(await readFile(car(cids[1]!)), {
+      manifest: (m) => {
+        m.createdAt = '2020-01-01T00:00:00.000Z';
+      },
+    });
+    const file = join(archive.dir, `${forged.cid}.car`);
+    await writeFile(file, forged.bytes);
+    const target = await createScratchDatabase();
+    try {
+      const v = await rty('snapshot', 'verify', file);
+      expect(v.code).toBe(2);
+      expect(v.out.at(-1)).toMatch(/give the snapshot's CID with --cid <cid>.*signed by the network key/);
+      expect((await rty('snapshot', 'roots', file)).code).toBe(2);
+      expect((await rty('snapshot', 'restore', file, '--database', target.url)).code).toBe(2);
+      const t = await target.pool.query(
+        `select count(*)::int as n from pg_tables where tablename = 'ledger_entries'`,
+      );
+      expect(t.rows[0].n).toBe(0);
+      // A checkpointed snapshot's file is still trusted by its name.
+      expect((await rty('snapshot', 'verify', car(cids[1]!))).code).toBe(0);
+    } finally {
+      await target.drop();
+      await rm(file, { force: true });
+    }
+  });
+
   it('restore refuses a file whose root is not the pinned CID and writes nothing', async () => {
     const target = await createScratchDatabase();
     try {
@@ -149,6 +176,39 @@ describe('pinning by CID', () => {
       expect(t.rows[0].n).toBe(0);
     } finally {
       await target.drop();
+    }
+  });
+
+  it('prune trusts the signed checkpoint log, not PostgreSQL: a row pointed at a consistent forgery keeps every partition', async () => {
+    const forged = await forgeCar(await readFile(car(cids[1]!)), {
+      manifest: (m) => {
+        m.createdAt = '2026-03-01T00:00:01.000Z';
+      },
+    });
+    await writeFile(car(forged.cid), forged.bytes);
+    const repoint = async (from: string, to: string) => {
+      const c = await db.pool.connect();
+      try {
+        await c.query('begin');
+        await c.query('set local session_replication_role = replica');
+        await c.query('update snapshots set cid = $2 where cid = $1', [from, to]);
+        await c.query('commit');
+      } finally {
+        c.release();
+      }
+    };
+    await repoint(cids[1]!, forged.cid);
+    try {
+      expect((await rty('snapshot', 'verify', forged.cid)).code).toBe(0);
+      const r = await rty('rollup', 'prune');
+      expect(r.code).toBe(3);
+      expect(r.out.filter((l) => l.startsWith('pruned'))).toEqual([]);
+      expect(r.out).toContainEqual(
+        `kept jobs_202601: snapshot ${forged.cid} is not in the signed checkpoint log`,
+      );
+    } finally {
+      await repoint(forged.cid, cids[1]!);
+      await rm(car(forged.cid), { force: true });
     }
   });
 

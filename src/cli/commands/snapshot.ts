@@ -8,7 +8,10 @@ import { createPgPool } from '../../stores/postgres/pool.js';
 import { createRedis } from '../../stores/redis/client.js';
 import { RedisKeys, liveSuffix } from '../../stores/redis/keys.js';
 import {
+  CheckpointSigner,
   checkConsistency,
+  checkSignature,
+  readCheckpointLog,
   checkProof,
   freezeNetwork,
   restoreSnapshot,
@@ -20,7 +23,7 @@ import {
 } from '../../modules/snapshots/index.js';
 import type { CliContext } from '../context.js';
 import { createProgress } from '../progress.js';
-import { withArchive, type ArchiveServices } from './archive-wiring.js';
+import { withArchive } from './archive-wiring.js';
 import { archiveExit, EXIT } from './archive-exit.js';
 
 const mb = (n: number) => (n / 1024 / 1024).toFixed(2);
@@ -33,9 +36,25 @@ function printReport(ctx: CliContext, r: VerifyReport, secs: number): void {
   );
 }
 
-/** The CID a file must have: given with --cid, else its `<cid>.car` name; a bare CID is looked up in the archive. */
+/**
+ * The CID a `<cid>.car` file name claims, trusted only when the checkpoint log holds a checkpoint of that CID signed by
+ * the pinned (network) key: a consistent forgery saved as `<its own cid>.car` pins itself otherwise.
+ */
+async function nameDerivedCid(file: string, archiveDir: string, signingKey: string): Promise<string> {
+  const named = /^(?:freeze-)?([A-Za-z0-9]+)\.car$/.exec(basename(file))?.[1];
+  const key = new CheckpointSigner(signingKey).publicKey;
+  const log = named ? await readCheckpointLog(archiveDir) : [];
+  if (named && log.some((c) => c.checkpoint.cid === named && checkSignature(c, key))) return named;
+  throw new AppError(
+    'invalid_request',
+    `${file}: give the snapshot's CID with --cid <cid> (a file is only trusted against a pinned CID; its name is ` +
+      `trusted only when a checkpoint signed by the network key names it)`,
+  );
+}
+
+/** The CID a file must have: given with --cid, else its checkpointed `<cid>.car` name; a bare CID is looked up. */
 async function pinned(
-  s: ArchiveServices,
+  ctx: CliContext,
   ref: string,
   cid: string | undefined,
 ): Promise<{ cid: string; bytes: Uint8Array | undefined; path?: string; isFile: boolean }> {
@@ -45,13 +64,7 @@ async function pinned(
     SnapshotReader.parseCid(ref);
     return { cid: ref, bytes: undefined, isFile: false };
   }
-  const named = /^(?:freeze-)?([A-Za-z0-9]+)\.car$/.exec(basename(ref))?.[1];
-  const expected = cid ?? named;
-  if (!expected)
-    throw new AppError(
-      'invalid_request',
-      `${ref}: give the snapshot's CID with --cid <cid> (a file is only trusted against a pinned CID)`,
-    );
+  const expected = cid ?? (await nameDerivedCid(ref, ctx.config.ARCHIVE_DIR, ctx.config.NETWORK_SIGNING_KEY));
   SnapshotReader.parseCid(expected);
   return { cid: expected, bytes: undefined, path: ref, isFile: true };
 }
@@ -92,7 +105,7 @@ export async function runSnapshotVerify(
     archiveExit(ctx, async () => {
       const progress = createProgress('verify');
       const t0 = performance.now();
-      const p = await pinned(s, ref, opts.cid);
+      const p = await pinned(ctx, ref, opts.cid);
       const previous = opts.previous ? await readFile(opts.previous) : undefined;
       const report =
         !p.isFile && !previous
@@ -116,7 +129,7 @@ export async function runSnapshotRoots(
 ): Promise<number> {
   return withArchive(ctx, (s) =>
     archiveExit(ctx, async () => {
-      const p = await pinned(s, ref, opts.cid);
+      const p = await pinned(ctx, ref, opts.cid);
       const bytes = p.path ? await readFile(p.path) : undefined;
       const { report } = await s.snapshots.openVerified(p.cid, undefined, bytes);
       for (const x of report.sections) ctx.out(`${x.name}\t${x.count}\t${report.roots[x.name]}`);
@@ -139,7 +152,7 @@ export async function runSnapshotProve(
   }
   return withArchive(ctx, (s) =>
     archiveExit(ctx, async () => {
-      const p = await pinned(s, ref, opts.cid);
+      const p = await pinned(ctx, ref, opts.cid);
       const proof = await s.snapshots.prove(
         p.cid,
         opts.namespace ? { namespaceId: opts.namespace } : { rollupKey: opts.rollup!.split(',') },
@@ -194,10 +207,11 @@ export async function runSnapshotRestore(
   file: string,
   opts: { database: string; schema: string; cid?: string },
 ): Promise<number> {
-  const named = /^([A-Za-z0-9]+)\.car$/.exec(basename(file))?.[1];
-  const cid = opts.cid ?? named;
-  if (!cid) {
-    ctx.out(`usage: ${file}: give the snapshot's CID with --cid <cid> (restore only trusts a pinned CID)`);
+  let cid: string;
+  try {
+    cid = opts.cid ?? (await nameDerivedCid(file, ctx.config.ARCHIVE_DIR, ctx.config.NETWORK_SIGNING_KEY));
+  } catch (err) {
+    ctx.out(`usage: ${(err as Error).message}`);
     return EXIT.usage;
   }
   const pool = createPgPool({

@@ -29,6 +29,7 @@ import {
   type SignedCheckpoint,
 } from './checkpoint.js';
 import { readCheckpointLog, type CheckpointLog } from './checkpoint-log.js';
+import { checkpointMismatch, rollForwardHead } from './checkpoint-anchor.js';
 import { checkAgainstReport, verifyChain, type ChainReport } from './chain-verify.js';
 import { ledgerAgainst, type LedgerAnchorResult } from './ledger-anchor.js';
 import {
@@ -108,6 +109,7 @@ export class SnapshotsService {
     // A run killed mid-write leaves its scratch file; an hour is far beyond any live writer's idle time.
     const swept = await target.sweepScratch(60 * 60 * 1000);
     if (swept > 0) this.deps.log.warn({ swept }, 'removed stale snapshot scratch files');
+    await this.rollForward();
     const scratch = join(
       await target.scratchDir(),
       `.snapshot-${randomBytes(6).toString('hex')}.car.partial`,
@@ -194,10 +196,14 @@ export class SnapshotsService {
           },
           tx,
         );
-        // Published last, inside the transaction: a failed publish records nothing.
+        // Published last, inside the transaction: a failed log write records nothing. Once the archive's log line is
+        // written the checkpoint is out: the CAR stays whatever follows (a failed COMMIT is rolled forward by the
+        // next create), and a witness that cannot be written is only logged (the next append catches it up).
         if (signed) {
-          await this.deps.checkpoints!.log.append(signed);
+          const { witnessErrors } = await this.deps.checkpoints!.log.append(signed);
           published = true;
+          for (const w of witnessErrors)
+            this.deps.log.warn(w, 'checkpoint not mirrored to a witness; the next append catches it up');
         }
       });
     } catch (err) {
@@ -208,6 +214,16 @@ export class SnapshotsService {
     }
     this.deps.log.info({ cid: built.cid, seq: record.seq, bytes: stored.sizeBytes }, 'snapshot created');
     return { record, sections: report.sections, blocks: built.blocks };
+  }
+
+  /** Records a published log head whose COMMIT failed (see checkpoint-anchor.ts). */
+  private rollForward(): Promise<void> {
+    return rollForwardHead({
+      ...this.deps,
+      repo: this.repo,
+      verifyArchived: (cid) => this.verifyArchived(cid),
+      source: (cid) => this.source(cid),
+    });
   }
 
   /** The signed checkpoint of a new snapshot, linked to the log's head, which must be its predecessor. */
@@ -378,15 +394,21 @@ export class SnapshotsService {
       .slice(0, 10);
     const rec = await this.repo.verifiedCovering(this.deps.pool, fromDay, last);
     if (!rec) return { reason: 'not inside an archived, verified snapshot' };
-    let snap: SnapshotReader;
+    let opened: { snap: SnapshotReader; report: VerifyReport };
     try {
-      snap = (await this.openVerified(rec.cid)).snap;
+      opened = await this.openVerified(rec.cid);
     } catch (err) {
       return {
         reason: `snapshot ${rec.cid} does not verify against its pinned CID: ${(err as Error).message}`,
       };
     }
-    return { cid: rec.cid, ...(await rollupTotalsIn(snap, fromDay, toDayExclusive)) };
+    const unanchored = await this.checkpointMismatch(rec.cid, opened.report);
+    if (unanchored) return { reason: unanchored };
+    return { cid: rec.cid, ...(await rollupTotalsIn(opened.snap, fromDay, toDayExclusive)) };
+  }
+
+  private checkpointMismatch(cid: string, report: VerifyReport): Promise<string | undefined> {
+    return checkpointMismatch(this.deps.checkpoints, cid, report);
   }
 
   /** The audit head the newest snapshot recorded (anchors `audit verify` against a truncated tail). */
