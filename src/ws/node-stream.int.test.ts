@@ -17,6 +17,8 @@ import { BuiltinRuntime, UpstreamRuntime, type NodeRuntime } from './node-runtim
 const TOOLS_MODEL = 'tools-model';
 const FORGE_MODEL = 'forge-model';
 const REORDER_MODEL = 'reorder-model';
+const STALL_MODEL = 'stall-model';
+const INTER_TOKEN_MS = 1_500;
 
 let stores: TestStores;
 let a: RunningServer;
@@ -26,6 +28,8 @@ let agents: NodeAgent[] = [];
 let slow: NodeAgent;
 let reorder: NodeAgent;
 let apiKey: string;
+let nsId: string;
+let stall: NodeAgent;
 /** Node and client events in the order this process saw them. */
 const events: string[] = [];
 
@@ -117,7 +121,11 @@ const forgingRuntime: NodeRuntime = {
 
 beforeAll(async () => {
   stores = await createTestStores();
-  const overrides = { ...gatewayOverrides, ROUTING_MAX_ATTEMPTS: 1 };
+  const overrides = {
+    ...gatewayOverrides,
+    ROUTING_MAX_ATTEMPTS: 1,
+    NODE_INTER_TOKEN_TIMEOUT_MS: INTER_TOKEN_MS,
+  };
   a = await startTestServer(stores, { overrides });
   // A second process serving the Cloud API only: its clients' nodes are all connected to `a`.
   b = await startTestServer(stores, { roles: 'cloud', overrides });
@@ -147,8 +155,21 @@ beforeAll(async () => {
       },
     },
   });
+  stall = newAgent(a, {
+    models: [STALL_MODEL],
+    runtime: {
+      name: 'stall',
+      // One delta, then silence well past the inter-token timeout.
+      run: async (_model, _request, opts = {}) => {
+        opts.onDelta?.({ text: 'first' });
+        await new Promise((r) => setTimeout(r, INTER_TOKEN_MS * 3));
+        return { tokensIn: 1, tokensOut: 2, output: 'first second', finishReason: 'stop' };
+      },
+    },
+  });
   agents = [
     slow,
+    stall,
     reorder,
     newAgent(a, { models: [TOOLS_MODEL], runtime: new UpstreamRuntime(url) }),
     newAgent(a, { models: [FORGE_MODEL], runtime: forgingRuntime }),
@@ -158,8 +179,8 @@ beforeAll(async () => {
     agents.map((x) => x.address),
   );
   await Promise.all(agents.map((x) => x.start()));
-  const ns = await fundedNamespace(a.backbone);
-  apiKey = (await a.backbone.accounts.createApiKey({ namespaceId: ns, name: 'stream' })).plaintext;
+  nsId = await fundedNamespace(a.backbone);
+  apiKey = (await a.backbone.accounts.createApiKey({ namespaceId: nsId, name: 'stream' })).plaintext;
 });
 afterAll(async () => {
   await Promise.all(agents.map((x) => x.stop()));
@@ -354,6 +375,25 @@ describe('streamed jobs', () => {
       [FORGE_MODEL, REORDER_MODEL],
     );
     expect(rows.rows.map((r) => r.status).filter((s) => s === 'succeeded')).toEqual([]);
+  });
+
+  it('a node silent past the inter-token timeout ends the stream as a node_timeout', async () => {
+    const stream = await client().chat.completions.create({
+      model: STALL_MODEL,
+      messages: [{ role: 'user', content: 'stall' }],
+      stream: true,
+    });
+    let text = '';
+    const err = await (async () => {
+      for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+    })().catch((e: unknown) => e);
+    expect(text).toBe('first');
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect((err as Error).message).toMatch(/timed out: no delta/);
+    const jobId = stall.jobFrames.at(-1)!.jobId;
+    const result = await a.backbone.jobs.getResult(nsId, jobId);
+    expect(['cancelled', 'failed']).toContain(result?.status);
+    expect(result?.costMicro).toBe('0');
   });
 
   it('a delta from a node not holding the job is refused', async () => {

@@ -77,6 +77,7 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       const jobId = idem ? jobIdForIdempotencyKey(key.namespaceId, idem) : randomUUID();
       // Streamed: listening starts before the job exists, so its first delta cannot be missed.
       const waitAc = new AbortController();
+      let resetReason = '';
       const sse =
         s.stream && s.kind !== 'embedding'
           ? await ChunkStream.open(b.streams, {
@@ -84,7 +85,7 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
               kind: s.kind,
               model: s.model,
               includeUsage: s.includeUsage === true,
-              onReset: () => waitAc.abort(),
+              onReset: (reason) => ((resetReason = reason), waitAc.abort()),
             })
           : undefined;
       try {
@@ -158,7 +159,7 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
           if (result?.status !== 'succeeded')
             throw new AppError(
               'job_failed',
-              `job ${submitted.jobId}: the node failed mid-stream; the job was cancelled and refunded`,
+              `job ${submitted.jobId}: the node failed mid-stream (${resetReason}); the job was cancelled and refunded`,
               { jobId: submitted.jobId },
             );
         }
