@@ -309,7 +309,13 @@ export class NodeSession {
     if (isResult) {
       const r = jobResultBodySchema.parse(m.body);
       const st = p.stream;
-      if (st && (r.stream?.count !== st.next || r.stream.hash !== st.hash || r.output !== st.text)) {
+      // A node that streamed nothing and commits to nothing (an agent without streaming) is answered whole.
+      const unstreamed = st?.next === 0 && r.stream === undefined;
+      if (
+        st &&
+        !unstreamed &&
+        (r.stream?.count !== st.next || r.stream.hash !== st.hash || r.output !== st.text)
+      ) {
         // Signed by the node, yet not what it streamed: the client got something else than what is billed.
         p.reject(
           new Error(
