@@ -248,6 +248,7 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .option('--failure-rate <p>', 'share of jobs answered with job.error', '0')
     .option('--disconnect-rate <p>', 'share of jobs during which the node drops its socket', '0')
     .option('--slow-rate <p>', 'share of jobs answered after their deadline', '0')
+    .option('--token-delay-ms <ms>', 'built-in runtime: time to produce each output token (streamed)', '0')
     .option(
       '--upstream <url>',
       'forward jobs to this OpenAI-compatible server instead of the built-in runtime',

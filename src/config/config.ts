@@ -202,6 +202,8 @@ export const configSchema = z.object({
   NODE_SHARE_PERCENT: intFrom(80, 0).pipe(z.number().max(100)),
   /** Longest one attempt may run on a node before it counts as failed and the job is retried elsewhere. */
   JOB_ATTEMPT_TIMEOUT_MS: intFrom(60_000, 100),
+  /** A streaming node silent this long between two deltas is timed out (node_timeout). */
+  NODE_INTER_TOKEN_TIMEOUT_MS: intFrom(30_000, 50),
   /** Default job TTL (from submission; past it the job is expired and refunded without running). */
   JOB_DEFAULT_TTL_MS: intFrom(5 * 60_000, 1000),
   /** A sync request waits at most this long; then its job is cancelled and refunded (504). */

@@ -13,7 +13,13 @@ import { connectMongo, type MongoStore } from '../stores/mongo/client.js';
 import { AccountsService, ApiKeyCache, RateLimiter } from '../modules/accounts/index.js';
 import { AuditService } from '../modules/audit/index.js';
 import { LedgerService } from '../modules/credits/index.js';
-import { JobResults, JobsService, type JobRecordSink, type NodeExecutor } from '../modules/jobs/index.js';
+import {
+  JobResults,
+  JobStreams,
+  JobsService,
+  type JobRecordSink,
+  type NodeExecutor,
+} from '../modules/jobs/index.js';
 import { createNodesModule, type NodesModule } from '../modules/nodes/index.js';
 import { RoutingService, routingOptionsFromConfig } from '../modules/routing/index.js';
 import { NetworkConfigService } from '../modules/network/index.js';
@@ -61,6 +67,8 @@ export interface Backbone {
   networkConfig: NetworkConfigService;
   routing: RoutingService;
   results: JobResults;
+  /** Streamed jobs' deltas from the node's socket to the waiting client (in process or over Redis). */
+  streams: JobStreams;
   jobs: JobsService;
   records: {
     repo: RecordsRepository;
@@ -161,6 +169,8 @@ export async function createBackbone(
     });
     await results.start();
     lifecycle.add('job-results', () => results.stop());
+    const streams = new JobStreams({ redis, subscriber, prefix: config.REDIS_KEY_PREFIX, log });
+    lifecycle.add('job-streams', async () => streams.stop());
     const repo = new RecordsRepository(mongo.db);
     const blobs = new GridFsBlobStore(mongo.db);
     const policies = new RetentionPolicies({ pool, clock: systemClock });
@@ -187,6 +197,7 @@ export async function createBackbone(
       }),
       routing,
       results,
+      streams,
       records,
       adminTokenHash: createHash('sha256').update(config.ADMIN_TOKEN).digest(),
       lifecycle,

@@ -16,6 +16,10 @@ import type { NodeRuntime } from './node-runtime.js';
 import {
   NODE_WS_PATH,
   serverFrameSchema,
+  STREAM_CHAIN_START,
+  streamChain,
+  WS_PROTOCOL_VERSION,
+  type JobDeltaFrame,
   type ErrorFrame,
   type JobFrame,
   type ServerFrame,
@@ -52,6 +56,9 @@ export interface NodeAgentOptions {
   random?: () => number;
   /** Awaited before a job runs (tests hold a job on its node with it). */
   beforeRun?: (job: JobFrame) => Promise<void>;
+  /** Observers (tests): each delta as it is sent, and each job once its result frame is sent. */
+  onDelta?: (d: JobDeltaFrame) => void;
+  onResultSent?: (job: JobFrame) => void;
 }
 
 export interface AgentCounters {
@@ -339,8 +346,31 @@ export class NodeAgent {
         // Bounded: at most until just past the deadline.
         await sleep(Math.min(Math.max(0, job.deadlineMs - Date.now()) + 200, 120_000));
       } else await sleep(delay);
-      const r = await this.opts.runtime.run(job.model, job.request);
-      await this.reply(ws, 'job.result', { jobId: job.jobId, fencingToken: job.fencingToken, ...r });
+      // Streamed: each piece goes out at once as a job.delta; the signed result commits to them all.
+      let seq = 0;
+      let hash = STREAM_CHAIN_START;
+      const onDelta = (d: { text?: string; toolCalls?: JobDeltaFrame['toolCalls'] }) => {
+        const frame: JobDeltaFrame = {
+          v: WS_PROTOCOL_VERSION,
+          type: 'job.delta',
+          jobId: job.jobId,
+          fencingToken: job.fencingToken,
+          seq,
+          ...d,
+        };
+        hash = streamChain(hash, frame);
+        seq += 1;
+        this.opts.onDelta?.(frame);
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+      };
+      const r = await this.opts.runtime.run(job.model, job.request, job.stream ? { onDelta } : {});
+      await this.reply(ws, 'job.result', {
+        jobId: job.jobId,
+        fencingToken: job.fencingToken,
+        ...r,
+        ...(job.stream ? { stream: { count: seq, hash } } : {}),
+      });
+      this.opts.onResultSent?.(job);
       this.counters.results += 1;
     } catch (err) {
       this.counters.errors += 1;

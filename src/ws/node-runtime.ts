@@ -1,12 +1,22 @@
 // Model runtimes for the node agent: a deterministic built-in one (the simulator's; same request, same
-// output) and one forwarding to an OpenAI-compatible server (vLLM, Ollama, …) over HTTP.
+// output) and one forwarding to an OpenAI-compatible server (vLLM, Ollama, …) over HTTP; both stream their
+// output piece by piece to `onDelta` when given one.
 import { createHash } from 'node:crypto';
-import type { NodeResult } from '../modules/jobs/index.js';
+import type { NodeResult, ToolCall } from '../modules/jobs/index.js';
 import type { JobRequest } from '../modules/routing/index.js';
+import { FINISH_REASONS, type StreamDelta } from './protocol.js';
+
+export type RuntimeDelta = Omit<StreamDelta, 'seq'>;
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  /** Called with each piece of output as it is produced (text or tool-call fragments), in order. */
+  onDelta?: (d: RuntimeDelta) => void;
+}
 
 export interface NodeRuntime {
   readonly name: string;
-  run(model: string, request: JobRequest, signal?: AbortSignal): Promise<NodeResult>;
+  run(model: string, request: JobRequest, opts?: RunOptions): Promise<NodeResult>;
 }
 
 function words(text: string): string[] {
@@ -57,11 +67,29 @@ export function embeddingOf(model: string, text: string, dimensions: number): nu
  */
 export class BuiltinRuntime implements NodeRuntime {
   readonly name = 'builtin';
-  constructor(private readonly opts: { dimensions?: number } = {}) {}
+  /** `tokenDelayMs`: time to produce each output word (0: all at once). */
+  constructor(private readonly opts: { dimensions?: number; tokenDelayMs?: number } = {}) {}
 
-  async run(model: string, request: JobRequest): Promise<NodeResult> {
-    return runBuiltin(model, request, this.opts.dimensions ?? 16);
+  async run(model: string, request: JobRequest, run: RunOptions = {}): Promise<NodeResult> {
+    const result = runBuiltin(model, request, this.opts.dimensions ?? 16);
+    const delay = this.opts.tokenDelayMs ?? 0;
+    if (request.kind === 'embedding' || (!run.onDelta && delay <= 0)) return result;
+    const pieces = result.output.split(' ');
+    for (let i = 0; i < pieces.length; i += 1) {
+      if (delay > 0) await abortableSleep(delay, run.signal);
+      run.onDelta?.({ text: i === 0 ? pieces[i] : ` ${pieces[i]}` });
+    }
+    return result;
   }
+}
+
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new Error('aborted'));
+    const t = setTimeout(() => (signal?.removeEventListener('abort', onAbort), resolve()), ms);
+    const onAbort = () => (clearTimeout(t), reject(new Error('aborted')));
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 export function runBuiltin(model: string, request: JobRequest, dimensions = 16): NodeResult {
@@ -95,23 +123,62 @@ const upstreamPath = {
   embedding: '/v1/embeddings',
 };
 
+type FinishReason = NonNullable<NodeResult['finishReason']>;
+const finishOf = (r: unknown): FinishReason =>
+  (FINISH_REASONS as readonly unknown[]).includes(r) ? (r as FinishReason) : 'stop';
+
+interface UpstreamToolCall {
+  index?: number;
+  id?: string;
+  type?: string;
+  function?: { name?: string; arguments?: string };
+}
+
+/** Reads a `text/event-stream` body and yields each `data:` payload (up to `[DONE]`). */
+async function* sseData(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true });
+    for (let at = buf.search(/\r?\n\r?\n/); at >= 0; at = buf.search(/\r?\n\r?\n/)) {
+      const event = buf.slice(0, at);
+      buf = buf.slice(at).replace(/^\r?\n\r?\n/, '');
+      const data = event
+        .split(/\r?\n/)
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).replace(/^ /, ''))
+        .join('\n');
+      if (data === '[DONE]') return;
+      if (data) yield data;
+    }
+  }
+}
+
 /** Forwards the job to an OpenAI-compatible server and maps its answer and usage back. */
 export class UpstreamRuntime implements NodeRuntime {
   readonly name = 'upstream';
   constructor(private readonly baseUrl: string) {}
 
-  async run(model: string, request: JobRequest, signal?: AbortSignal): Promise<NodeResult> {
-    const body: Record<string, unknown> = { ...request.body, model, stream: false };
+  async run(model: string, request: JobRequest, opts: RunOptions = {}): Promise<NodeResult> {
+    const streamed = request.kind !== 'embedding' && opts.onDelta !== undefined;
+    const body: Record<string, unknown> = { ...request.body, model, stream: streamed };
+    if (streamed) body.stream_options = { include_usage: true };
+    else delete body.stream_options;
     if (request.kind !== 'embedding') body.max_tokens = request.maxTokens;
     const res = await fetch(new URL(upstreamPath[request.kind], this.baseUrl), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),
-      ...(signal ? { signal } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
     });
     if (!res.ok) throw new Error(`upstream answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+    if (streamed && res.body) return this.readStream(res.body, opts.onDelta!);
     const json = (await res.json()) as {
-      choices?: Array<{ message?: { content?: string }; text?: string; finish_reason?: string }>;
+      choices?: Array<{
+        message?: { content?: string | null; tool_calls?: UpstreamToolCall[] };
+        text?: string;
+        finish_reason?: string;
+      }>;
       data?: Array<{ embedding?: number[] }>;
       usage?: { prompt_tokens?: number; completion_tokens?: number };
     };
@@ -119,10 +186,77 @@ export class UpstreamRuntime implements NodeRuntime {
     if (request.kind === 'embedding')
       return { ...usage, output: '', embeddings: (json.data ?? []).map((d) => d.embedding ?? []) };
     const choice = json.choices?.[0];
+    const toolCalls = completeToolCalls(choice?.message?.tool_calls ?? []);
     return {
       ...usage,
       output: choice?.message?.content ?? choice?.text ?? '',
-      finishReason: choice?.finish_reason === 'length' ? 'length' : 'stop',
+      finishReason: finishOf(choice?.finish_reason),
+      ...(toolCalls.length ? { toolCalls } : {}),
     };
   }
+
+  /** An SSE answer: each content or tool-call fragment goes to onDelta as it arrives. */
+  private async readStream(
+    body: ReadableStream<Uint8Array>,
+    onDelta: (d: RuntimeDelta) => void,
+  ): Promise<NodeResult> {
+    let output = '';
+    let finish: FinishReason = 'stop';
+    let usage = { tokensIn: 0, tokensOut: 0 };
+    const calls = new Map<number, UpstreamToolCall>();
+    for await (const data of sseData(body)) {
+      const chunk = JSON.parse(data) as {
+        choices?: Array<{
+          delta?: { content?: string | null; tool_calls?: UpstreamToolCall[] };
+          text?: string;
+          finish_reason?: string | null;
+        }>;
+        usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
+        error?: { message?: string };
+      };
+      if (chunk.error) throw new Error(`upstream stream error: ${chunk.error.message ?? 'unknown'}`);
+      if (chunk.usage)
+        usage = { tokensIn: chunk.usage.prompt_tokens ?? 0, tokensOut: chunk.usage.completion_tokens ?? 0 };
+      const choice = chunk.choices?.[0];
+      if (!choice) continue;
+      const text = choice.delta?.content ?? choice.text ?? '';
+      const tools = (choice.delta?.tool_calls ?? []).map((t, i) => ({
+        index: t.index ?? i,
+        ...(t.id ? { id: t.id } : {}),
+        ...(t.type === 'function' ? { type: 'function' as const } : {}),
+        ...(t.function
+          ? {
+              function: {
+                ...(t.function.name !== undefined ? { name: t.function.name } : {}),
+                ...(t.function.arguments !== undefined ? { arguments: t.function.arguments } : {}),
+              },
+            }
+          : {}),
+      }));
+      for (const t of tools) {
+        const c = calls.get(t.index) ?? { index: t.index, function: { name: '', arguments: '' } };
+        if (t.id) c.id = t.id;
+        c.function!.name += t.function?.name ?? '';
+        c.function!.arguments += t.function?.arguments ?? '';
+        calls.set(t.index, c);
+      }
+      if (text || tools.length) {
+        output += text;
+        onDelta({ ...(text ? { text } : {}), ...(tools.length ? { toolCalls: tools } : {}) });
+      }
+      if (choice.finish_reason) finish = finishOf(choice.finish_reason);
+    }
+    const toolCalls = completeToolCalls([...calls.values()].sort((a, b) => (a.index ?? 0) - (b.index ?? 0)));
+    return { ...usage, output, finishReason: finish, ...(toolCalls.length ? { toolCalls } : {}) };
+  }
+}
+
+function completeToolCalls(calls: UpstreamToolCall[]): ToolCall[] {
+  return calls
+    .filter((c) => c.function?.name)
+    .map((c, i) => ({
+      id: c.id ?? `call_${i}`,
+      type: 'function' as const,
+      function: { name: c.function!.name!, arguments: c.function!.arguments ?? '' },
+    }));
 }

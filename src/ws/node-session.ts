@@ -18,6 +18,9 @@ import { authenticateNodeMessage, rejectReasonOf } from './node-auth.js';
 import {
   CLOSE,
   helloBodySchema,
+  jobDeltaFrameSchema,
+  STREAM_CHAIN_START,
+  streamChain,
   jobErrorBodySchema,
   jobResultBodySchema,
   NODE_WS_TYPES,
@@ -35,6 +38,8 @@ interface Pending {
   fencingToken: string;
   resolve(r: NodeResult): void;
   reject(e: Error): void;
+  /** Set when the job frame asked for deltas: what was received so far, checked against the result. */
+  stream?: { next: number; hash: string; text: string; timer?: NodeJS.Timeout };
 }
 
 class WrongNode extends Error {}
@@ -105,6 +110,7 @@ export class NodeSession {
     if (this.ws.bufferedAmount > MAX_BUFFERED_BYTES)
       return Promise.reject(new Error(`node ${node} socket is congested`));
     if (signal.aborted) return Promise.reject(new Error(`delivery of ${job.jobId} aborted`));
+    const streamed = job.request.kind !== 'embedding' && job.request.body.stream === true;
     const frame: JobFrame = {
       v: WS_PROTOCOL_VERSION,
       type: 'job',
@@ -113,6 +119,7 @@ export class NodeSession {
       model: job.model,
       request: job.request,
       deadlineMs,
+      ...(streamed ? { stream: true } : {}),
     };
     return new Promise<NodeResult>((resolve, reject) => {
       const onAbort = () => settle(() => reject(new Error(`delivery of ${job.jobId} aborted`)));
@@ -120,12 +127,20 @@ export class NodeSession {
         if (this.pending.get(job.jobId) !== entry) return;
         this.pending.delete(job.jobId);
         signal.removeEventListener('abort', onAbort);
+        clearTimeout(entry.stream?.timer);
         fn();
       };
       const entry: Pending = {
         fencingToken: lease.fencingToken,
         resolve: (r) => settle(() => resolve(r)),
-        reject: (e) => settle(() => reject(e)),
+        reject: (e) =>
+          settle(() => {
+            // The client saw part of an output that will not be the job's: it must drop it.
+            if (entry.stream && entry.stream.next > 0)
+              this.b.streams.emit(job.jobId, { type: 'reset', reason: e.message });
+            reject(e);
+          }),
+        ...(streamed ? { stream: { next: 0, hash: STREAM_CHAIN_START, text: '' } } : {}),
       };
       this.pending.set(job.jobId, entry);
       signal.addEventListener('abort', onAbort, { once: true });
@@ -170,7 +185,8 @@ export class NodeSession {
       await this.onHello(raw);
       return;
     }
-    if (type === NODE_WS_TYPES.result || type === NODE_WS_TYPES.error) await this.onJobReply(raw);
+    if (type === NODE_WS_TYPES.delta) this.onDelta(raw);
+    else if (type === NODE_WS_TYPES.result || type === NODE_WS_TYPES.error) await this.onJobReply(raw);
     else this.refuse('unknown_type', `unexpected frame type ${String(type)}`);
   }
 
@@ -206,6 +222,50 @@ export class NodeSession {
             : CLOSE.unauthorized;
       this.refuse(reason, err instanceof Error ? err.message : String(err), code);
     }
+  }
+
+  /**
+   * A streamed delta: accepted only for a streamed delivery this session holds with that fencing token, and
+   * only as the next in order (a gap or a reorder fails the attempt: the result could not match). Forwarded
+   * to the client at once; the signed result is checked against the chain of what was forwarded.
+   */
+  private onDelta(raw: unknown): void {
+    const parsed = jobDeltaFrameSchema.safeParse(raw);
+    if (!parsed.success) {
+      this.refuse('malformed', `job.delta: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+      return;
+    }
+    const d = parsed.data;
+    const p = this.pending.get(d.jobId);
+    if (!p || p.fencingToken !== d.fencingToken || !p.stream) {
+      this.refuse(
+        'not_lease_holder',
+        `node ${this.node} holds no streamed delivery of job ${d.jobId} with fencing token ${d.fencingToken}`,
+        undefined,
+        d.jobId,
+      );
+      return;
+    }
+    const st = p.stream;
+    if (d.seq !== st.next) {
+      p.reject(new Error(`node ${this.node} sent delta ${d.seq} of job ${d.jobId}; expected ${st.next}`));
+      return;
+    }
+    const delta = {
+      seq: d.seq,
+      ...(d.text !== undefined ? { text: d.text } : {}),
+      ...(d.toolCalls ? { toolCalls: d.toolCalls } : {}),
+    };
+    st.next += 1;
+    st.hash = streamChain(st.hash, delta);
+    st.text += d.text ?? '';
+    this.b.streams.emit(d.jobId, { type: 'delta', ...delta });
+    clearTimeout(st.timer);
+    const gap = this.b.config.NODE_INTER_TOKEN_TIMEOUT_MS;
+    st.timer = setTimeout(
+      () => p.reject(new Error(`node ${this.node} timed out: no delta of job ${d.jobId} for ${gap} ms`)),
+      gap,
+    );
   }
 
   private async onJobReply(raw: unknown): Promise<void> {
@@ -248,12 +308,29 @@ export class NodeSession {
     }
     if (isResult) {
       const r = jobResultBodySchema.parse(m.body);
+      const st = p.stream;
+      // A node that streamed nothing and commits to nothing (an agent without streaming) is answered whole.
+      const unstreamed = st?.next === 0 && r.stream === undefined;
+      if (
+        st &&
+        !unstreamed &&
+        (r.stream?.count !== st.next || r.stream.hash !== st.hash || r.output !== st.text)
+      ) {
+        // Signed by the node, yet not what it streamed: the client got something else than what is billed.
+        p.reject(
+          new Error(
+            `node ${m.node} result of job ${jobId} does not match its stream (${st.next} deltas received)`,
+          ),
+        );
+        return;
+      }
       p.resolve({
         tokensIn: r.tokensIn,
         tokensOut: r.tokensOut,
         output: r.output,
         ...(r.embeddings ? { embeddings: r.embeddings } : {}),
         ...(r.finishReason ? { finishReason: r.finishReason } : {}),
+        ...(r.toolCalls ? { toolCalls: r.toolCalls } : {}),
       });
     } else
       p.reject(new Error(`node ${m.node} failed job ${jobId}: ${jobErrorBodySchema.parse(m.body).reason}`));

@@ -1,5 +1,6 @@
 // WebSocket frames between the node gateway and nodes (zod, versioned `v: 1`), the bodies of the signed node
 // messages sent over it, and the relay messages gateway processes exchange on Redis pub/sub.
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { environments } from '../modules/nodes/index.js';
 import { jobRequestSchema } from '../modules/routing/index.js';
@@ -20,6 +21,30 @@ export const helloBodySchema = z.object({
 });
 export type HelloBody = z.infer<typeof helloBodySchema>;
 
+export const FINISH_REASONS = ['stop', 'length', 'tool_calls', 'content_filter'] as const;
+
+/** A complete tool call of a result (OpenAI's `message.tool_calls[]`). */
+export const toolCallSchema = z.object({
+  id: z.string().min(1).max(200),
+  type: z.literal('function'),
+  function: z.object({ name: z.string().min(1).max(200), arguments: z.string() }),
+});
+
+/** A fragment of a tool call in a delta (OpenAI's `delta.tool_calls[]`: id/name first, arguments in pieces). */
+export const toolCallDeltaSchema = z.object({
+  index: z.number().int().min(0).max(127),
+  id: z.string().min(1).max(200).optional(),
+  type: z.literal('function').optional(),
+  function: z.object({ name: z.string().max(200).optional(), arguments: z.string().optional() }).optional(),
+});
+export type ToolCallDelta = z.infer<typeof toolCallDeltaSchema>;
+
+/** What a streamed result commits to: the number of deltas sent and the hash chain over them (streamChain). */
+const streamCommitSchema = z.object({
+  count: z.number().int().min(0).max(1_000_000),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
 export const jobResultBodySchema = z.object({
   jobId,
   fencingToken,
@@ -27,7 +52,10 @@ export const jobResultBodySchema = z.object({
   tokensOut: z.number().int().min(0).max(2_147_483_647),
   output: z.string(),
   embeddings: z.array(z.array(z.number())).optional(),
-  finishReason: z.enum(['stop', 'length']).optional(),
+  finishReason: z.enum(FINISH_REASONS).optional(),
+  toolCalls: z.array(toolCallSchema).max(128).optional(),
+  /** Required when the job frame said `stream: true`: the signature then covers every delta in order. */
+  stream: streamCommitSchema.optional(),
 });
 export type JobResultBody = z.infer<typeof jobResultBodySchema>;
 
@@ -38,8 +66,46 @@ export const jobErrorBodySchema = z.object({
 });
 export type JobErrorBody = z.infer<typeof jobErrorBodySchema>;
 
-/** Signed message types a node sends on its socket. */
-export const NODE_WS_TYPES = { hello: 'node.hello', result: 'job.result', error: 'job.error' } as const;
+/** Message types a node sends on its socket (all signed but `job.delta`, which the result commits to). */
+export const NODE_WS_TYPES = {
+  hello: 'node.hello',
+  result: 'job.result',
+  error: 'job.error',
+  delta: 'job.delta',
+} as const;
+
+/**
+ * One streamed piece of a job's output, in order (`seq` from 0). Unsigned: the session is authenticated and
+ * the signed result commits to the whole sequence, so a forged, dropped or reordered delta fails the job.
+ */
+export const jobDeltaFrameSchema = z.object({
+  v: z.literal(WS_PROTOCOL_VERSION),
+  type: z.literal('job.delta'),
+  jobId,
+  fencingToken,
+  seq: z.number().int().min(0).max(1_000_000),
+  text: z.string().max(65_536).optional(),
+  toolCalls: z.array(toolCallDeltaSchema).max(128).optional(),
+});
+export type JobDeltaFrame = z.infer<typeof jobDeltaFrameSchema>;
+export type StreamDelta = Pick<JobDeltaFrame, 'seq' | 'text' | 'toolCalls'>;
+
+export const STREAM_CHAIN_START = '0'.repeat(64);
+
+/** The next link of a stream's hash chain: SHA-256(previous hex ‖ canonical JSON of the delta's content). */
+export function streamChain(previous: string, d: StreamDelta): string {
+  // Arrays in a fixed order: the same delta hashes the same whatever key order a JSON parser kept.
+  const tools = (d.toolCalls ?? []).map((t) => [
+    t.index,
+    t.id ?? null,
+    t.function?.name ?? null,
+    t.function?.arguments ?? null,
+  ]);
+  return createHash('sha256')
+    .update(previous)
+    .update(JSON.stringify([d.seq, d.text ?? '', tools]))
+    .digest('hex');
+}
 
 // --- Server → node frames ---
 
@@ -60,6 +126,8 @@ export const jobFrameSchema = z.object({
   request: jobRequestSchema,
   /** Absolute epoch ms by which the result must arrive; later results are discarded. */
   deadlineMs: z.number().int(),
+  /** Send `job.delta` frames as output is produced; the result then commits to them (`stream`). */
+  stream: z.boolean().optional(),
 });
 export type JobFrame = z.infer<typeof jobFrameSchema>;
 

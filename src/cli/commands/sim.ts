@@ -22,6 +22,8 @@ export interface SimOptions {
   region?: string;
   behaviour: AgentBehaviour;
   upstream?: string;
+  /** Built-in runtime: ms per output token (each streamed as it is produced). */
+  tokenDelayMs?: number;
   /** Admin token for creating the operator account (POST /admin/v1/accounts). */
   adminToken?: string;
   /** An existing operator account's token: no account is created. */
@@ -84,7 +86,9 @@ async function bindAgents(opts: SimOptions, agents: NodeAgent[]): Promise<void> 
 
 /** Starts the simulated nodes; resolves once every node is connected and heartbeating. */
 export async function startSim(opts: SimOptions, log?: Logger): Promise<RunningSim> {
-  const runtime = opts.upstream ? new UpstreamRuntime(opts.upstream) : new BuiltinRuntime();
+  const runtime = opts.upstream
+    ? new UpstreamRuntime(opts.upstream)
+    : new BuiltinRuntime({ tokenDelayMs: opts.tokenDelayMs ?? 0 });
   const agents = Array.from(
     { length: opts.nodes },
     (_, i) =>
@@ -137,6 +141,7 @@ export interface SimCliOptions {
   disconnectRate: string;
   slowRate: string;
   upstream?: string;
+  tokenDelayMs?: string;
   adminToken?: string;
   accountToken?: string;
   skipBind: boolean;
@@ -168,6 +173,7 @@ export function parseSimOptions(o: SimCliOptions, defaultAdminToken: string): Si
     ...(o.region ? { region: o.region } : {}),
     behaviour,
     ...(o.upstream ? { upstream: o.upstream } : {}),
+    ...(o.tokenDelayMs ? { tokenDelayMs: intFlag('token-delay-ms', o.tokenDelayMs, 0) } : {}),
     adminToken: o.adminToken ?? defaultAdminToken,
     ...(o.accountToken ? { accountToken: o.accountToken } : {}),
     skipBind: o.skipBind,

@@ -21,6 +21,7 @@ const common = {
   top_p: z.number().min(0).max(1).nullable().optional(),
   n: z.literal(1).nullable().optional(),
   stream: z.boolean().nullable().optional(),
+  stream_options: z.looseObject({ include_usage: z.boolean().nullable().optional() }).nullable().optional(),
   stop: z
     .union([z.string(), z.array(z.string()).max(4)])
     .nullable()

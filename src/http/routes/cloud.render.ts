@@ -1,5 +1,5 @@
 // Turns job results into OpenAI-shaped response bodies (chat.completion, text_completion, embeddings list,
-// SSE chunks) and failed jobs into catalogue errors.
+// streamed chunks: cloud.stream.ts) and failed jobs into catalogue errors.
 import type { JobResult, JobRow } from '../../modules/jobs/index.js';
 import { AppError } from '../../platform/errors.js';
 
@@ -47,7 +47,13 @@ export function renderResult(r: JobResult, opts: { encodingFormat?: 'float' | 'b
         choices: [
           {
             index: 0,
-            message: { role: 'assistant', content: r.output?.text ?? '', refusal: null },
+            message: {
+              role: 'assistant',
+              // With tool calls and no text, OpenAI sends content null.
+              content: r.output?.text || (r.output?.toolCalls?.length ? null : ''),
+              refusal: null,
+              ...(r.output?.toolCalls?.length ? { tool_calls: r.output.toolCalls } : {}),
+            },
             logprobs: null,
             finish_reason: r.output?.finishReason ?? 'stop',
           },
@@ -84,30 +90,6 @@ export function renderResult(r: JobResult, opts: { encodingFormat?: 'float' | 'b
         usage: { prompt_tokens: r.usage?.promptTokens ?? 0, total_tokens: r.usage?.promptTokens ?? 0 },
       };
   }
-}
-
-/** A chat result as server-sent events: one content chunk, one finish chunk with usage, then [DONE]. */
-export function renderChatStream(r: JobResult): string {
-  const base = {
-    id: `chatcmpl-${r.jobId}`,
-    object: 'chat.completion.chunk',
-    created: unix(r.createdAt),
-    model: r.model,
-  };
-  const chunks = [
-    {
-      ...base,
-      choices: [
-        { index: 0, delta: { role: 'assistant', content: r.output?.text ?? '' }, finish_reason: null },
-      ],
-    },
-    {
-      ...base,
-      choices: [{ index: 0, delta: {}, finish_reason: r.output?.finishReason ?? 'stop' }],
-      usage: usageOf(r),
-    },
-  ];
-  return `${chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`).join('')}data: [DONE]\n\n`;
 }
 
 /** The polling view of a job. */

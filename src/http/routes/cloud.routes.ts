@@ -1,7 +1,7 @@
 // The OpenAI-compatible Cloud API: models, chat completions, completions, embeddings (sync, polling, and chat
 // as server-sent events), job status and cancellation. Every route authenticates a Bearer API key and every
 // job read is scoped to the key's namespace.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -19,7 +19,8 @@ import {
   submitHeaders,
   type SubmitHeaders,
 } from './cloud.contracts.js';
-import { errorOfResult, renderChatStream, renderJob, renderResult } from './cloud.render.js';
+import { errorOfResult, renderJob, renderResult } from './cloud.render.js';
+import { ChunkStream } from './cloud.stream.js';
 
 const security = [{ apiKey: [] }];
 
@@ -36,7 +37,19 @@ interface Submission {
   maxOutputTokens: number;
   promptTokens: number;
   stream?: boolean;
+  includeUsage?: boolean;
   encodingFormat?: 'float' | 'base64';
+}
+
+function modelView(m: { model: string; onlineNodes: number; idleNodes: number }) {
+  return {
+    id: m.model,
+    object: 'model',
+    created: 0,
+    owned_by: 'rty-network',
+    online_nodes: m.onlineNodes,
+    idle_nodes: m.idleNodes,
+  };
 }
 
 export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
@@ -61,103 +74,139 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       await b.nodes.catalog.requireServed(environment, s.model);
       const mode = s.stream ? 'sync' : (h['x-rty-mode'] ?? 'sync');
       const idem = h['idempotency-key'];
-      const submitted = await b.jobs.submit({
-        namespaceId: key.namespaceId,
-        apiKeyId: key.keyId,
-        model: s.model,
-        environment,
-        priority: h['x-rty-priority'] ?? 'urgent',
-        maxTokens: s.promptTokens + s.maxOutputTokens,
-        ttlMs: b.config.JOB_DEFAULT_TTL_MS,
-        mode,
-        request: { kind: s.kind, body: s.body, maxTokens: s.maxOutputTokens },
-        ...(idem
-          ? {
-              jobId: jobIdForIdempotencyKey(key.namespaceId, idem),
-              // The key is bound to this body (and route): the same key with another body is a 409.
-              requestHash: createHash('sha256')
-                .update(`${req.url}\n${JSON.stringify(req.body)}`)
-                .digest('hex'),
-            }
-          : {}),
-      });
-      reply.header('x-request-id', submitted.jobId);
-      if (!submitted.created) reply.header('idempotent-replayed', 'true');
-      if (mode === 'polling') {
-        // A new job's state is known without a read; an idempotent replay shows the first job as it is now.
-        const found = submitted.created
-          ? {
-              row: {
-                id: submitted.jobId,
-                status: 'queued' as const,
-                model: s.model,
-                createdAt: submitted.createdAt,
-                attempts: 0,
-                cost: null,
-                maxCost: submitted.maxCost,
-              },
-              result: undefined,
-            }
-          : await b.jobs.getJob(key.namespaceId, submitted.jobId);
-        return reply
-          .status(202)
-          .header('location', `/v1/jobs/${submitted.jobId}`)
-          .send(found ? renderJob(found.row, found.result, s.encodingFormat) : { id: submitted.jobId });
+      const jobId = idem ? jobIdForIdempotencyKey(key.namespaceId, idem) : randomUUID();
+      // Streamed: listening starts before the job exists, so its first delta cannot be missed.
+      const waitAc = new AbortController();
+      let resetReason = '';
+      const sse =
+        s.stream && s.kind !== 'embedding'
+          ? await ChunkStream.open(b.streams, {
+              jobId,
+              kind: s.kind,
+              model: s.model,
+              includeUsage: s.includeUsage === true,
+              onReset: (reason) => ((resetReason = reason), waitAc.abort()),
+            })
+          : undefined;
+      try {
+        return await run(sse);
+      } catch (err) {
+        if (!sse?.started) throw err;
+        await sse.fail(err instanceof AppError ? err : new AppError('internal', 'the stream failed'));
+        return reply;
+      } finally {
+        await sse?.close();
       }
-      // A replay of a finished job is answered from its stored result (Redis, or PostgreSQL when Redis lost it).
-      let result = submitted.created ? undefined : await b.jobs.getResult(key.namespaceId, submitted.jobId);
-      result ??= await b.results.wait(submitted.jobId, b.config.JOB_SYNC_TIMEOUT_MS, undefined, {
-        readFirst: !submitted.created,
-      });
-      if (!result && !b.results.running)
-        // This process is shutting down: the job goes on (another process may run it); never cancel it for that.
-        throw new AppError(
-          'store_unavailable',
-          `the server is shutting down; job ${submitted.jobId} continues: poll /v1/jobs/${submitted.jobId}`,
-          {
-            jobId: submitted.jobId,
-            headers: { location: `/v1/jobs/${submitted.jobId}`, 'retry-after': '1' },
-          },
-        );
-      if (!result) {
-        // Waited long enough: cancel and refund, unless the job finished in the meantime (whoever closed the
-        // hold decided: a job that succeeded is answered with its result, never reported as refunded).
-        const status = await b.jobs.cancel(key.namespaceId, submitted.jobId, 'the sync request timed out', {
-          createdAt: submitted.createdAt,
+
+      async function run(sse: ChunkStream | undefined) {
+        const submitted = await b.jobs.submit({
+          namespaceId: key.namespaceId,
+          apiKeyId: key.keyId,
           model: s.model,
+          environment,
+          priority: h['x-rty-priority'] ?? 'urgent',
+          maxTokens: s.promptTokens + s.maxOutputTokens,
+          ttlMs: b.config.JOB_DEFAULT_TTL_MS,
+          mode,
+          request: { kind: s.kind, body: s.body, maxTokens: s.maxOutputTokens },
+          jobId,
+          ...(idem
+            ? {
+                // The key is bound to this body (and route): the same key with another body is a 409.
+                requestHash: createHash('sha256')
+                  .update(`${req.url}\n${JSON.stringify(req.body)}`)
+                  .digest('hex'),
+              }
+            : {}),
         });
-        result = await b.jobs.getResult(key.namespaceId, submitted.jobId);
-        if (status === 'succeeded' && result?.status !== 'succeeded')
+        reply.header('x-request-id', submitted.jobId);
+        if (!submitted.created) reply.header('idempotent-replayed', 'true');
+        if (mode === 'polling') {
+          // A new job's state is known without a read; an idempotent replay shows the first job as it is now.
+          const found = submitted.created
+            ? {
+                row: {
+                  id: submitted.jobId,
+                  status: 'queued' as const,
+                  model: s.model,
+                  createdAt: submitted.createdAt,
+                  attempts: 0,
+                  cost: null,
+                  maxCost: submitted.maxCost,
+                },
+                result: undefined,
+              }
+            : await b.jobs.getJob(key.namespaceId, submitted.jobId);
+          return reply
+            .status(202)
+            .header('location', `/v1/jobs/${submitted.jobId}`)
+            .send(found ? renderJob(found.row, found.result, s.encodingFormat) : { id: submitted.jobId });
+        }
+        sse?.start(reply, submitted.createdAt);
+        // A replay of a finished job is answered from its stored result (Redis, or PostgreSQL when Redis lost it).
+        let result = submitted.created ? undefined : await b.jobs.getResult(key.namespaceId, submitted.jobId);
+        result ??= await b.results.wait(submitted.jobId, b.config.JOB_SYNC_TIMEOUT_MS, waitAc.signal, {
+          readFirst: !submitted.created,
+        });
+        if (!result && waitAc.signal.aborted) {
+          // The streamed attempt failed after the client saw part of it: that output is void, so the job is
+          // cancelled and refunded (unless it already finished: then its result is what the client gets).
+          await b.jobs.cancel(key.namespaceId, submitted.jobId, 'the streamed attempt failed', {
+            createdAt: submitted.createdAt,
+            model: s.model,
+          });
+          result = await b.jobs.getResult(key.namespaceId, submitted.jobId);
+          if (result?.status !== 'succeeded')
+            throw new AppError(
+              'job_failed',
+              `job ${submitted.jobId}: the node failed mid-stream (${resetReason}); the job was cancelled and refunded`,
+              { jobId: submitted.jobId },
+            );
+        }
+        if (!result && !b.results.running)
+          // This process is shutting down: the job goes on (another process may run it); never cancel it for that.
           throw new AppError(
             'store_unavailable',
-            `job ${submitted.jobId} succeeded; its result is not readable right now: poll /v1/jobs/${submitted.jobId}`,
+            `the server is shutting down; job ${submitted.jobId} continues: poll /v1/jobs/${submitted.jobId}`,
             {
               jobId: submitted.jobId,
               headers: { location: `/v1/jobs/${submitted.jobId}`, 'retry-after': '1' },
             },
           );
-        if (!result || status === 'cancelled')
-          throw new AppError(
-            'timeout',
-            `no result within ${b.config.JOB_SYNC_TIMEOUT_MS} ms; job ${submitted.jobId} was cancelled and refunded`,
-            { jobId: submitted.jobId },
-          );
+        if (!result) {
+          // Waited long enough: cancel and refund, unless the job finished in the meantime (whoever closed the
+          // hold decided: a job that succeeded is answered with its result, never reported as refunded).
+          const status = await b.jobs.cancel(key.namespaceId, submitted.jobId, 'the sync request timed out', {
+            createdAt: submitted.createdAt,
+            model: s.model,
+          });
+          result = await b.jobs.getResult(key.namespaceId, submitted.jobId);
+          if (status === 'succeeded' && result?.status !== 'succeeded')
+            throw new AppError(
+              'store_unavailable',
+              `job ${submitted.jobId} succeeded; its result is not readable right now: poll /v1/jobs/${submitted.jobId}`,
+              {
+                jobId: submitted.jobId,
+                headers: { location: `/v1/jobs/${submitted.jobId}`, 'retry-after': '1' },
+              },
+            );
+          if (!result || status === 'cancelled')
+            throw new AppError(
+              'timeout',
+              `no result within ${b.config.JOB_SYNC_TIMEOUT_MS} ms; job ${submitted.jobId} was cancelled and refunded`,
+              { jobId: submitted.jobId },
+            );
+        }
+        if (result.status !== 'succeeded') throw errorOfResult(result);
+        if (sse) {
+          await sse.finish(result);
+          return reply;
+        }
+        return respond(reply, result, s);
       }
-      return respond(reply, result, s);
     }
 
-    function respond(
-      reply: FastifyReply,
-      result: JobResult,
-      s: Pick<Submission, 'stream' | 'encodingFormat'>,
-    ) {
-      if (result.status !== 'succeeded') throw errorOfResult(result);
-      if (s.stream && result.kind === 'chat') {
-        return reply
-          .header('content-type', 'text/event-stream; charset=utf-8')
-          .header('cache-control', 'no-cache')
-          .send(renderChatStream(result));
-      }
+    function respond(reply: FastifyReply, result: JobResult, s: Pick<Submission, 'encodingFormat'>) {
       return reply.send(renderResult(result, s.encodingFormat ? { encodingFormat: s.encodingFormat } : {}));
     }
 
@@ -174,19 +223,32 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
         await authorize(req, reply);
         const env = (req.headers as SubmitHeaders)['x-rty-environment'] ?? b.config.CLOUD_DEFAULT_ENVIRONMENT;
         const catalog = await b.nodes.catalog.catalog(env);
-        return {
-          object: 'list',
-          data: catalog
-            .filter((m) => m.onlineNodes > 0)
-            .map((m) => ({
-              id: m.model,
-              object: 'model',
-              created: 0,
-              owned_by: 'rty-network',
-              online_nodes: m.onlineNodes,
-              idle_nodes: m.idleNodes,
-            })),
-        };
+        return { object: 'list', data: catalog.filter((m) => m.onlineNodes > 0).map(modelView) };
+      },
+    );
+
+    app.get(
+      '/v1/models/:model',
+      {
+        schema: {
+          tags: ['cloud'],
+          security,
+          params: z.object({ model: z.string().min(1).max(200) }),
+          headers: submitHeaders.pick({ 'x-rty-environment': true }).loose(),
+        },
+      },
+      async (req, reply) => {
+        await authorize(req, reply);
+        const env = (req.headers as SubmitHeaders)['x-rty-environment'] ?? b.config.CLOUD_DEFAULT_ENVIRONMENT;
+        const found = (await b.nodes.catalog.catalog(env)).find(
+          (m) => m.model === req.params.model && m.onlineNodes > 0,
+        );
+        if (!found)
+          throw new AppError(
+            'model_not_found',
+            `The model '${req.params.model}' is not served on ${env}; GET /v1/models lists those that are`,
+          );
+        return modelView(found);
       },
     );
 
@@ -205,6 +267,7 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
           maxOutputTokens: body.max_completion_tokens ?? body.max_tokens ?? b.config.JOB_DEFAULT_MAX_TOKENS,
           promptTokens: estimateTokens(text) + 4 * body.messages.length,
           stream: body.stream === true,
+          includeUsage: body.stream_options?.include_usage === true,
         });
       },
     );
@@ -214,8 +277,6 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       { schema: { tags: ['cloud'], security, body: completionBody, headers: submitHeaders } },
       async (req, reply) => {
         const body = req.body;
-        if (body.stream)
-          throw new AppError('invalid_request', 'stream is supported on /v1/chat/completions only');
         const prompt = Array.isArray(body.prompt) ? body.prompt.join('\n') : body.prompt;
         return submit(req, reply, {
           kind: 'completion',
@@ -223,6 +284,8 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
           body,
           maxOutputTokens: body.max_tokens ?? b.config.JOB_DEFAULT_MAX_TOKENS,
           promptTokens: estimateTokens(prompt),
+          stream: body.stream === true,
+          includeUsage: body.stream_options?.include_usage === true,
         });
       },
     );

@@ -15,6 +15,8 @@ export {
   type JobErrorCode,
   type JobResult,
 } from './job-results.js';
+export { JobStreams, streamEventSchema, type StreamEvent } from './job-stream.js';
+export type { FinishReason, ToolCall } from './job.js';
 export { DeliveryError } from './jobs.attempt.js';
 export type { Closed, Closing, JobRef } from './jobs.close.js';
 export type { JobRecordSink } from './job-records.js';

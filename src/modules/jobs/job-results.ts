@@ -29,7 +29,16 @@ export const jobResultSchema = z.object({
     .object({
       text: z.string().optional(),
       embeddings: z.array(z.array(z.number())).optional(),
-      finishReason: z.enum(['stop', 'length']).optional(),
+      finishReason: z.enum(['stop', 'length', 'tool_calls', 'content_filter']).optional(),
+      toolCalls: z
+        .array(
+          z.object({
+            id: z.string(),
+            type: z.literal('function'),
+            function: z.object({ name: z.string(), arguments: z.string() }),
+          }),
+        )
+        .optional(),
     })
     .optional(),
   usage: z.object({ promptTokens: z.number().int(), completionTokens: z.number().int() }).optional(),

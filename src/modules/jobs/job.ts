@@ -8,7 +8,15 @@ export interface NodeResult {
   tokensOut: number;
   output: string;
   embeddings?: number[][];
-  finishReason?: 'stop' | 'length';
+  finishReason?: FinishReason;
+  toolCalls?: ToolCall[];
+}
+
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
 }
 
 /** Delivers a job to the node holding its lease and returns that node's verified result. */

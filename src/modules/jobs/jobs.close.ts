@@ -82,6 +82,7 @@ export class JobCloser {
               text: c.result.output,
               ...(c.result.embeddings ? { embeddings: c.result.embeddings } : {}),
               finishReason: c.result.finishReason ?? 'stop',
+              ...(c.result.toolCalls?.length ? { toolCalls: c.result.toolCalls } : {}),
             },
             usage: { promptTokens: c.result.tokensIn, completionTokens: c.result.tokensOut },
             costMicro: c.charged.toString(),

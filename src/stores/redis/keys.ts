@@ -109,6 +109,11 @@ export class RedisKeys {
     return `${this.prefix}job:done`;
   }
 
+  /** Pub/sub channel of one streamed job: its deltas, published by the process its node is connected to. */
+  jobStreamChannel(jobId: string): string {
+    return `${this.prefix}job:stream:${jobId}`;
+  }
+
   // --- Node gateway ---
 
   /** STRING: a node message nonce, kept for twice the allowed clock skew (SET NX refuses a replay). */
