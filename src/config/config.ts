@@ -1,4 +1,5 @@
 // The one reader of process.env: parses every setting once into a frozen, typed Config.
+import proxyAddr from '@fastify/proxy-addr';
 import { z } from 'zod';
 
 const DEV_PEPPER = 'dev-only-pepper-change-me';
@@ -218,6 +219,34 @@ export const configSchema = z.object({
   CLOUD_DEFAULT_ENVIRONMENT: z.enum(['testnet', 'mainnet']).default('testnet'),
   /** Deliveries a node holds unanswered before the gateway stops sending more (backpressure). */
   WS_MAX_IN_FLIGHT_PER_NODE: intFrom(64, 1),
+  /**
+   * Peers whose X-Forwarded-For is believed (comma-separated IPs or CIDRs, or loopback/linklocal/uniquelocal):
+   * the TLS terminator or load balancer in front of the node gateway. Empty (default): the socket's address.
+   */
+  HTTP_TRUSTED_PROXIES: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((a) => a.trim())
+        .filter((a) => a.length > 0),
+    )
+    .pipe(
+      z.array(
+        z.string().refine(
+          (a) => {
+            try {
+              proxyAddr.compile(a);
+              return true;
+            } catch {
+              return false;
+            }
+          },
+          { message: 'an IP address, a CIDR (10.0.0.0/8) or loopback/linklocal/uniquelocal' },
+        ),
+      ),
+    ),
   /** WebSockets of one client address waiting for their node.hello at once, per gateway process (then 429). */
   WS_PENDING_HELLOS_PER_ADDRESS: intFrom(1_000, 1),
   /** WebSockets of one address that may end without a valid node.hello per minute, per process (then 429). */

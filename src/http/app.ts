@@ -127,14 +127,10 @@ function cloudCors(origins: readonly string[]) {
     origin: (origin: string | undefined, cb: (err: Error | null, allow: boolean) => void) =>
       cb(null, origin !== undefined && allowed.has(origin)),
     methods: ['GET', 'POST'],
-    allowedHeaders: [
-      'authorization',
-      'content-type',
-      'idempotency-key',
-      'x-rty-mode',
-      'x-rty-priority',
-      'x-rty-environment',
-    ],
+    // No fixed allowedHeaders: @fastify/cors then reflects Access-Control-Request-Headers. The official OpenAI JS
+    // SDK sends x-stainless-* (os, arch, lang, runtime, retry-count, timeout, …), openai-organization/-project
+    // and idempotency-key, and the set grows with SDK releases; a fixed list blocks it in browsers. The origin
+    // allow-list above still decides whether any CORS header is sent at all.
     exposedHeaders: [
       'x-request-id',
       'idempotent-replayed',

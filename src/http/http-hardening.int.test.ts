@@ -334,7 +334,35 @@ describe('configured surfaces', () => {
       const ok = await other.app.inject({ method: 'OPTIONS', url: '/v1/chat/completions', headers: pre });
       expect(ok.statusCode).toBe(204);
       expect(ok.headers['access-control-allow-origin']).toBe('https://app.example');
-      expect(String(ok.headers['access-control-allow-headers'])).toContain('idempotency-key');
+      // The preflight of the official OpenAI JS SDK in a browser: every header it asks for is allowed.
+      const sdkHeaders = [
+        'authorization',
+        'content-type',
+        'x-stainless-os',
+        'x-stainless-arch',
+        'x-stainless-lang',
+        'x-stainless-runtime',
+        'x-stainless-runtime-version',
+        'x-stainless-package-version',
+        'x-stainless-retry-count',
+        'x-stainless-timeout',
+        'openai-organization',
+        'openai-project',
+        'idempotency-key',
+        'x-rty-mode',
+        'x-rty-priority',
+      ];
+      const sdk = await other.app.inject({
+        method: 'OPTIONS',
+        url: '/v1/chat/completions',
+        headers: { ...pre, 'access-control-request-headers': sdkHeaders.join(',') },
+      });
+      expect(sdk.statusCode).toBe(204);
+      expect(sdk.headers['access-control-allow-origin']).toBe('https://app.example');
+      const allowedHeaders = String(sdk.headers['access-control-allow-headers'])
+        .toLowerCase()
+        .split(/\s*,\s*/);
+      for (const h of sdkHeaders) expect(allowedHeaders).toContain(h);
       const evil = await other.app.inject({
         method: 'OPTIONS',
         url: '/v1/chat/completions',

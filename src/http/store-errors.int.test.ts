@@ -106,6 +106,58 @@ describe('PostgreSQL errors', () => {
   });
 });
 
+describe('PostgreSQL retryable failures that are not outages', () => {
+  it('a statement timeout (57014) is a retryable 503 worded as a timeout, not "unavailable or restarting"', async () => {
+    const client = await db.pool.connect();
+    let raw: unknown;
+    try {
+      await client.query("set statement_timeout = '50ms'");
+      raw = await client.query('select pg_sleep(2)').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      await client.query('set statement_timeout = 0');
+    } finally {
+      client.release();
+    }
+    expect((raw as { code?: string }).code).toBe('57014');
+    for (const e of bothWays(raw)) {
+      expect([e.code, e.status, e.retryable]).toEqual(['store_unavailable', 503, true]);
+      expect((e.details?.headers as Record<string, string>)['retry-after']).toBe('1');
+      expect(e.message).toMatch(/took too long/);
+      expect(e.message).not.toMatch(/unavailable|restarting/);
+    }
+  });
+
+  it('a deadlock (40P01) is a retryable 503 worded as a conflict with a concurrent request', async () => {
+    await db.pool.query(`insert into people values (2, 'b@example.test', '{}') on conflict do nothing`);
+    const [a, b] = [await db.pool.connect(), await db.pool.connect()];
+    try {
+      await a.query('begin');
+      await b.query('begin');
+      await a.query('update people set doc = doc where id = 1');
+      await b.query('update people set doc = doc where id = 2');
+      // Each now waits for the other's row: PostgreSQL's deadlock detector fails one of them.
+      const results = await Promise.allSettled([
+        a.query('update people set doc = doc where id = 2'),
+        b.query('update people set doc = doc where id = 1'),
+      ]);
+      const raw = results.find((r) => r.status === 'rejected')?.reason as { code?: string } | undefined;
+      expect(raw?.code).toBe('40P01');
+      for (const e of bothWays(raw)) {
+        expect([e.code, e.status, e.retryable]).toEqual(['store_unavailable', 503, true]);
+        expect(e.message).toMatch(/conflicted with a concurrent one \(deadlock\)/);
+        expect(e.message).not.toMatch(/unavailable|restarting/);
+      }
+    } finally {
+      await a.query('rollback').catch(() => undefined);
+      await b.query('rollback').catch(() => undefined);
+      a.release();
+      b.release();
+    }
+  });
+});
+
 describe('Redis and MongoDB errors', () => {
   it('an unreachable Redis is a 503 naming Redis', async () => {
     const redis = new Redis('redis://127.0.0.1:1', {

@@ -1,6 +1,8 @@
-// Store and driver errors as the API shows them: a catalogue error whose message says what to change, never the
+// Store and driver errors as the API shows them (the catalogue wording; which errors are outages is decided by
+// classifyStoreError at the store boundary): a catalogue error whose message says what to change, never the
 // driver's own text (SQL, constraint wording, addresses). Unreachable or restarting stores are 503 + Retry-After.
 import { AppError, isAppError } from '../platform/errors.js';
+import { classifyStoreError } from '../stores/store-errors.js';
 
 type Raw = {
   name?: string;
@@ -24,37 +26,6 @@ function isPgError(e: Raw): boolean {
   return typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string';
 }
 
-const systemUnavailable = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
-
-const unavailableNames = new Set([
-  // ioredis
-  'MaxRetriesPerRequestError',
-  // mongodb
-  'MongoServerSelectionError',
-  'MongoNetworkError',
-  'MongoNetworkTimeoutError',
-  'MongoNotConnectedError',
-  'MongoTopologyClosedError',
-  'MongoPoolClearedError',
-  'PoolClearedError',
-  'PoolClosedError',
-  // amqplib
-  'IllegalOperationError',
-]);
-
-const unavailableText =
-  /Connection terminated|Connection is closed|Stream isn't writeable|Command timed out|Channel closed|Connection closed|timeout exceeded when trying to connect|^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY)\b/;
-
 function storeNameOf(e: Raw): string {
   const n = `${e.name ?? ''} ${e.message ?? ''}`;
   if (isPgError(e) || /PostgreSQL|Connection terminated|timeout exceeded when trying to connect/.test(n))
@@ -74,15 +45,43 @@ function unavailable(store: string, cause: unknown): AppError {
   );
 }
 
-/** True for an error that means a store could not be reached or is restarting (not the request's fault). */
-export function isStoreUnavailable(err: unknown): boolean {
+/**
+ * PostgreSQL failures that are retryable but not an outage: a statement timeout (57014) and a serialization
+ * failure or deadlock (40001, 40P01). Still a 503 with Retry-After (retrying is right), worded for what it is.
+ */
+const pgRetryWording: Record<string, string> = {
+  '57014':
+    'PostgreSQL took too long to answer (statement timeout); retry the request after Retry-After seconds',
+  '40001':
+    'the request conflicted with a concurrent one (serialization failure); retry the request after Retry-After seconds',
+  '40P01':
+    'the request conflicted with a concurrent one (deadlock); retry the request after Retry-After seconds',
+};
+
+function pgRetryable(code: string, cause: unknown): AppError {
+  return new AppError(
+    'store_unavailable',
+    pgRetryWording[code]!,
+    { headers: { 'retry-after': '1' } },
+    { cause },
+  );
+}
+
+/** The SQLSTATE of a PostgreSQL error or of a store-boundary AppError wrapping one. */
+function sqlstateOf(err: unknown): string | undefined {
   const e = asRaw(err);
-  if (typeof e.code === 'string') {
-    if (systemUnavailable.has(e.code)) return true;
-    if (isPgError(e) && /^(08|57P0[1-3]|53[0-3]|57014|40001|40P01)/.test(e.code)) return true;
-  }
-  if (e.name && unavailableNames.has(e.name)) return true;
-  return typeof e.message === 'string' && unavailableText.test(e.message);
+  if (isPgError(e)) return e.code as string;
+  const d = isAppError(err) ? err.details : undefined;
+  if (typeof d?.sqlstate === 'string') return d.sqlstate;
+  return isAppError(err) && isPgError(asRaw(err.cause)) ? (asRaw(err.cause).code as string) : undefined;
+}
+
+/**
+ * True for an error that means a store could not be reached or is restarting (not the request's fault): the
+ * store boundary's one classifier decides (each driver's predicate and the shared socket-code list live there).
+ */
+export function isStoreUnavailable(err: unknown): boolean {
+  return classifyStoreError(err) !== undefined;
 }
 
 const singular = (table: string | undefined) => (table ?? 'record').replace(/s$/, '').replaceAll('_', ' ');
@@ -95,6 +94,7 @@ function columnsOf(e: Raw): string | undefined {
 
 function pgToCatalogue(e: Raw, cause: unknown): AppError {
   const code = e.code as string;
+  if (code in pgRetryWording) return pgRetryable(code, cause);
   if (isStoreUnavailable(e)) return unavailable('PostgreSQL', cause);
   const cols = columnsOf(e) ?? e.column;
   const param = cols ? { param: cols } : undefined;
@@ -194,6 +194,9 @@ export function publicErrorOf(err: unknown): AppError | undefined {
     const cause = asRaw(err.cause);
     const fromDriver = d.sqlstate !== undefined || d.mongoCode !== undefined || err.cause !== undefined;
     if (!fromDriver) return undefined;
+    const sqlstate = sqlstateOf(err);
+    if (err.code === 'store_unavailable' && sqlstate !== undefined && sqlstate in pgRetryWording)
+      return pgRetryable(sqlstate, err);
     if (err.code === 'store_unavailable')
       return unavailable(storeNameOf({ ...cause, message: err.message }), err);
     if (isPgError(cause)) {

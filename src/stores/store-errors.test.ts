@@ -44,7 +44,15 @@ function expectUnavailable(translated: unknown, original: unknown): void {
   expect((translated as AppError).retryable).toBe(true);
   expect((translated as AppError).status).toBe(503);
   expect(classifyStoreError(original)?.code).toBe('store_unavailable');
+  // The public message is the boundary's own; the driver's text (addresses, socket codes) stays in `cause`.
+  for (const e of [translated as AppError, classifyStoreError(original)!]) {
+    expect(e.message).not.toMatch(DRIVER_TEXT);
+    if (original !== e) expect(e.cause).toBe(original);
+  }
 }
+
+const DRIVER_TEXT =
+  /ECONN|ETIMEDOUT|EPIPE|127\.0\.0\.1|terminat|Connection is closed|Socket closed|LOADING|the database system/i;
 
 async function pgError(port: number): Promise<unknown> {
   const pool = new pg.Pool({

@@ -1,6 +1,7 @@
-// One classifier for a failure from any store client, for surfaces that catch unknown errors (the HTTP error
+// One classifier for a failure from any store client (each driver's predicate lives at its store boundary), for surfaces that catch unknown errors (the HTTP error
 // handler, background loops): unreachable / timed out / restarting becomes a retryable `store_unavailable`.
 import { AppError } from '../platform/errors.js';
+import { isMongoOutage } from './mongo/bulk.js';
 import { isNetworkError } from './net-errors.js';
 import { translatePgError } from './postgres/pool.js';
 import { translateAmqpError } from './rabbitmq/connection.js';
@@ -13,10 +14,17 @@ export function classifyStoreError(err: unknown): AppError | undefined {
     const t = translate(err);
     if (t instanceof AppError && t.code === 'store_unavailable') return t;
   }
+  if (isMongoOutage(err))
+    return new AppError(
+      'store_unavailable',
+      'MongoDB is unavailable or restarting; retry after a moment',
+      { store: 'mongo' },
+      { cause: err },
+    );
   if (isNetworkError(err))
     return new AppError(
       'store_unavailable',
-      `a store is unreachable: ${err instanceof Error ? err.message : String(err)}`,
+      'a storage service is unreachable; retry after a moment',
       undefined,
       { cause: err },
     );

@@ -39,11 +39,12 @@ const wsUrl = (s: RunningServer) => new URL(NODE_WS_PATH, s.url.replace(/^http/,
 /** Opens a socket: the open socket (with its received frames and close code), or the refused upgrade's status. */
 async function open(
   s: RunningServer,
+  headers?: Record<string, string>,
 ): Promise<
   | { ws: WebSocket; frames: ErrorFrame[]; closed: Promise<number> }
   | { status: number; retryAfter: string | undefined }
 > {
-  const ws = new WebSocket(wsUrl(s));
+  const ws = new WebSocket(wsUrl(s), headers ? { headers } : {});
   const frames: ErrorFrame[] = [];
   ws.on('message', (d) => frames.push(JSON.parse(d.toString()) as ErrorFrame));
   const closed = new Promise<number>((resolve) => ws.once('close', (c) => resolve(c)));
@@ -58,8 +59,8 @@ async function open(
   });
 }
 
-async function openOk(s: RunningServer) {
-  const r = await open(s);
+async function openOk(s: RunningServer, headers?: Record<string, string>) {
+  const r = await open(s, headers);
   if (!('ws' in r)) throw new Error(`upgrade refused with ${r.status}`);
   return r;
 }
@@ -167,5 +168,72 @@ describe('gateway hardening', () => {
       return 'ws' in r;
     });
     c.ws.close();
+  });
+
+  it('behind a trusted proxy the budget is per forwarded client; an untrusted peer cannot pick its address', async () => {
+    const failThrice = async (s: RunningServer, client: string) => {
+      for (let i = 0; i < 3; i++) {
+        const c = await openOk(s, { 'x-forwarded-for': client });
+        c.ws.send('not a hello');
+        expect(await c.closed).toBe(1008);
+      }
+      await waitFor('429 for the failing client', async () => {
+        const r = await open(s, { 'x-forwarded-for': client });
+        if ('ws' in r) r.ws.terminate();
+        return !('ws' in r);
+      });
+    };
+    const trusted = await startTestServer(stores, {
+      roles: 'io',
+      overrides: {
+        ...gatewayOverrides,
+        WS_FAILED_HELLOS_PER_ADDRESS_PER_MIN: 3,
+        HTTP_TRUSTED_PROXIES: ['127.0.0.1', '::1'],
+      },
+    });
+    extra.push(trusted);
+    await failThrice(trusted, '203.0.113.7');
+    expect(await open(trusted, { 'x-forwarded-for': '203.0.113.7' })).toMatchObject({ status: 429 });
+    // Another node behind the same proxy still gets in, and completes its hello.
+    const bound = privateKeyToAccount(generatePrivateKey());
+    await bindNodes(trusted.backbone, [bound.address.toLowerCase()]);
+    const ok = await openOk(trusted, { 'x-forwarded-for': '203.0.113.8' });
+    ok.ws.send(JSON.stringify(await signNodeMessage(bound, 'node.hello', { environment: 'testnet' })));
+    await waitFor('hello.ok', () => ok.frames.some((f) => (f.type as string) === 'hello.ok'));
+    ok.ws.close();
+
+    // Without trusted proxies the header is ignored: the socket's own address is what gets charged.
+    const direct = await startTestServer(stores, {
+      roles: 'io',
+      overrides: { ...gatewayOverrides, WS_FAILED_HELLOS_PER_ADDRESS_PER_MIN: 3 },
+    });
+    extra.push(direct);
+    await failThrice(direct, '203.0.113.7');
+    expect(await open(direct, { 'x-forwarded-for': '203.0.113.8' })).toMatchObject({ status: 429 });
+  });
+
+  it('hellos that fail on our side (a store down) or a bare disconnect do not charge the address', async () => {
+    const s = await startTestServer(stores, {
+      roles: 'io',
+      overrides: { ...gatewayOverrides, WS_FAILED_HELLOS_PER_ADDRESS_PER_MIN: 2 },
+    });
+    extra.push(s);
+    const bound = privateKeyToAccount(generatePrivateKey());
+    await bindNodes(s.backbone, [bound.address.toLowerCase()]);
+    for (let i = 0; i < 3; i++) {
+      const c = await openOk(s);
+      c.ws.close();
+      await c.closed;
+    }
+    s.backbone.redis.disconnect();
+    for (let i = 0; i < 4; i++) {
+      const c = await openOk(s);
+      c.ws.send(JSON.stringify(await signNodeMessage(bound, 'node.hello', { environment: 'testnet' })));
+      expect(await c.closed).not.toBe(1000);
+      expect(c.frames.some((f) => (f.type as string) === 'hello.ok')).toBe(false);
+    }
+    // Four failed hellos and three bare disconnects, none the client's doing: still admitted.
+    const again = await openOk(s);
+    again.ws.terminate();
   });
 });

@@ -40,19 +40,20 @@ export class HelloBudget {
     if ((this.pending.get(address) ?? 0) >= this.opts.maxPending)
       return {
         ok: false,
-        retryAfterMs: 1_000,
+        // Spread the retries of a mass reconnect (every node behind one address at once) over 1–3 s.
+        retryAfterMs: 1_000 + Math.floor(Math.random() * 2_000),
         why: `${this.opts.maxPending} WebSockets from this address are already waiting for their node.hello`,
       };
     this.pending.set(address, (this.pending.get(address) ?? 0) + 1);
     return { ok: true };
   }
 
-  /** The socket admitted for `address` finished its hello (authenticated) or closed before it (not). */
-  settled(address: string, authenticated: boolean, nowMs = Date.now()): void {
+  /** The socket admitted for `address` ended its hello; `failed`: by the client's fault (counted). */
+  settled(address: string, failed: boolean, nowMs = Date.now()): void {
     const n = (this.pending.get(address) ?? 1) - 1;
     if (n <= 0) this.pending.delete(address);
     else this.pending.set(address, n);
-    if (authenticated) return;
+    if (!failed) return;
     let f = this.failures.get(address);
     if (!f || nowMs - f.windowStartMs >= this.opts.windowMs) {
       f = { count: 0, windowStartMs: nowMs };

@@ -3,6 +3,7 @@
 // another process: its owner (Redis `gw:node:<address>`) gets the delivery on its pub/sub channel, delivers
 // it, and publishes the result back on the requester's channel. A lost relay message only times out.
 import { randomUUID } from 'node:crypto';
+import proxyAddr from '@fastify/proxy-addr';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -53,6 +54,8 @@ export class NodeGateway implements NodeExecutor {
   /** Sockets still in their hello, with the client address their budget is charged to. */
   private readonly helloAddress = new Map<NodeSession, string>();
   private readonly helloBudget: HelloBudget;
+  /** The client address of an upgrade: X-Forwarded-For is read only when the peer is a trusted proxy. */
+  private readonly clientAddressOf: (req: IncomingMessage) => string;
   private timers: NodeJS.Timeout[] = [];
   /** Ownership is re-asserted at once when Redis comes back or lost its data (not at the next refresh). */
   private unwatch: Array<() => void> = [];
@@ -73,8 +76,9 @@ export class NodeGateway implements NodeExecutor {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
       return;
     }
-    // Refused before a WebSocket exists: an address that keeps failing its hello costs one line of HTTP.
-    const address = req.socket.remoteAddress ?? 'unknown';
+    // Refused before a WebSocket exists: an address that keeps failing its hello costs one line of HTTP. Behind a
+    // TLS terminator every node shares the terminator's address: the budget is kept per forwarded client.
+    const address = this.clientAddressOf(req);
     const admitted = this.helloBudget.admit(address);
     if (!admitted.ok) {
       this.b.metrics.nodeMessagesRejected.inc({ reason: 'hello_budget' });
@@ -115,6 +119,11 @@ export class NodeGateway implements NodeExecutor {
       maxFailures: b.config.WS_FAILED_HELLOS_PER_ADDRESS_PER_MIN,
       windowMs: 60_000,
     });
+    const proxies = b.config.HTTP_TRUSTED_PROXIES;
+    const trust = proxies.length > 0 ? proxyAddr.compile([...proxies]) : undefined;
+    this.clientAddressOf = trust
+      ? (req) => proxyAddr(req, trust)
+      : (req) => req.socket.remoteAddress ?? 'unknown';
   }
 
   /** Connected (ready) nodes on this process. */
@@ -264,7 +273,7 @@ export class NodeGateway implements NodeExecutor {
 
   private accept(ws: WebSocket, address: string): void {
     if (this.state !== 'running') {
-      this.helloBudget.settled(address, true);
+      this.helloBudget.settled(address, false);
       ws.close(CLOSE.goingAway, 'server shutting down');
       return;
     }
@@ -282,16 +291,20 @@ export class NodeGateway implements NodeExecutor {
     this.helloAddress.set(session, address);
   }
 
-  /** The socket's hello is over: authenticated (ready) or not (closed before); charges its address once. */
-  private helloSettled(s: NodeSession, authenticated: boolean): void {
+  /**
+   * The socket's hello is over: authenticated (ready) or closed before it. Its address is charged a failure
+   * only when the client caused it (see NodeSession.helloClientFault): a store outage or our shutdown must not
+   * lock every node behind one address out.
+   */
+  private helloSettled(s: NodeSession): void {
     const address = this.helloAddress.get(s);
     if (address === undefined) return;
     this.helloAddress.delete(s);
-    this.helloBudget.settled(address, authenticated);
+    this.helloBudget.settled(address, s.helloClientFault);
   }
 
   private async register(s: NodeSession): Promise<void> {
-    this.helloSettled(s, true);
+    this.helloSettled(s);
     const node = s.node!;
     const previous = this.sessions.get(node);
     this.sessions.set(node, s);
@@ -306,7 +319,7 @@ export class NodeGateway implements NodeExecutor {
 
   private unregister(s: NodeSession): void {
     this.sockets.delete(s);
-    this.helloSettled(s, false);
+    this.helloSettled(s);
     const node = s.node;
     if (!node || this.sessions.get(node) !== s) return;
     this.sessions.delete(node);

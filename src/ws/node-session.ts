@@ -2,7 +2,7 @@
 // pending map (job id → fencing token), and the signed results that settle them. A result is accepted only
 // for a delivery this session holds with the same fencing token; anything else changes nothing.
 import type { WebSocket, RawData } from 'ws';
-import { AppError } from '../platform/errors.js';
+import { AppError, isAppError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
 import {
   SessionNonceWindow,
@@ -53,6 +53,12 @@ export interface SessionHooks {
 export class NodeSession {
   node: string | undefined;
   hello: HelloBody | undefined;
+  /**
+   * The hello failed by the client's doing: a frame that is not a hello, a malformed or wrongly signed hello, a
+   * stale timestamp, a replayed nonce, an unbound key, or no hello at all in time. A failure on our side (a store
+   * down, a slow verification, our shutdown) leaves it false: the address's hello budget is not charged for it.
+   */
+  helloClientFault = false;
   private state: 'new' | 'verifying' | 'ready' | 'closed' = 'new';
   private readonly pending = new Map<string, Pending>();
   private alive = true;
@@ -71,6 +77,8 @@ export class NodeSession {
     this.log = b.log.child({ component: 'node-session' });
     this.jobNonces = new SessionNonceWindow(b.config.NODE_MESSAGE_MAX_SKEW_MS * 2);
     this.helloTimer = setTimeout(() => {
+      // Still 'verifying' at the timeout means our verification was slow: not the client's fault.
+      if (this.state === 'new') this.helloClientFault = true;
       if (this.state === 'new' || this.state === 'verifying')
         this.refuse('hello_required', 'no node.hello in time', CLOSE.helloTimeout);
     }, helloTimeoutMs);
@@ -171,14 +179,17 @@ export class NodeSession {
     } catch {
       // Before the hello, the first frame that is not one ends the socket (no budget of answered junk).
       if (this.state === 'ready') this.refuse('malformed', 'frames are JSON');
-      else if (this.state !== 'closed')
+      else if (this.state !== 'closed') {
+        this.helloClientFault = true;
         this.refuse('hello_required', 'the first frame must be a signed node.hello (JSON)', CLOSE.policy);
+      }
       return;
     }
     const type = (raw as { type?: unknown } | null)?.type;
     if (this.state === 'closed') return;
     if (this.state !== 'ready') {
       if (this.state === 'verifying' || type !== NODE_WS_TYPES.hello) {
+        this.helloClientFault = true;
         this.refuse('hello_required', 'the first frame must be a signed node.hello', CLOSE.policy);
         return;
       }
@@ -213,6 +224,11 @@ export class NodeSession {
         maxInFlight: this.b.config.WS_MAX_IN_FLIGHT_PER_NODE,
       });
     } catch (err) {
+      // Only the verdicts on what the client sent; a store error or a failed registration is ours.
+      this.helloClientFault =
+        this.state === 'verifying' &&
+        isAppError(err) &&
+        (err.code === 'invalid_request' || err.code === 'unauthorized' || err.code === 'node_not_registered');
       const reason = rejectReasonOf(err);
       const code =
         reason === 'node_not_registered'

@@ -24,23 +24,24 @@ const limiter = (over: Partial<ConstructorParameters<typeof RateLimiter>[0]['def
 
 describe('token buckets', () => {
   it('admits the burst at once, refuses above it, with remaining, reset and retry-after', async () => {
-    const rl = limiter();
+    // A refill of one token per 20 s: the final take is refused however slow the machine is.
+    const rl = limiter({ keyPerS: 0.05 });
     const req = { namespaceId: randomUUID(), keyId: randomUUID() };
     const ds = await Promise.all(Array.from({ length: 30 }, () => rl.check(req)));
     const allowed = ds.filter((d) => d.allowed);
-    // Refill during the burst is at most a token or two at 10/s.
-    expect(allowed.length).toBeGreaterThanOrEqual(20);
-    expect(allowed.length).toBeLessThanOrEqual(22);
+    expect(allowed.length).toBe(20);
     expect(Math.min(...allowed.map((d) => d.remaining))).toBe(0);
     const refused = ds.find((d) => !d.allowed)!;
     expect(refused.retryAfterMs).toBeGreaterThan(0);
-    expect(refused.retryAfterMs).toBeLessThanOrEqual(100);
-    expect(refused.resetMs).toBeGreaterThan(1_500);
+    expect(refused.retryAfterMs).toBeLessThanOrEqual(20_000);
+    // 20 tokens at 0.05/s: the bucket is full again in ~400 s.
+    expect(refused.resetMs).toBeGreaterThan(300_000);
     expect(rateLimitHeaders(refused)).toMatchObject({
       'x-ratelimit-limit': '20',
       'x-ratelimit-remaining': '0',
-      'retry-after': '1',
+      'retry-after': String(Math.ceil(refused.retryAfterMs / 1000)),
     });
+    expect(Number(rateLimitHeaders(refused)['retry-after'])).toBeGreaterThan(1);
     await expect(rl.take(req)).rejects.toSatisfy((e) => isAppError(e, 'rate_limited'));
   });
 
@@ -107,5 +108,21 @@ describe('chunked tokens (large limits)', () => {
     expect(allowed).toBeLessThanOrEqual(Math.ceil(ceiling));
     // Early refusals are bounded by what the two may strand (chunk 20 each) per grant lifetime.
     expect(allowed).toBeGreaterThanOrEqual(400 - 2 * 20);
+  });
+
+  it('keys with little traffic take single tokens: 10 keys at 1 req each use 10 namespace tokens, not 10 chunks', async () => {
+    // Chunk cap 10 (a tenth of a second of the namespace's 100/s); each key sends one request per round.
+    const rl = limiter({ keyPerS: 1_000, keyBurst: 1_000, namespacePerS: 100, namespaceBurst: 100 });
+    const namespaceId = randomUUID();
+    const keys = Array.from({ length: 10 }, () => randomUUID());
+    const nsTokens = async () =>
+      Number(await space.redis.hget(`${space.prefix}rl:{${namespaceId}}:ns`, 'tokens'));
+    for (let round = 0; round < 2; round += 1) {
+      for (const keyId of keys) expect((await rl.check({ namespaceId, keyId })).allowed).toBe(true);
+      // Refill can only add to the bucket: anything below 100 − 10 per round was taken and stranded.
+      expect(await nsTokens()).toBeGreaterThanOrEqual(100 - 10 * (round + 1));
+      if (round === 0) await new Promise<void>((r) => setTimeout(r, 450));
+    }
+    expect(rl.redisCalls).toBe(20);
   });
 });

@@ -45,23 +45,35 @@ const GRANT_TTL_MS = 200;
 const MAX_CHUNK = 64;
 
 /**
- * Tokens per chunk for these limits: at most an eighth of the smaller burst and a tenth of a second of the
+ * The largest chunk for these limits: at most an eighth of the smaller burst and a tenth of a second of the
  * smaller rate, so a chunk never holds a meaningful part of a bucket. 1 or less: every request goes to Redis.
+ * The chunk actually taken is smaller still: what this process saw for that (namespace, key) in the last
+ * GRANT_TTL_MS, plus one (see RateLimiter.demandOf), so a key with little traffic takes single tokens.
  *
  * Bounds (N processes): tokens are taken from Redis before they are spent, so together the processes never
- * admit more than the buckets allow (0 over the limit). What they can do is admit less: each process may
- * strand up to chunk − 1 tokens per key every GRANT_TTL_MS, so at most N × chunk requests are refused early
- * per bucket, i.e. ≤ N × (burst/8) and ≤ N × 0.1 s of the rate. The `remaining` header is the Redis
- * figure at the chunk's fetch plus what this process still holds.
+ * admit more than the buckets allow (0 over the limit). What they can do is admit less: a chunk's unspent
+ * tokens are lost when it expires. A chunk is at most the requests its key sent this process in the previous
+ * window + 1, so per window a process strands at most min(chunk cap, that key's recent requests) tokens per
+ * key: the namespace bucket loses at most what its keys' own traffic was in the window before (never
+ * N × keys × chunk), and a key sending below one request per window loses nothing. The `remaining`
+ * header is the Redis figure at the chunk's fetch plus what this process still holds.
  */
 export function chunkSize(rates: number[], bursts: number[]): number {
   return Math.min(MAX_CHUNK, Math.floor(Math.min(...bursts) / 8), Math.floor(Math.min(...rates) / 10));
+}
+
+/** Requests this process saw for one bucket pair: the current GRANT_TTL_MS window and the one before. */
+interface Demand {
+  windowStartMs: number;
+  count: number;
+  previous: number;
 }
 
 export class RateLimiter {
   private readonly keys: RedisKeys;
   private readonly grants = new Map<string, Grant>();
   private readonly fetching = new Map<string, Promise<RateDecision>>();
+  private readonly demand = new Map<string, Demand>();
   /** Script calls made (for tests and the benchmark's per-job counts). */
   redisCalls = 0;
 
@@ -82,11 +94,16 @@ export class RateLimiter {
     const keyRate = req.keyRatePerS ?? d.keyPerS;
     const keyBurst = req.keyBurst ?? req.keyRatePerS ?? d.keyBurst;
     const cost = req.cost ?? 1;
-    const chunk = chunkSize([keyRate, d.namespacePerS], [keyBurst, d.namespaceBurst]);
-    if (chunk <= cost) return this.fromRedis(req.namespaceId, req.keyId, keyRate, keyBurst, cost);
+    const cap = chunkSize([keyRate, d.namespacePerS], [keyBurst, d.namespaceBurst]);
+    if (cap <= cost) return this.fromRedis(req.namespaceId, req.keyId, keyRate, keyBurst, cost);
 
     // Limits may differ per key: they are part of the grant's identity.
     const id = `${req.namespaceId}\0${req.keyId}\0${keyRate}\0${keyBurst}`;
+    // Sized by recent demand: a quiet key does not take (and then strand) a chunk of the namespace's tokens.
+    const seen = this.demandOf(id);
+    const chunk = Math.min(cap, seen * cost + cost);
+    if (chunk <= cost && !this.grants.has(id) && !this.fetching.has(id))
+      return this.fromRedis(req.namespaceId, req.keyId, keyRate, keyBurst, cost);
     const exact = () => this.exact(id, req.namespaceId, req.keyId, keyRate, keyBurst, cost);
     for (;;) {
       const local = this.spend(id, cost);
@@ -125,6 +142,24 @@ export class RateLimiter {
       resetMs: got.resetMs,
     });
     return { ...got, remaining: got.remaining + leftover + chunk - cost };
+  }
+
+  /** Counts this request for `id` and answers how many came before it in the last GRANT_TTL_MS window. */
+  private demandOf(id: string, now = Date.now()): number {
+    let dm = this.demand.get(id);
+    if (!dm) {
+      if (this.demand.size >= 10_000) this.sweep();
+      dm = { windowStartMs: now, count: 0, previous: 0 };
+      this.demand.set(id, dm);
+    } else if (now - dm.windowStartMs >= GRANT_TTL_MS) {
+      // The window before is the one just ended only when it is adjacent; after a pause there was none.
+      dm.previous = now - dm.windowStartMs < 2 * GRANT_TTL_MS ? dm.count : 0;
+      dm.windowStartMs = now;
+      dm.count = 0;
+    }
+    const seen = dm.previous + dm.count;
+    dm.count += 1;
+    return seen;
   }
 
   private emptyGrant(now: number): Grant {
@@ -167,11 +202,13 @@ export class RateLimiter {
     return d;
   }
 
-  /** Drops expired grants (memory stays bounded by the keys active in the last GRANT_TTL_MS). */
+  /** Drops expired grants and demand counts (memory stays bounded by the keys active lately). */
   private sweep(): void {
     const now = Date.now();
     for (const [id, g] of this.grants)
       if (Math.max(g.expiresAtMs, g.exactUntilMs, g.deniedUntilMs) <= now) this.grants.delete(id);
+    for (const [id, dm] of this.demand)
+      if (now - dm.windowStartMs >= 2 * GRANT_TTL_MS) this.demand.delete(id);
   }
 
   private spend(id: string, cost: number): RateDecision | undefined {

@@ -2,17 +2,7 @@
 // queue, retried with backoff, without limit) rather than "something in the batch is wrong" (poison).
 import { isAppError } from '../../platform/errors.js';
 import { isMongoOutage } from '../../stores/mongo/bulk.js';
-/** Node socket errors (the pg driver surfaces them as they are). */
-const SOCKET_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENOTFOUND',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-]);
+import { NETWORK_ERROR_CODES } from '../../stores/net-errors.js';
 
 export function isTransientStoreError(err: unknown): boolean {
   if (isAppError(err)) return err.code === 'store_unavailable' || err.code === 'timeout';
@@ -22,7 +12,7 @@ export function isTransientStoreError(err: unknown): boolean {
   if (isMongoOutage(err)) return true;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string') {
-    if (SOCKET_CODES.has(code)) return true;
+    if (NETWORK_ERROR_CODES.has(code)) return true;
     // SQLSTATE classes 08 (connection), 53 (resources), 57P (operator intervention: shutdown, restart).
     if (/^(08|53|57P)/.test(code)) return true;
   }

@@ -1,6 +1,7 @@
 // Idempotent bulk writes: unordered insertMany where a duplicate key (11000) means "already written".
 import { MongoBulkWriteError, MongoServerError, type Collection, type Document } from 'mongodb';
 import { AppError } from '../../platform/errors.js';
+import { NETWORK_ERROR_CODES } from '../net-errors.js';
 
 export const DUPLICATE_KEY = 11000;
 
@@ -96,17 +97,6 @@ const OUTAGE_CODES = new Set([
   64, // WriteConcernTimeout
   133, // FailedToSatisfyReadPreference
 ]);
-const SOCKET_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ECONNABORTED',
-]);
 // What a bulk write that wrapped a driver error says (its name is MongoBulkWriteError whatever the cause).
 const OUTAGE_MESSAGE =
   /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|connection (\d+ )?to .* (closed|timed out)|connection (pool )?(was )?(closed|cleared)|Topology is closed|Server is closed|not connected|Server selection timed out|not primary|node is recovering|shutdown in progress|interrupted at shutdown|socket hang up/i;
@@ -129,7 +119,7 @@ export function isMongoOutage(err: unknown, depth = 0): boolean {
     return true;
   if (Array.isArray(e.errorLabels) && e.errorLabels.some((l) => OUTAGE_LABELS.has(String(l)))) return true;
   if (typeof e.code === 'number' && OUTAGE_CODES.has(e.code)) return true;
-  if (typeof e.code === 'string' && SOCKET_CODES.has(e.code)) return true;
+  if (typeof e.code === 'string' && NETWORK_ERROR_CODES.has(e.code)) return true;
   // A bulk write failed as a whole (no per-document write error): the cause is in its message.
   const perDoc = Array.isArray(e.writeErrors) && e.writeErrors.length > 0;
   if (

@@ -123,10 +123,9 @@ export async function withAdvisoryLock<T>(
 }
 
 function lockLostError(key: string, cause: unknown): AppError {
-  const message = cause instanceof Error ? cause.message : String(cause);
   return new AppError(
     'store_unavailable',
-    `advisory lock ${key} lost with its PostgreSQL connection: ${message}`,
+    `advisory lock ${key} lost with its PostgreSQL connection`,
     { lock: key },
     { cause },
   );
@@ -137,7 +136,7 @@ function lockLostError(key: string, cause: unknown): AppError {
 // memory, 58030 I/O error: the server is restarting or overloaded, not the request wrong. All retryable.
 const connectionLost = /^(08...|57P0[1-3]|57P05|25P03|53300|53200|58030)$/;
 
-/** Maps SQLSTATE codes to catalogue errors; leaves AppErrors alone. */
+/** Maps SQLSTATE codes to catalogue errors with a public message (the driver's text stays in `cause`); leaves AppErrors alone. */
 export function translatePgError(err: unknown): unknown {
   if (err instanceof AppError) return err;
   const code = (err as { code?: string } | null)?.code;
@@ -145,50 +144,63 @@ export function translatePgError(err: unknown): unknown {
   if (code && connectionLost.test(code))
     return new AppError(
       'store_unavailable',
-      `PostgreSQL unavailable: ${message}`,
-      { sqlstate: code },
+      'PostgreSQL is unavailable or restarting; retry after a moment',
+      { sqlstate: code, store: 'postgres' },
       { cause: err },
     );
-  if (code === '23505') return new AppError('already_exists', message, { sqlstate: code }, { cause: err });
+  if (code === '23505')
+    return new AppError('already_exists', 'this record already exists', { sqlstate: code }, { cause: err });
   if (code === '23503')
     return new AppError(
       'not_found',
-      `a referenced row does not exist: ${message}`,
+      'a record this refers to does not exist',
       { sqlstate: code },
       { cause: err },
     );
   if (code === '22003')
     return new AppError(
       'invalid_amount',
-      `value out of range: ${message}`,
+      'a number is out of the range its field can hold',
       { sqlstate: code },
       { cause: err },
     );
   if (code === '22021' || code === '22007' || code === '22P02')
-    return new AppError('invalid_request', message, { sqlstate: code }, { cause: err });
+    return new AppError(
+      'invalid_request',
+      'a value is not in the expected format or encoding',
+      { sqlstate: code },
+      { cause: err },
+    );
   if (code === '57014')
     return new AppError(
       'store_unavailable',
-      `statement cancelled: ${message}`,
+      'PostgreSQL took too long to answer (statement timeout); retry after a moment',
       { sqlstate: code },
       { cause: err },
     );
   if (code === '23514')
     return new AppError(
       'internal',
-      `a database invariant refused the write: ${message}`,
+      'a database invariant refused the write',
       { sqlstate: code },
       { cause: err },
     );
   if (code === '40001' || code === '40P01')
     return new AppError(
       'store_unavailable',
-      `transaction conflict, retry: ${message}`,
+      code === '40P01'
+        ? 'the operation conflicted with a concurrent one (deadlock); retry'
+        : 'the operation conflicted with a concurrent one (serialization failure); retry',
       { sqlstate: code },
       { cause: err },
     );
   if (isNetworkError(err) || /Connection terminated|the database system is/i.test(message)) {
-    return new AppError('store_unavailable', `PostgreSQL unavailable: ${message}`, undefined, { cause: err });
+    return new AppError(
+      'store_unavailable',
+      'PostgreSQL is unavailable or restarting; retry after a moment',
+      { store: 'postgres' },
+      { cause: err },
+    );
   }
   return err;
 }

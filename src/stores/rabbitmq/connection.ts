@@ -43,7 +43,7 @@ export function translateAmqpError(err: unknown): unknown {
   )
     return new AppError(
       'store_unavailable',
-      `RabbitMQ unavailable: ${message}`,
+      'RabbitMQ is unavailable or restarting; retry after a moment',
       { store: 'rabbitmq' },
       { cause: err },
     );

@@ -81,7 +81,7 @@ export function translateRedisError(err: unknown): unknown {
   )
     return new AppError(
       'store_unavailable',
-      `Redis unavailable: ${message}`,
+      'Redis is unavailable or restarting; retry after a moment',
       { store: 'redis' },
       { cause: err },
     );
