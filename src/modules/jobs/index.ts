@@ -20,4 +20,10 @@ export type { Closed, Closing, JobRef } from './jobs.close.js';
 export type { JobRecordSink } from './job-records.js';
 export { jobIdForIdempotencyKey } from './idempotency.js';
 export { createRecentJobsTask, type RecentJobsOptions, type RecentJobsTask } from './jobs.recovery.js';
-export { createStaleJobsTask, type StaleJobsOptions, type StaleJobsTask } from './jobs.tasks.js';
+export {
+  createResultRetentionTask,
+  createStaleJobsTask,
+  type ResultRetentionTask,
+  type StaleJobsOptions,
+  type StaleJobsTask,
+} from './jobs.tasks.js';

@@ -204,6 +204,48 @@ export class JobsRepository {
     return r.rows[0]?.result;
   }
 
+  /**
+   * The stored result of a finished job of this namespace while its retention keeps it: 'expired' once the
+   * result is older than the namespace's retention_days (even before the prune task deleted the row) or was
+   * deleted; undefined when the job never had a result row.
+   */
+  async findRetainedResult(
+    db: Queryable,
+    namespaceId: string,
+    jobId: string,
+  ): Promise<{ result: unknown } | 'expired' | undefined> {
+    const r = await db.query<{ result: unknown; retained: boolean }>({
+      name: 'job_results_find_retained',
+      text: `select r.result, r.finished_at >= now() - make_interval(days => n.retention_days) as retained
+               from job_results r join namespaces n on n.id = r.namespace_id
+              where r.job_id = $1 and r.namespace_id = $2`,
+      values: [jobId, namespaceId],
+    });
+    const row = r.rows[0];
+    if (!row) return undefined;
+    return row.retained ? { result: row.result } : 'expired';
+  }
+
+  /**
+   * Deletes up to `limit` result rows past their namespace's retention (oldest first per namespace, through
+   * job_results_namespace_idx). The job rows stay: status and cost are ledger history; only the output goes.
+   */
+  async pruneExpiredResults(db: Queryable, limit: number): Promise<number> {
+    const r = await db.query({
+      name: 'job_results_prune',
+      text: `with doomed as (
+               select x.job_id from namespaces n
+               cross join lateral (
+                 select job_id from job_results r
+                  where r.namespace_id = n.id and r.finished_at < now() - make_interval(days => n.retention_days)
+                  order by r.finished_at limit $1) x
+               limit $1)
+             delete from job_results where job_id in (select job_id from doomed)`,
+      values: [limit],
+    });
+    return r.rowCount ?? 0;
+  }
+
   /** Queued jobs whose message was never confirmed by the broker, created before `before` (oldest first). */
   async findUnpublished(
     db: Queryable,

@@ -76,3 +76,36 @@ export function createStaleJobsTask(deps: {
     },
   };
 }
+
+export interface ResultRetentionTask {
+  name: string;
+  intervalMs: number;
+  run(signal: AbortSignal): Promise<{ pruned: number }>;
+}
+
+/**
+ * Deletes job result rows past their namespace's retention (GET /v1/jobs/:id answers 410 result_expired for
+ * them from the moment retention passes, so the prune only frees the space). Bounded per run.
+ */
+export function createResultRetentionTask(deps: {
+  pool: Pool;
+  log: Logger;
+  options: { intervalMs: number; batchSize: number };
+}): ResultRetentionTask {
+  const repo = new JobsRepository();
+  const log = deps.log.child({ component: 'jobs.prune-results' });
+  return {
+    name: 'jobs.prune-results',
+    intervalMs: deps.options.intervalMs,
+    run: async (signal) => {
+      let pruned = 0;
+      for (let i = 0; i < 100 && !signal.aborted; i += 1) {
+        const n = await repo.pruneExpiredResults(deps.pool, deps.options.batchSize);
+        pruned += n;
+        if (n < deps.options.batchSize) break;
+      }
+      if (pruned > 0) log.info({ pruned }, 'job results past retention deleted');
+      return { pruned };
+    },
+  };
+}
