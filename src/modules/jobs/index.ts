@@ -12,6 +12,7 @@ export {
   JOB_ERROR_CODES,
   JobResults,
   jobResultSchema,
+  parseStoredResult,
   type JobErrorCode,
   type JobResult,
 } from './job-results.js';

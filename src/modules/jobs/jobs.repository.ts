@@ -287,26 +287,13 @@ export class JobsRepository {
    * Moves to 'expired' (cost 0) jobs still 'queued'/'dispatched' whose credit hold was closed without a charge
    * (voided or expired) before `closedBefore` — e.g. a submit that crashed between reserve and enqueue, whose
    * hold the sweeper released. One statement: the status predicate is re-checked on the locked row, so two
-   * concurrent runs (or a late terminal transition of the job flow) move each job once. Returns the moved jobs.
+   * concurrent runs (or a late terminal transition of the job flow) move each job once; and the moved rows'
+   * compact results are written in it too (recorded = false), like the normal close, so their record events
+   * are re-sent by the recovery task if the caller dies before confirming them. Returns the stored results.
    */
-  async expireJobsWithClosedHolds(
-    db: Queryable,
-    closedBefore: Date,
-    limit: number,
-  ): Promise<
-    Array<
-      Pick<JobRow, 'id' | 'namespaceId' | 'model' | 'nodeAddress' | 'attempts' | 'createdAt' | 'dispatchedAt'>
-    >
-  > {
-    const r = await db.query<{
-      id: string;
-      namespace_id: string;
-      model: string;
-      node_address: string | null;
-      attempts: number;
-      created_at: Date;
-      dispatched_at: Date | null;
-    }>(
+  async expireJobsWithClosedHolds(db: Queryable, closedBefore: Date, limit: number): Promise<unknown[]> {
+    const iso = (col: string) => `to_char(${col} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+    const r = await db.query<{ result: unknown }>(
       `with stale as (
          select j.id, j.created_at
            from jobs j
@@ -315,22 +302,32 @@ export class JobsRepository {
             and h.status in ('voided', 'expired')
             and h.closed_at < $1
           order by j.created_at
-          limit $2)
-       update jobs j set status = 'expired', cost = 0, finished_at = now()
-         from stale
-        where j.id = stale.id and j.created_at = stale.created_at and j.status in ('queued', 'dispatched')
-       returning j.id, j.namespace_id, j.model, j.node_address, j.attempts, j.created_at, j.dispatched_at`,
+          limit $2),
+       u as (
+         update jobs j set status = 'expired', cost = 0, finished_at = now()
+           from stale
+          where j.id = stale.id and j.created_at = stale.created_at and j.status in ('queued', 'dispatched')
+         returning j.id, j.namespace_id, j.model, j.node_address, j.attempts, j.created_at, j.dispatched_at,
+                   j.finished_at, j.api_key_id, j.priority),
+       v as (
+         select u.id, u.namespace_id, u.created_at, jsonb_strip_nulls(jsonb_build_object(
+                  'v', 1, 'jobId', u.id, 'namespaceId', u.namespace_id, 'model', u.model, 'kind', 'completion',
+                  'status', 'expired', 'costMicro', '0',
+                  'error', 'the job was left unfinished after its credit hold closed', 'errorCode', 'expired',
+                  'attempts', u.attempts, 'createdAt', ${iso('u.created_at')},
+                  'finishedAt', ${iso('u.finished_at')})) ||
+                jsonb_build_object('nodeAddress', u.node_address, 'record', jsonb_build_object(
+                  'apiKeyId', u.api_key_id, 'priority', u.priority,
+                  'assignedAt', ${iso('u.dispatched_at')}, 'executionMs', 0)) as result
+           from u),
+       r as (
+         insert into job_results (job_id, namespace_id, created_at, status, result)
+         select id, namespace_id, created_at, 'expired', result from v
+         on conflict (job_id) do nothing)
+       select result from v`,
       [closedBefore, limit],
     );
-    return r.rows.map((x) => ({
-      id: x.id,
-      namespaceId: x.namespace_id,
-      model: x.model,
-      nodeAddress: x.node_address,
-      attempts: x.attempts,
-      createdAt: x.created_at,
-      dispatchedAt: x.dispatched_at,
-    }));
+    return r.rows.map((x) => x.result);
   }
 
   async countByStatus(db: Queryable, namespaceId: string): Promise<Record<string, number>> {

@@ -1,9 +1,12 @@
 // The jobs module's recurring task for the background runner: finish job rows left 'queued'/'dispatched'
 // whose credit hold was already closed without a charge (a submit that crashed between reserve and enqueue,
-// a message lost before dispatch …): they become 'expired' with cost 0, once, and their record is emitted.
+// a message lost before dispatch …): they become 'expired' with cost 0, once, with their result row and their
+// record events (submitted and finished) like any closed job; and the prune of result rows past retention.
 import type { Logger } from '../../platform/logger.js';
 import type { Pool } from '../../stores/postgres/pool.js';
-import { finishedEvent, type JobRecordSink } from './job-records.js';
+import type { JobRecordSink } from './job-records.js';
+import { parseStoredResult } from './job-results.js';
+import { recordEventsOf } from './jobs.recovery.js';
 import { JobsRepository } from './jobs.repository.js';
 
 export interface StaleJobsOptions {
@@ -44,31 +47,9 @@ export function createStaleJobsTask(deps: {
         );
         expired += moved.length;
         if (moved.length > 0) {
-          log.info({ jobs: moved.map((j) => j.id) }, 'stale jobs with closed holds expired');
-          const finishedAt = new Date().toISOString();
-          deps.records
-            ?.publish(
-              moved.map((j) =>
-                finishedEvent(
-                  {
-                    v: 1,
-                    jobId: j.id,
-                    namespaceId: j.namespaceId,
-                    model: j.model,
-                    kind: 'completion',
-                    status: 'expired',
-                    costMicro: '0',
-                    error: 'the job was left unfinished after its credit hold closed',
-                    attempts: j.attempts,
-                    nodeAddress: j.nodeAddress,
-                    createdAt: j.createdAt.toISOString(),
-                    finishedAt,
-                  },
-                  { assignedAt: j.dispatchedAt, executionMs: 0 },
-                ),
-              ),
-            )
-            .catch((err: unknown) => log.warn({ err }, 'record events not published'));
+          const results = moved.map(parseStoredResult).filter((r) => r !== undefined);
+          log.info({ jobs: results.map((r) => r.jobId) }, 'stale jobs with closed holds expired');
+          if (deps.records) await emitClosed(deps.records, repo, deps.pool, moved, log);
         }
         if (moved.length < deps.options.batchSize) break;
       }
@@ -108,4 +89,22 @@ export function createResultRetentionTask(deps: {
       return { pruned };
     },
   };
+}
+
+/** Sends the record events of closed jobs' stored results, then marks them recorded (the outbox flag). */
+async function emitClosed(
+  records: JobRecordSink,
+  repo: JobsRepository,
+  pool: Pool,
+  stored: unknown[],
+  log: Logger,
+): Promise<void> {
+  const { events, ids } = recordEventsOf(stored);
+  try {
+    await records.publish(events);
+    await repo.markRecorded(pool, ids);
+  } catch (err) {
+    // Left unrecorded: the recovery task re-sends them from the result rows.
+    log.warn({ err }, 'record events not published');
+  }
 }
