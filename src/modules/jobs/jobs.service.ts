@@ -248,6 +248,7 @@ export class JobsService {
     const lastAttempt = message.attempt + 1 >= this.deps.options.maxAttempts;
     const out = await attempt.run();
     if (out.kind === 'duplicate') return { kind: 'done' };
+    if (out.kind === 'handback') return { kind: 'handback' };
     if (out.kind === 'failed') {
       this.deps.metrics?.jobAttemptsFailed.inc();
       if (out.nodeAddress)
