@@ -4,7 +4,12 @@
 import { systemClock } from '../platform/clock.js';
 import { ManagedConnection } from '../stores/rabbitmq/reconnect.js';
 import { createLedgerTasks } from '../modules/credits/index.js';
-import { createRecentJobsTask, createStaleJobsTask, type JobRecordSink } from '../modules/jobs/index.js';
+import {
+  createRecentJobsTask,
+  createResultRetentionTask,
+  createStaleJobsTask,
+  type JobRecordSink,
+} from '../modules/jobs/index.js';
 import {
   DirectoryTarget,
   RecorderService,
@@ -114,6 +119,8 @@ export function workerTasks(b: Backbone, records?: JobRecordSink): RecurringTask
         batchSize: 500,
       },
     }),
+    // Retention is in days: a minute's lag in freeing the rows is nothing (reads already answer 410).
+    createResultRetentionTask({ pool: b.pool, log: b.log, options: { intervalMs: 60_000, batchSize: 1000 } }),
   ];
 }
 

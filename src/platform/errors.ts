@@ -31,6 +31,8 @@ export const errorCatalogue = {
   store_unavailable: { status: 503, retryable: true, type: 'server_error' },
   /** The live model catalog is being rebuilt after a Redis loss: the model may well be served; retry. */
   catalog_recovering: { status: 503, retryable: true, type: 'server_error' },
+  /** A finished job whose result is past its namespace's retention (the job row stays; its output is gone). */
+  result_expired: { status: 410, retryable: false, type: 'not_found_error' },
   model_not_found: { status: 404, retryable: false, type: 'invalid_request_error' },
   no_capacity: { status: 503, retryable: true, type: 'server_error' },
   timeout: { status: 504, retryable: true, type: 'server_error' },

@@ -1,5 +1,5 @@
 // A backbone process's graceful stop: new work is refused, in-flight jobs finish (and settle) before the stores
-// close, and a second stop is a no-op.
+// close, and a second stop is a no-op; a dispatch waiting for capacity hands its delivery back unspent.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
 import { heartbeat, randomAddress } from '../../test/live-harness.js';
@@ -114,6 +114,70 @@ describe('graceful stop', () => {
     } finally {
       release();
       await server.stop();
+    }
+  });
+
+  it('a dispatch waiting for capacity when its process stops hands the delivery back: no attempt spent, no node blamed', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const ran: string[] = [];
+    const slow: NodeExecutor = {
+      async run(_lease, job) {
+        ran.push(job.jobId);
+        await gate;
+        return { tokensIn: 1, tokensOut: 1, output: 'first' };
+      },
+    };
+    const overrides = { JOB_CAPACITY_WAIT_MS: 60_000 };
+    const a = await startTestServer(stores, { roles: 'cloud,io', executor: slow, overrides });
+    const b = a.backbone;
+    const [ns] = await createNamespaces(b.pool, 1);
+    await b.ledger.topUp(ns!.id, 1_000_000n, `seed-${ns!.id}`);
+    const address = randomAddress();
+    await b.nodes.admin.registerNode({ address, environment: 'testnet' });
+    // One slot, and a model of its own (the other tests' nodes do not serve it): the second job waits for it.
+    const models = [{ name: 'handback-8b', version: 'v1', active: true }];
+    await b.nodes.presence.ingest(heartbeat(address, { environment: 'testnet', capacity: 1, models }));
+    const submit = () =>
+      b.jobs.submit({
+        namespaceId: ns!.id,
+        model: 'handback-8b',
+        environment: 'testnet',
+        priority: 'urgent',
+        maxTokens: 10,
+        ttlMs: 120_000,
+      });
+    const first = await submit();
+    for (let i = 0; i < 200 && ran.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(ran).toEqual([first.jobId]);
+    const second = await submit();
+    await new Promise((r) => setTimeout(r, 500)); // consumed, and waiting for the busy node
+    expect(ran).toEqual([first.jobId]);
+    const stopping = a.stop();
+    await new Promise((r) => setTimeout(r, 300));
+    release(); // the running job finishes during the drain
+    await stopping;
+    expect(ran).toEqual([first.jobId]); // the waiting job never reached a node here
+
+    // Another process takes the handed-back delivery and runs it as its first attempt.
+    const fast: NodeExecutor = { run: async () => ({ tokensIn: 1, tokensOut: 2, output: 'second' }) };
+    const c = await startTestServer(stores, { roles: 'cloud,io', executor: fast });
+    try {
+      await c.backbone.nodes.presence.ingest(
+        heartbeat(address, { environment: 'testnet', capacity: 1, models }),
+      );
+      expect(await waitTerminal(c.backbone, ns!.id, second.jobId)).toBe('succeeded');
+      expect(await waitTerminal(c.backbone, ns!.id, first.jobId)).toBe('succeeded');
+      const r = await stores.db.pool.query<{ attempts: number }>('select attempts from jobs where id = $1', [
+        second.jobId,
+      ]);
+      expect(r.rows[0]!.attempts).toBe(1);
+      const flags = await stores.db.pool.query('select flag from node_flags where node_address = $1', [
+        address,
+      ]);
+      expect(flags.rows).toEqual([]);
+    } finally {
+      await c.stop();
     }
   });
 });

@@ -5,13 +5,16 @@
 // (15 s by default; the issue's 45 s with FAULTS_MONGO_OUTAGE_S=45). Afterwards: both processes alive, no
 // unhandled 'error' event, every DESIGN.md invariant (one terminal state, one settlement, balances equal
 // to entries, nothing reserved or leased, one job document per job), and no job answered "refunded" that
-// in fact succeeded. What the clients saw (status codes) is printed for the report.
+// in fact succeeded; no innocent node penalized (the simulators never fail, so no attempt may carry a node_*
+// cause and no node may be cooled down: every failed attempt in the run is the backbone's); no 500 answered.
+// What the clients saw (status codes) and the failed attempts' causes are printed for the report.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSimOptions, startSim, type RunningSim } from '../../src/cli/commands/sim.js';
 import { waitForInvariants } from '../../src/cli/invariants.js';
 import { spawnRty, type RtyProcess } from '../../src/cli/rty-process.js';
 import { LedgerService } from '../../src/modules/credits/index.js';
+import { COLLECTIONS } from '../../src/modules/records/index.js';
 import { connectMongo, type MongoStore } from '../../src/stores/mongo/client.js';
 import { createPgPool, type Pool } from '../../src/stores/postgres/pool.js';
 import { createAmqpTestVhost, type AmqpTestVhost } from '../amqp-harness.js';
@@ -229,8 +232,24 @@ describe('two backbones through PostgreSQL, Redis and MongoDB faults', () => {
       const falseSuccess = answers.filter(
         (x) => x.status === 200 && x.jobId && status.get(x.jobId) !== 'succeeded',
       );
+      // Failed attempts by cause (the fallback records: "<cause>: <reason>"), and any penalty cooldown.
+      const fallbacks = await mongo.db
+        .collection(COLLECTIONS.logs)
+        .find({ ns: ns.id, type: 'job.fallback' })
+        .project<{ body: { reason?: string; nodeAddress?: string } }>({ body: 1 })
+        .toArray();
+      const causes = new Map<string, number>();
+      for (const f of fallbacks) {
+        const cause = /^(\w+):/.exec(f.body.reason ?? '')?.[1] ?? 'unknown';
+        causes.set(cause, (causes.get(cause) ?? 0) + 1);
+      }
+      const penalties = await pool.query<{ node_address: string; reason: string }>(
+        `select node_address, reason from node_flags where set_by = 'system:penalty'`,
+      );
       const report = {
         timeline,
+        failedAttemptCauses: Object.fromEntries(causes),
+        penaltyFlags: penalties.rows,
         answers: answers.length,
         byStatus: Object.fromEntries(byStatus),
         jobs: rows.rowCount,
@@ -244,6 +263,11 @@ describe('two backbones through PostgreSQL, Redis and MongoDB faults', () => {
       expect(checks.filter((c) => !c.ok)).toEqual([]);
       expect(falseRefunds).toEqual([]);
       expect(falseSuccess).toEqual([]);
+      // No innocent node penalized: the simulators run without failures, so every failed attempt was ours.
+      expect(fallbacks.filter((f) => /^node_/.test(f.body.reason ?? ''))).toEqual([]);
+      expect(penalties.rows).toEqual([]);
+      // No 500: every store fault is a retryable 503 (or is ridden out), never an internal error.
+      expect(answers.filter((x) => x.status === 500)).toEqual([]);
     } finally {
       await ledger.stop();
       await mongo.close();

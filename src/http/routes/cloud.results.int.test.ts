@@ -1,10 +1,12 @@
 // Results durable beyond Redis (issue 15 item 2), through the Cloud API on a backbone with all four stores:
 // with the Redis copy gone, a sync Idempotency-Key replay of a succeeded job returns its output at once (not a
-// timeout "cancelled and refunded"), and GET /v1/jobs/:id of it shows the output.
+// timeout "cancelled and refunded"), and GET /v1/jobs/:id of it shows the output while the namespace's
+// retention keeps it, then 410 result_expired (the prune task deletes the row; another namespace's stays).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
 import { heartbeat, randomAddress } from '../../../test/live-harness.js';
-import type { NodeExecutor } from '../../modules/jobs/index.js';
+import { testLog } from '../../../test/harness.js';
+import { createResultRetentionTask, type NodeExecutor } from '../../modules/jobs/index.js';
 import type { RunningServer } from '../../server/server.js';
 import { scanKeys } from '../../stores/redis/client.js';
 
@@ -123,5 +125,68 @@ describe('results recoverable from PostgreSQL', () => {
     expect(same.headers.get('idempotent-replayed')).toBe('true');
     const rows = await b.pool.query('select count(*)::int as n from jobs where namespace_id = $1', [ns.id]);
     expect(rows.rows[0].n).toBe(1);
+  });
+
+  it('GET /v1/jobs/:id of a succeeded job: its output within retention, 410 result_expired after; rows pruned', async () => {
+    const b = server.backbone;
+    const account = await b.accounts.createAccount({ email: 'x@results.example' });
+    const tenants = await Promise.all(
+      ['old', 'young'].map(async (name) => {
+        const ns = await b.accounts.createNamespace({ accountId: account.id, name });
+        await b.ledger.topUp(ns.id, 10_000_000n, 'seed');
+        const key = await b.accounts.createApiKey({ namespaceId: ns.id, name: 'k' });
+        const res = await fetch(`${server.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            authorization: `Bearer ${key.plaintext}`,
+            'x-rty-environment': 'testnet',
+          },
+          body: JSON.stringify({ model: 'llama3-8b', messages: [{ role: 'user', content: name }] }),
+        });
+        expect(res.status).toBe(200);
+        return { ns, key, jobId: res.headers.get('x-request-id')! };
+      }),
+    );
+    const [old, young] = tenants as [(typeof tenants)[0], (typeof tenants)[0]];
+    const poll = (t: typeof old) =>
+      fetch(`${server.url}/v1/jobs/${t.jobId}`, { headers: { authorization: `Bearer ${t.key.plaintext}` } });
+    // Only the PostgreSQL copy left (the Redis copy lives an hour, retention is days).
+    const keys = await scanKeys(b.redis, `${stores.config().REDIS_KEY_PREFIX}*`);
+    const resultKeys = keys.filter((k) => k.includes(old.jobId) || k.includes(young.jobId));
+    if (resultKeys.length > 0) await b.redis.del(...resultKeys);
+    // Both finished two days ago; "old" keeps 1 day, "young" 7 days.
+    await b.pool.query(
+      `update job_results set finished_at = now() - interval '2 days' where job_id = any($1::uuid[])`,
+      [[old.jobId, young.jobId]],
+    );
+    await b.pool.query('update namespaces set retention_days = 1 where id = $1', [old.ns.id]);
+    const within = await poll(young);
+    expect(within.status).toBe(200);
+    expect(await within.json()).toMatchObject({
+      status: 'succeeded',
+      result: { choices: [{ message: { content: `done ${young.jobId}` } }] },
+    });
+    // Past retention, before the prune: a clear 410, never "succeeded" without output.
+    const gone = await poll(old);
+    expect(gone.status).toBe(410);
+    expect(await gone.json()).toMatchObject({ error: { code: 'result_expired', type: 'not_found_error' } });
+
+    const task = createResultRetentionTask({
+      pool: b.pool,
+      log: testLog,
+      options: { intervalMs: 60_000, batchSize: 1 },
+    });
+    expect((await task.run(new AbortController().signal)).pruned).toBeGreaterThanOrEqual(1);
+    const rows = await b.pool.query<{ job_id: string }>(
+      'select job_id::text from job_results where job_id = any($1::uuid[])',
+      [[old.jobId, young.jobId]],
+    );
+    expect(rows.rows.map((r) => r.job_id)).toEqual([young.jobId]);
+    expect((await poll(old)).status).toBe(410);
+    expect((await poll(young)).status).toBe(200);
+    // The job row (status, cost) stays: only the output is gone.
+    const job = await b.pool.query('select status, cost from jobs where id = $1', [old.jobId]);
+    expect(job.rows[0]).toMatchObject({ status: 'succeeded' });
   });
 });

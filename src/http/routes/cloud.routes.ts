@@ -325,6 +325,11 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
         const found = await b.jobs.getJob(key.namespaceId, req.params.id);
         // Another namespace's job is indistinguishable from a missing one.
         if (!found) throw new AppError('not_found', `no job ${req.params.id}`);
+        if (found.resultExpired)
+          throw new AppError(
+            'result_expired',
+            `job ${req.params.id} succeeded but its output is past this namespace's retention period and was deleted`,
+          );
         return renderJob(found.row, found.result, req.query.encoding_format);
       },
     );

@@ -12,6 +12,7 @@ export {
   JOB_ERROR_CODES,
   JobResults,
   jobResultSchema,
+  parseStoredResult,
   type JobErrorCode,
   type JobResult,
 } from './job-results.js';
@@ -22,4 +23,10 @@ export type { Closed, Closing, JobRef } from './jobs.close.js';
 export type { JobRecordSink } from './job-records.js';
 export { jobIdForIdempotencyKey } from './idempotency.js';
 export { createRecentJobsTask, type RecentJobsOptions, type RecentJobsTask } from './jobs.recovery.js';
-export { createStaleJobsTask, type StaleJobsOptions, type StaleJobsTask } from './jobs.tasks.js';
+export {
+  createResultRetentionTask,
+  createStaleJobsTask,
+  type ResultRetentionTask,
+  type StaleJobsOptions,
+  type StaleJobsTask,
+} from './jobs.tasks.js';

@@ -45,7 +45,9 @@ export type AttemptOutcome =
   | { kind: 'ran'; lease: Lease; result: NodeResult; assignedAt: Date; executionMs: number }
   | { kind: 'failed'; cause: AttemptCause; reason: string; nodeAddress?: string; assignedAt?: Date }
   /** Another delivery of this job owns it (it ran, or still runs, to its own outcome): drop this copy. */
-  | { kind: 'duplicate' };
+  | { kind: 'duplicate' }
+  /** The process stops before any node took the job: give the delivery back unspent. */
+  | { kind: 'handback' };
 
 /** Process-wide: dispatches waiting for a free node, woken when this process releases a lease. */
 export class CapacityWaiters {
@@ -90,12 +92,9 @@ export class Attempt {
   async run(): Promise<AttemptOutcome> {
     const lease = await this.lease();
     if (lease === 'duplicate') return { kind: 'duplicate' };
-    if (lease === 'stopping')
-      return {
-        kind: 'failed',
-        cause: 'backbone_shutdown',
-        reason: 'the process stopped while the job waited',
-      };
+    // Stopping before any node took the job (waiting for capacity, or for another delivery's lease): the
+    // delivery is handed back to the broker unspent, for another process.
+    if (lease === 'stopping') return { kind: 'handback' };
     if (!lease) return { kind: 'failed', cause: 'no_capacity', reason: 'no eligible node' };
     const assignedAt = new Date();
     const started = performance.now();
@@ -119,7 +118,10 @@ export class Attempt {
           );
           continue;
         }
-        const code: AttemptCause = cause === 'duplicate_delivery' ? 'no_capacity' : cause;
+        let code: AttemptCause = cause === 'duplicate_delivery' ? 'no_capacity' : cause;
+        // Our own stop closes the node sockets and gateways under running deliveries: not the node's fault.
+        if (this.deps.capacity.stopping && (code === 'node_disconnect' || code === 'backbone_unreachable'))
+          code = 'backbone_shutdown';
         // Only the node's own failures penalize it; ours leave its standing as it was.
         await this.release(lease, isNodeCause(code) ? 'failed' : 'ok');
         this.deps.log.info(
@@ -169,13 +171,15 @@ export class Attempt {
     const deadline = Date.now() + this.deps.capacityWaitMs;
     let pollMs = 5;
     for (;;) {
+      // Checked before each select: a node freed by the stop's drain must not be taken by a waiting copy.
+      if (this.deps.capacity.stopping) return 'stopping';
       const lease = await this.select();
       if (lease?.held) {
         if (this.deps.activeHere(this.job.jobId) > 1) return 'duplicate';
         return this.waitOut(lease);
       }
       const left = deadline - Date.now();
-      if (lease || left <= 0 || this.deps.capacity.stopping) return lease;
+      if (lease || left <= 0) return lease;
       await this.deps.capacity.wait(Math.min(pollMs, left));
       pollMs = Math.min(pollMs * 2, 50);
     }

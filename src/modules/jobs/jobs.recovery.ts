@@ -72,33 +72,7 @@ export function createRecentJobsTask(deps: {
       let reemitted = 0;
       if (deps.records && !signal.aborted) {
         const rows = await repo.findUnrecorded(deps.pool, new Date(now - o.graceMs), o.batchSize);
-        const events: Parameters<JobRecordSink['publish']>[0] = [];
-        const ids: string[] = [];
-        for (const raw of rows) {
-          const r = parseStoredResult(raw);
-          if (!r) continue;
-          const rec =
-            (
-              raw as {
-                record?: {
-                  apiKeyId?: string | null;
-                  priority?: string;
-                  assignedAt?: string | null;
-                  executionMs?: number;
-                };
-              }
-            ).record ?? {};
-          const priority: 'urgent' | 'bulk' | 'test' =
-            rec.priority === 'bulk' || rec.priority === 'test' ? rec.priority : 'urgent';
-          events.push(
-            minimalSubmitted(r.namespaceId, r.jobId, r.model, r.createdAt, rec.apiKeyId ?? null, priority),
-            finishedEvent(r, {
-              assignedAt: rec.assignedAt ? new Date(rec.assignedAt) : null,
-              executionMs: rec.executionMs ?? 0,
-            }),
-          );
-          ids.push(r.jobId);
-        }
+        const { events, ids } = recordEventsOf(rows);
         if (ids.length > 0) {
           await deps.records.publish(events);
           await repo.markRecorded(deps.pool, ids);
@@ -109,6 +83,41 @@ export function createRecentJobsTask(deps: {
       return { refunded, reemitted };
     },
   };
+}
+
+/**
+ * The record events (a submitted rebuilt from PostgreSQL, and the finished) of stored result rows, and the job
+ * ids they cover (rows not matching the result schema are skipped).
+ */
+export function recordEventsOf(rows: unknown[]): { events: RecordEventInput[]; ids: string[] } {
+  const events: RecordEventInput[] = [];
+  const ids: string[] = [];
+  for (const raw of rows) {
+    const r = parseStoredResult(raw);
+    if (!r) continue;
+    const rec =
+      (
+        raw as {
+          record?: {
+            apiKeyId?: string | null;
+            priority?: string;
+            assignedAt?: string | null;
+            executionMs?: number;
+          };
+        }
+      ).record ?? {};
+    const priority: 'urgent' | 'bulk' | 'test' =
+      rec.priority === 'bulk' || rec.priority === 'test' ? rec.priority : 'urgent';
+    events.push(
+      minimalSubmitted(r.namespaceId, r.jobId, r.model, r.createdAt, rec.apiKeyId ?? null, priority),
+      finishedEvent(r, {
+        assignedAt: rec.assignedAt ? new Date(rec.assignedAt) : null,
+        executionMs: rec.executionMs ?? 0,
+      }),
+    );
+    ids.push(r.jobId);
+  }
+  return { events, ids };
 }
 
 /** A submitted event rebuilt from PostgreSQL alone (the input is not kept there). */

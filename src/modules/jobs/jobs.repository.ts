@@ -204,6 +204,48 @@ export class JobsRepository {
     return r.rows[0]?.result;
   }
 
+  /**
+   * The stored result of a finished job of this namespace while its retention keeps it: 'expired' once the
+   * result is older than the namespace's retention_days (even before the prune task deleted the row) or was
+   * deleted; undefined when the job never had a result row.
+   */
+  async findRetainedResult(
+    db: Queryable,
+    namespaceId: string,
+    jobId: string,
+  ): Promise<{ result: unknown } | 'expired' | undefined> {
+    const r = await db.query<{ result: unknown; retained: boolean }>({
+      name: 'job_results_find_retained',
+      text: `select r.result, r.finished_at >= now() - make_interval(days => n.retention_days) as retained
+               from job_results r join namespaces n on n.id = r.namespace_id
+              where r.job_id = $1 and r.namespace_id = $2`,
+      values: [jobId, namespaceId],
+    });
+    const row = r.rows[0];
+    if (!row) return undefined;
+    return row.retained ? { result: row.result } : 'expired';
+  }
+
+  /**
+   * Deletes up to `limit` result rows past their namespace's retention (oldest first per namespace, through
+   * job_results_namespace_idx). The job rows stay: status and cost are ledger history; only the output goes.
+   */
+  async pruneExpiredResults(db: Queryable, limit: number): Promise<number> {
+    const r = await db.query({
+      name: 'job_results_prune',
+      text: `with doomed as (
+               select x.job_id from namespaces n
+               cross join lateral (
+                 select job_id from job_results r
+                  where r.namespace_id = n.id and r.finished_at < now() - make_interval(days => n.retention_days)
+                  order by r.finished_at limit $1) x
+               limit $1)
+             delete from job_results where job_id in (select job_id from doomed)`,
+      values: [limit],
+    });
+    return r.rowCount ?? 0;
+  }
+
   /** Queued jobs whose message was never confirmed by the broker, created before `before` (oldest first). */
   async findUnpublished(
     db: Queryable,
@@ -245,37 +287,13 @@ export class JobsRepository {
    * Moves to 'expired' (cost 0) jobs still 'queued'/'dispatched' whose credit hold was closed without a charge
    * (voided or expired) before `closedBefore` — e.g. a submit that crashed between reserve and enqueue, whose
    * hold the sweeper released. One statement: the status predicate is re-checked on the locked row, so two
-   * concurrent runs (or a late terminal transition of the job flow) move each job once. Returns the moved jobs.
+   * concurrent runs (or a late terminal transition of the job flow) move each job once; and the moved rows'
+   * compact results are written in it too (recorded = false), like the normal close, so their record events
+   * are re-sent by the recovery task if the caller dies before confirming them. Returns the stored results.
    */
-  async expireJobsWithClosedHolds(
-    db: Queryable,
-    closedBefore: Date,
-    limit: number,
-  ): Promise<
-    Array<
-      Pick<
-        JobRow,
-        | 'id'
-        | 'namespaceId'
-        | 'apiKeyId'
-        | 'model'
-        | 'nodeAddress'
-        | 'attempts'
-        | 'createdAt'
-        | 'dispatchedAt'
-      >
-    >
-  > {
-    const r = await db.query<{
-      id: string;
-      namespace_id: string;
-      api_key_id: string | null;
-      model: string;
-      node_address: string | null;
-      attempts: number;
-      created_at: Date;
-      dispatched_at: Date | null;
-    }>(
+  async expireJobsWithClosedHolds(db: Queryable, closedBefore: Date, limit: number): Promise<unknown[]> {
+    const iso = (col: string) => `to_char(${col} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+    const r = await db.query<{ result: unknown }>(
       `with stale as (
          select j.id, j.created_at
            from jobs j
@@ -284,24 +302,32 @@ export class JobsRepository {
             and h.status in ('voided', 'expired')
             and h.closed_at < $1
           order by j.created_at
-          limit $2)
-       update jobs j set status = 'expired', cost = 0, finished_at = now()
-         from stale
-        where j.id = stale.id and j.created_at = stale.created_at and j.status in ('queued', 'dispatched')
-       returning j.id, j.namespace_id, j.api_key_id, j.model, j.node_address, j.attempts, j.created_at,
-                 j.dispatched_at`,
+          limit $2),
+       u as (
+         update jobs j set status = 'expired', cost = 0, finished_at = now()
+           from stale
+          where j.id = stale.id and j.created_at = stale.created_at and j.status in ('queued', 'dispatched')
+         returning j.id, j.namespace_id, j.model, j.node_address, j.attempts, j.created_at, j.dispatched_at,
+                   j.finished_at, j.api_key_id, j.priority),
+       v as (
+         select u.id, u.namespace_id, u.created_at, jsonb_strip_nulls(jsonb_build_object(
+                  'v', 1, 'jobId', u.id, 'namespaceId', u.namespace_id, 'model', u.model, 'kind', 'completion',
+                  'status', 'expired', 'costMicro', '0',
+                  'error', 'the job was left unfinished after its credit hold closed', 'errorCode', 'expired',
+                  'attempts', u.attempts, 'createdAt', ${iso('u.created_at')},
+                  'finishedAt', ${iso('u.finished_at')})) ||
+                jsonb_build_object('nodeAddress', u.node_address, 'record', jsonb_build_object(
+                  'apiKeyId', u.api_key_id, 'priority', u.priority,
+                  'assignedAt', ${iso('u.dispatched_at')}, 'executionMs', 0)) as result
+           from u),
+       r as (
+         insert into job_results (job_id, namespace_id, created_at, status, result)
+         select id, namespace_id, created_at, 'expired', result from v
+         on conflict (job_id) do nothing)
+       select result from v`,
       [closedBefore, limit],
     );
-    return r.rows.map((x) => ({
-      id: x.id,
-      namespaceId: x.namespace_id,
-      apiKeyId: x.api_key_id,
-      model: x.model,
-      nodeAddress: x.node_address,
-      attempts: x.attempts,
-      createdAt: x.created_at,
-      dispatchedAt: x.dispatched_at,
-    }));
+    return r.rows.map((x) => x.result);
   }
 
   async countByStatus(db: Queryable, namespaceId: string): Promise<Record<string, number>> {

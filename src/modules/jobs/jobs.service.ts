@@ -248,6 +248,7 @@ export class JobsService {
     const lastAttempt = message.attempt + 1 >= this.deps.options.maxAttempts;
     const out = await attempt.run();
     if (out.kind === 'duplicate') return { kind: 'done' };
+    if (out.kind === 'handback') return { kind: 'handback' };
     if (out.kind === 'failed') {
       this.deps.metrics?.jobAttemptsFailed.inc();
       if (out.nodeAddress)
@@ -382,17 +383,25 @@ export class JobsService {
   }
 
   /** A job of this namespace (another namespace's job is not found), with its result when it has one. */
-  async getJob(namespaceId: string, jobId: string): Promise<{ row: JobRow; result?: JobResult } | undefined> {
+  async getJob(
+    namespaceId: string,
+    jobId: string,
+  ): Promise<{ row: JobRow; result?: JobResult; resultExpired?: true } | undefined> {
     const row = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
     if (!row) return undefined;
     const open = row.status === 'queued' || row.status === 'dispatched';
     // Dispatch writes nothing to the row until the job closes: a job running in this process shows as
     // dispatched (in another process it reads 'queued' until its finish transaction).
     if (row.status === 'queued' && this.active.has(jobId)) row.status = 'dispatched';
-    const result = open
-      ? await this.redisResult(namespaceId, jobId)
-      : await this.getResult(namespaceId, jobId);
-    return result ? { row, result } : { row };
+    // The Redis copy (JOB_RESULT_TTL_MS, an hour) never outlives the shortest retention (one day).
+    const cached = await this.redisResult(namespaceId, jobId);
+    if (cached || open) return cached ? { row, result: cached } : { row };
+    const stored = await this.repo.findRetainedResult(this.deps.pool, namespaceId, jobId);
+    const result = stored && stored !== 'expired' ? parseStoredResult(stored.result) : undefined;
+    if (result) return { row, result };
+    // A closed job's result row is written in its finish transaction: none (or one past the namespace's
+    // retention) means its output is gone, which a succeeded job must say rather than show no output.
+    return row.status === 'succeeded' ? { row, resultExpired: true } : { row };
   }
 
   /** A finished job's result: from Redis, or from its PostgreSQL result row when Redis lost it. */

@@ -1,13 +1,14 @@
 // The stale-job reconciler on the real PostgreSQL: job rows left 'queued'/'dispatched' after their hold closed
 // without a charge become 'expired' (cost 0) exactly once, even with concurrent runs; open or settled jobs and
-// holds closed within the grace period are left to the job flow.
+// holds closed within the grace period are left to the job flow; each expired job gets its result row and its
+// submitted and finished records, like any closed job.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNamespaces } from '../../../test/factories.js';
 import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
 import { LedgerService } from '../credits/index.js';
 import type { RecordEventInput } from '../records/index.js';
-import { createStaleJobsTask } from './index.js';
+import { createStaleJobsTask, parseStoredResult } from './index.js';
 
 let db: PgTestSchema;
 let ledger: LedgerService;
@@ -91,10 +92,31 @@ describe('stale-job reconciler', () => {
     }
     expect((await statusOf(pending)).status).toBe('queued');
     expect((await statusOf(settled)).status).toBe('dispatched');
-    // One finished record per expired job.
-    const finished = published.flat();
-    expect(finished.map((e) => e.jobId).sort()).toEqual([...voided, expiredHold].sort());
+    // Like any closed job: a submitted and a finished record each, and a result row marked recorded.
+    const events = published.flat();
+    const moved = [...voided, expiredHold].sort();
+    const finished = events.filter((e) => e.type === 'job.finished');
+    expect(finished.map((e) => e.jobId).sort()).toEqual(moved);
     expect(finished.every((e) => e.type === 'job.finished' && e.status === 'expired')).toBe(true);
+    expect(
+      events
+        .filter((e) => e.type === 'job.submitted')
+        .map((e) => e.jobId)
+        .sort(),
+    ).toEqual(moved);
+    const rows = await db.pool.query<{ job_id: string; status: string; recorded: boolean; result: unknown }>(
+      'select job_id::text, status, recorded, result from job_results where job_id = any($1::uuid[])',
+      [moved],
+    );
+    expect(rows.rows.map((r) => r.job_id).sort()).toEqual(moved);
+    for (const r of rows.rows) {
+      expect(r).toMatchObject({ status: 'expired', recorded: true });
+      expect(parseStoredResult(r.result)).toMatchObject({
+        jobId: r.job_id,
+        status: 'expired',
+        costMicro: '0',
+      });
+    }
 
     // Nothing left: a second pass changes nothing.
     expect(await tasks[0]!.run(new AbortController().signal)).toEqual({ expired: 0 });

@@ -1,9 +1,12 @@
 // The jobs module's recurring task for the background runner: finish job rows left 'queued'/'dispatched'
 // whose credit hold was already closed without a charge (a submit that crashed between reserve and enqueue,
-// a message lost before dispatch …): they become 'expired' with cost 0, once, and their record is emitted.
+// a message lost before dispatch …): they become 'expired' with cost 0, once, with their result row and their
+// record events (submitted and finished) like any closed job; and the prune of result rows past retention.
 import type { Logger } from '../../platform/logger.js';
 import type { Pool } from '../../stores/postgres/pool.js';
-import { finishedEvent, type JobRecordSink } from './job-records.js';
+import type { JobRecordSink } from './job-records.js';
+import { parseStoredResult } from './job-results.js';
+import { recordEventsOf } from './jobs.recovery.js';
 import { JobsRepository } from './jobs.repository.js';
 
 export interface StaleJobsOptions {
@@ -44,37 +47,64 @@ export function createStaleJobsTask(deps: {
         );
         expired += moved.length;
         if (moved.length > 0) {
-          log.info({ jobs: moved.map((j) => j.id) }, 'stale jobs with closed holds expired');
-          const finishedAt = new Date().toISOString();
-          deps.records
-            ?.publish(
-              moved.map((j) =>
-                finishedEvent(
-                  {
-                    v: 1,
-                    jobId: j.id,
-                    namespaceId: j.namespaceId,
-                    model: j.model,
-                    kind: 'completion',
-                    status: 'expired',
-                    costMicro: '0',
-                    error: 'the job was left unfinished after its credit hold closed',
-                    attempts: j.attempts,
-                    nodeAddress: j.nodeAddress,
-                    createdAt: j.createdAt.toISOString(),
-                    finishedAt,
-                  },
-                  { assignedAt: j.dispatchedAt, executionMs: 0 },
-                  // The job's one document comes from this event (no input: PostgreSQL does not keep it).
-                  { at: j.createdAt.toISOString(), apiKeyId: j.apiKeyId, priority: 'urgent' },
-                ),
-              ),
-            )
-            .catch((err: unknown) => log.warn({ err }, 'record events not published'));
+          const results = moved.map(parseStoredResult).filter((r) => r !== undefined);
+          log.info({ jobs: results.map((r) => r.jobId) }, 'stale jobs with closed holds expired');
+          if (deps.records) await emitClosed(deps.records, repo, deps.pool, moved, log);
         }
         if (moved.length < deps.options.batchSize) break;
       }
       return { expired };
     },
   };
+}
+
+export interface ResultRetentionTask {
+  name: string;
+  intervalMs: number;
+  run(signal: AbortSignal): Promise<{ pruned: number }>;
+}
+
+/**
+ * Deletes job result rows past their namespace's retention (GET /v1/jobs/:id answers 410 result_expired for
+ * them from the moment retention passes, so the prune only frees the space). Bounded per run.
+ */
+export function createResultRetentionTask(deps: {
+  pool: Pool;
+  log: Logger;
+  options: { intervalMs: number; batchSize: number };
+}): ResultRetentionTask {
+  const repo = new JobsRepository();
+  const log = deps.log.child({ component: 'jobs.prune-results' });
+  return {
+    name: 'jobs.prune-results',
+    intervalMs: deps.options.intervalMs,
+    run: async (signal) => {
+      let pruned = 0;
+      for (let i = 0; i < 100 && !signal.aborted; i += 1) {
+        const n = await repo.pruneExpiredResults(deps.pool, deps.options.batchSize);
+        pruned += n;
+        if (n < deps.options.batchSize) break;
+      }
+      if (pruned > 0) log.info({ pruned }, 'job results past retention deleted');
+      return { pruned };
+    },
+  };
+}
+
+/** Sends the record events of closed jobs' stored results, then marks them recorded (the outbox flag). */
+async function emitClosed(
+  records: JobRecordSink,
+  repo: JobsRepository,
+  pool: Pool,
+  stored: unknown[],
+  log: Logger,
+): Promise<void> {
+  const { events, ids } = recordEventsOf(stored);
+  try {
+    await records.publish(events);
+    await repo.markRecorded(pool, ids);
+  } catch (err) {
+    // Left unrecorded: the recovery task re-sends them from the result rows.
+    log.warn({ err }, 'record events not published');
+  }
 }

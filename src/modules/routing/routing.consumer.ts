@@ -35,7 +35,10 @@ import { decideFailure, isExpired, type RetryPolicy } from './routing.rules.js';
  */
 export type JobOutcome =
   | { kind: 'done' }
-  | { kind: 'failed'; reason: string; nodeId?: string; cause?: AttemptCause };
+  | { kind: 'failed'; reason: string; nodeId?: string; cause?: AttemptCause }
+  /** The process is stopping before the job reached any node: the same delivery goes back to the broker
+   * (requeued, no attempt spent) for another process. */
+  | { kind: 'handback' };
 
 export type JobHandler = (
   job: JobMessage,
@@ -282,6 +285,10 @@ export class JobConsumer {
           kind: 'failed',
           reason: `handler error: ${err instanceof Error ? err.message : String(err)}`,
         };
+      }
+      if (outcome.kind === 'handback') {
+        delivery.nack(true);
+        return;
       }
       if (outcome.kind === 'failed') await this.fail(job, outcome, delivery.queue);
       this.ack(delivery, job);
