@@ -20,7 +20,7 @@ export function statusRoutes(b: Backbone): FastifyPluginAsyncZod {
       const out: Record<string, number> = {};
       for (const q of h.queues) {
         if (q.messages === undefined) continue;
-        const name = publicQueueName(q.queue);
+        const name = publicQueueName(q.queue, b.config.DEPLOYMENT);
         out[name] = (out[name] ?? 0) + q.messages;
       }
       return out;
