@@ -126,6 +126,13 @@ export const DEFAULT_TOPOLOGY_NAMES = topologyNames('');
  * holder, so it disappears with the last process holding it (a stopped deployment leaves nothing behind).
  * Runs on every (re)connection; throws an Error saying what to set.
  */
+/** Header a records publisher stamps with its stores id; a consumer with other stores refuses the message. */
+export const STORES_HEADER = 'x-rty-stores';
+
+/** A short hash of the stores identity (no host or database name on the broker). */
+export const storesId = (stores: string): string =>
+  createHash('sha256').update(stores).digest('hex').slice(0, 16);
+
 export async function holdDeploymentMarker(
   conn: { createChannel(): Promise<Channel> },
   names: TopologyNames,
@@ -133,12 +140,12 @@ export async function holdDeploymentMarker(
 ): Promise<void> {
   const ch = await conn.createChannel();
   ch.on('error', () => undefined); // the 406 closes the channel; the rejected promise carries it
-  const storesId = createHash('sha256').update(stores).digest('hex').slice(0, 16);
+  const id = storesId(stores);
   try {
     await ch.assertExchange(names.marker, 'fanout', {
       durable: false,
       autoDelete: true,
-      arguments: { 'alternate-exchange': `rty.stores.${storesId}` },
+      arguments: { 'alternate-exchange': `rty.stores.${id}` },
     });
     // Exclusive: lives as long as this connection; its binding keeps the auto-delete marker alive.
     const q = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
