@@ -70,6 +70,9 @@ export interface RecordStreamStats {
   failedAttempts: number;
 }
 
+/** Back-off before each retry of a lone failing event (then it is dead-lettered with its error). */
+const SINGLETON_RETRY_MS = [50, 250];
+
 export class RecordStreamConsumer {
   private readonly consumer: QueueConsumer;
   private readonly deadLetters: ConfirmedPublisher;
@@ -331,6 +334,17 @@ export class RecordStreamConsumer {
    */
   private async recordIsolating(events: unknown[], err: unknown): Promise<RecordOutcome[]> {
     if (events.length === 1) {
+      // A lone event is tried again a few times (short back-off) before it is refused: an unclassified
+      // error may be passing (a failover the classification does not know yet), and a dead letter is final.
+      for (const delayMs of SINGLETON_RETRY_MS) {
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        try {
+          return await this.deps.recorder.record(events);
+        } catch (e) {
+          if (await this.isOutage(e)) throw e;
+          err = e;
+        }
+      }
       const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
       return [
         {

@@ -95,6 +95,8 @@ const OUTAGE_CODES = new Set([
   10058, // LegacyNotPrimary
   64, // WriteConcernTimeout
   133, // FailedToSatisfyReadPreference
+  50, // MaxTimeMSExpired: the server was too slow for this write, not the document's fault
+  112, // WriteConflict: a concurrent write won; the same write succeeds when retried
 ]);
 const SOCKET_CODES = new Set([
   'ECONNREFUSED',
