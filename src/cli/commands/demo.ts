@@ -258,7 +258,10 @@ export async function runDemo(ctx: CliContext, opts: DemoOptions): Promise<numbe
   } finally {
     for (const p of [...procs].reverse()) await p.stop().catch(() => undefined);
     if (!opts.keep) {
-      await cleanup(config, pool, run).catch((err: unknown) => out(`    cleanup: ${String(err)}`));
+      // The retry tiers the backbone declared are those of its env (ROUTING_RETRY_DELAYS_MS), not of this process.
+      await cleanup({ ...config, ROUTING_RETRY_DELAYS_MS: env.ROUTING_RETRY_DELAYS_MS! }, pool, run).catch(
+        (err: unknown) => out(`    cleanup: ${String(err)}`),
+      );
       await mongo?.db.dropDatabase().catch(() => undefined);
       await deleteKeysByPrefix(redis, `${run}:`).catch(() => undefined);
       out(
