@@ -151,6 +151,12 @@ export async function main(): Promise<void> {
       REDIS_KEY_PREFIX: config.REDIS_KEY_PREFIX,
       AMQP_URL: config.AMQP_URL,
       MONGO_DB: config.MONGO_DB,
+      // Its own RabbitMQ names: the benchmark's backbone never shares a queue with another on the vhost.
+      DEPLOYMENT:
+        config.DEPLOYMENT ||
+        config.POSTGRES_SCHEMA.toLowerCase()
+          .replace(/[^a-z0-9_-]/g, '_')
+          .slice(0, 40),
       ADMIN_TOKEN,
       LOG_LEVEL: 'warn',
       RATE_LIMIT_KEY_PER_S: '1000000',

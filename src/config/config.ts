@@ -34,8 +34,8 @@ export const configSchema = z.object({
     .regex(/^amqps?:\/\//, 'an amqp:// URL')
     .default('amqp://guest:guest@127.0.0.1:5672'),
   /**
-   * Deployment name: prefixes the records stream's exchanges and queues (`<name>.rty.records` …), so two
-   * backbones on one vhost never consume each other's record events. Empty: the unprefixed names.
+   * Deployment name: prefixes every exchange and queue (routing and records: `<name>.rty.lane.…`, `<name>.rty.records` …), so two
+   * backbones on one vhost never share a queue. Empty: the unprefixed names.
    */
   DEPLOYMENT: z
     .string()

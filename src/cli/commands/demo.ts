@@ -7,8 +7,10 @@
 import { randomBytes } from 'node:crypto';
 import amqp from 'amqplib';
 import { LedgerService } from '../../modules/credits/index.js';
+import { routingOptionsFromConfig } from '../../modules/routing/index.js';
 import { connectMongo, type MongoStore } from '../../stores/mongo/client.js';
 import { createPgPool, type Pool } from '../../stores/postgres/pool.js';
+import { staticTopology, topologyNames } from '../../stores/rabbitmq/topology.js';
 import { createRedis, deleteKeysByPrefix } from '../../stores/redis/client.js';
 import type { CliContext } from '../context.js';
 import { waitForInvariants } from '../invariants.js';
@@ -51,12 +53,15 @@ export async function runDemo(ctx: CliContext, opts: DemoOptions): Promise<numbe
     POSTGRES_SCHEMA: run,
     REDIS_KEY_PREFIX: `${run}:`,
     MONGO_DB: run,
+    // Its own RabbitMQ names too: two demos, or a demo beside `rty serve`, on one vhost never share a queue.
+    DEPLOYMENT: run,
     ADMIN_TOKEN: adminToken,
   });
   const env: Record<string, string> = {
     POSTGRES_SCHEMA: run,
     REDIS_KEY_PREFIX: `${run}:`,
     MONGO_DB: run,
+    DEPLOYMENT: run,
     ADMIN_TOKEN: adminToken,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     HEARTBEAT_INTERVAL_MS: '2000',
@@ -253,11 +258,14 @@ export async function runDemo(ctx: CliContext, opts: DemoOptions): Promise<numbe
   } finally {
     for (const p of [...procs].reverse()) await p.stop().catch(() => undefined);
     if (!opts.keep) {
-      await cleanup(config.AMQP_URL, pool, run).catch((err: unknown) => out(`    cleanup: ${String(err)}`));
+      // The retry tiers the backbone declared are those of its env (ROUTING_RETRY_DELAYS_MS), not of this process.
+      await cleanup({ ...config, ROUTING_RETRY_DELAYS_MS: env.ROUTING_RETRY_DELAYS_MS! }, pool, run).catch(
+        (err: unknown) => out(`    cleanup: ${String(err)}`),
+      );
       await mongo?.db.dropDatabase().catch(() => undefined);
       await deleteKeysByPrefix(redis, `${run}:`).catch(() => undefined);
       out(
-        `\n(cleaned up schema, Mongo database, Redis prefix and RabbitMQ lanes of ${run}; --keep leaves them)`,
+        `\n(cleaned up schema, Mongo database, Redis prefix and RabbitMQ queues and exchanges of ${run}; --keep leaves them)`,
       );
     }
     await mongo?.close().catch(() => undefined);
@@ -268,21 +276,38 @@ export async function runDemo(ctx: CliContext, opts: DemoOptions): Promise<numbe
   return verdict.startsWith('DEMO OK') ? 0 : 1;
 }
 
-/** Deletes the run's lanes (one queue per namespace lane) and drops its schema. */
-async function cleanup(amqpUrl: string, pool: Pool | undefined, schema: string): Promise<void> {
-  if (!pool) return;
-  const lanes = await pool
-    .query<{ queue_name: string }>('select queue_name from routing_lanes')
-    .catch(() => ({ rows: [] }));
-  if (lanes.rows.length > 0) {
-    const conn = await amqp.connect(amqpUrl);
-    try {
-      const ch = await conn.createChannel();
-      for (const l of lanes.rows) await ch.deleteQueue(l.queue_name);
-      await ch.close();
-    } finally {
-      await conn.close();
-    }
+/** Deletes the run's RabbitMQ queues and exchanges (its deployment's: lanes, fixed ones, retry tiers, the
+ * marker) and drops its schema. */
+async function cleanup(
+  config: Parameters<typeof routingOptionsFromConfig>[0],
+  pool: Pool | undefined,
+  schema: string,
+): Promise<void> {
+  const lanes = pool
+    ? await pool
+        .query<{ queue_name: string }>('select queue_name from routing_lanes')
+        .catch(() => ({ rows: [] as Array<{ queue_name: string }> }))
+    : { rows: [] as Array<{ queue_name: string }> };
+  const topology = staticTopology(routingOptionsFromConfig(config).topology);
+  const conn = await amqp.connect(config.AMQP_URL);
+  try {
+    // A failed delete closes its channel: each on a fresh one, so one refusal does not stop the rest.
+    const each = async (names: string[], del: (ch: amqp.Channel, n: string) => Promise<unknown>) => {
+      for (const n of names) {
+        const ch = await conn.createChannel();
+        ch.on('error', () => undefined);
+        await del(ch, n).catch(() => undefined);
+        await ch.close().catch(() => undefined);
+      }
+    };
+    await each([...lanes.rows.map((l) => l.queue_name), ...topology.queues.map((q) => q.name)], (ch, n) =>
+      ch.deleteQueue(n),
+    );
+    await each([...topology.exchanges.map((e) => e.name), topologyNames(config.DEPLOYMENT).marker], (ch, n) =>
+      ch.deleteExchange(n),
+    );
+  } finally {
+    await conn.close();
   }
-  await pool.query(`drop schema if exists "${schema}" cascade`);
+  if (pool) await pool.query(`drop schema if exists "${schema}" cascade`);
 }

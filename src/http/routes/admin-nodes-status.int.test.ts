@@ -359,6 +359,8 @@ describe('status API', () => {
     const r = await server.app.inject({ method: 'GET', url: '/status/v1' });
     expect(r.body).not.toContain(ns.id);
     expect(Object.keys(r.json().queues)).toContain('rty.lane.testnet.private-model.bulk');
+    // Records lag from the broker: what the recorder has not written yet, and nothing dead-lettered.
+    expect(r.json().records).toEqual({ queuedMessages: expect.any(Number), deadLetteredMessages: 0 });
   });
 
   it('every change of this file is audited and the chain verifies', async () => {

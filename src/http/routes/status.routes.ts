@@ -3,7 +3,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { NetworkStatusService } from '../../modules/network/index.js';
 import type { Backbone } from '../../server/backbone.js';
+import { readRecordsBacklog } from '../../modules/records/index.js';
 import { publicQueueName } from '../../modules/routing/index.js';
+import { AppError } from '../../platform/errors.js';
+import { topologyNames } from '../../stores/rabbitmq/topology.js';
 
 export function statusRoutes(b: Backbone): FastifyPluginAsyncZod {
   const status = new NetworkStatusService({
@@ -20,10 +23,16 @@ export function statusRoutes(b: Backbone): FastifyPluginAsyncZod {
       const out: Record<string, number> = {};
       for (const q of h.queues) {
         if (q.messages === undefined) continue;
-        const name = publicQueueName(q.queue);
+        const name = publicQueueName(q.queue, b.config.DEPLOYMENT);
         out[name] = (out[name] ?? 0) + q.messages;
       }
       return out;
+    },
+    // Records lag as seen on the broker (any process): what the recorder has not written yet.
+    recordsBacklog: async () => {
+      const conn = b.routing.connection.connection;
+      if (!conn) throw new AppError('store_unavailable', 'RabbitMQ is not connected');
+      return readRecordsBacklog(conn, topologyNames(b.config.DEPLOYMENT));
     },
   });
   return async (app) => {

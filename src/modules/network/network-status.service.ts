@@ -23,6 +23,9 @@ export interface NetworkStatusSummary {
     }
   >;
   queues: Record<string, number>;
+  /** Records lag: record messages waiting for the recorder (MongoDB) and dead-lettered ones; absent where
+   * the process has no broker view of the records stream. */
+  records?: RecordsBacklogSummary;
   lastMinute: {
     /** Jobs finished within the window. */
     finished: number;
@@ -33,6 +36,13 @@ export interface NetworkStatusSummary {
     latencyP99Ms: number | null;
   };
   computedAtMs: number;
+}
+
+export interface RecordsBacklogSummary {
+  /** Messages (record batches and lifecycle events) published and not yet written to MongoDB. */
+  queuedMessages: number;
+  /** Messages refused by the recorder, waiting in the records dead-letter queue. */
+  deadLetteredMessages: number;
 }
 
 export interface NetworkStatusDeps {
@@ -49,6 +59,7 @@ export interface NetworkStatusDeps {
     Array<{ model: string; onlineNodes: number; idleNodes: number; versions: Record<string, number> }>
   >;
   queueDepths: () => Promise<Record<string, number>>;
+  recordsBacklog?: () => Promise<RecordsBacklogSummary>;
 }
 
 export class NetworkStatusService {
@@ -71,11 +82,12 @@ export class NetworkStatusService {
   }
 
   private async compute(): Promise<NetworkStatusSummary> {
-    const [live, catalogs, queues, lastMinute] = await Promise.all([
+    const [live, catalogs, queues, lastMinute, records] = await Promise.all([
       this.deps.liveStatus(),
       Promise.all(ENVIRONMENTS.map((e) => this.deps.catalog(e))),
       this.deps.queueDepths(),
       this.lastMinute(),
+      this.deps.recordsBacklog?.(),
     ]);
     const environments = {} as NetworkStatusSummary['environments'];
     ENVIRONMENTS.forEach((env, i) => {
@@ -90,7 +102,13 @@ export class NetworkStatusService {
         })),
       };
     });
-    const summary: NetworkStatusSummary = { environments, queues, lastMinute, computedAtMs: Date.now() };
+    const summary: NetworkStatusSummary = {
+      environments,
+      queues,
+      ...(records ? { records } : {}),
+      lastMinute,
+      computedAtMs: Date.now(),
+    };
     await this.deps.redis.set(
       this.keys.statusSummaryCache(),
       JSON.stringify(summary),

@@ -11,6 +11,8 @@ import type { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import {
   assertTopology,
   DEFAULT_TOPOLOGY_NAMES,
+  STORES_HEADER,
+  storesId,
   holdDeploymentMarker,
   RECORDS_ROUTING_KEY,
   recordsTopology,
@@ -68,11 +70,16 @@ export interface RecordStreamStats {
   failedAttempts: number;
 }
 
+/** Back-off before each retry of a lone failing event (then it is dead-lettered with its error). */
+const SINGLETON_RETRY_MS = [50, 250];
+
 export class RecordStreamConsumer {
   private readonly consumer: QueueConsumer;
   private readonly deadLetters: ConfirmedPublisher;
   private readonly options: RecordStreamConsumerOptions;
   private readonly names: TopologyNames;
+  /** storesId of deploymentStores: stamped on each message (publisher) / compared (consumer). */
+  private readonly stamp: string | undefined;
   private buffer: Held[] = [];
   private bufferedEvents = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -118,6 +125,7 @@ export class RecordStreamConsumer {
     },
   ) {
     this.names = deps.names ?? DEFAULT_TOPOLOGY_NAMES;
+    this.stamp = deps.deploymentStores === undefined ? undefined : storesId(deps.deploymentStores);
     if (deps.registry) registerRecordStreamMetrics(deps.registry, this);
     this.log = deps.log.child({ component: 'record-stream-consumer' });
     this.options = { ...defaultRecordStreamConsumerOptions, ...deps.options };
@@ -197,6 +205,23 @@ export class RecordStreamConsumer {
         d.queue === this.names.queues.records
           ? `message breaks the records envelope: ${decoded.error}`
           : decoded.error,
+      )
+        .then((ok) => (ok ? d.ack() : undefined))
+        .finally(() => this.side.delete(p));
+      this.side.add(p);
+      return;
+    }
+    // Published by a backbone of this deployment's names but other stores (e.g. a stopped deployment's
+    // backlog, whose marker is gone): never recorded here, dead-lettered with the reason.
+    const stamp: unknown = d.message.properties.headers?.[STORES_HEADER];
+    if (this.stamp !== undefined && stamp !== undefined && String(stamp) !== this.stamp) {
+      const p = this.deadLetter(
+        d,
+        d.message.content,
+        `published by a backbone of deployment "${this.names.deployment || '(default)'}" with other stores ` +
+          `(stores id ${String(stamp)}, this one ${this.stamp}): not recorded here`,
+        decoded.batch.events.length,
+        RECORDS_ROUTING_KEY,
       )
         .then((ok) => (ok ? d.ack() : undefined))
         .finally(() => this.side.delete(p));
@@ -309,6 +334,17 @@ export class RecordStreamConsumer {
    */
   private async recordIsolating(events: unknown[], err: unknown): Promise<RecordOutcome[]> {
     if (events.length === 1) {
+      // A lone event is tried again a few times (short back-off) before it is refused: an unclassified
+      // error may be passing (a failover the classification does not know yet), and a dead letter is final.
+      for (const delayMs of SINGLETON_RETRY_MS) {
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        try {
+          return await this.deps.recorder.record(events);
+        } catch (e) {
+          if (await this.isOutage(e)) throw e;
+          err = e;
+        }
+      }
       const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
       return [
         {

@@ -177,4 +177,76 @@ describe('records stream: deployments on one vhost', () => {
     await next.stop();
     expect(topologyNames('').queues.records).toBe(QUEUES.records);
   });
+
+  it("a stopped deployment's backlog is refused by the same names with other stores, and taken by its own restart", async () => {
+    const gammaOn = (m: MongoTestDb) =>
+      recordStreamDeployment({
+        ...baseConfig,
+        DEPLOYMENT: 'gamma',
+        MONGO_DB: m.dbName,
+        POSTGRES_SCHEMA: pg.schema,
+      });
+    const own = gammaOn(mongoA);
+    const publishAndStop = async (events: RecordEventInput[]) => {
+      const c = await connection('gamma-pub');
+      const publisher = new RecordStreamPublisher({
+        connection: c,
+        log: testLog,
+        names: own.names,
+        deploymentStores: own.stores,
+      });
+      await publisher.start();
+      await publisher.publish(events);
+      await publisher.stop();
+      await c.stop(); // the process is gone: its marker holder queue with it, its backlog stays
+    };
+    const consumerOn = async (m: MongoTestDb) => {
+      const d = gammaOn(m);
+      const c = await connection('gamma-con');
+      const consumer = new RecordStreamConsumer({
+        connection: c,
+        recorder: recorderOn(m.store.db),
+        log: testLog,
+        options: { batchMaxWaitMs: 20 },
+        names: d.names,
+        deploymentStores: d.stores,
+      });
+      await consumer.start();
+      return { consumer, c };
+    };
+    const first = someJobs(5);
+    await publishAndStop(first.events);
+    const before = (await jobIdsIn(mongoB)).size;
+    // Same names, other stores: the marker is gone, but every message of the backlog is refused.
+    const intruder = await consumerOn(mongoB);
+    await waitFor(
+      'backlog dead-lettered',
+      () => intruder.consumer.stats.deadLettered === first.events.length,
+    );
+    await intruder.consumer.stop();
+    await intruder.c.stop();
+    expect(intruder.consumer.stats.recorded).toBe(0);
+    expect((await jobIdsIn(mongoB)).size).toBe(before);
+    const conn = await amqp.connect(vhost.url);
+    try {
+      const ch = await conn.createChannel();
+      const dead = await ch.get(own.names.queues.recordsDead, { noAck: true });
+      expect(dead && String(dead.properties.headers?.['x-rty-reason'])).toMatch(/other stores/);
+    } finally {
+      await conn.close().catch(() => undefined);
+    }
+    // The deployment itself restarts (same stores): its new backlog is recorded.
+    const second = someJobs(5);
+    await publishAndStop(second.events);
+    const restarted = await consumerOn(mongoA);
+    try {
+      await waitFor('restart recorded', () => restarted.consumer.stats.events === second.events.length);
+      expect(restarted.consumer.stats.deadLettered).toBe(0);
+      const ids = await jobIdsIn(mongoA);
+      for (const id of second.ids) expect(ids.has(id)).toBe(true);
+    } finally {
+      await restarted.consumer.stop();
+      await restarted.c.stop();
+    }
+  });
 });

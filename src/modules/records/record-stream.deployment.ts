@@ -1,5 +1,8 @@
 // Which RabbitMQ names a backbone's records stream uses (its DEPLOYMENT), and the identity of the stores
-// they feed, which holdDeploymentMarker compares so that two deployments never share these queues.
+// they feed, which holdDeploymentMarker and the stores stamp compare so that two deployments never share
+// these queues.
+import { ConnectionString } from 'mongodb-connection-string-url';
+import { parse as parsePgUrl } from 'pg-connection-string';
 import type { Config } from '../../config/config.js';
 import { topologyNames, type TopologyNames } from '../../stores/rabbitmq/topology.js';
 
@@ -9,14 +12,31 @@ export interface RecordStreamDeployment {
   stores: string;
 }
 
+/**
+ * The stores' identity from their URLs, parsed by the drivers' own parsers (a WHATWG URL throws on a Mongo
+ * replica-set list `h1:27017,h2:27017` and on a PostgreSQL socket URL `postgres://u:p@/db?host=/run/pg`).
+ * Hosts (sorted), database and schema only: never credentials (they would be visible on the broker, hashed
+ * or not). Throws an Error naming the setting when a URL cannot be parsed.
+ */
+export function storesIdentity(
+  c: Pick<Config, 'MONGO_URL' | 'MONGO_DB' | 'POSTGRES_URL' | 'POSTGRES_SCHEMA'>,
+): string {
+  let mongoHosts: string;
+  try {
+    mongoHosts = [...new ConnectionString(c.MONGO_URL).hosts]
+      .map((h) => h.toLowerCase())
+      .sort()
+      .join(',');
+  } catch (err) {
+    throw new Error(`MONGO_URL is not a MongoDB connection string: ${String(err)}`, { cause: err });
+  }
+  const pg = parsePgUrl(c.POSTGRES_URL);
+  const pgHost = `${(pg.host ?? 'localhost').toLowerCase()}:${pg.port || '5432'}`;
+  return `mongodb ${mongoHosts}/${c.MONGO_DB}; postgres ${pgHost}/${pg.database ?? ''} schema ${c.POSTGRES_SCHEMA}`;
+}
+
 export function recordStreamDeployment(
   c: Pick<Config, 'DEPLOYMENT' | 'MONGO_URL' | 'MONGO_DB' | 'POSTGRES_URL' | 'POSTGRES_SCHEMA'>,
 ): RecordStreamDeployment {
-  // Hosts and database names only: never credentials (they would be visible on the broker, hashed or not).
-  const mongo = new URL(c.MONGO_URL.replace(/^mongodb(\+srv)?:/, 'http:'));
-  const pg = new URL(c.POSTGRES_URL);
-  return {
-    names: topologyNames(c.DEPLOYMENT),
-    stores: `mongodb ${mongo.host}/${c.MONGO_DB}; postgres ${pg.host}${pg.pathname} schema ${c.POSTGRES_SCHEMA}`,
-  };
+  return { names: topologyNames(c.DEPLOYMENT), stores: storesIdentity(c) };
 }

@@ -247,4 +247,41 @@ describe('records stream: poison isolation', () => {
     }
     expect(consumer.stats.deadLettered).toBe(2);
   });
+
+  it('a lone event failing with an unclassified error is retried (short back-off) and recorded, not dead-lettered', async () => {
+    const jobId = randomUUID();
+    const lone = jobEvents({ namespaceId: nsA, jobId, at: new Date() })[0]!;
+    const real = recorderOn(mongo.store.db);
+    let failures = 0;
+    const recorder: BatchRecorder = {
+      ping: () => real.ping(),
+      async record(batch) {
+        // The first two tries fail with an error no classification knows (the store still answers its ping).
+        if (failures < 2 && batch.some((e) => JSON.stringify(e) === JSON.stringify(lone))) {
+          failures += 1;
+          throw new Error('simulated: passing hiccup');
+        }
+        return real.record(batch);
+      },
+    };
+    const publisher = new RecordStreamPublisher({ connection: await connection('s-pub'), log: testLog });
+    const consumer = new RecordStreamConsumer({
+      connection: await connection('s-con'),
+      recorder,
+      log: testLog,
+      options: { batchMaxWaitMs: 20, retryDelayMs: 600_000, maxRetryDelayMs: 600_000 },
+    });
+    await consumer.start();
+    try {
+      await publisher.publish([lone]);
+      await waitFor('lone event recorded', () => consumer.stats.recorded === 1, 30_000);
+      expect(failures).toBe(2);
+      expect(consumer.stats.deadLettered).toBe(0);
+      expect(await repo().logs.countDocuments({ ns: nsA, jobId })).toBe(1);
+    } finally {
+      await consumer.stop();
+      await publisher.stop();
+    }
+    expect(await ready(QUEUES.recordsDead)).toBe(0);
+  });
 });

@@ -9,6 +9,8 @@ import type { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import {
   assertTopology,
   DEFAULT_TOPOLOGY_NAMES,
+  STORES_HEADER,
+  storesId,
   holdDeploymentMarker,
   RECORDS_ROUTING_KEY,
   recordsTopology,
@@ -45,6 +47,8 @@ export class RecordStreamPublisher {
   private readonly publisher: ConfirmedPublisher;
   private readonly options: RecordStreamPublisherOptions;
   private readonly names: TopologyNames;
+  /** storesId of deploymentStores: stamped on each message (publisher) / compared (consumer). */
+  private readonly stamp: string | undefined;
   private open: OpenBatch | undefined;
   private flushScheduled = false;
   private starting: Promise<void> | undefined;
@@ -67,6 +71,7 @@ export class RecordStreamPublisher {
     },
   ) {
     this.names = deps.names ?? DEFAULT_TOPOLOGY_NAMES;
+    this.stamp = deps.deploymentStores === undefined ? undefined : storesId(deps.deploymentStores);
     this.log = deps.log.child({ component: 'record-stream-publisher' });
     const o = { ...defaultRecordStreamPublisherOptions, ...deps.options };
     o.maxEventsPerMessage = Math.max(1, Math.min(o.maxEventsPerMessage, RECORD_BATCH_MAX_EVENTS));
@@ -170,6 +175,8 @@ export class RecordStreamPublisher {
           contentType: 'application/json',
           messageId: newId(),
           type: 'records.batch',
+          // The marker guards live processes only; this stamp also guards a stopped deployment's backlog.
+          ...(this.stamp ? { headers: { [STORES_HEADER]: this.stamp } } : {}),
         },
       });
       confirmed.then(

@@ -286,6 +286,22 @@ describe('queries', () => {
     expect((await s.query.listJobs(ns!.id, { model: 'other' })).items).toHaveLength(0);
   });
 
+  it('log documents come back decoded: nested arrays, U+0000, lone surrogates and escaped keys as submitted', async () => {
+    const [ns] = await createNamespaces(pg.pool, 1);
+    const s = servicesOn(mongo);
+    const params = { tools: [[1, 2], [[3]]], $where: 'a\u0000b', 'a.b': '\ud800', '': 'empty key', _x: [] };
+    await s.recorder.record(jobEvents({ namespaceId: ns!.id, at: new Date(), params, prompt: 'p\u0000' }));
+    const logs = (await s.query.listLogs(ns!.id, {})).items;
+    const submitted = logs.find((l) => l.type === 'job.submitted')!;
+    const body = JSON.stringify(submitted.body);
+    expect(body).not.toMatch(/__text__|__array__|%24|%2E|%5F/);
+    const input = (submitted.body as { input: { params: unknown; messages: unknown } }).input;
+    expect(input.params).toEqual(params);
+    expect(input.messages).toEqual([{ role: 'user', content: 'p\u0000' }]);
+    const trace = await s.query.getTrace(ns!.id, submitted.jobId);
+    expect(trace.events.find((e) => e.type === 'job.submitted')!.body).toEqual(submitted.body);
+  });
+
   it('a model holding U+0000 is stored encoded and found by a filter naming it, never a store error', async () => {
     const [ns] = await createNamespaces(pg.pool, 1);
     const s = servicesOn(mongo);

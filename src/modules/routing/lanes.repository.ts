@@ -15,12 +15,22 @@ export interface LaneFilter {
 }
 
 export class LanesRepository {
+  /** The deployment whose lane names are registered (config DEPLOYMENT; '' = the default). */
+  constructor(private readonly deployment = '') {}
+
   async registerLane(db: Queryable, key: LaneKey): Promise<void> {
     await db.query(
       `insert into routing_lanes (queue_name, environment, model, priority, subcloud, namespace_id)
        values ($1, $2, $3, $4, $5, $6)
        on conflict (queue_name) do update set last_published_at = now()`,
-      [laneQueueName(key), key.environment, key.model, key.priority, key.subcloud, key.namespaceId],
+      [
+        laneQueueName(key, this.deployment),
+        key.environment,
+        key.model,
+        key.priority,
+        key.subcloud,
+        key.namespaceId,
+      ],
     );
   }
 

@@ -2,7 +2,7 @@
 // selected job ids. Each message is removed from quarantine only after its replay copy is confirmed.
 import type { Channel, GetMessage } from 'amqplib';
 import type { AmqpConnection } from '../../stores/rabbitmq/connection.js';
-import { QUEUES } from '../../stores/rabbitmq/topology.js';
+import { DEFAULT_TOPOLOGY_NAMES, type TopologyNames } from '../../stores/rabbitmq/topology.js';
 import type { QueueCounters } from './health.js';
 import { decodeJob, type JobMessage } from './routing.contracts.js';
 import type { JobPublisher } from './routing.publisher.js';
@@ -42,14 +42,15 @@ async function walk(
   conn: AmqpConnection,
   limit: number,
   visit: (m: GetMessage, q: QuarantinedJob) => Promise<boolean>,
+  names: TopologyNames,
 ): Promise<number> {
   const ch: Channel = await conn.createChannel();
   ch.on('error', () => undefined);
   let removed = 0;
   try {
-    const { messageCount } = await ch.checkQueue(QUEUES.quarantine);
+    const { messageCount } = await ch.checkQueue(names.queues.quarantine);
     for (let i = 0; i < Math.min(limit, messageCount); i += 1) {
-      const m = await ch.get(QUEUES.quarantine, { noAck: false });
+      const m = await ch.get(names.queues.quarantine, { noAck: false });
       if (!m) break;
       if (await visit(m, describe(m))) {
         ch.ack(m);
@@ -65,12 +66,21 @@ async function walk(
 const selected = (sel: Selection, q: QuarantinedJob): boolean =>
   !sel.jobIds || (q.job !== undefined && sel.jobIds.includes(q.job.jobId));
 
-export async function listQuarantine(conn: AmqpConnection, limit: number): Promise<QuarantinedJob[]> {
+export async function listQuarantine(
+  conn: AmqpConnection,
+  limit: number,
+  names: TopologyNames = DEFAULT_TOPOLOGY_NAMES,
+): Promise<QuarantinedJob[]> {
   const out: QuarantinedJob[] = [];
-  await walk(conn, limit, async (_m, q) => {
-    out.push(q);
-    return false;
-  });
+  await walk(
+    conn,
+    limit,
+    async (_m, q) => {
+      out.push(q);
+      return false;
+    },
+    names,
+  );
   return out;
 }
 
@@ -81,15 +91,21 @@ export async function replayQuarantine(
   counters: QueueCounters,
   sel: Selection,
   now = new Date(),
+  names: TopologyNames = DEFAULT_TOPOLOGY_NAMES,
 ): Promise<number> {
-  return walk(conn, sel.limit, async (_m, q) => {
-    if (!q.job || !selected(sel, q)) return false;
-    const job = replayedJob(q.job, now);
-    await publisher.submit(job, now); // confirmed before the quarantine copy is acked
-    await publisher.publishEvent('replayed', job, { reason: q.reason }, now);
-    counters.add(QUEUES.quarantine, 'replayed');
-    return true;
-  });
+  return walk(
+    conn,
+    sel.limit,
+    async (_m, q) => {
+      if (!q.job || !selected(sel, q)) return false;
+      const job = replayedJob(q.job, now);
+      await publisher.submit(job, now); // confirmed before the quarantine copy is acked
+      await publisher.publishEvent('replayed', job, { reason: q.reason }, now);
+      counters.add(names.queues.quarantine, 'replayed');
+      return true;
+    },
+    names,
+  );
 }
 
 /** Deletes selected jobs from quarantine (with a `purged` event each); returns how many. */
@@ -98,10 +114,16 @@ export async function purgeQuarantine(
   publisher: JobPublisher,
   sel: Selection,
   now = new Date(),
+  names: TopologyNames = DEFAULT_TOPOLOGY_NAMES,
 ): Promise<number> {
-  return walk(conn, sel.limit, async (_m, q) => {
-    if (!selected(sel, q)) return false;
-    if (q.job) await publisher.publishEvent('purged', q.job, { reason: q.reason }, now);
-    return true;
-  });
+  return walk(
+    conn,
+    sel.limit,
+    async (_m, q) => {
+      if (!selected(sel, q)) return false;
+      if (q.job) await publisher.publishEvent('purged', q.job, { reason: q.reason }, now);
+      return true;
+    },
+    names,
+  );
 }

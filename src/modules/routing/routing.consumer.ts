@@ -8,12 +8,12 @@ import { QueueConsumer, type Delivery } from '../../stores/rabbitmq/consumer.js'
 import type { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import {
   assertTopology,
-  EXCHANGES,
   laneQueueName,
   laneTopology,
-  QUEUES,
   staticTopology,
+  topologyNames,
   type LaneKey,
+  type TopologyNames,
   type TopologyOptions,
 } from '../../stores/rabbitmq/topology.js';
 import { FairScheduler, type ClassWeights } from './fair-scheduler.js';
@@ -80,7 +80,9 @@ interface Buffered {
 export class JobConsumer {
   private readonly consumer: QueueConsumer;
   private readonly scheduler: FairScheduler<Buffered>;
-  private readonly lanes = new LanesRepository();
+  private readonly lanes: LanesRepository;
+  /** This deployment's names (config DEPLOYMENT, carried in the topology options). */
+  private readonly names: TopologyNames;
   private readonly laneKeys = new Map<string, LaneKey>();
   private readonly lastDelivery = new Map<string, number>();
   private running = 0;
@@ -103,6 +105,8 @@ export class JobConsumer {
     },
   ) {
     this.log = deps.log.child({ component: 'job-consumer' });
+    this.names = topologyNames(deps.options.topology.deployment);
+    this.lanes = new LanesRepository(this.names.deployment);
     this.scheduler = new FairScheduler(deps.options.weights);
     this.consumer = new QueueConsumer({
       connection: deps.connection,
@@ -129,11 +133,11 @@ export class JobConsumer {
       conn.createChannel().then(async (ch) => {
         ch.on('error', () => undefined);
         const q = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
-        await ch.bindQueue(q.queue, EXCHANGES.lanes, '');
+        await ch.bindQueue(q.queue, this.names.exchanges.lanes, '');
         await ch.consume(q.queue, (m) => m && this.onAnnouncement(m.content), { noAck: true });
       }),
     );
-    if (this.deps.onExpired) await this.consumer.addQueue(QUEUES.expired, async () => undefined);
+    if (this.deps.onExpired) await this.consumer.addQueue(this.names.queues.expired, async () => undefined);
     await this.pollLanes();
     this.schedulePoll();
   }
@@ -188,13 +192,13 @@ export class JobConsumer {
       return;
     }
     if (!a?.key || typeof a.queue !== 'string' || !this.serves(a.key)) return;
-    if (laneQueueName(a.key) !== a.queue) return;
+    if (laneQueueName(a.key, this.names.deployment) !== a.queue) return;
     void this.addLane(a.key).catch((err: unknown) => this.log.warn({ err }, 'attach lane failed'));
   }
 
   private async addLane(key: LaneKey): Promise<void> {
     if (this.stopped || !(PRIORITY_CLASSES as readonly string[]).includes(key.priority)) return;
-    const queue = laneQueueName(key);
+    const queue = laneQueueName(key, this.names.deployment);
     if (this.laneKeys.has(queue)) return;
     this.laneKeys.set(queue, { ...key });
     this.lastDelivery.set(queue, Date.now());
@@ -225,7 +229,7 @@ export class JobConsumer {
   }
 
   private onDelivery(d: Delivery): void {
-    if (d.queue === QUEUES.expired) {
+    if (d.queue === this.names.queues.expired) {
       void this.onDeadLettered(d);
       return;
     }

@@ -9,12 +9,13 @@ import { ConfirmedPublisher, type OutgoingMessage } from '../../stores/rabbitmq/
 import type { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import {
   assertTopology,
-  EXCHANGES,
   laneQueueName,
   laneTopology,
   retryTierName,
   staticTopology,
+  topologyNames,
   type LaneKey,
+  type TopologyNames,
   type TopologyOptions,
 } from '../../stores/rabbitmq/topology.js';
 import type { QueueCounters } from './health.js';
@@ -53,7 +54,9 @@ export interface JobPublisherDeps {
 export class JobPublisher {
   private readonly publisher: ConfirmedPublisher;
   private readonly admin: AdminChannel;
-  private readonly lanes = new LanesRepository();
+  private readonly lanes: LanesRepository;
+  /** This deployment's exchange names (config DEPLOYMENT, carried in the topology options). */
+  private readonly names: TopologyNames;
   private readonly laneCache = new Map<string, { until: number; ready: Promise<void>; done: boolean }>();
   /** Lane names by key (escaping runs once per lane, not per message). */
   private readonly laneNames = new Map<string, string>();
@@ -61,6 +64,8 @@ export class JobPublisher {
 
   constructor(private readonly deps: JobPublisherDeps) {
     this.log = deps.log.child({ component: 'job-publisher' });
+    this.names = topologyNames(deps.topology.deployment);
+    this.lanes = new LanesRepository(this.names.deployment);
     this.admin = new AdminChannel(deps.connection);
     this.publisher = new ConfirmedPublisher({
       connection: deps.connection,
@@ -130,8 +135,8 @@ export class JobPublisher {
     const key = laneKeyOf(job);
     await this.ensureLane(key);
     await this.publisher.publish({
-      exchange: retryTierName(delayMs),
-      routingKey: laneQueueName(key),
+      exchange: retryTierName(delayMs, this.names.deployment),
+      routingKey: this.laneName(key),
       content: encodeJob(job),
       options: { messageId: job.jobId, contentType: 'application/json', timestamp: now.getTime() },
     });
@@ -139,7 +144,7 @@ export class JobPublisher {
 
   async publishQuarantine(job: JobMessage | Buffer, reason: string, routingKey: string): Promise<void> {
     await this.publisher.publish({
-      exchange: EXCHANGES.quarantine,
+      exchange: this.names.exchanges.quarantine,
       routingKey,
       content: Buffer.isBuffer(job) ? job : encodeJob(job),
       options: {
@@ -170,7 +175,7 @@ export class JobPublisher {
       ...(extra.nodeId ? { nodeId: extra.nodeId } : {}),
     });
     await this.publisher.publish({
-      exchange: EXCHANGES.events,
+      exchange: this.names.exchanges.events,
       routingKey: `job.${type}`,
       content: Buffer.from(JSON.stringify(event)),
       options: { messageId: event.eventId, contentType: 'application/json' },
@@ -179,7 +184,7 @@ export class JobPublisher {
 
   /** Declares the lane, records it in the registry and announces it (at most every LANE_REFRESH_MS). */
   ensureLane(key: LaneKey): Promise<void> {
-    const queue = laneQueueName(key);
+    const queue = this.laneName(key);
     const cached = this.laneCache.get(queue);
     if (cached && cached.until > Date.now()) return cached.ready;
     const ready = (async () => {
@@ -189,7 +194,9 @@ export class JobPublisher {
       await assertTopology(ch, laneTopology(key, this.deps.topology));
       await this.lanes.registerLane(this.deps.pool, key);
       const announcement: LaneAnnouncement = { queue, key };
-      ch.publish(EXCHANGES.lanes, '', Buffer.from(JSON.stringify(announcement)), { persistent: false });
+      ch.publish(this.names.exchanges.lanes, '', Buffer.from(JSON.stringify(announcement)), {
+        persistent: false,
+      });
     })();
     const entry = { until: Date.now() + LANE_REFRESH_MS, ready, done: false };
     this.laneCache.set(queue, entry);
@@ -235,7 +242,7 @@ export class JobPublisher {
     let name = this.laneNames.get(k);
     if (name === undefined) {
       if (this.laneNames.size > 100_000) this.laneNames.clear();
-      name = laneQueueName(key);
+      name = laneQueueName(key, this.names.deployment);
       this.laneNames.set(k, name);
     }
     return name;
@@ -243,7 +250,7 @@ export class JobPublisher {
 
   private laneMessage(job: JobMessage, queue: string, now: Date): OutgoingMessage {
     return {
-      exchange: EXCHANGES.jobs,
+      exchange: this.names.exchanges.jobs,
       routingKey: queue,
       content: Buffer.from(JSON.stringify(job)), // already parsed by submit()
       // Few properties on the hot path (each costs encoding on both sides); the job id is in the body.

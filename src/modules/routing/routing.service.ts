@@ -7,9 +7,10 @@ import type { Pool } from '../../stores/postgres/pool.js';
 import { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import {
   QUEUE_TYPE,
-  QUEUES,
   retryTierName,
+  topologyNames,
   type QueueType,
+  type TopologyNames,
   type TopologyOptions,
 } from '../../stores/rabbitmq/topology.js';
 import type { ClassWeights } from './fair-scheduler.js';
@@ -86,6 +87,7 @@ export function routingOptionsFromConfig(config: Config, connectionName = 'rty')
       retryDelaysMs,
       jobTtlMaxMs: config.ROUTING_JOB_TTL_MAX_MS,
       laneExpiresMs: config.ROUTING_LANE_EXPIRES_MS,
+      deployment: config.DEPLOYMENT,
     },
     jobTtlMaxMs: config.ROUTING_JOB_TTL_MAX_MS,
     lanePollMs: config.ROUTING_LANE_POLL_MS,
@@ -127,12 +129,16 @@ export class RoutingService {
   private readonly consumers: Array<{ consumer: JobConsumer; connection: ManagedConnection }> = [];
   private readonly meter = new RateMeter();
   private readonly queueMeters = new Map<string, RateMeter>();
-  private readonly lanes = new LanesRepository();
+  private readonly lanes: LanesRepository;
+  /** This deployment's exchange and queue names (config DEPLOYMENT). */
+  readonly names: TopologyNames;
   private stopping: Promise<void> | undefined;
   private consumerSeq = 0;
 
   constructor(private readonly deps: { pool: Pool; log: Logger; options: RoutingOptions }) {
     const o = deps.options;
+    this.names = topologyNames(o.topology.deployment);
+    this.lanes = new LanesRepository(this.names.deployment);
     this.connection = this.newConnection(`${o.connectionName}-publisher`);
     this.publisher = new JobPublisher({
       connection: this.connection,
@@ -206,27 +212,35 @@ export class RoutingService {
   }
 
   listQuarantine(limit = 100): Promise<QuarantinedJob[]> {
-    return listQuarantine(this.requireConnection(), limit);
+    return listQuarantine(this.requireConnection(), limit, this.names);
   }
 
   replayQuarantine(sel: Selection): Promise<number> {
-    return replayQuarantine(this.requireConnection(), this.publisher, this.counters, sel);
+    return replayQuarantine(
+      this.requireConnection(),
+      this.publisher,
+      this.counters,
+      sel,
+      new Date(),
+      this.names,
+    );
   }
 
   purgeQuarantine(sel: Selection): Promise<number> {
-    return purgeQuarantine(this.requireConnection(), this.publisher, sel);
+    return purgeQuarantine(this.requireConnection(), this.publisher, sel, new Date(), this.names);
   }
 
   /** Depth and consumers of every fixed queue and registered lane, counters and rates since the last call. */
   async health(): Promise<RoutingHealth> {
     const lanes = await this.lanes.findLanes(this.deps.pool);
+    const Q = this.names.queues;
     const fixed = [
-      QUEUES.quarantine,
-      QUEUES.expired,
-      QUEUES.recorderEvents,
-      QUEUES.records,
-      QUEUES.recordsDead,
-      ...this.deps.options.topology.retryDelaysMs.map(retryTierName),
+      Q.quarantine,
+      Q.expired,
+      Q.recorderEvents,
+      Q.records,
+      Q.recordsDead,
+      ...this.deps.options.topology.retryDelaysMs.map((d) => retryTierName(d, this.names.deployment)),
     ];
     const depths = await readQueueDepths(this.requireConnection(), [
       ...fixed,
@@ -243,7 +257,7 @@ export class RoutingService {
       rates: this.meter.read(this.counters.total, nowMs),
       publisher: { ...this.publisher.stats },
       queues,
-      quarantineSize: queues.find((q) => q.queue === QUEUES.quarantine)?.messages,
+      quarantineSize: queues.find((q) => q.queue === Q.quarantine)?.messages,
     };
   }
 

@@ -51,6 +51,8 @@ const outages: Array<[string, () => unknown]> = [
   ['interrupted at shutdown (11600)', () => server(11600, 'interrupted at shutdown')],
   ['primary stepped down (189)', () => server(189, 'stepped down')],
   ['host unreachable (6)', () => server(6, 'host unreachable')],
+  ['max time expired (50)', () => server(50, 'operation exceeded time limit')],
+  ['write conflict (112)', () => server(112, 'WriteConflict error')],
   ['socket exception (9001)', () => server(9001, 'socket exception')],
   [
     'bulk write wrapping ECONNREFUSED',

@@ -96,6 +96,8 @@ const OUTAGE_CODES = new Set([
   10058, // LegacyNotPrimary
   64, // WriteConcernTimeout
   133, // FailedToSatisfyReadPreference
+  50, // MaxTimeMSExpired: the server was too slow for this write, not the document's fault
+  112, // WriteConflict: a concurrent write won; the same write succeeds when retried
 ]);
 // What a bulk write that wrapped a driver error says (its name is MongoBulkWriteError whatever the cause).
 const OUTAGE_MESSAGE =

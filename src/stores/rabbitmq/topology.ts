@@ -57,6 +57,8 @@ export interface TopologyOptions {
   /** Unused lanes are deleted by the broker after this long (x-expires): a safety net only, since every
    * passive declare renews the lease; the routing layer prunes idle lanes explicitly. */
   laneExpiresMs: number;
+  /** The deployment whose names these are (see topologyNames); '' or absent = the unprefixed default. */
+  deployment?: string;
 }
 
 export interface ExchangeDecl {
@@ -79,9 +81,12 @@ export interface Topology {
 }
 
 /** Exchange and queue of the retry tier with this delay; the queue dead-letters back to the job exchange. */
-export function retryTierName(delayMs: number): string {
-  return `rty.retry.${delayMs}ms`;
+export function retryTierName(delayMs: number, deployment = ''): string {
+  return `${deploymentPrefix(deployment)}rty.retry.${delayMs}ms`;
 }
+
+/** `<deployment>.` (or '' for the default deployment): what every name of a deployment starts with. */
+export const deploymentPrefix = (deployment = ''): string => (deployment === '' ? '' : `${deployment}.`);
 
 /**
  * Exchange and queue names of one deployment. A deployment name prefixes every name (`<deployment>.rty.…`),
@@ -94,13 +99,21 @@ export interface TopologyNames {
   queues: { [K in keyof typeof QUEUES]: string };
   /** The deployment's marker exchange (see holdDeploymentMarker). */
   marker: string;
+  /** What every lane queue of the deployment starts with. */
+  lanePrefix: string;
 }
 
 export function topologyNames(deployment = ''): TopologyNames {
-  const p = deployment === '' ? '' : `${deployment}.`;
+  const p = deploymentPrefix(deployment);
   const prefix = <T extends Record<string, string>>(o: T) =>
     Object.fromEntries(Object.entries(o).map(([k, v]) => [k, `${p}${v}`])) as { [K in keyof T]: string };
-  return { deployment, exchanges: prefix(EXCHANGES), queues: prefix(QUEUES), marker: `${p}rty.deployment` };
+  return {
+    deployment,
+    exchanges: prefix(EXCHANGES),
+    queues: prefix(QUEUES),
+    marker: `${p}rty.deployment`,
+    lanePrefix: `${p}${LANE_PREFIX}`,
+  };
 }
 export const DEFAULT_TOPOLOGY_NAMES = topologyNames('');
 
@@ -113,6 +126,13 @@ export const DEFAULT_TOPOLOGY_NAMES = topologyNames('');
  * holder, so it disappears with the last process holding it (a stopped deployment leaves nothing behind).
  * Runs on every (re)connection; throws an Error saying what to set.
  */
+/** Header a records publisher stamps with its stores id; a consumer with other stores refuses the message. */
+export const STORES_HEADER = 'x-rty-stores';
+
+/** A short hash of the stores identity (no host or database name on the broker). */
+export const storesId = (stores: string): string =>
+  createHash('sha256').update(stores).digest('hex').slice(0, 16);
+
 export async function holdDeploymentMarker(
   conn: { createChannel(): Promise<Channel> },
   names: TopologyNames,
@@ -120,12 +140,12 @@ export async function holdDeploymentMarker(
 ): Promise<void> {
   const ch = await conn.createChannel();
   ch.on('error', () => undefined); // the 406 closes the channel; the rejected promise carries it
-  const storesId = createHash('sha256').update(stores).digest('hex').slice(0, 16);
+  const id = storesId(stores);
   try {
     await ch.assertExchange(names.marker, 'fanout', {
       durable: false,
       autoDelete: true,
-      arguments: { 'alternate-exchange': `rty.stores.${storesId}` },
+      arguments: { 'alternate-exchange': `rty.stores.${id}` },
     });
     // Exclusive: lives as long as this connection; its binding keeps the auto-delete marker alive.
     const q = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
@@ -173,33 +193,35 @@ export function recordsTopology(names: TopologyNames = DEFAULT_TOPOLOGY_NAMES): 
 /** The fixed part of the topology (lanes are added on demand by laneTopology). */
 export function staticTopology(o: TopologyOptions): Topology {
   const classic = { 'x-queue-type': QUEUE_TYPE };
-  const retry = o.retryDelaysMs.map((d) => retryTierName(d));
-  const records = recordsTopology();
+  const names = topologyNames(o.deployment);
+  const { exchanges: X, queues: Q } = names;
+  const retry = o.retryDelaysMs.map((d) => retryTierName(d, names.deployment));
+  const records = recordsTopology(names);
   return {
     exchanges: [
-      { name: EXCHANGES.jobs, type: 'direct' },
-      { name: EXCHANGES.expired, type: 'fanout' },
-      { name: EXCHANGES.quarantine, type: 'fanout' },
-      { name: EXCHANGES.events, type: 'topic' },
-      { name: EXCHANGES.lanes, type: 'fanout' },
+      { name: X.jobs, type: 'direct' },
+      { name: X.expired, type: 'fanout' },
+      { name: X.quarantine, type: 'fanout' },
+      { name: X.events, type: 'topic' },
+      { name: X.lanes, type: 'fanout' },
       ...retry.map((name) => ({ name, type: 'fanout' as const })),
-      ...records.exchanges.filter((e) => e.name !== EXCHANGES.events),
+      ...records.exchanges.filter((e) => e.name !== X.events),
     ],
     queues: [
       // Neither drops messages (no TTL, no length limit), so neither needs a dead-letter exchange.
-      { name: QUEUES.expired, arguments: { ...classic } },
-      { name: QUEUES.quarantine, arguments: { ...classic } },
+      { name: Q.expired, arguments: { ...classic } },
+      { name: Q.quarantine, arguments: { ...classic } },
       // Every message in a tier has the same TTL, so expiry at the head is exact; the original routing key
       // (the lane) is kept by dead-lettering, which brings the job back to its own lane.
       ...o.retryDelaysMs.map((d) => ({
-        name: retryTierName(d),
-        arguments: { ...classic, 'x-message-ttl': d, 'x-dead-letter-exchange': EXCHANGES.jobs },
+        name: retryTierName(d, names.deployment),
+        arguments: { ...classic, 'x-message-ttl': d, 'x-dead-letter-exchange': X.jobs },
       })),
       ...records.queues,
     ],
     bindings: [
-      { queue: QUEUES.expired, exchange: EXCHANGES.expired, pattern: '' },
-      { queue: QUEUES.quarantine, exchange: EXCHANGES.quarantine, pattern: '' },
+      { queue: Q.expired, exchange: X.expired, pattern: '' },
+      { queue: Q.quarantine, exchange: X.quarantine, pattern: '' },
       ...retry.map((name) => ({ queue: name, exchange: name, pattern: '' })),
       ...records.bindings,
     ],
@@ -220,26 +242,31 @@ export interface LaneKey {
 const escapePart = (s: string): string =>
   s.replace(/[^A-Za-z0-9_-]/g, (c) => `~${c.codePointAt(0)!.toString(16)}~`);
 
-/** `rty.lane.<env>.<model>.<priority>.<subcloud>` : the routing class, shared by its namespaces' lanes. */
-export function routingClassName(k: Omit<LaneKey, 'namespaceId'>): string {
-  return `${LANE_PREFIX}${escapePart(k.environment)}.${escapePart(k.model)}.${escapePart(k.priority)}.${escapePart(k.subcloud)}`;
+/** `[<deployment>.]rty.lane.<env>.<model>.<priority>.<subcloud>` : the routing class, shared by its
+ * namespaces' lanes. */
+export function routingClassName(k: Omit<LaneKey, 'namespaceId'>, deployment = ''): string {
+  return `${deploymentPrefix(deployment)}${LANE_PREFIX}${escapePart(k.environment)}.${escapePart(k.model)}.${escapePart(k.priority)}.${escapePart(k.subcloud)}`;
 }
 
 /**
- * The public name of a queue: a lane becomes `rty.lane.<env>.<model>.<priority>` (its Subcloud and namespace
- * parts dropped, so depths can be summed and shown without naming tenants); other queues keep their names.
+ * The public name of a queue: the deployment prefix is dropped (an operator setting, not part of the API); a
+ * lane becomes `rty.lane.<env>.<model>.<priority>` (its Subcloud and namespace parts dropped, so depths can be
+ * summed and shown without naming tenants); other queues keep their names.
  */
-export function publicQueueName(queue: string): string {
-  return queue.startsWith(LANE_PREFIX) ? queue.split('.').slice(0, 5).join('.') : queue;
+export function publicQueueName(queue: string, deployment = ''): string {
+  const p = deploymentPrefix(deployment);
+  const q = p !== '' && queue.startsWith(p) ? queue.slice(p.length) : queue;
+  return q.startsWith(LANE_PREFIX) ? q.split('.').slice(0, 5).join('.') : q;
 }
 
-export function laneQueueName(k: LaneKey): string {
-  return `${routingClassName(k)}.${escapePart(k.namespaceId)}`;
+export function laneQueueName(k: LaneKey, deployment = ''): string {
+  return `${routingClassName(k, deployment)}.${escapePart(k.namespaceId)}`;
 }
 
 /** The on-demand lane queue: TTL expiry dead-letters to the expiry path; x-expires as a removal safety net. */
 export function laneTopology(k: LaneKey, o: TopologyOptions): Topology {
-  const name = laneQueueName(k);
+  const name = laneQueueName(k, o.deployment);
+  const X = topologyNames(o.deployment).exchanges;
   return {
     exchanges: [],
     queues: [
@@ -247,13 +274,13 @@ export function laneTopology(k: LaneKey, o: TopologyOptions): Topology {
         name,
         arguments: {
           'x-queue-type': QUEUE_TYPE,
-          'x-dead-letter-exchange': EXCHANGES.expired,
+          'x-dead-letter-exchange': X.expired,
           'x-message-ttl': o.jobTtlMaxMs,
           'x-expires': o.laneExpiresMs,
         },
       },
     ],
-    bindings: [{ queue: name, exchange: EXCHANGES.jobs, pattern: name }],
+    bindings: [{ queue: name, exchange: X.jobs, pattern: name }],
   };
 }
 
