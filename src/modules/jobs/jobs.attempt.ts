@@ -3,6 +3,7 @@
 // travels in the job message, and the outcome is committed by JobsService.close.
 import { isAppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
+import { classifyStoreError } from '../../stores/store-errors.js';
 import type { Lease, MatchmakingService } from '../nodes/index.js';
 import type { AttemptCause, JobMessage } from '../routing/index.js';
 import type { NodeExecutor, NodeResult } from './job.js';
@@ -23,7 +24,9 @@ export class DeliveryError extends Error {
  */
 export function causeOf(err: unknown): AttemptCause | 'duplicate_delivery' {
   if (err instanceof DeliveryError) return err.code;
-  if (isAppError(err, 'store_unavailable')) return 'store_error';
+  // A store failing under the delivery (e.g. Redis unreachable while relaying or looking up the gateway
+  // owner, ioredis's MaxRetriesPerRequestError) is ours, not the node's: found by the fault suite.
+  if (isAppError(err, 'store_unavailable') || classifyStoreError(err) !== undefined) return 'store_error';
   const m = err instanceof Error ? err.message : String(err);
   const table: Array<[RegExp, AttemptCause | 'duplicate_delivery']> = [
     [/already delivered/, 'duplicate_delivery'],
