@@ -11,16 +11,11 @@ import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/ha
 import { createMongoTestDb, type MongoTestDb } from '../../../test/mongo-harness.js';
 import { jobEvents } from '../../../test/record-events.js';
 import { waitFor } from '../../../test/routing-fixtures.js';
-import { systemClock } from '../../platform/clock.js';
-import { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
+import { managedConnections, testRecorder } from '../../../test/record-stream-harness.js';
 import { QUEUES, topologyNames } from '../../stores/rabbitmq/topology.js';
 import {
-  GridFsBlobStore,
-  RecorderService,
-  RecordsRepository,
   RecordStreamConsumer,
   RecordStreamPublisher,
-  RetentionPolicies,
   recordStreamDeployment,
   type RecordEventInput,
 } from './index.js';
@@ -31,7 +26,6 @@ let mongoA: MongoTestDb;
 let mongoB: MongoTestDb;
 let vhost: AmqpTestVhost;
 let ns: string;
-const connections: ManagedConnection[] = [];
 
 beforeAll(async () => {
   [pg, mongoA, mongoB, vhost] = await Promise.all([
@@ -43,26 +37,14 @@ beforeAll(async () => {
   ns = (await createNamespaces(pg.pool, 1))[0]!.id;
 });
 afterAll(async () => {
-  for (const c of connections) await c.stop();
+  await amqpConnections.stopAll();
   await Promise.allSettled([pg?.drop(), mongoA?.drop(), mongoB?.drop(), vhost?.drop()]);
 });
 
-async function connection(name: string): Promise<ManagedConnection> {
-  const c = new ManagedConnection({ url: vhost.url, name, log: testLog, reconnectDelayMs: 100 });
-  connections.push(c);
-  await c.start();
-  return c;
-}
+const amqpConnections = managedConnections(() => vhost.url);
+const connection = amqpConnections.open;
 
-function recorderOn(db: Db): RecorderService {
-  return new RecorderService({
-    repo: new RecordsRepository(db),
-    blobs: new GridFsBlobStore(db),
-    policies: new RetentionPolicies({ pool: pg.pool, clock: systemClock }),
-    log: testLog,
-    options: { largePayloadBytes: 1024 * 1024, maxDocumentBytes: 4 * 1024 * 1024 },
-  });
-}
+const recorderOn = (db: Db) => testRecorder(db, pg.pool);
 
 /** One deployment's records stream (what the workers role and the job flow's sink build from config). */
 async function deployment(name: string, mongo: MongoTestDb) {
@@ -159,7 +141,7 @@ describe('records stream: deployments on one vhost', () => {
     }
 
     // Once every holder of alpha's marker is gone (connections closed), alpha's names are free again.
-    for (const c of connections.splice(0)) await c.stop();
+    await amqpConnections.stopAll();
     const again = recordStreamDeployment({
       ...baseConfig,
       DEPLOYMENT: 'alpha',

@@ -11,18 +11,14 @@ import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/ha
 import { createMongoTestDb, type MongoTestDb } from '../../../test/mongo-harness.js';
 import { jobEvents } from '../../../test/record-events.js';
 import { waitFor } from '../../../test/routing-fixtures.js';
-import { systemClock } from '../../platform/clock.js';
+import { managedConnections, testRecorder } from '../../../test/record-stream-harness.js';
 import { AppError } from '../../platform/errors.js';
-import { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import { EXCHANGES, QUEUES, RECORDS_ROUTING_KEY } from '../../stores/rabbitmq/topology.js';
 import type { Db } from 'mongodb';
 import {
-  GridFsBlobStore,
-  RecorderService,
   RecordsRepository,
   RecordStreamConsumer,
   RecordStreamPublisher,
-  RetentionPolicies,
   type BatchRecorder,
   type RecordEventInput,
 } from './index.js';
@@ -31,7 +27,6 @@ let pg: PgTestSchema;
 let mongo: MongoTestDb;
 let vhost: AmqpTestVhost;
 let ns: string;
-const connections: ManagedConnection[] = [];
 
 beforeAll(async () => {
   [pg, mongo, vhost] = await Promise.all([
@@ -42,26 +37,14 @@ beforeAll(async () => {
   ns = (await createNamespaces(pg.pool, 1))[0]!.id;
 });
 afterAll(async () => {
-  for (const c of connections) await c.stop();
+  await amqpConnections.stopAll();
   await Promise.allSettled([pg?.drop(), mongo?.drop(), vhost?.drop()]);
 });
 
-async function connection(name: string): Promise<ManagedConnection> {
-  const c = new ManagedConnection({ url: vhost.url, name, log: testLog, reconnectDelayMs: 100 });
-  connections.push(c);
-  await c.start();
-  return c;
-}
+const amqpConnections = managedConnections(() => vhost.url);
+const connection = amqpConnections.open;
 
-function recorderOn(db: Db): RecorderService {
-  return new RecorderService({
-    repo: new RecordsRepository(db),
-    blobs: new GridFsBlobStore(db),
-    policies: new RetentionPolicies({ pool: pg.pool, clock: systemClock }),
-    log: testLog,
-    options: { largePayloadBytes: 1024 * 1024, maxDocumentBytes: 4 * 1024 * 1024 },
-  });
-}
+const recorderOn = (db: Db) => testRecorder(db, pg.pool);
 
 const repo = () => new RecordsRepository(mongo.store.db);
 const jobDocs = (jobIds: string[]) => repo().jobs.countDocuments({ ns, _id: { $in: jobIds } } as never);

@@ -12,8 +12,8 @@ import { startOwnFerretDb, type OwnFerretDb } from '../../../test/ferretdb-harne
 import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
 import { jobEvents } from '../../../test/record-events.js';
 import { waitFor } from '../../../test/routing-fixtures.js';
+import { managedConnections } from '../../../test/record-stream-harness.js';
 import { systemClock } from '../../platform/clock.js';
-import { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import { QUEUES } from '../../stores/rabbitmq/topology.js';
 import {
   GridFsBlobStore,
@@ -28,7 +28,6 @@ let pg: PgTestSchema;
 let vhost: AmqpTestVhost;
 let ferret: OwnFerretDb;
 let ns: string;
-const connections: ManagedConnection[] = [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
@@ -40,16 +39,12 @@ beforeAll(async () => {
   ns = (await createNamespaces(pg.pool, 1))[0]!.id;
 });
 afterAll(async () => {
-  for (const c of connections) await c.stop();
+  await amqpConnections.stopAll();
   await Promise.allSettled([pg?.drop(), vhost?.drop(), ferret?.destroy()]);
 });
 
-async function connection(name: string): Promise<ManagedConnection> {
-  const c = new ManagedConnection({ url: vhost.url, name, log: testLog, reconnectDelayMs: 100 });
-  connections.push(c);
-  await c.start();
-  return c;
-}
+const amqpConnections = managedConnections(() => vhost.url);
+const connection = amqpConnections.open;
 
 async function ready(queue: string): Promise<number> {
   const conn = await amqp.connect(vhost.url);

@@ -11,20 +11,16 @@ import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/ha
 import { createMongoTestDb, type MongoTestDb } from '../../../test/mongo-harness.js';
 import { jobEvents } from '../../../test/record-events.js';
 import { waitFor } from '../../../test/routing-fixtures.js';
-import { systemClock } from '../../platform/clock.js';
-import { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
+import { managedConnections, testRecorder } from '../../../test/record-stream-harness.js';
 import { EXCHANGES, QUEUES, RECORDS_ROUTING_KEY } from '../../stores/rabbitmq/topology.js';
 import {
-  GridFsBlobStore,
   listDeadRecords,
   purgeDeadRecords,
   readRecordsBacklog,
-  RecorderService,
   RecordsRepository,
   RecordStreamConsumer,
   RecordStreamPublisher,
   replayDeadRecords,
-  RetentionPolicies,
   type BatchRecorder,
   type JobDoc,
   type RecordEventInput,
@@ -36,7 +32,6 @@ let mongo: MongoTestDb;
 let vhost: AmqpTestVhost;
 let nsA: string;
 let nsB: string;
-const connections: ManagedConnection[] = [];
 
 beforeAll(async () => {
   [pg, mongo, vhost] = await Promise.all([
@@ -47,26 +42,14 @@ beforeAll(async () => {
   [nsA, nsB] = (await createNamespaces(pg.pool, 2)).map((n) => n.id) as [string, string];
 });
 afterAll(async () => {
-  for (const c of connections) await c.stop();
+  await amqpConnections.stopAll();
   await Promise.allSettled([pg?.drop(), mongo?.drop(), vhost?.drop()]);
 });
 
-async function connection(name: string): Promise<ManagedConnection> {
-  const c = new ManagedConnection({ url: vhost.url, name, log: testLog, reconnectDelayMs: 100 });
-  connections.push(c);
-  await c.start();
-  return c;
-}
+const amqpConnections = managedConnections(() => vhost.url);
+const connection = amqpConnections.open;
 
-function recorderOn(db: Db): RecorderService {
-  return new RecorderService({
-    repo: new RecordsRepository(db),
-    blobs: new GridFsBlobStore(db),
-    policies: new RetentionPolicies({ pool: pg.pool, clock: systemClock }),
-    log: testLog,
-    options: { largePayloadBytes: 1024 * 1024, maxDocumentBytes: 4 * 1024 * 1024 },
-  });
-}
+const recorderOn = (db: Db) => testRecorder(db, pg.pool);
 
 const repo = () => new RecordsRepository(mongo.store.db);
 const jobDoc = (ns: string, id: string) =>
