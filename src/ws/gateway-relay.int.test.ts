@@ -14,6 +14,7 @@ import {
   submitChat,
   waitTerminal,
 } from '../../test/gateway-harness.js';
+import { causeOf } from '../modules/jobs/jobs.attempt.js';
 import { RedisKeys } from '../stores/redis/keys.js';
 import type { RunningServer } from '../server/server.js';
 import type { NodeAgent } from './node-agent.js';
@@ -22,12 +23,21 @@ let stores: TestStores;
 let a: RunningServer;
 let b: RunningServer;
 let agents: NodeAgent[] = [];
+/** Jobs whose prompt is `hang` are held by the node until released here (bounded by the test's own end). */
+const hung = new Set<() => void>();
+const hang = (job: { request?: { body?: unknown } }) =>
+  (job.request?.body as { prompt?: string } | undefined)?.prompt === 'hang'
+    ? new Promise<void>((resolve) => {
+        hung.add(resolve);
+        setTimeout(resolve, 10_000).unref();
+      })
+    : Promise.resolve();
 
 beforeAll(async () => {
   stores = await createTestStores();
   a = await startTestServer(stores, { overrides: gatewayOverrides });
   b = await startTestServer(stores, { roles: 'io', overrides: gatewayOverrides });
-  agents = [newAgent(a), newAgent(a)];
+  agents = [newAgent(a, { beforeRun: hang }), newAgent(a, { beforeRun: hang })];
   await bindNodes(
     a.backbone,
     agents.map((x) => x.address),
@@ -35,6 +45,7 @@ beforeAll(async () => {
   await Promise.all(agents.map((x) => x.start()));
 });
 afterAll(async () => {
+  hung.forEach((release) => release());
   await Promise.all(agents.map((x) => x.stop()));
   await b?.stop();
   await a?.stop();
@@ -92,5 +103,40 @@ describe('gateway relay between processes', () => {
     const keys = new RedisKeys(b.backbone.config.REDIS_KEY_PREFIX);
     await b.backbone.redis.set(keys.nodeGateway(lease.nodeAddress), 'gone-process', 'PX', 60_000);
     await expect(b.gateway.run(lease, job, signal)).rejects.toThrow(/unreachable/);
+  });
+
+  it('a relay that outlived a drop of its pub/sub connection fails as ours, not as the node timing out', async () => {
+    const relayHung = async (dropSubscriber: boolean) => {
+      const job = jobMessage('hang');
+      const lease = await b.backbone.nodes.matchmaking.selectAndLease({
+        jobId: job.jobId,
+        environment: 'testnet',
+        model: MODEL,
+      });
+      expect(lease).toBeDefined();
+      const ac = new AbortController();
+      const outcome = b.gateway.run(lease!, job, ac.signal).catch((err: unknown) => err);
+      await expect
+        .poll(() => agents.some((x) => x.jobFrames.some((f) => f.jobId === job.jobId)), { timeout: 5_000 })
+        .toBe(true);
+      if (dropSubscriber) {
+        // Only this process's pub/sub connection is cut (by its own address); it reconnects by itself.
+        const sub = b.backbone.subscriber;
+        const port = sub.stream.localPort;
+        await b.backbone.redis.call('CLIENT', 'KILL', 'ADDR', `127.0.0.1:${port}`);
+        await expect
+          .poll(() => sub.status === 'ready' && sub.stream.localPort !== port, { timeout: 5_000 })
+          .toBe(true);
+      }
+      ac.abort();
+      const err = await outcome;
+      hung.forEach((release) => release());
+      await b.backbone.nodes.matchmaking.complete(lease!, 'ok').catch(() => undefined);
+      return causeOf(err);
+    };
+    // Silence with the connection up: the owner relays the node's own outcome, so this is the node timing out.
+    expect(await relayHung(false)).toBe('node_timeout');
+    // Silence across a drop: the answer may have been published while nobody listened.
+    expect(await relayHung(true)).toBe('backbone_unreachable');
   });
 });

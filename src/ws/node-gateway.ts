@@ -62,6 +62,14 @@ export class NodeGateway implements NodeExecutor {
   private state: 'idle' | 'running' | 'stopped' = 'idle';
   /** Deliveries by path since start (local socket, relayed to another process, relayed to us). */
   readonly stats = { local: 0, relayedOut: 0, relayedIn: 0 };
+  /**
+   * Times the pub/sub connection dropped. Pub/sub is not durable: an answer published while it was down is
+   * gone, so a relay that outlived a drop and then timed out lost its answer to us, not to the node.
+   */
+  private subscriberDrops = 0;
+  private readonly onSubscriberClose = (): void => {
+    this.subscriberDrops += 1;
+  };
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const path = (req.url ?? '').split('?')[0];
@@ -135,6 +143,7 @@ export class NodeGateway implements NodeExecutor {
     if (this.state !== 'idle') return;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.b.config.HTTP_BODY_LIMIT_BYTES });
     this.b.subscriber.on('message', this.onMessage);
+    this.b.subscriber.on('close', this.onSubscriberClose);
     await this.b.subscriber.subscribe(this.keys.gatewayChannel(this.b.instanceId));
     this.timers = [
       setInterval(() => void this.refreshOwnership(), OWNER_REFRESH_MS),
@@ -181,6 +190,7 @@ export class NodeGateway implements NodeExecutor {
       w.reject(new Error('node gateway stopped'));
     }
     this.b.subscriber.off('message', this.onMessage);
+    this.b.subscriber.off('close', this.onSubscriberClose);
     await this.b.subscriber.unsubscribe(this.keys.gatewayChannel(this.b.instanceId)).catch(() => undefined);
     await new Promise<void>((resolve) => (this.wss ? this.wss.close(() => resolve()) : resolve()));
     this.b.metrics.connectedNodes.set(0);
@@ -211,6 +221,7 @@ export class NodeGateway implements NodeExecutor {
   ): Promise<NodeResult> {
     const reqId = randomUUID();
     this.stats.relayedOut += 1;
+    const drops = this.subscriberDrops;
     const answer = new Promise<NodeResult>((resolve, reject) => {
       const done = () => {
         this.relays.delete(reqId);
@@ -219,7 +230,14 @@ export class NodeGateway implements NodeExecutor {
       };
       const onAbort = () => {
         done();
-        reject(new Error(`relayed delivery of ${job.jobId} aborted`));
+        // The node's own timeout comes back as a `fail` from the owner; silence across a drop is ours.
+        reject(
+          new Error(
+            this.subscriberDrops !== drops
+              ? `relay answer of ${job.jobId} lost: the Redis pub/sub connection dropped during the delivery`
+              : `relayed delivery of ${job.jobId} aborted`,
+          ),
+        );
       };
       // Backstop in case the caller's signal never fires: a lost relay message must not leak a waiter.
       const timer = setTimeout(onAbort, Math.max(0, deadlineMs - Date.now()) + 1_000);

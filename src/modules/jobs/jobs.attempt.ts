@@ -217,9 +217,14 @@ export class Attempt {
       return await Promise.race([
         this.deps.executor.run(lease, this.job, ac.signal),
         new Promise<never>((_, reject) =>
+          // A backstop for an executor that ignores the signal: one that rejects on abort names its own cause
+          // (a relay that lost its answer to a Redis drop is ours, not the node's), so it is given a turn first.
           ac.signal.addEventListener(
             'abort',
-            () => reject(new DeliveryError('node_timeout', `node ${lease.nodeAddress} timed out`)),
+            () =>
+              setImmediate(() =>
+                reject(new DeliveryError('node_timeout', `node ${lease.nodeAddress} timed out`)),
+              ),
             { once: true },
           ),
         ),
