@@ -5,8 +5,8 @@ import type { Backbone } from '../src/server/backbone.js';
 import type { JobMessage } from '../src/modules/routing/index.js';
 import type { RunningServer } from '../src/server/server.js';
 import type { TerminalStatus } from '../src/modules/jobs/index.js';
-import { NodeAgent, type NodeAgentOptions } from '../src/ws/node-agent.js';
-import { BuiltinRuntime } from '../src/ws/node-runtime.js';
+import { NodeAgent, type NodeAgentOptions } from '../src/agent/node-agent.js';
+import { BuiltinRuntime } from '../src/agent/node-runtime.js';
 import { uniqueName } from './harness.js';
 import { waitFor } from './routing-fixtures.js';
 

@@ -10,7 +10,7 @@ import { heartbeat, randomAddress } from '../../test/live-harness.js';
 import { waitForInvariants } from '../cli/invariants.js';
 import type { NodeExecutor, NodeResult } from '../modules/jobs/index.js';
 import type { RunningServer } from '../server/server.js';
-import { signNodeMessage } from '../ws/node-auth.js';
+import { signNodeMessage } from '../modules/network/index.js';
 import { baseBodies, mutate, rng, type Case, type RouteSpec } from '../../test/hostile-cases.js';
 
 const executor: NodeExecutor = {

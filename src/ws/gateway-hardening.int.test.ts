@@ -11,9 +11,9 @@ import { bindNodes, gatewayOverrides, newAgent } from '../../test/gateway-harnes
 import { waitFor } from '../../test/routing-fixtures.js';
 import type { RunningServer } from '../server/server.js';
 import { RedisKeys } from '../stores/redis/keys.js';
-import { signNodeMessage } from './node-auth.js';
-import type { NodeAgent } from './node-agent.js';
-import { NODE_WS_PATH, type ErrorFrame } from './protocol.js';
+import { signNodeMessage } from '../modules/network/index.js';
+import type { NodeAgent } from '../agent/node-agent.js';
+import { NODE_WS_PATH, type ErrorFrame } from '../modules/network/index.js';
 
 let stores: TestStores;
 let server: RunningServer;

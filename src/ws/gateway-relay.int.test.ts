@@ -17,7 +17,7 @@ import {
 import { causeOf } from '../modules/jobs/jobs.attempt.js';
 import { RedisKeys } from '../stores/redis/keys.js';
 import type { RunningServer } from '../server/server.js';
-import type { NodeAgent } from './node-agent.js';
+import type { NodeAgent } from '../agent/node-agent.js';
 
 let stores: TestStores;
 let a: RunningServer;

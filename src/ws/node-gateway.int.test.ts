@@ -18,10 +18,10 @@ import {
 import { gate, waitFor } from '../../test/routing-fixtures.js';
 import type { RunningServer } from '../server/server.js';
 import { RedisKeys } from '../stores/redis/keys.js';
-import { signNodeMessage } from './node-auth.js';
-import type { NodeAgent, NodeAgentOptions } from './node-agent.js';
-import { runBuiltin } from './node-runtime.js';
-import { NODE_WS_PATH, type ErrorFrame } from './protocol.js';
+import { signNodeMessage } from '../modules/network/index.js';
+import type { NodeAgent, NodeAgentOptions } from '../agent/node-agent.js';
+import { runBuiltin } from '../agent/node-runtime.js';
+import { NODE_WS_PATH, type ErrorFrame } from '../modules/network/index.js';
 
 let stores: TestStores;
 let server: RunningServer;

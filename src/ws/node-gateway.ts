@@ -16,7 +16,7 @@ import { jobMessageSchema, type JobMessage } from '../modules/routing/index.js';
 import type { NodeExecutor, NodeResult } from '../modules/jobs/index.js';
 import type { Backbone } from '../server/backbone.js';
 import { HelloBudget } from './hello-budget.js';
-import { RedisNonceStore } from './node-auth.js';
+import { RedisNonceStore } from '../modules/network/index.js';
 import { NodeSession } from './node-session.js';
 import {
   CLOSE,
@@ -24,7 +24,7 @@ import {
   relayMessageSchema,
   WS_PROTOCOL_VERSION,
   type RelayMessage,
-} from './protocol.js';
+} from '../modules/network/index.js';
 
 /** How long a node's ownership key lives without a refresh (a crashed process's nodes free up after it). */
 const OWNER_TTL_MS = 30_000;

@@ -14,7 +14,7 @@ import type { Lease } from '../modules/nodes/index.js';
 import type { JobMessage } from '../modules/routing/index.js';
 import type { NodeResult } from '../modules/jobs/index.js';
 import type { Backbone } from '../server/backbone.js';
-import { authenticateNodeMessage, rejectReasonOf } from './node-auth.js';
+import { authenticateNodeMessage, rejectReasonOf } from '../modules/network/index.js';
 import {
   CLOSE,
   helloBodySchema,
@@ -29,7 +29,7 @@ import {
   type JobFrame,
   type RejectReason,
   type ServerFrame,
-} from './protocol.js';
+} from '../modules/network/index.js';
 
 /** A socket holding more unsent bytes than this is congested: new deliveries go to other nodes. */
 export const MAX_BUFFERED_BYTES = 1 << 20;

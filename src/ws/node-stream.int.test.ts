@@ -11,8 +11,8 @@ import { z } from 'zod';
 import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
 import { bindNodes, fundedNamespace, gatewayOverrides, MODEL, newAgent } from '../../test/gateway-harness.js';
 import type { RunningServer } from '../server/server.js';
-import type { NodeAgent } from './node-agent.js';
-import { BuiltinRuntime, UpstreamRuntime, type NodeRuntime } from './node-runtime.js';
+import type { NodeAgent } from '../agent/node-agent.js';
+import { BuiltinRuntime, UpstreamRuntime, type NodeRuntime } from '../agent/node-runtime.js';
 
 const TOOLS_MODEL = 'tools-model';
 const FORGE_MODEL = 'forge-model';

@@ -5,9 +5,9 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs
 import { generatePrivateKey } from 'viem/accounts';
 import type { Logger } from '../../platform/logger.js';
 import { environments, type Environment } from '../../modules/nodes/index.js';
-import { signNodeMessage } from '../../ws/node-auth.js';
-import { NodeAgent, type AgentBehaviour } from '../../ws/node-agent.js';
-import { BuiltinRuntime, UpstreamRuntime } from '../../ws/node-runtime.js';
+import { signNodeMessage } from '../../modules/network/index.js';
+import { NodeAgent, type AgentBehaviour } from '../../agent/node-agent.js';
+import { BuiltinRuntime, UpstreamRuntime } from '../../agent/node-runtime.js';
 import type { CliContext } from '../context.js';
 import { intFlag, rateFlag } from '../flags.js';
 

@@ -8,7 +8,7 @@ import { waitFor } from '../../../test/routing-fixtures.js';
 import { heartbeat } from '../../../test/live-harness.js';
 import { verifyNetworkConfig, type SignedNodeMessage } from '../../modules/network/index.js';
 import type { RunningServer } from '../../server/server.js';
-import { signNodeMessage } from '../../ws/node-auth.js';
+import { signNodeMessage } from '../../modules/network/index.js';
 
 let stores: TestStores;
 let server: RunningServer;

@@ -8,9 +8,9 @@ import { nodeAddressSchema, type SignedNodeMessage } from '../../modules/network
 import type { RegisteredNode } from '../../modules/nodes/index.js';
 import { AppError, isAppError } from '../../platform/errors.js';
 import type { Backbone } from '../../server/backbone.js';
-import { authenticateNodeMessage, RedisNonceStore, rejectReasonOf } from '../../ws/node-auth.js';
+import { authenticateNodeMessage, RedisNonceStore, rejectReasonOf } from '../../modules/network/index.js';
 import type { NodeGateway } from '../../ws/node-gateway.js';
-import { NODE_WS_PATH } from '../../ws/protocol.js';
+import { NODE_WS_PATH } from '../../modules/network/index.js';
 
 /** The envelope as sent. Its `body` is not transformed here: the signature covers it byte for byte. */
 function signedMessage(type: string, body: z.ZodType) {

@@ -27,3 +27,11 @@ export {
   type Eip191Backend,
 } from './eip191.js';
 export { NetworkStatusService, type NetworkStatusSummary } from './network-status.service.js';
+export * from './node-protocol.js';
+export {
+  authenticateNodeMessage,
+  NodeKey,
+  rejectReasonOf,
+  signNodeMessage,
+  type NodeAuthDeps,
+} from './node-auth.js';

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { NodeResult, ToolCall } from '../modules/jobs/index.js';
 import type { JobRequest } from '../modules/routing/index.js';
-import { FINISH_REASONS, type StreamDelta } from './protocol.js';
+import { FINISH_REASONS, type StreamDelta } from '../modules/network/index.js';
 
 export type RuntimeDelta = Omit<StreamDelta, 'seq'>;
 

@@ -11,7 +11,7 @@ import {
   type NetworkConfigVersion,
 } from '../modules/network/index.js';
 import type { Environment, Heartbeat } from '../modules/nodes/index.js';
-import { NodeKey, signNodeMessage } from './node-auth.js';
+import { NodeKey, signNodeMessage } from '../modules/network/index.js';
 import type { NodeRuntime } from './node-runtime.js';
 import {
   NODE_WS_PATH,
@@ -23,7 +23,7 @@ import {
   type ErrorFrame,
   type JobFrame,
   type ServerFrame,
-} from './protocol.js';
+} from '../modules/network/index.js';
 
 /** Bound on each register/heartbeat call. */
 const HTTP_TIMEOUT_MS = 10_000;

@@ -1,21 +1,24 @@
-// Node message authentication for the gateway and the node HTTP routes: signing (what an agent does) and verification with the binding check (node registered with an account).
+// Node message authentication for the gateway and the node HTTP routes: signing (what an agent does) and
+// verification with the binding check (node registered with an account).
 import { randomBytes } from 'node:crypto';
 import type { LocalAccount } from 'viem/accounts';
-import { AppError, isAppError } from '../platform/errors.js';
+import { AppError, isAppError } from '../../platform/errors.js';
+import type { RegisteredNode } from '../nodes/index.js';
+import { eip191 } from './eip191.js';
 import {
-  eip191,
   NODE_MESSAGE_VERSION,
   signingText,
   verifyNodeMessage,
   type NonceStore,
   type SignedNodeMessage,
-} from '../modules/network/index.js';
-import type { RegisteredNode } from '../modules/nodes/index.js';
-import type { Backbone } from '../server/backbone.js';
-import type { RejectReason } from './protocol.js';
+} from './node-message.js';
+import type { RejectReason } from './node-protocol.js';
 
-// The nonce store is the network module's (one implementation for the gateway, node routes and Gate binding).
-export { RedisNonceStore } from '../modules/network/index.js';
+/** What authenticating a node message needs: the clock skew allowed and the registry lookup of a node. */
+export interface NodeAuthDeps {
+  config: { NODE_MESSAGE_MAX_SKEW_MS: number };
+  nodes: { admin: { findNode(address: string): Promise<RegisteredNode | undefined> } };
+}
 
 /** A node's own key for signing with libsecp256k1 (what agents use; a viem account signs in pure JS). */
 export class NodeKey {
@@ -63,7 +66,7 @@ export function rejectReasonOf(err: unknown): RejectReason {
  * Throws AppError: invalid_request (malformed), unauthorized (reason in details), node_not_registered.
  */
 export async function authenticateNodeMessage(
-  b: Pick<Omit<Backbone, 'jobs'>, 'config' | 'nodes'>,
+  b: NodeAuthDeps,
   nonces: NonceStore,
   raw: unknown,
   expectedType: string,

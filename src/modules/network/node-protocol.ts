@@ -2,8 +2,8 @@
 // messages sent over it, and the relay messages gateway processes exchange on Redis pub/sub.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { environments } from '../modules/nodes/index.js';
-import { jobRequestSchema } from '../modules/routing/index.js';
+import { environments } from '../nodes/index.js';
+import { jobRequestSchema } from '../routing/index.js';
 
 export const WS_PROTOCOL_VERSION = 1;
 export const NODE_WS_PATH = '/v1/nodes/ws';
