@@ -10,14 +10,11 @@
 // Knobs (env): E2E_NODES, E2E_CONCURRENCY, E2E_WARMUP_S, E2E_SUSTAIN_S, E2E_OPEN_LOOP_S, E2E_SEQ,
 // E2E_RSS_NODES, E2E_PGBOSS_JOBS. Quick form: E2E_SUSTAIN_S=10 E2E_OPEN_LOOP_S=5 E2E_RSS_NODES=0.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
 import { createTestStores } from '../test/backbone-harness.js';
-import { AccountsService } from '../src/modules/accounts/index.js';
-import { LedgerService } from '../src/modules/credits/index.js';
-import { createLogger } from '../src/platform/logger.js';
 import { routingOptionsFromConfig } from '../src/modules/routing/index.js';
 import { spawnRty as rty, type RtyProcess as Proc } from '../src/cli/rty-process.js';
 import { pgBossRate } from './e2e-pgboss.js';
@@ -33,6 +30,7 @@ import {
   type CpuGroups,
 } from './proc.js';
 import { runRaw } from './routing.js';
+import { backboneEnv, fundedApiKey, newAdminToken } from './backbone.js';
 import { benchLine, round } from './stats.js';
 
 const MODEL = 'bench-model';
@@ -45,7 +43,7 @@ const SUSTAIN_S = num('E2E_SUSTAIN_S', 15);
 const OPEN_LOOP_S = num('E2E_OPEN_LOOP_S', 10);
 const SEQ = num('E2E_SEQ', 300);
 const PGBOSS_JOBS = num('E2E_PGBOSS_JOBS', 20_000);
-const ADMIN_TOKEN = `bench-admin-${randomBytes(8).toString('hex')}`;
+const ADMIN_TOKEN = newAdminToken();
 const RECORD_COLLECTIONS = ['record_jobs', 'record_logs', 'record_qc'];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -134,7 +132,6 @@ export async function main(): Promise<void> {
   const redisServer = await startRedis();
   const redis = new Redis(redisServer.url);
   const procs: Proc[] = [];
-  const log = createLogger('silent');
   try {
     const config = stores.config();
     const routingOpts = routingOptionsFromConfig(config);
@@ -145,30 +142,11 @@ export async function main(): Promise<void> {
     const pgboss = await pgBossRate(stores, PGBOSS_JOBS);
     console.log(`pg-boss 10.4 fetch(100)+complete, 4 workers: ${round(pgboss, 0)} jobs/s`);
 
-    const env: Record<string, string> = {
-      POSTGRES_SCHEMA: config.POSTGRES_SCHEMA,
-      REDIS_URL: redisServer.url,
-      REDIS_KEY_PREFIX: config.REDIS_KEY_PREFIX,
-      AMQP_URL: config.AMQP_URL,
-      MONGO_DB: config.MONGO_DB,
-      // Its own RabbitMQ names: the benchmark's backbone never shares a queue with another on the vhost.
-      DEPLOYMENT:
-        config.DEPLOYMENT ||
-        config.POSTGRES_SCHEMA.toLowerCase()
-          .replace(/[^a-z0-9_-]/g, '_')
-          .slice(0, 40),
-      ADMIN_TOKEN,
-      LOG_LEVEL: 'warn',
-      RATE_LIMIT_KEY_PER_S: '1000000',
-      RATE_LIMIT_KEY_BURST: '1000000',
-      RATE_LIMIT_NAMESPACE_PER_S: '1000000',
-      RATE_LIMIT_NAMESPACE_BURST: '1000000',
-      ROUTING_CONSUMER_CONCURRENCY: '256',
-      ROUTING_LANE_PREFETCH: '256',
-      POSTGRES_POOL_SIZE: '16',
-      HEARTBEAT_INTERVAL_MS: '10000',
-      WS_PENDING_HELLOS_PER_ADDRESS: String(Math.max(1000, RSS_NODES + NODES)),
-    };
+    const env = backboneEnv(config, {
+      redisUrl: redisServer.url,
+      adminToken: ADMIN_TOKEN,
+      nodes: RSS_NODES + NODES,
+    });
     const backbone = rty(['serve', '--roles', 'cloud,io,gate,admin,status,workers', '--port', '0'], env);
     procs.push(backbone);
     const url = (await backbone.waitFor(/READY (http:\/\/\S+)/, 60_000))[1]!;
@@ -191,17 +169,7 @@ export async function main(): Promise<void> {
     procs.push(sim);
     await sim.waitFor(/SIM READY/, 120_000);
 
-    const accounts = new AccountsService({ pool: stores.db.pool, apiKeyPepper: config.API_KEY_PEPPER });
-    const ledger = new LedgerService({
-      pool: stores.db.pool,
-      log,
-      options: { batchMaxWaitMs: 2, batchMaxSize: 100, batchConcurrency: 1, holdTimeoutMs: 600_000 },
-    });
-    const account = await accounts.createAccount({ email: 'bench@example.test' });
-    const ns = await accounts.createNamespace({ accountId: account.id, name: 'bench' });
-    await ledger.topUp(ns.id, 1_000_000_000_000n, 'bench-topup');
-    await ledger.stop();
-    const key = (await accounts.createApiKey({ namespaceId: ns.id, name: 'bench' })).plaintext;
+    const { key } = await fundedApiKey(stores, config);
     const base = { url, key, model: MODEL };
     const mongo = stores.mongo.store.db;
     const docCount = async () => {

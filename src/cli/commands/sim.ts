@@ -7,7 +7,7 @@ import type { Logger } from '../../platform/logger.js';
 import { environments, type Environment } from '../../modules/nodes/index.js';
 import { signNodeMessage } from '../../modules/network/index.js';
 import { NodeAgent, type AgentBehaviour } from '../../agent/node-agent.js';
-import { BuiltinRuntime, UpstreamRuntime } from '../../agent/node-runtime.js';
+import { BuiltinRuntime, UpstreamRuntime, type NodeRuntime } from '../../agent/node-runtime.js';
 import type { CliContext } from '../context.js';
 import { intFlag, rateFlag } from '../flags.js';
 
@@ -22,6 +22,8 @@ export interface SimOptions {
   region?: string;
   behaviour: AgentBehaviour;
   upstream?: string;
+  /** A runtime of the caller's (a benchmark's instrumented one); wins over `upstream` and `tokenDelayMs`. */
+  runtime?: NodeRuntime;
   /** Built-in runtime: ms per output token (each streamed as it is produced). */
   tokenDelayMs?: number;
   /** Admin token for creating the operator account (POST /admin/v1/accounts). */
@@ -86,9 +88,11 @@ async function bindAgents(opts: SimOptions, agents: NodeAgent[]): Promise<void> 
 
 /** Starts the simulated nodes; resolves once every node is connected and heartbeating. */
 export async function startSim(opts: SimOptions, log?: Logger): Promise<RunningSim> {
-  const runtime = opts.upstream
-    ? new UpstreamRuntime(opts.upstream)
-    : new BuiltinRuntime({ tokenDelayMs: opts.tokenDelayMs ?? 0 });
+  const runtime =
+    opts.runtime ??
+    (opts.upstream
+      ? new UpstreamRuntime(opts.upstream)
+      : new BuiltinRuntime({ tokenDelayMs: opts.tokenDelayMs ?? 0 }));
   const agents = Array.from(
     { length: opts.nodes },
     (_, i) =>
