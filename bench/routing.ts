@@ -10,7 +10,7 @@ import { makeJob, routingOptionsFor } from '../test/routing-fixtures.js';
 import { createLogger } from '../src/platform/logger.js';
 import { RoutingService, type JobMessage } from '../src/modules/routing/index.js';
 import { encodeJob } from '../src/modules/routing/routing.contracts.js';
-import { laneTopology, QUEUE_TYPE, type TopologyOptions } from '../src/stores/rabbitmq/topology.js';
+import { laneTopology, type TopologyOptions } from '../src/stores/rabbitmq/topology.js';
 import { benchLine, round } from './stats.js';
 
 const MESSAGES = 10_000;
@@ -137,7 +137,7 @@ export async function main(): Promise<void> {
       ours.push(await runRouting(routing, r));
       console.log(
         `round ${r + 1}: routing ${round(ours[r]!, 0)} msg/s, raw amqplib ${round(raw[r]!, 0)} msg/s ` +
-          `(${MESSAGES} msgs of ${body.length} B, ${QUEUE_TYPE} queue, window ${WINDOW}, prefetch ${PREFETCH})`,
+          `(${MESSAGES} msgs of ${body.length} B, ${options.topology.queueType ?? 'classic'} queue, window ${WINDOW}, prefetch ${PREFETCH})`,
       );
     }
     const m = median(ours);
@@ -152,7 +152,7 @@ export async function main(): Promise<void> {
         msgs_per_s: round(m, 0),
         raw_msgs_per_s: round(rm, 0),
         ratio: round(ratio, 2),
-        queue_type: QUEUE_TYPE,
+        queue_type: options.topology.queueType ?? 'classic',
       }),
     );
   } finally {

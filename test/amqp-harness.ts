@@ -18,6 +18,8 @@ export interface AmqpTestVhost {
   url: string;
   /** Closes, from the server side, every connection of this vhost whose connection_name starts with `name`. */
   closeConnections(name: string, reason?: string): Promise<number>;
+  /** The type (classic, quorum …) of every queue of the vhost, by name. */
+  queueTypes(): Promise<Map<string, string>>;
   /** Deletes the vhost (and everything in it). */
   drop(): Promise<void>;
 }
@@ -44,6 +46,14 @@ export async function createAmqpTestVhost(): Promise<AmqpTestVhost> {
       for (const cols of mine) await rabbitmqctl('close_connection', cols[0]!, reason);
       return mine.length;
     },
+    queueTypes: async () =>
+      new Map(
+        (await rabbitmqctl('list_queues', '-p', vhost, 'name', 'type'))
+          .split('\n')
+          .map((line) => line.split('\t'))
+          .filter((cols) => cols.length === 2 && cols[0] !== 'name') // no header row
+          .map(([name, type]) => [name!, type!.trim()]),
+      ),
     drop: async () => {
       await rabbitmqctl('delete_vhost', vhost);
     },

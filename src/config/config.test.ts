@@ -15,6 +15,14 @@ describe('config', () => {
     expect(() => loadConfig({ POSTGRES_POOL_SIZE: 'many' })).toThrow(/POSTGRES_POOL_SIZE/);
     expect(() => loadConfig({ LEDGER_HOLD_TIMEOUT_MS: '5' })).toThrow(/LEDGER_HOLD_TIMEOUT_MS.*got "5"/s);
     expect(() => loadConfig({ REDIS_URL: 'http://x' })).toThrow(/REDIS_URL: a redis:\/\/ URL/);
+    // A cluster's brokers as a list: every part must be an amqp:// URL (a password is never echoed).
+    const nodes = 'amqp://u:p@127.0.0.1:5672/v, amqp://u:p@127.0.0.1:5673/v';
+    expect(loadConfig({ AMQP_URL: nodes }).AMQP_URL).toBe(nodes);
+    expect(() => loadConfig({ AMQP_URL: 'amqp://u:secretpw@h/v,http://h' })).toThrow(
+      /AMQP_URL: an amqp:\/\/ URL, or several separated by commas \(got <redacted>\)/,
+    );
+    expect(() => loadConfig({ AMQP_QUEUE_TYPE: 'mirrored' })).toThrow(/AMQP_QUEUE_TYPE/);
+    expect(loadConfig({ AMQP_QUEUE_TYPE: 'quorum' }).AMQP_QUEUE_TYPE).toBe('quorum');
     // A bad secret is named but never echoed.
     expect(() => loadConfig({ ADMIN_TOKEN: 'short-secret' })).toThrow(/ADMIN_TOKEN: .*got <redacted>/);
     expect(() => loadConfig({ ADMIN_TOKEN: 'short-secret' })).not.toThrow(/short-secret/);

@@ -29,10 +29,23 @@ export const configSchema = z.object({
     .regex(/^rediss?:\/\//, 'a redis:// URL')
     .default('redis://127.0.0.1:6379'),
   REDIS_KEY_PREFIX: z.string().default('rty:'),
+  /**
+   * The broker, or the nodes of a RabbitMQ cluster as a comma-separated list (same vhost and credentials):
+   * a connection goes to the first that answers, and a lost one fails over to the next.
+   */
   AMQP_URL: z
     .string()
-    .regex(/^amqps?:\/\//, 'an amqp:// URL')
+    .refine(
+      (s) => s.split(',').every((u) => /^amqps?:\/\/\S+$/.test(u.trim())),
+      'an amqp:// URL, or several separated by commas',
+    )
     .default('amqp://guest:guest@127.0.0.1:5672'),
+  /**
+   * The type of every queue: `classic` for a single broker, `quorum` for a cluster (replicated lanes and retry
+   * tiers, at-least-once dead-lettering). A queue keeps the type it was created with: change it on a drained
+   * deployment, or under a new DEPLOYMENT name.
+   */
+  AMQP_QUEUE_TYPE: z.enum(['classic', 'quorum']).default('classic'),
   /**
    * Deployment name: prefixes every exchange and queue (routing and records: `<name>.rty.lane.…`, `<name>.rty.records` …), so two
    * backbones on one vhost never share a queue. Empty: the unprefixed names.

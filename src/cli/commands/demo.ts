@@ -10,6 +10,7 @@ import { LedgerService } from '../../modules/credits/index.js';
 import { routingOptionsFromConfig } from '../../modules/routing/index.js';
 import { connectMongo, type MongoStore } from '../../stores/mongo/client.js';
 import { createPgPool, type Pool } from '../../stores/postgres/pool.js';
+import { connectAmqp } from '../../stores/rabbitmq/connection.js';
 import { staticTopology, topologyNames } from '../../stores/rabbitmq/topology.js';
 import { createRedis, deleteKeysByPrefix } from '../../stores/redis/client.js';
 import type { CliContext } from '../context.js';
@@ -289,7 +290,7 @@ async function cleanup(
         .catch(() => ({ rows: [] as Array<{ queue_name: string }> }))
     : { rows: [] as Array<{ queue_name: string }> };
   const topology = staticTopology(routingOptionsFromConfig(config).topology);
-  const conn = await amqp.connect(config.AMQP_URL);
+  const conn = await connectAmqp(config.AMQP_URL, 'rty-demo-cleanup');
   try {
     // A failed delete closes its channel: each on a fresh one, so one refusal does not stop the rest.
     const each = async (names: string[], del: (ch: amqp.Channel, n: string) => Promise<unknown>) => {

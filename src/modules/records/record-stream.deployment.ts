@@ -36,7 +36,8 @@ export function storesIdentity(
 }
 
 export function recordStreamDeployment(
-  c: Pick<Config, 'DEPLOYMENT' | 'MONGO_URL' | 'MONGO_DB' | 'POSTGRES_URL' | 'POSTGRES_SCHEMA'>,
+  c: Pick<Config, 'DEPLOYMENT' | 'MONGO_URL' | 'MONGO_DB' | 'POSTGRES_URL' | 'POSTGRES_SCHEMA'> &
+    Partial<Pick<Config, 'AMQP_QUEUE_TYPE'>>,
 ): RecordStreamDeployment {
-  return { names: topologyNames(c.DEPLOYMENT), stores: storesIdentity(c) };
+  return { names: topologyNames(c.DEPLOYMENT, c.AMQP_QUEUE_TYPE), stores: storesIdentity(c) };
 }

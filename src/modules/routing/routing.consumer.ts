@@ -105,7 +105,7 @@ export class JobConsumer {
     },
   ) {
     this.log = deps.log.child({ component: 'job-consumer' });
-    this.names = topologyNames(deps.options.topology.deployment);
+    this.names = topologyNames(deps.options.topology.deployment, deps.options.topology.queueType);
     this.lanes = new LanesRepository(this.names.deployment);
     this.scheduler = new FairScheduler(deps.options.weights);
     this.consumer = new QueueConsumer({

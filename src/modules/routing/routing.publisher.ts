@@ -64,7 +64,7 @@ export class JobPublisher {
 
   constructor(private readonly deps: JobPublisherDeps) {
     this.log = deps.log.child({ component: 'job-publisher' });
-    this.names = topologyNames(deps.topology.deployment);
+    this.names = topologyNames(deps.topology.deployment, deps.topology.queueType);
     this.lanes = new LanesRepository(this.names.deployment);
     this.admin = new AdminChannel(deps.connection);
     this.publisher = new ConfirmedPublisher({

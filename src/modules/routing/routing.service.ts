@@ -6,7 +6,6 @@ import type { Logger } from '../../platform/logger.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import {
-  QUEUE_TYPE,
   retryTierName,
   topologyNames,
   type QueueType,
@@ -88,6 +87,7 @@ export function routingOptionsFromConfig(config: Config, connectionName = 'rty')
       jobTtlMaxMs: config.ROUTING_JOB_TTL_MAX_MS,
       laneExpiresMs: config.ROUTING_LANE_EXPIRES_MS,
       deployment: config.DEPLOYMENT,
+      queueType: config.AMQP_QUEUE_TYPE,
     },
     jobTtlMaxMs: config.ROUTING_JOB_TTL_MAX_MS,
     lanePollMs: config.ROUTING_LANE_POLL_MS,
@@ -137,7 +137,7 @@ export class RoutingService {
 
   constructor(private readonly deps: { pool: Pool; log: Logger; options: RoutingOptions }) {
     const o = deps.options;
-    this.names = topologyNames(o.topology.deployment);
+    this.names = topologyNames(o.topology.deployment, o.topology.queueType);
     this.lanes = new LanesRepository(this.names.deployment);
     this.connection = this.newConnection(`${o.connectionName}-publisher`);
     this.publisher = new JobPublisher({
@@ -253,7 +253,7 @@ export class RoutingService {
       return { ...d, ratesPerS: meter.read(this.counters.of(d.queue), nowMs).ratesPerS };
     });
     return {
-      queueType: QUEUE_TYPE,
+      queueType: this.names.queueType,
       rates: this.meter.read(this.counters.total, nowMs),
       publisher: { ...this.publisher.stats },
       queues,

@@ -6,7 +6,9 @@ import {
   laneQueueName,
   laneTopology,
   routingClassName,
+  recordsTopology,
   staticTopology,
+  topologyNames,
   EXCHANGES,
 } from '../../stores/rabbitmq/topology.js';
 import { FairScheduler } from './fair-scheduler.js';
@@ -137,6 +139,39 @@ describe('topology naming', () => {
     const lane = laneTopology(laneKeyOf(job), o).queues[0]!;
     expect(lane.arguments['x-dead-letter-exchange']).toBe(EXCHANGES.expired);
     expect(lane.arguments['x-expires']).toBeGreaterThan(o.jobTtlMaxMs);
+  });
+
+  it('quorum: every queue is quorum, and every one that dead-letters does it at least once', () => {
+    const o = {
+      retryDelaysMs: [1000, 5000],
+      jobTtlMaxMs: 3_600_000,
+      laneExpiresMs: 21_600_000,
+      queueType: 'quorum' as const,
+    };
+    const queues = [
+      ...staticTopology(o).queues,
+      ...laneTopology(laneKeyOf(job), o).queues,
+      ...recordsTopology(topologyNames('', 'quorum')).queues,
+    ];
+    for (const q of queues) {
+      expect(q.arguments['x-queue-type'], q.name).toBe('quorum');
+      expect(q.arguments['x-queue-leader-locator'], q.name).toBe('balanced');
+      expect('x-max-priority' in q.arguments, q.name).toBe(false);
+      if ('x-dead-letter-exchange' in q.arguments) {
+        // At-most-once is the quorum default: a dead-lettered job would be lost on a leader change.
+        expect(q.arguments['x-dead-letter-strategy'], q.name).toBe('at-least-once');
+        expect(q.arguments['x-overflow'], q.name).toBe('reject-publish');
+      }
+    }
+    const atLeastOnce = new Set(
+      queues.filter((q) => 'x-dead-letter-strategy' in q.arguments).map((q) => q.name),
+    );
+    expect(atLeastOnce.size).toBe(4); // the lane, two retry tiers, the records queue
+    // The default stays classic, without quorum-only arguments.
+    for (const q of staticTopology({ ...o, queueType: undefined }).queues) {
+      expect(q.arguments['x-queue-type'], q.name).toBe('classic');
+      expect('x-dead-letter-strategy' in q.arguments, q.name).toBe(false);
+    }
   });
 });
 

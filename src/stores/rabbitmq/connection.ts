@@ -6,8 +6,35 @@ import { isNetworkError } from '../net-errors.js';
 export type AmqpConnection = amqp.ChannelModel;
 export type ConfirmChannel = amqp.ConfirmChannel;
 
+/** The broker URLs of AMQP_URL: one, or a cluster's nodes separated by commas. */
+export const amqpUrls = (url: string): string[] =>
+  url
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+
+/** Per URL list: the node the last connection reached, tried first next time (a node that died is skipped). */
+const lastGood = new Map<string, number>();
+
+/**
+ * Connects to the first node of `url` that answers, starting with the one that answered last; every lost
+ * connection is re-made through here (reconnect.ts), so it fails over to another node of a cluster.
+ */
 export async function connectAmqp(url: string, name = 'rty'): Promise<AmqpConnection> {
-  return amqp.connect(url, { clientProperties: { connection_name: name } });
+  const urls = amqpUrls(url);
+  const start = lastGood.get(url) ?? 0;
+  let last: unknown;
+  for (let i = 0; i < urls.length; i += 1) {
+    const k = (start + i) % urls.length;
+    try {
+      const conn = await amqp.connect(urls[k]!, { clientProperties: { connection_name: name } });
+      lastGood.set(url, k);
+      return conn;
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
 }
 
 export function serverVersion(conn: AmqpConnection): string {

@@ -1,23 +1,37 @@
 // Every exchange, queue and binding of the system, and their idempotent assertion. Nothing else declares any.
 //
-// Queue type: classic (durable, persistent messages), chosen deliberately for RabbitMQ 3.10 (probed on 3.10.8):
-//  - lanes are many small queues (routing class x namespace) created on demand and deleted when unused;
-//    a classic queue is one cheap process, a quorum queue is a Raft member with its own log and slower
-//    declare/delete, which buys nothing on this single-node broker;
-//  - jobs carry their TTL as per-message `expiration`, dead-lettered to the expiry path. Quorum queues on
-//    3.10 accept per-message TTL (expiry at the head only, as classic) but dead-letter at-most-once unless
-//    overflow=reject-publish and the at-least-once strategy are set; classic dead-lettering is simpler here;
-//  - 3.10 quorum queues reject x-max-priority; we do not need it: priority classes are separate queues
-//    served by weights in the consumer, which also keeps bulk from starving.
-// On 4.x: classic mirrored queues are removed and CQv2 is the only classic format; quorum queues gain two
-// priority levels, a default delivery-limit of 20 (we keep our own attempt counter anyway) and per-queue
-// `x-consumer-timeout` (also 3.12+). In a cluster we would move lanes and retry tiers to quorum queues with
-// at-least-once dead-lettering.
+// Queue type (AMQP_QUEUE_TYPE), one for every queue of a deployment:
+//  - classic (the default, for a single broker): lanes are many small queues (routing class x namespace)
+//    created on demand and deleted when unused; a classic queue is one cheap process. Jobs carry their TTL as
+//    per-message `expiration`, dead-lettered to the expiry path.
+//  - quorum (for a cluster): every queue is a Raft group replicated over the cluster's nodes, so losing a node
+//    (even the leader of a busy lane) loses no confirmed message. Dead-lettering is made at-least-once
+//    (`x-dead-letter-strategy` needs `x-overflow: reject-publish`; no length limit is set, so nothing is ever
+//    refused for that) — quorum queues otherwise dead-letter at-most-once — and lane leaders are spread over
+//    the nodes (`x-queue-leader-locator: balanced`). Per-message TTL expires at the head only (as classic).
+//    Our own attempt counter stays the retry limit (a quorum delivery-limit would drop a job silently).
+// Neither uses x-max-priority (3.10 quorum queues reject it): priority classes are separate queues served by
+// weights in the consumer, which also keeps bulk from starving. A queue keeps the type it was declared with:
+// switching a deployment's type needs its queues drained and deleted, or a new DEPLOYMENT name.
 import { createHash } from 'node:crypto';
 import type { Channel } from 'amqplib';
 
-export type QueueType = 'classic' | 'quorum';
-export const QUEUE_TYPE: QueueType = 'classic';
+export const QUEUE_TYPES = ['classic', 'quorum'] as const;
+export type QueueType = (typeof QUEUE_TYPES)[number];
+
+/** Arguments every queue of this type carries; `deadLetters`: the queue dead-letters to an exchange. */
+function queueArgs(type: QueueType, deadLetterExchange?: string): Record<string, unknown> {
+  const dlx = deadLetterExchange ? { 'x-dead-letter-exchange': deadLetterExchange } : {};
+  if (type === 'classic') return { 'x-queue-type': 'classic', ...dlx };
+  return {
+    'x-queue-type': 'quorum',
+    'x-queue-leader-locator': 'balanced',
+    ...dlx,
+    ...(deadLetterExchange
+      ? { 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' }
+      : {}),
+  };
+}
 
 export const EXCHANGES = {
   /** Direct; every lane queue is bound with its own name as routing key. */
@@ -59,6 +73,8 @@ export interface TopologyOptions {
   laneExpiresMs: number;
   /** The deployment whose names these are (see topologyNames); '' or absent = the unprefixed default. */
   deployment?: string;
+  /** Every queue's type (absent: classic). */
+  queueType?: QueueType;
 }
 
 export interface ExchangeDecl {
@@ -101,9 +117,11 @@ export interface TopologyNames {
   marker: string;
   /** What every lane queue of the deployment starts with. */
   lanePrefix: string;
+  /** The type of the deployment's queues. */
+  queueType: QueueType;
 }
 
-export function topologyNames(deployment = ''): TopologyNames {
+export function topologyNames(deployment = '', queueType: QueueType = 'classic'): TopologyNames {
   const p = deploymentPrefix(deployment);
   const prefix = <T extends Record<string, string>>(o: T) =>
     Object.fromEntries(Object.entries(o).map(([k, v]) => [k, `${p}${v}`])) as { [K in keyof T]: string };
@@ -113,6 +131,7 @@ export function topologyNames(deployment = ''): TopologyNames {
     queues: prefix(QUEUES),
     marker: `${p}rty.deployment`,
     lanePrefix: `${p}${LANE_PREFIX}`,
+    queueType,
   };
 }
 export const DEFAULT_TOPOLOGY_NAMES = topologyNames('');
@@ -169,7 +188,7 @@ export async function holdDeploymentMarker(
  * refused ones of either to a dead-letter queue (records also dead-letters there on a reject without requeue).
  */
 export function recordsTopology(names: TopologyNames = DEFAULT_TOPOLOGY_NAMES): Topology {
-  const classic = { 'x-queue-type': QUEUE_TYPE };
+  const plain = queueArgs(names.queueType);
   const { exchanges: X, queues: Q } = names;
   return {
     exchanges: [
@@ -178,9 +197,9 @@ export function recordsTopology(names: TopologyNames = DEFAULT_TOPOLOGY_NAMES): 
     ],
     queues: [
       // No TTL, no length limit: a MongoDB outage only makes this queue longer; nothing is dropped.
-      { name: Q.recorderEvents, arguments: { ...classic } },
-      { name: Q.records, arguments: { ...classic, 'x-dead-letter-exchange': X.recordsDead } },
-      { name: Q.recordsDead, arguments: { ...classic } },
+      { name: Q.recorderEvents, arguments: plain },
+      { name: Q.records, arguments: queueArgs(names.queueType, X.recordsDead) },
+      { name: Q.recordsDead, arguments: plain },
     ],
     bindings: [
       { queue: Q.recorderEvents, exchange: X.events, pattern: 'job.#' },
@@ -192,8 +211,8 @@ export function recordsTopology(names: TopologyNames = DEFAULT_TOPOLOGY_NAMES): 
 
 /** The fixed part of the topology (lanes are added on demand by laneTopology). */
 export function staticTopology(o: TopologyOptions): Topology {
-  const classic = { 'x-queue-type': QUEUE_TYPE };
-  const names = topologyNames(o.deployment);
+  const names = topologyNames(o.deployment, o.queueType);
+  const plain = queueArgs(names.queueType);
   const { exchanges: X, queues: Q } = names;
   const retry = o.retryDelaysMs.map((d) => retryTierName(d, names.deployment));
   const records = recordsTopology(names);
@@ -209,13 +228,13 @@ export function staticTopology(o: TopologyOptions): Topology {
     ],
     queues: [
       // Neither drops messages (no TTL, no length limit), so neither needs a dead-letter exchange.
-      { name: Q.expired, arguments: { ...classic } },
-      { name: Q.quarantine, arguments: { ...classic } },
+      { name: Q.expired, arguments: plain },
+      { name: Q.quarantine, arguments: plain },
       // Every message in a tier has the same TTL, so expiry at the head is exact; the original routing key
       // (the lane) is kept by dead-lettering, which brings the job back to its own lane.
       ...o.retryDelaysMs.map((d) => ({
         name: retryTierName(d, names.deployment),
-        arguments: { ...classic, 'x-message-ttl': d, 'x-dead-letter-exchange': X.jobs },
+        arguments: { ...queueArgs(names.queueType, X.jobs), 'x-message-ttl': d },
       })),
       ...records.queues,
     ],
@@ -273,8 +292,7 @@ export function laneTopology(k: LaneKey, o: TopologyOptions): Topology {
       {
         name,
         arguments: {
-          'x-queue-type': QUEUE_TYPE,
-          'x-dead-letter-exchange': X.expired,
+          ...queueArgs(o.queueType ?? 'classic', X.expired),
           'x-message-ttl': o.jobTtlMaxMs,
           'x-expires': o.laneExpiresMs,
         },
