@@ -78,6 +78,14 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       // Streamed: listening starts before the job exists, so its first delta cannot be missed.
       const waitAc = new AbortController();
       let resetReason = '';
+      // A client that leaves cancels its job when the policy says so (see submitHeaders): the wait ends now.
+      const cancelOnLeave = (h['x-rty-on-disconnect'] ?? (s.stream ? 'cancel' : 'continue')) === 'cancel';
+      let left: { delivered: number } | undefined;
+      const onLeave = (delivered: number) => {
+        if (!cancelOnLeave || left) return;
+        left = { delivered };
+        waitAc.abort();
+      };
       const sse =
         s.stream && s.kind !== 'embedding'
           ? await ChunkStream.open(b.streams, {
@@ -86,8 +94,13 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
               model: s.model,
               includeUsage: s.includeUsage === true,
               onReset: (reason) => ((resetReason = reason), waitAc.abort()),
+              onDisconnect: onLeave,
             })
           : undefined;
+      if (!sse && mode === 'sync')
+        reply.raw.on('close', () => {
+          if (!reply.raw.writableEnded) onLeave(0);
+        });
       try {
         return await run(sse);
       } catch (err) {
@@ -148,6 +161,15 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
         result ??= await b.results.wait(submitted.jobId, b.config.JOB_SYNC_TIMEOUT_MS, waitAc.signal, {
           readFirst: !submitted.created,
         });
+        if (!result && left && submitted.created) {
+          // The client left: the job is stopped and charged for what reached it (nobody reads the answer).
+          await b.jobs.interrupt(key.namespaceId, submitted.jobId, {
+            reason: 'the client disconnected',
+            delivered: left.delivered,
+            known: { createdAt: submitted.createdAt, model: s.model, environment },
+          });
+          return reply;
+        }
         if (!result && waitAc.signal.aborted) {
           // The streamed attempt failed after the client saw part of it: that output is void, so the job is
           // cancelled and refunded (unless it already finished: then its result is what the client gets).
@@ -197,7 +219,10 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
               { jobId: submitted.jobId },
             );
         }
-        if (result.status !== 'succeeded') throw errorOfResult(result);
+        // Cancelled while streaming (POST /v1/jobs/:id/cancel): the client still reading gets the end of what it
+        // is charged for, with the usage.
+        const cutShown = sse && result.status === 'cancelled' && result.output !== undefined;
+        if (result.status !== 'succeeded' && !cutShown) throw errorOfResult(result);
         if (sse) {
           await sse.finish(result);
           return reply;
@@ -339,7 +364,9 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       { schema: { tags: ['cloud'], security, params: jobParams } },
       async (req, reply) => {
         const key = await authorize(req, reply);
-        await b.jobs.cancel(key.namespaceId, req.params.id, 'cancelled by the client');
+        // Stopped on its node if it runs (charged for its prompt and the output it produced, which is its
+        // result), refunded in full if no node took it yet.
+        await b.jobs.interrupt(key.namespaceId, req.params.id, { reason: 'cancelled by the client' });
         const found = await b.jobs.getJob(key.namespaceId, req.params.id);
         if (!found) throw new AppError('not_found', `no job ${req.params.id}`);
         return renderJob(found.row, found.result);
