@@ -13,9 +13,11 @@ import type { RunningServer } from '../server/server.js';
 import type { NodeAgent } from '../agent/node-agent.js';
 import { BuiltinRuntime, type NodeRuntime } from '../agent/node-runtime.js';
 import { promptTokenBound } from '../modules/jobs/index.js';
+import { CANCEL_GRACE_MS } from './node-session.js';
 
 const LIAR_MODEL = 'liar-model';
 const LONG_MODEL = 'long-model';
+const STUBBORN_MODEL = 'stubborn-model';
 const PRICE = 20n; // PRICE_PER_TOKEN_MICRO's default
 const SHARE = 80n; // NODE_SHARE_PERCENT's default
 const TOKEN_DELAY_MS = 150;
@@ -26,6 +28,7 @@ let b: RunningServer;
 let slow: NodeAgent;
 let liar: NodeAgent;
 let long: NodeAgent;
+let stubborn: NodeAgent;
 let apiKey: string;
 let nsId: string;
 /** Deltas each job's node sent (by job id). */
@@ -45,8 +48,22 @@ const liarRuntime: NodeRuntime = {
 /** A 250,000-character answer, whatever max_tokens says. */
 const longRuntime: NodeRuntime = {
   name: 'long',
-  run: () =>
-    Promise.resolve({ tokensIn: 3, tokensOut: 10, output: 'x'.repeat(250_000), finishReason: 'stop' }),
+  run: (_model, _request, opts = {}) => {
+    opts.onDelta?.({ text: 'x'.repeat(250_000) });
+    return Promise.resolve({ tokensIn: 3, tokensOut: 10, output: 'x'.repeat(250_000), finishReason: 'stop' });
+  },
+};
+/** Streams three words, then ignores the cancel (answers only after the gateway's grace). */
+const stubbornRuntime: NodeRuntime = {
+  name: 'stubborn',
+  run: async (_model, _request, opts = {}) => {
+    for (const w of ['a', ' b', ' c']) {
+      opts.onDelta?.({ text: w });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, CANCEL_GRACE_MS + 2_000));
+    return { tokensIn: 1, tokensOut: 3, output: 'a b c', finishReason: 'stop' };
+  },
 };
 
 beforeAll(async () => {
@@ -61,7 +78,8 @@ beforeAll(async () => {
   });
   liar = newAgent(a, { models: [LIAR_MODEL], runtime: liarRuntime });
   long = newAgent(a, { models: [LONG_MODEL], runtime: longRuntime });
-  const agents = [slow, liar, long];
+  stubborn = newAgent(a, { models: [STUBBORN_MODEL], runtime: stubbornRuntime });
+  const agents = [slow, liar, long, stubborn];
   await bindNodes(
     a.backbone,
     agents.map((x) => x.address),
@@ -71,7 +89,7 @@ beforeAll(async () => {
   apiKey = (await a.backbone.accounts.createApiKey({ namespaceId: nsId, name: 'cancel' })).plaintext;
 });
 afterAll(async () => {
-  await Promise.all([slow, liar, long].map((x) => x?.stop()));
+  await Promise.all([slow, liar, long, stubborn].map((x) => x?.stop()));
   await b?.stop();
   await a?.stop();
   await stores?.drop();
@@ -133,10 +151,11 @@ async function settled(jobId: string): Promise<Settled> {
 async function streamThenLeave(
   server: RunningServer,
   chunks: number,
+  model = MODEL,
 ): Promise<{ jobId: string; text: string }> {
   const ac = new AbortController();
   const stream = await client(server).chat.completions.create(
-    { model: MODEL, messages: [{ role: 'user', content: TEN_WORDS }], stream: true },
+    { model, messages: [{ role: 'user', content: TEN_WORDS }], stream: true },
     { signal: ac.signal },
   );
   let text = '';
@@ -264,6 +283,30 @@ describe('cancellation', () => {
     expect(stopped.earning).toBe((10n * PRICE * SHARE) / 100n);
     await expectInvariants();
   });
+
+  it('a node that ignores the cancel is cut after the grace: charged the delivered output only, penalized', async () => {
+    const before = await penaltyOf(stubborn);
+    const { jobId, text } = await streamThenLeave(a, 2, STUBBORN_MODEL);
+    expect(text).toBe('a b');
+    const job = await settled(jobId);
+    // No answer, so no prompt count of the node's: the client pays the two words it got, the node its share.
+    expect(job).toMatchObject({ status: 'cancelled', tokensIn: 0, tokensOut: 2, node: stubborn.address });
+    expect(job.cost).toBe(2n * PRICE);
+    expect(job.earning).toBe((2n * PRICE * SHARE) / 100n);
+    expect(await penaltyOf(stubborn)).toBeGreaterThan(before);
+    await expectInvariants();
+  });
+
+  it('cancelling a job that already finished changes nothing', async () => {
+    const r = await client().chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'x' }],
+    });
+    const jobId = r.id.replace(/^chatcmpl-/, '');
+    const before = await settled(jobId);
+    expect(await a.backbone.jobs.interrupt(nsId, jobId, { reason: 'too late' })).toBe('succeeded');
+    expect(await settled(jobId)).toEqual(before);
+  });
 });
 
 describe('usage a node cannot inflate', () => {
@@ -310,6 +353,27 @@ describe('usage a node cannot inflate', () => {
     const jobId = long.jobFrames.at(-1)!.jobId;
     const job = await settled(jobId);
     expect(job).toMatchObject({ status: 'failed', cost: 0n, earning: 0n });
+    expect(await penaltyOf(long)).toBeGreaterThan(before);
+    await expectInvariants();
+  });
+
+  it('a streamed answer past what max_tokens allows is stopped at that delta: never forwarded, refunded, penalized', async () => {
+    const before = await penaltyOf(long);
+    const stream = await client().chat.completions.create({
+      model: LONG_MODEL,
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 10,
+      stream: true,
+    });
+    let text = '';
+    const err = await (async () => {
+      for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+    })().catch((e: unknown) => e);
+    expect(text).toBe('');
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    const job = await settled(long.jobFrames.at(-1)!.jobId);
+    expect(job).toMatchObject({ cost: 0n, earning: 0n });
+    expect(['cancelled', 'failed']).toContain(job.status);
     expect(await penaltyOf(long)).toBeGreaterThan(before);
     await expectInvariants();
   });
