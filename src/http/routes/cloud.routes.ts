@@ -202,6 +202,8 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
             createdAt: submitted.createdAt,
             model: s.model,
           });
+          // Refunded: the node, if one still runs it, stops instead of computing an answer nobody is charged for.
+          if (status === 'cancelled') b.jobs.stopOnNode(submitted.jobId);
           result = await b.jobs.getResult(key.namespaceId, submitted.jobId);
           if (status === 'succeeded' && result?.status !== 'succeeded')
             throw new AppError(

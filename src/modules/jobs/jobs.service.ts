@@ -411,6 +411,13 @@ export class JobsService {
     return this.cancel(namespaceId, jobId, opts.reason, ref);
   }
 
+  /** Tells the job's node, if one runs it, to stop (a job refunded meanwhile: its result is discarded anyway). */
+  stopOnNode(jobId: string): void {
+    void this.deps.executor
+      .cancel?.(jobId, 0)
+      .catch((err: unknown) => this.log.warn({ err, jobId }, 'job cancel not sent to its node'));
+  }
+
   private async refOf(namespaceId: string, jobId: string): Promise<JobRef | undefined> {
     const row = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
     if (!row) return undefined;
