@@ -256,6 +256,38 @@ describe('cancellation', () => {
     await expectInvariants();
   });
 
+  it('POST cancel of a stream whose client still reads: its stream ends with what it is charged for, and the usage', async () => {
+    const stream = await client().chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: TEN_WORDS }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = '';
+    let jobId = '';
+    let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+    let cancel: Promise<Response> | undefined;
+    for await (const c of stream) {
+      jobId = c.id.replace(/^chatcmpl-/, '');
+      text += c.choices[0]?.delta.content ?? '';
+      usage = c.usage ?? usage;
+      if (!cancel && text.split(' ').length >= 2)
+        cancel = fetch(`${a.url}/v1/jobs/${jobId}/cancel`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${apiKey}` },
+        });
+    }
+    expect((await cancel!).status).toBe(200);
+    const job = await settled(jobId);
+    const words = text.split(' ').length;
+    expect(words).toBeLessThan(10);
+    expect(job).toMatchObject({ status: 'cancelled', tokensIn: 10, tokensOut: words });
+    expect(usage).toMatchObject({ prompt_tokens: 10, completion_tokens: words });
+    expect(job.cost).toBe(BigInt(10 + words) * PRICE);
+    expect(job.earning).toBe((job.cost * SHARE) / 100n);
+    await expectInvariants();
+  });
+
   it('a non-streamed sync client that disconnects: runs on and is charged by default, stopped with X-Rty-On-Disconnect: cancel', async () => {
     const leave = async (headers: Record<string, string>) => {
       const before = slow.jobFrames.length;

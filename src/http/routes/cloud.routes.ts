@@ -77,7 +77,7 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       const jobId = idem ? jobIdForIdempotencyKey(key.namespaceId, idem) : randomUUID();
       // Streamed: listening starts before the job exists, so its first delta cannot be missed.
       const waitAc = new AbortController();
-      let resetReason = '';
+      let resetReason: string | undefined;
       // A client that leaves cancels its job when the policy says so (see submitHeaders): the wait ends now.
       const cancelOnLeave = (h['x-rty-on-disconnect'] ?? (s.stream ? 'cancel' : 'continue')) === 'cancel';
       let left: { delivered: number } | undefined;
@@ -161,16 +161,19 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
         result ??= await b.results.wait(submitted.jobId, b.config.JOB_SYNC_TIMEOUT_MS, waitAc.signal, {
           readFirst: !submitted.created,
         });
-        if (!result && left && submitted.created) {
-          // The client left: the job is stopped and charged for what reached it (nobody reads the answer).
-          await b.jobs.interrupt(key.namespaceId, submitted.jobId, {
-            reason: 'the client disconnected',
-            delivered: left.delivered,
-            known: { createdAt: submitted.createdAt, model: s.model, environment },
-          });
+        if (!result && left) {
+          // The client left: its job is stopped and charged for what reached it (nobody reads the answer). A
+          // replay's client leaving leaves the first request's job alone.
+          if (submitted.created)
+            await b.jobs.interrupt(key.namespaceId, submitted.jobId, {
+              reason: 'the client disconnected',
+              delivered: left.delivered,
+              known: { createdAt: submitted.createdAt, model: s.model, environment },
+            });
+          if (!sse) reply.hijack(); // nothing is sent on a closed connection
           return reply;
         }
-        if (!result && waitAc.signal.aborted) {
+        if (!result && resetReason !== undefined) {
           // The streamed attempt failed after the client saw part of it: that output is void, so the job is
           // cancelled and refunded (unless it already finished: then its result is what the client gets).
           await b.jobs.cancel(key.namespaceId, submitted.jobId, 'the streamed attempt failed', {
@@ -181,7 +184,7 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
           if (result?.status !== 'succeeded')
             throw new AppError(
               'job_failed',
-              `job ${submitted.jobId}: the node failed mid-stream (${resetReason}); the job was cancelled and refunded`,
+              `job ${submitted.jobId}: the node failed mid-stream (${resetReason ?? ''}); the job was cancelled and refunded`,
               { jobId: submitted.jobId },
             );
         }
