@@ -460,7 +460,10 @@ export class NodeSession {
     this.state = 'closed';
     clearTimeout(this.helloTimer);
     // Reject at once: the job is retried on another node without waiting for its timeout.
-    for (const p of [...this.pending.values()]) p.reject(new Error(`node ${this.node} disconnected`));
+    // A cancelled delivery is cut at what was delivered instead (a retry of a cancelled job would be wasted).
+    for (const p of [...this.pending.values()])
+      if (p.cut) p.resolve(this.cutResult(p, undefined, false));
+      else p.reject(new Error(`node ${this.node} disconnected`));
     this.hooks.onClose(this);
   }
 }
