@@ -101,6 +101,10 @@ export class NodeAgent {
   private heartbeats = 0;
   private lastHeartbeatMs = 0;
   private readonly frameListeners = new Set<(f: ServerFrame) => void>();
+  /** Jobs running now, for their `job.cancel` (which aborts the runtime's signal). */
+  private readonly running_ = new Map<string, { fencingToken: string; ac: AbortController }>();
+  /** Jobs this agent stopped at a `job.cancel` (tests). */
+  readonly cancelledJobs: string[] = [];
   /** The network's address (from register): network configs must be signed by it. */
   private networkAddress: string | undefined;
   /** The latest network config this node verified and applied. */
@@ -311,6 +315,9 @@ export class NodeAgent {
     } else if (frame.type === 'error') {
       this.counters.refused += 1;
       keepLast(this.errorFrames, frame);
+    } else if (frame.type === 'job.cancel') {
+      const running = this.running_.get(frame.jobId);
+      if (running?.fencingToken === frame.fencingToken) running.ac.abort();
     } else {
       keepLast(this.jobFrames, frame);
       void this.runJob(ws, frame);
@@ -320,6 +327,8 @@ export class NodeAgent {
   private async runJob(ws: WebSocket, job: JobFrame): Promise<void> {
     this.counters.jobs += 1;
     this.load += 1;
+    const ac = new AbortController();
+    this.running_.set(job.jobId, { fencingToken: job.fencingToken, ac });
     try {
       await this.opts.beforeRun?.(job);
       const b = this.behaviour;
@@ -345,11 +354,12 @@ export class NodeAgent {
         this.counters.slow += 1;
         // Bounded: at most until just past the deadline.
         await sleep(Math.min(Math.max(0, job.deadlineMs - Date.now()) + 200, 120_000));
-      } else await sleep(delay);
+      } else await sleep(delay, ac.signal);
       // Streamed: each piece goes out at once as a job.delta; the signed result commits to them all.
       let seq = 0;
       let hash = STREAM_CHAIN_START;
-      const onDelta = (d: { text?: string; toolCalls?: JobDeltaFrame['toolCalls'] }) => {
+      const onDelta = (d: Pick<JobDeltaFrame, 'text' | 'toolCalls' | 'tokens'>) => {
+        if (ac.signal.aborted) return; // stopped: nothing more goes out
         const frame: JobDeltaFrame = {
           v: WS_PROTOCOL_VERSION,
           type: 'job.delta',
@@ -363,12 +373,24 @@ export class NodeAgent {
         this.opts.onDelta?.(frame);
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
       };
-      const r = await this.opts.runtime.run(job.model, job.request, job.stream ? { onDelta } : {});
+      // A runtime stops at the signal and returns what it produced so far (see RunOptions.signal).
+      const r = await this.opts.runtime.run(job.model, job.request, {
+        signal: ac.signal,
+        ...(job.stream ? { onDelta } : {}),
+      });
+      const cancelled = ac.signal.aborted;
+      if (cancelled) keepLast(this.cancelledJobs, job.jobId);
       await this.reply(ws, 'job.result', {
         jobId: job.jobId,
         fencingToken: job.fencingToken,
-        ...r,
+        tokensIn: r.tokensIn,
+        tokensOut: r.tokensOut,
+        output: r.output,
+        ...(r.embeddings ? { embeddings: r.embeddings } : {}),
+        ...(r.finishReason ? { finishReason: r.finishReason } : {}),
+        ...(r.toolCalls ? { toolCalls: r.toolCalls } : {}),
         ...(job.stream ? { stream: { count: seq, hash } } : {}),
+        ...(cancelled ? { cancelled: true } : {}),
       });
       this.opts.onResultSent?.(job);
       this.counters.results += 1;
@@ -379,6 +401,7 @@ export class NodeAgent {
         () => undefined,
       );
     } finally {
+      this.running_.delete(job.jobId);
       this.load -= 1;
     }
   }
@@ -394,6 +417,12 @@ function keepLast<T>(list: T[], item: T, max = 100): void {
   if (list.length > max) list.shift();
 }
 
-function sleep(ms: number): Promise<void> {
-  return ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve();
+/** Resolves after `ms`, or at once when the signal aborts (a cancelled job goes straight to its answer). */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal?.aborted) return Promise.resolve();
+  return new Promise((r) => {
+    const done = () => (clearTimeout(t), signal?.removeEventListener('abort', done), r());
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

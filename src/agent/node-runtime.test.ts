@@ -1,6 +1,6 @@
 // The built-in runtime is deterministic: the same request gives the same output, usage and vectors.
 import { describe, expect, it } from 'vitest';
-import { embeddingOf, runBuiltin } from './node-runtime.js';
+import { BuiltinRuntime, embeddingOf, runBuiltin } from './node-runtime.js';
 
 describe('built-in runtime', () => {
   it('answers chat with the prompt words reversed; tokensIn = prompt words, tokensOut capped by maxTokens', () => {
@@ -54,5 +54,20 @@ describe('built-in runtime', () => {
     expect(
       runBuiltin('embed-1', { ...req, body: { input: 'x', dimensions: 40 } }).embeddings![0],
     ).toHaveLength(40);
+  });
+
+  it('stops at its signal and returns what it produced so far (one word, one token)', async () => {
+    const ac = new AbortController();
+    const pieces: string[] = [];
+    const req = { kind: 'completion' as const, body: { prompt: 'a b c d e f g h' }, maxTokens: 10 };
+    const r = await new BuiltinRuntime({ tokenDelayMs: 20 }).run('m', req, {
+      signal: ac.signal,
+      onDelta: (d) => {
+        pieces.push(d.text ?? '');
+        if (pieces.length === 3) ac.abort();
+      },
+    });
+    expect(r).toEqual({ tokensIn: 8, tokensOut: 3, output: 'h g f' });
+    expect(pieces.join('')).toBe(r.output);
   });
 });

@@ -9,6 +9,10 @@ import { FINISH_REASONS, type StreamDelta } from '../modules/network/index.js';
 export type RuntimeDelta = Omit<StreamDelta, 'seq'>;
 
 export interface RunOptions {
+  /**
+   * Aborted when the job is cancelled: the runtime stops producing and resolves with what it produced so far
+   * (output and tokensOut of the pieces already given to onDelta, and the prompt tokens when known).
+   */
   signal?: AbortSignal;
   /** Called with each piece of output as it is produced (text or tool-call fragments), in order. */
   onDelta?: (d: RuntimeDelta) => void;
@@ -76,7 +80,20 @@ export class BuiltinRuntime implements NodeRuntime {
     if (request.kind === 'embedding' || (!run.onDelta && delay <= 0)) return result;
     const pieces = result.output.split(' ');
     for (let i = 0; i < pieces.length; i += 1) {
-      if (delay > 0) await abortableSleep(delay, run.signal);
+      // One word is one token: a cancel stops after the words already sent.
+      const stopped = () => ({
+        tokensIn: result.tokensIn,
+        tokensOut: i,
+        output: pieces.slice(0, i).join(' '),
+      });
+      if (run.signal?.aborted) return stopped();
+      if (delay > 0) {
+        const ok = await abortableSleep(delay, run.signal).then(
+          () => true,
+          () => false,
+        );
+        if (!ok) return stopped();
+      }
       run.onDelta?.({ text: i === 0 ? pieces[i] : ` ${pieces[i]}` });
     }
     return result;
@@ -172,7 +189,7 @@ export class UpstreamRuntime implements NodeRuntime {
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
     if (!res.ok) throw new Error(`upstream answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-    if (streamed && res.body) return this.readStream(res.body, opts.onDelta!);
+    if (streamed && res.body) return this.readStream(res.body, opts.onDelta!, opts.signal, promptOf(request));
     const json = (await res.json()) as {
       choices?: Array<{
         message?: { content?: string | null; tool_calls?: UpstreamToolCall[] };
@@ -199,56 +216,96 @@ export class UpstreamRuntime implements NodeRuntime {
   private async readStream(
     body: ReadableStream<Uint8Array>,
     onDelta: (d: RuntimeDelta) => void,
+    signal: AbortSignal | undefined,
+    promptText: string,
   ): Promise<NodeResult> {
     let output = '';
     let finish: FinishReason = 'stop';
     let usage = { tokensIn: 0, tokensOut: 0 };
+    let pieces = 0;
     const calls = new Map<number, UpstreamToolCall>();
-    for await (const data of sseData(body)) {
-      const chunk = JSON.parse(data) as {
-        choices?: Array<{
-          delta?: { content?: string | null; tool_calls?: UpstreamToolCall[] };
-          text?: string;
-          finish_reason?: string | null;
-        }>;
-        usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
-        error?: { message?: string };
+    try {
+      await this.readChunks(body, (chunk) => {
+        const piece = this.onChunk(chunk, calls);
+        if (piece.usage) usage = piece.usage;
+        if (piece.finish) finish = piece.finish;
+        if (piece.delta) {
+          output += piece.delta.text ?? '';
+          pieces += 1;
+          onDelta(piece.delta);
+        }
+      });
+    } catch (err) {
+      if (!signal?.aborted) throw err;
+      // Cancelled: servers stream one token per chunk (vLLM, Ollama, llama.cpp), so the pieces sent are the
+      // tokens produced; the prompt count, unknown until the final usage chunk, is estimated (~4 bytes a token).
+      return {
+        tokensIn: usage.tokensIn || Math.ceil(Buffer.byteLength(promptText, 'utf8') / 4),
+        tokensOut: pieces,
+        output,
       };
-      if (chunk.error) throw new Error(`upstream stream error: ${chunk.error.message ?? 'unknown'}`);
-      if (chunk.usage)
-        usage = { tokensIn: chunk.usage.prompt_tokens ?? 0, tokensOut: chunk.usage.completion_tokens ?? 0 };
-      const choice = chunk.choices?.[0];
-      if (!choice) continue;
-      const text = choice.delta?.content ?? choice.text ?? '';
-      const tools = (choice.delta?.tool_calls ?? []).map((t, i) => ({
-        index: t.index ?? i,
-        ...(t.id ? { id: t.id } : {}),
-        ...(t.type === 'function' ? { type: 'function' as const } : {}),
-        ...(t.function
-          ? {
-              function: {
-                ...(t.function.name !== undefined ? { name: t.function.name } : {}),
-                ...(t.function.arguments !== undefined ? { arguments: t.function.arguments } : {}),
-              },
-            }
-          : {}),
-      }));
-      for (const t of tools) {
-        const c = calls.get(t.index) ?? { index: t.index, function: { name: '', arguments: '' } };
-        if (t.id) c.id = t.id;
-        c.function!.name += t.function?.name ?? '';
-        c.function!.arguments += t.function?.arguments ?? '';
-        calls.set(t.index, c);
-      }
-      if (text || tools.length) {
-        output += text;
-        onDelta({ ...(text ? { text } : {}), ...(tools.length ? { toolCalls: tools } : {}) });
-      }
-      if (choice.finish_reason) finish = finishOf(choice.finish_reason);
     }
     const toolCalls = completeToolCalls([...calls.values()].sort((a, b) => (a.index ?? 0) - (b.index ?? 0)));
     return { ...usage, output, finishReason: finish, ...(toolCalls.length ? { toolCalls } : {}) };
   }
+
+  private async readChunks(
+    body: ReadableStream<Uint8Array>,
+    each: (chunk: UpstreamChunk) => void,
+  ): Promise<void> {
+    for await (const data of sseData(body)) each(JSON.parse(data) as UpstreamChunk);
+  }
+
+  /** One SSE chunk of the upstream: its usage, finish reason, and the delta to forward (if any). */
+  private onChunk(chunk: UpstreamChunk, calls: Map<number, UpstreamToolCall>): ChunkPiece {
+    if (chunk.error) throw new Error(`upstream stream error: ${chunk.error.message ?? 'unknown'}`);
+    const out: ChunkPiece = {};
+    if (chunk.usage)
+      out.usage = { tokensIn: chunk.usage.prompt_tokens ?? 0, tokensOut: chunk.usage.completion_tokens ?? 0 };
+    const choice = chunk.choices?.[0];
+    if (!choice) return out;
+    const text = choice.delta?.content ?? choice.text ?? '';
+    const tools = (choice.delta?.tool_calls ?? []).map((t, i) => ({
+      index: t.index ?? i,
+      ...(t.id ? { id: t.id } : {}),
+      ...(t.type === 'function' ? { type: 'function' as const } : {}),
+      ...(t.function
+        ? {
+            function: {
+              ...(t.function.name !== undefined ? { name: t.function.name } : {}),
+              ...(t.function.arguments !== undefined ? { arguments: t.function.arguments } : {}),
+            },
+          }
+        : {}),
+    }));
+    for (const t of tools) {
+      const c = calls.get(t.index) ?? { index: t.index, function: { name: '', arguments: '' } };
+      if (t.id) c.id = t.id;
+      c.function!.name += t.function?.name ?? '';
+      c.function!.arguments += t.function?.arguments ?? '';
+      calls.set(t.index, c);
+    }
+    if (text || tools.length)
+      out.delta = { ...(text ? { text } : {}), ...(tools.length ? { toolCalls: tools } : {}) };
+    if (choice.finish_reason) out.finish = finishOf(choice.finish_reason);
+    return out;
+  }
+}
+
+interface UpstreamChunk {
+  choices?: Array<{
+    delta?: { content?: string | null; tool_calls?: UpstreamToolCall[] };
+    text?: string;
+    finish_reason?: string | null;
+  }>;
+  usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
+  error?: { message?: string };
+}
+
+interface ChunkPiece {
+  usage?: { tokensIn: number; tokensOut: number };
+  finish?: FinishReason;
+  delta?: RuntimeDelta;
 }
 
 function completeToolCalls(calls: UpstreamToolCall[]): ToolCall[] {

@@ -1,5 +1,6 @@
 // The DESIGN.md §2 invariants, checked against the stores after a run (the demo ends with them; end-to-end
-// tests assert them): every job terminal exactly once, one settlement per succeeded job and none for the others,
+// tests assert them): every job terminal exactly once, one settlement per succeeded job (and per cancelled job
+// charged for what it delivered) and none for the others,
 // no pending hold, reserved = 0, balance = top-ups + bonuses − settled charges (− storage charges, − expired
 // bonuses), the ledger recomputes to the stored balances, node earnings never exceed what was charged, every
 // succeeded job has exactly one earning, no lease
@@ -56,14 +57,14 @@ export async function checkInvariants(s: InvariantScope): Promise<InvariantCheck
      select
        (select count(*) from jobs j left join s on s.job_id = j.id
          where j.namespace_id = any($1)
-           and ((j.status = 'succeeded' and coalesce(s.c, 0) <> 1) or (j.status <> 'succeeded' and coalesce(s.c, 0) <> 0)))::int as wrong,
+           and coalesce(s.c, 0) <> case when j.status = 'succeeded' or (j.status = 'cancelled' and coalesce(j.cost, 0) > 0) then 1 else 0 end)::int as wrong,
        (select count(*) from jobs where namespace_id = any($1) and status = 'succeeded')::int as succeeded,
        (select count(*) from s)::int as settled`,
     [ns],
   );
   const st = settles.rows[0]!;
   add(
-    'one settlement per succeeded job, none for the others',
+    'one settlement per succeeded (or charged cancelled) job, none for the others',
     st.wrong === 0,
     `${st.succeeded} succeeded jobs, ${st.settled} jobs settled, ${st.wrong} mismatched`,
   );
@@ -122,11 +123,12 @@ export async function checkInvariants(s: InvariantScope): Promise<InvariantCheck
   );
 
   // The earning is written with the settle and the terminal row (one transaction): a succeeded job whose share
-  // of its charge is positive has exactly one, every other job none.
+  // of its charge is positive has exactly one (so has a cancelled job charged for what it delivered), every other
+  // job none.
   const share = s.nodeSharePercent ?? 80;
   const earned = await s.pool.query<{ wrong: number; earning: number }>(
     `with e as (select job_id, count(*) as c from ledger_entries where kind = 'earning' group by job_id)
-     select count(*) filter (where coalesce(e.c, 0) <> case when j.status = 'succeeded' and coalesce(j.cost, 0) * $2 / 100 > 0
+     select count(*) filter (where coalesce(e.c, 0) <> case when j.status in ('succeeded', 'cancelled') and coalesce(j.cost, 0) * $2 / 100 > 0
                                                          and j.node_address is not null then 1 else 0 end)::int as wrong,
             count(e.job_id)::int as earning
        from jobs j left join e on e.job_id = j.id where j.namespace_id = any($1)`,

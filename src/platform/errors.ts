@@ -37,6 +37,8 @@ export const errorCatalogue = {
   no_capacity: { status: 503, retryable: true, type: 'server_error' },
   timeout: { status: 504, retryable: true, type: 'server_error' },
   job_failed: { status: 502, retryable: true, type: 'server_error' },
+  /** The job was cancelled while it ran (its client asked): charged for the prompt and output delivered. */
+  job_cancelled: { status: 409, retryable: false, type: 'invalid_request_error' },
   internal: { status: 500, retryable: true, type: 'server_error' },
 } as const satisfies Record<string, { status: number; retryable: boolean; type: string }>;
 

@@ -68,6 +68,30 @@ describe('gateway relay between processes', () => {
     expect(a.gateway.stats.relayedIn).toBeGreaterThanOrEqual(1);
   });
 
+  it('a cancel from another process reaches the node (broadcast) and the cut result comes back through the relay', async () => {
+    const job = jobMessage('hang');
+    const lease = await b.backbone.nodes.matchmaking.selectAndLease({
+      jobId: job.jobId,
+      environment: 'testnet',
+      model: MODEL,
+    });
+    const running = b.gateway.run(lease!, job, new AbortController().signal);
+    const agent = agents.find((x) => x.address === lease!.nodeAddress)!;
+    for (let i = 0; i < 100 && !agent.jobFrames.some((f) => f.jobId === job.jobId); i += 1)
+      await new Promise((r) => setTimeout(r, 20));
+    const told = new Promise<void>((resolve) =>
+      agent.onFrame((f) => f.type === 'job.cancel' && f.jobId === job.jobId && resolve()),
+    );
+    // b holds no socket of that node: the cancel goes out on the broadcast channel, and a's session cuts it.
+    await b.gateway.cancel(job.jobId, 0);
+    await told;
+    hung.forEach((release) => release());
+    expect(await running).toMatchObject({ cancelled: true, output: '', tokensOut: 0, tokensIn: 1 });
+    expect(agent.cancelledJobs).toContain(job.jobId);
+    expect(b.gateway.stats.relayedOut).toBeGreaterThanOrEqual(1);
+    await b.backbone.nodes.matchmaking.complete(lease!, 'ok');
+  });
+
   it('jobs consumed by the process without nodes complete through the relay, each dispatched once', async () => {
     const ns = await fundedNamespace(a.backbone);
     const ids: string[] = [];

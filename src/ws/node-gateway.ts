@@ -21,8 +21,10 @@ import { NodeSession } from './node-session.js';
 import {
   CLOSE,
   NODE_WS_PATH,
+  relayCancelSchema,
   relayMessageSchema,
   WS_PROTOCOL_VERSION,
+  type RelayCancel,
   type RelayMessage,
 } from '../modules/network/index.js';
 
@@ -34,6 +36,17 @@ const PING_INTERVAL_MS = 15_000;
 const HELLO_TIMEOUT_MS = 10_000;
 /** How long stop() waits for close handshakes before terminating the sockets left. */
 const CLOSE_GRACE_MS = 2_000;
+/** How long a cancel that found no delivery here is kept for one that may still arrive (bounded in count). */
+const EARLY_CANCEL_TTL_MS = 60_000;
+const EARLY_CANCEL_MAX = 10_000;
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
 
 interface RelayWaiter {
   resolve(r: NodeResult): void;
@@ -51,6 +64,8 @@ export class NodeGateway implements NodeExecutor {
   /** Ready sessions by node address. */
   private readonly sessions = new Map<string, NodeSession>();
   private readonly relays = new Map<string, RelayWaiter>();
+  /** Cancels that came before their job's delivery (a lease taken, the frame not sent yet), oldest first. */
+  private readonly earlyCancels = new Map<string, { delivered?: number; atMs: number }>();
   /** Sockets still in their hello, with the client address their budget is charged to. */
   private readonly helloAddress = new Map<NodeSession, string>();
   private readonly helloBudget: HelloBudget;
@@ -100,6 +115,11 @@ export class NodeGateway implements NodeExecutor {
   };
 
   private readonly onMessage = (channel: string, text: string): void => {
+    if (channel === this.keys.gatewayCancelChannel()) {
+      const c = relayCancelSchema.safeParse(safeJson(text));
+      if (c.success) this.cancelHere(c.data.jobId, c.data.delivered, true);
+      return;
+    }
     if (channel !== this.keys.gatewayChannel(this.b.instanceId)) return;
     let msg: RelayMessage;
     try {
@@ -144,7 +164,10 @@ export class NodeGateway implements NodeExecutor {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.b.config.HTTP_BODY_LIMIT_BYTES });
     this.b.subscriber.on('message', this.onMessage);
     this.b.subscriber.on('close', this.onSubscriberClose);
-    await this.b.subscriber.subscribe(this.keys.gatewayChannel(this.b.instanceId));
+    await this.b.subscriber.subscribe(
+      this.keys.gatewayChannel(this.b.instanceId),
+      this.keys.gatewayCancelChannel(),
+    );
     this.timers = [
       setInterval(() => void this.refreshOwnership(), OWNER_REFRESH_MS),
       setInterval(() => this.sockets.forEach((s) => s.ping()), PING_INTERVAL_MS),
@@ -191,7 +214,9 @@ export class NodeGateway implements NodeExecutor {
     }
     this.b.subscriber.off('message', this.onMessage);
     this.b.subscriber.off('close', this.onSubscriberClose);
-    await this.b.subscriber.unsubscribe(this.keys.gatewayChannel(this.b.instanceId)).catch(() => undefined);
+    await this.b.subscriber
+      .unsubscribe(this.keys.gatewayChannel(this.b.instanceId), this.keys.gatewayCancelChannel())
+      .catch(() => undefined);
     await new Promise<void>((resolve) => (this.wss ? this.wss.close(() => resolve()) : resolve()));
     this.b.metrics.connectedNodes.set(0);
   }
@@ -261,6 +286,41 @@ export class NodeGateway implements NodeExecutor {
     return answer;
   }
 
+  /**
+   * Stops a job on its node: at once when the node's socket is here, else broadcast to every gateway (one
+   * PUBLISH, only on a cancel: nothing is added to the job path). Works in a process without the io role too.
+   */
+  async cancel(jobId: string, delivered?: number): Promise<void> {
+    if (this.cancelHere(jobId, delivered, false)) return;
+    const msg: RelayCancel = {
+      v: WS_PROTOCOL_VERSION,
+      type: 'cancel',
+      jobId,
+      ...(delivered !== undefined ? { delivered } : {}),
+    };
+    await this.b.redis.publish(this.keys.gatewayCancelChannel(), JSON.stringify(msg));
+  }
+
+  /** Cuts the job's delivery if a session here holds it; a broadcast that finds none is kept for a while. */
+  private cancelHere(jobId: string, delivered: number | undefined, remember: boolean): boolean {
+    for (const s of this.sessions.values()) if (s.cancel(jobId, delivered)) return true;
+    if (!remember || this.state !== 'running') return false;
+    const now = Date.now();
+    for (const [id, c] of this.earlyCancels) {
+      if (now - c.atMs < EARLY_CANCEL_TTL_MS && this.earlyCancels.size < EARLY_CANCEL_MAX) break;
+      this.earlyCancels.delete(id);
+    }
+    this.earlyCancels.set(jobId, { ...(delivered !== undefined ? { delivered } : {}), atMs: now });
+    return false;
+  }
+
+  private takeCancel(jobId: string): { delivered?: number } | undefined {
+    const c = this.earlyCancels.get(jobId);
+    if (!c) return undefined;
+    this.earlyCancels.delete(jobId);
+    return Date.now() - c.atMs < EARLY_CANCEL_TTL_MS ? c : undefined;
+  }
+
   /** The owner's side of a relay: deliver to the local socket, answer on the requester's channel. */
   private async deliverRelayed(msg: Extract<RelayMessage, { type: 'deliver' }>): Promise<void> {
     const reply = (m: { type: 'result'; result: NodeResult } | { type: 'fail'; reason: string }) =>
@@ -302,6 +362,7 @@ export class NodeGateway implements NodeExecutor {
       {
         onReady: (s) => this.register(s),
         onClose: (s) => this.unregister(s),
+        takeCancel: (jobId) => this.takeCancel(jobId),
       },
       HELLO_TIMEOUT_MS,
     );

@@ -12,7 +12,7 @@ import {
 } from '../modules/network/index.js';
 import type { Lease } from '../modules/nodes/index.js';
 import type { JobMessage } from '../modules/routing/index.js';
-import type { NodeResult } from '../modules/jobs/index.js';
+import { deltaBytes, outputByteLimit, type NodeResult } from '../modules/jobs/index.js';
 import type { Backbone } from '../server/backbone.js';
 import { authenticateNodeMessage, rejectReasonOf } from '../modules/network/index.js';
 import {
@@ -27,19 +27,37 @@ import {
   WS_PROTOCOL_VERSION,
   type HelloBody,
   type JobFrame,
+  type JobResultBody,
   type RejectReason,
   type ServerFrame,
 } from '../modules/network/index.js';
 
 /** A socket holding more unsent bytes than this is congested: new deliveries go to other nodes. */
 export const MAX_BUFFERED_BYTES = 1 << 20;
+/** How long a node has to answer a `job.cancel` before its delivery is cut without its answer (and it is penalized). */
+export const CANCEL_GRACE_MS = 3_000;
 
 interface Pending {
   fencingToken: string;
+  /** The most output bytes the request allows: a stream past it is refused at once. */
+  byteLimit: number;
   resolve(r: NodeResult): void;
   reject(e: Error): void;
-  /** Set when the job frame asked for deltas: what was received so far, checked against the result. */
-  stream?: { next: number; hash: string; text: string; timer?: NodeJS.Timeout };
+  /**
+   * Set when the job frame asked for deltas: what was received so far, checked against the result; `ends` and
+   * `tokens` are, after each delta, the text length and the output tokens so far (what a cut bills).
+   */
+  stream?: {
+    next: number;
+    hash: string;
+    text: string;
+    bytes: number;
+    ends: number[];
+    tokens: number[];
+    timer?: NodeJS.Timeout;
+  };
+  /** Set once the job is cancelled: `delivered` deltas reached the client (absent: all that come). */
+  cut?: { delivered?: number; timer: NodeJS.Timeout };
 }
 
 class WrongNode extends Error {}
@@ -48,6 +66,8 @@ export interface SessionHooks {
   /** The node proved who it is; register the session (may throw to refuse it). */
   onReady(s: NodeSession): Promise<void>;
   onClose(s: NodeSession): void;
+  /** A cancel of this job that arrived before its delivery (the delivery is then cut at once). */
+  takeCancel?(jobId: string): { delivered?: number } | undefined;
 }
 
 export class NodeSession {
@@ -136,10 +156,12 @@ export class NodeSession {
         this.pending.delete(job.jobId);
         signal.removeEventListener('abort', onAbort);
         clearTimeout(entry.stream?.timer);
+        clearTimeout(entry.cut?.timer);
         fn();
       };
       const entry: Pending = {
         fencingToken: lease.fencingToken,
+        byteLimit: outputByteLimit(job.request!),
         resolve: (r) => settle(() => resolve(r)),
         reject: (e) =>
           settle(() => {
@@ -148,17 +170,74 @@ export class NodeSession {
               this.b.streams.emit(job.jobId, { type: 'reset', reason: e.message });
             reject(e);
           }),
-        ...(streamed ? { stream: { next: 0, hash: STREAM_CHAIN_START, text: '' } } : {}),
+        ...(streamed
+          ? { stream: { next: 0, hash: STREAM_CHAIN_START, text: '', bytes: 0, ends: [], tokens: [] } }
+          : {}),
       };
       this.pending.set(job.jobId, entry);
       signal.addEventListener('abort', onAbort, { once: true });
       this.ws.send(JSON.stringify(frame), (err) => {
         if (err) entry.reject(new Error(`job frame not sent to ${node}: ${err.message}`));
       });
+      // Cancelled while on its way here: the node gets the job and its cancel right after (frames keep order).
+      const early = this.hooks.takeCancel?.(job.jobId);
+      if (early) this.cancel(job.jobId, early.delivered);
       const enqueued = Date.parse(job.enqueuedAt);
       if (Number.isFinite(enqueued))
         this.b.metrics.dispatchLatency.observe(Math.max(0, Date.now() - enqueued) / 1000);
     });
+  }
+
+  /**
+   * Cancels a delivery this session holds: the node is told to stop (`job.cancel`), and the delivery resolves
+   * with its answer cut to what was `delivered` (see cutResult), or without it after CANCEL_GRACE_MS. Deltas
+   * past `delivered` are no longer forwarded (nobody reads them). False when the job is not held here.
+   */
+  cancel(jobId: string, delivered?: number): boolean {
+    const p = this.pending.get(jobId);
+    if (!p) return false;
+    if (p.cut) return true;
+    clearTimeout(p.stream?.timer);
+    p.cut = {
+      ...(delivered !== undefined ? { delivered } : {}),
+      timer: setTimeout(() => p.resolve(this.cutResult(p, undefined, false)), CANCEL_GRACE_MS),
+    };
+    this.send({ v: WS_PROTOCOL_VERSION, type: 'job.cancel', jobId, fencingToken: p.fencingToken });
+    return true;
+  }
+
+  /**
+   * A cancelled delivery's result: the first `delivered` deltas (their text, and their tokens: each delta's
+   * count, default 1, at most its bytes), never more output tokens than the node says it produced; a job not
+   * streamed keeps the node's partial output unless nothing was delivered. The prompt tokens are the node's
+   * (the usage bounds cap them later); a node that never answered gets none and is penalized.
+   */
+  private cutResult(p: Pending, r: JobResultBody | undefined, answered: boolean): NodeResult {
+    const st = p.stream;
+    const delivered = p.cut?.delivered;
+    const base = { tokensIn: r?.tokensIn ?? 0, cancelled: true as const };
+    const violation = answered ? {} : { violation: `did not answer the cancel within ${CANCEL_GRACE_MS} ms` };
+    // A node that streamed nothing and answered whole (an agent without streaming) is cut like an unstreamed job.
+    if (st && !(st.next === 0 && r && r.stream === undefined)) {
+      const k = Math.min(delivered ?? st.next, st.next);
+      const all = k === st.next && r !== undefined;
+      return {
+        ...base,
+        tokensOut: Math.min(k === 0 ? 0 : st.tokens[k - 1]!, r?.tokensOut ?? Number.POSITIVE_INFINITY),
+        output: k === 0 ? '' : st.text.slice(0, st.ends[k - 1]),
+        ...(all && r.finishReason ? { finishReason: r.finishReason } : {}),
+        ...(all && r.toolCalls ? { toolCalls: r.toolCalls } : {}),
+        ...violation,
+      };
+    }
+    if (!r || delivered === 0) return { ...base, tokensOut: 0, output: '', ...violation };
+    return {
+      ...base,
+      tokensOut: r.tokensOut,
+      output: r.output,
+      ...(r.finishReason ? { finishReason: r.finishReason } : {}),
+      ...(r.toolCalls ? { toolCalls: r.toolCalls } : {}),
+    };
   }
 
   private send(frame: ServerFrame): void {
@@ -272,9 +351,26 @@ export class NodeSession {
       ...(d.text !== undefined ? { text: d.text } : {}),
       ...(d.toolCalls ? { toolCalls: d.toolCalls } : {}),
     };
+    const size = deltaBytes(d);
     st.next += 1;
-    st.hash = streamChain(st.hash, delta);
+    st.hash = streamChain(st.hash, d.tokens === undefined ? delta : { ...delta, tokens: d.tokens });
     st.text += d.text ?? '';
+    st.bytes += size;
+    st.ends.push(st.text.length);
+    st.tokens.push((st.tokens.at(-1) ?? 0) + Math.min(d.tokens ?? 1, size));
+    if (st.bytes > p.byteLimit) {
+      p.reject(
+        new Error(
+          `node ${this.node} streamed ${st.bytes} bytes for job ${d.jobId}: more than its max_tokens can produce (${p.byteLimit})`,
+        ),
+      );
+      return;
+    }
+    if (p.cut) {
+      // Cancelled: forwarded only while the client still reads (a POST cancel), never past what it received.
+      if (p.cut.delivered === undefined) this.b.streams.emit(d.jobId, { type: 'delta', ...delta });
+      return;
+    }
     this.b.streams.emit(d.jobId, { type: 'delta', ...delta });
     clearTimeout(st.timer);
     const gap = this.b.config.NODE_INTER_TOKEN_TIMEOUT_MS;
@@ -340,6 +436,10 @@ export class NodeSession {
         );
         return;
       }
+      if (p.cut) {
+        p.resolve(this.cutResult(p, r, true));
+        return;
+      }
       p.resolve({
         tokensIn: r.tokensIn,
         tokensOut: r.tokensOut,
@@ -348,7 +448,10 @@ export class NodeSession {
         ...(r.finishReason ? { finishReason: r.finishReason } : {}),
         ...(r.toolCalls ? { toolCalls: r.toolCalls } : {}),
       });
-    } else
+    } else if (p.cut)
+      // Stopped by the cancel (an agent whose runtime fails on abort): cut without its usage, not penalized.
+      p.resolve(this.cutResult(p, undefined, true));
+    else
       p.reject(new Error(`node ${m.node} failed job ${jobId}: ${jobErrorBodySchema.parse(m.body).reason}`));
   }
 
@@ -357,7 +460,10 @@ export class NodeSession {
     this.state = 'closed';
     clearTimeout(this.helloTimer);
     // Reject at once: the job is retried on another node without waiting for its timeout.
-    for (const p of [...this.pending.values()]) p.reject(new Error(`node ${this.node} disconnected`));
+    // A cancelled delivery is cut at what was delivered instead (a retry of a cancelled job would be wasted).
+    for (const p of [...this.pending.values()])
+      if (p.cut) p.resolve(this.cutResult(p, undefined, false));
+      else p.reject(new Error(`node ${this.node} disconnected`));
     this.hooks.onClose(this);
   }
 }

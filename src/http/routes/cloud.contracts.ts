@@ -62,5 +62,12 @@ export const submitHeaders = z.looseObject({
   'x-rty-mode': z.enum(['sync', 'polling']).optional(),
   'x-rty-priority': z.enum(['urgent', 'bulk', 'test']).optional(),
   'x-rty-environment': z.enum(['testnet', 'mainnet']).optional(),
+  /**
+   * What happens to a sync or streamed job whose client disconnects before the answer: `cancel` (the default
+   * for streams: the node is stopped, the job charged for the prompt and the output delivered) or `continue`
+   * (the default for non-streamed sync requests: it runs to the end and is charged; its result stays
+   * retrievable with the same Idempotency-Key or GET /v1/jobs/:id).
+   */
+  'x-rty-on-disconnect': z.enum(['cancel', 'continue']).optional(),
 });
 export type SubmitHeaders = z.infer<typeof submitHeaders>;

@@ -12,7 +12,9 @@ function usageOf(r: JobResult) {
 }
 
 /** The error a client gets for a job that did not succeed. */
-export function errorOfResult(r: Pick<JobResult, 'status' | 'error' | 'errorCode' | 'jobId'>): AppError {
+export function errorOfResult(
+  r: Pick<JobResult, 'status' | 'error' | 'errorCode' | 'jobId' | 'output'>,
+): AppError {
   const details = { jobId: r.jobId };
   switch (r.status) {
     case 'failed':
@@ -26,11 +28,14 @@ export function errorOfResult(r: Pick<JobResult, 'status' | 'error' | 'errorCode
     case 'expired':
       return new AppError('timeout', `job ${r.jobId} expired before a node ran it; it was refunded`, details);
     case 'cancelled':
-      return new AppError(
-        'timeout',
-        `job ${r.jobId} was cancelled (${r.error ?? 'cancelled'}); it was refunded`,
-        details,
-      );
+      // Cancelled while running: charged for what was delivered (its error text says how much).
+      return r.output
+        ? new AppError('job_cancelled', `job ${r.jobId} was ${r.error ?? 'cancelled'}`, details)
+        : new AppError(
+            'timeout',
+            `job ${r.jobId} was cancelled (${r.error ?? 'cancelled'}); it was refunded`,
+            details,
+          );
     default:
       return new AppError('internal', `job ${r.jobId} has no error`, details);
   }
@@ -109,8 +114,9 @@ export function renderJob(
     cost_micro: row.cost?.toString() ?? null,
     max_cost_micro: row.maxCost.toString(),
   };
-  if (result?.status === 'succeeded')
+  // A job cancelled while running shows the output it was charged for beside its error.
+  if (result?.status === 'succeeded' || (result?.status === 'cancelled' && result.output))
     body.result = renderResult(result, encodingFormat ? { encodingFormat } : {});
-  else if (result) body.error = errorOfResult(result).toBody().error;
+  if (result && result.status !== 'succeeded') body.error = errorOfResult(result).toBody().error;
   return body;
 }

@@ -77,7 +77,15 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       const jobId = idem ? jobIdForIdempotencyKey(key.namespaceId, idem) : randomUUID();
       // Streamed: listening starts before the job exists, so its first delta cannot be missed.
       const waitAc = new AbortController();
-      let resetReason = '';
+      let resetReason: string | undefined;
+      // A client that leaves cancels its job when the policy says so (see submitHeaders): the wait ends now.
+      const cancelOnLeave = (h['x-rty-on-disconnect'] ?? (s.stream ? 'cancel' : 'continue')) === 'cancel';
+      let left: { delivered: number } | undefined;
+      const onLeave = (delivered: number) => {
+        if (!cancelOnLeave || left) return;
+        left = { delivered };
+        waitAc.abort();
+      };
       const sse =
         s.stream && s.kind !== 'embedding'
           ? await ChunkStream.open(b.streams, {
@@ -86,8 +94,13 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
               model: s.model,
               includeUsage: s.includeUsage === true,
               onReset: (reason) => ((resetReason = reason), waitAc.abort()),
+              onDisconnect: onLeave,
             })
           : undefined;
+      if (!sse && mode === 'sync')
+        reply.raw.on('close', () => {
+          if (!reply.raw.writableEnded) onLeave(0);
+        });
       try {
         return await run(sse);
       } catch (err) {
@@ -148,7 +161,19 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
         result ??= await b.results.wait(submitted.jobId, b.config.JOB_SYNC_TIMEOUT_MS, waitAc.signal, {
           readFirst: !submitted.created,
         });
-        if (!result && waitAc.signal.aborted) {
+        if (!result && left) {
+          // The client left: its job is stopped and charged for what reached it (nobody reads the answer). A
+          // replay's client leaving leaves the first request's job alone.
+          if (submitted.created)
+            await b.jobs.interrupt(key.namespaceId, submitted.jobId, {
+              reason: 'the client disconnected',
+              delivered: left.delivered,
+              known: { createdAt: submitted.createdAt, model: s.model, environment },
+            });
+          if (!sse) reply.hijack(); // nothing is sent on a closed connection
+          return reply;
+        }
+        if (!result && resetReason !== undefined) {
           // The streamed attempt failed after the client saw part of it: that output is void, so the job is
           // cancelled and refunded (unless it already finished: then its result is what the client gets).
           await b.jobs.cancel(key.namespaceId, submitted.jobId, 'the streamed attempt failed', {
@@ -159,7 +184,7 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
           if (result?.status !== 'succeeded')
             throw new AppError(
               'job_failed',
-              `job ${submitted.jobId}: the node failed mid-stream (${resetReason}); the job was cancelled and refunded`,
+              `job ${submitted.jobId}: the node failed mid-stream (${resetReason ?? ''}); the job was cancelled and refunded`,
               { jobId: submitted.jobId },
             );
         }
@@ -180,6 +205,8 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
             createdAt: submitted.createdAt,
             model: s.model,
           });
+          // Refunded: the node, if one still runs it, stops instead of computing an answer nobody is charged for.
+          if (status === 'cancelled') b.jobs.stopOnNode(submitted.jobId);
           result = await b.jobs.getResult(key.namespaceId, submitted.jobId);
           if (status === 'succeeded' && result?.status !== 'succeeded')
             throw new AppError(
@@ -197,7 +224,10 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
               { jobId: submitted.jobId },
             );
         }
-        if (result.status !== 'succeeded') throw errorOfResult(result);
+        // Cancelled while streaming (POST /v1/jobs/:id/cancel): the client still reading gets the end of what it
+        // is charged for, with the usage.
+        const cutShown = sse && result.status === 'cancelled' && result.output !== undefined;
+        if (result.status !== 'succeeded' && !cutShown) throw errorOfResult(result);
         if (sse) {
           await sse.finish(result);
           return reply;
@@ -339,7 +369,9 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       { schema: { tags: ['cloud'], security, params: jobParams } },
       async (req, reply) => {
         const key = await authorize(req, reply);
-        await b.jobs.cancel(key.namespaceId, req.params.id, 'cancelled by the client');
+        // Stopped on its node if it runs (charged for its prompt and the output it produced, which is its
+        // result), refunded in full if no node took it yet.
+        await b.jobs.interrupt(key.namespaceId, req.params.id, { reason: 'cancelled by the client' });
         const found = await b.jobs.getJob(key.namespaceId, req.params.id);
         if (!found) throw new AppError('not_found', `no job ${req.params.id}`);
         return renderJob(found.row, found.result);

@@ -15,6 +15,8 @@ export interface ChunkStreamOptions {
   includeUsage: boolean;
   /** The stream became void (the attempt that produced it failed): the caller stops waiting. */
   onReset: (reason: string) => void;
+  /** The client went away before the end, after `delivered` deltas were written to it. */
+  onDisconnect: (delivered: number) => void;
 }
 
 export class ChunkStream {
@@ -22,6 +24,8 @@ export class ChunkStream {
   private readonly early: StreamEvent[] = [];
   private created = 0;
   private next = 0;
+  /** Deltas written to the client's socket while it was open (what a cancel at its disconnect bills). */
+  private delivered = 0;
   /** A delta went missing on the way (pub/sub is at-most-once): the rest comes from the final result. */
   private gap = false;
   private text = '';
@@ -44,10 +48,17 @@ export class ChunkStream {
     this.reply = reply;
     reply.hijack();
     const raw = reply.raw;
-    raw.on('close', () => {
-      // The client left: nothing more is written (the job runs on and is charged: the sync policy).
-      if (!this.ended) void this.close();
-    });
+    const left = () => {
+      // The client left: nothing more is written; the caller cancels the job or lets it run (its policy).
+      if (this.ended) return;
+      this.o.onDisconnect(this.delivered);
+      void this.close();
+    };
+    if (raw.destroyed) {
+      left();
+      return;
+    }
+    raw.on('close', left);
     raw.writeHead(200, {
       ...(reply.getHeaders() as Record<string, string>),
       'content-type': 'text/event-stream; charset=utf-8',
@@ -122,8 +133,11 @@ export class ChunkStream {
       this.gap = true;
       return;
     }
+    const raw = this.reply.raw;
+    if (raw.destroyed || raw.writableEnded) return; // the client is gone: this delta does not reach it
     this.next += 1;
     this.forward(e);
+    this.delivered = this.next;
   }
 
   private forward(d: Delta): void {

@@ -19,6 +19,14 @@ export {
 export { JobStreams, streamEventSchema, type StreamEvent } from './job-stream.js';
 export type { FinishReason, ToolCall } from './job.js';
 export { DeliveryError } from './jobs.attempt.js';
+export {
+  boundUsage,
+  deltaBytes,
+  MAX_BYTES_PER_TOKEN,
+  outputByteLimit,
+  outputTokenBound,
+  promptTokenBound,
+} from './usage-bound.js';
 export type { Closed, Closing, JobRef } from './jobs.close.js';
 export type { JobRecordSink } from './job-records.js';
 export { jobIdForIdempotencyKey } from './idempotency.js';

@@ -80,8 +80,9 @@ export function finishedEvent(
     nodeAddress: r.nodeAddress,
     assignedAt: timing.assignedAt?.toISOString() ?? null,
     attempts: r.attempts,
+    // A job cancelled while running keeps the output it was charged for in its document too.
     output:
-      r.status === 'succeeded'
+      r.status === 'succeeded' || r.usage !== undefined
         ? {
             text,
             tokensIn: r.usage?.promptTokens ?? 0,

@@ -10,6 +10,13 @@ export interface NodeResult {
   embeddings?: number[][];
   finishReason?: FinishReason;
   toolCalls?: ToolCall[];
+  /**
+   * Set by the gateway (never taken from the node) when the job was cut at a cancel: the output and output
+   * tokens are then what reached the client, and the job ends cancelled, charged for them.
+   */
+  cancelled?: true;
+  /** Set by the gateway or the usage bounds: the node broke a rule (over-claimed, ignored a cancel) and is penalized. */
+  violation?: string;
 }
 
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';
@@ -22,4 +29,9 @@ export interface ToolCall {
 /** Delivers a job to the node holding its lease and returns that node's verified result. */
 export interface NodeExecutor {
   run(lease: Lease, job: JobMessage, signal: AbortSignal): Promise<NodeResult>;
+  /**
+   * Tells the node running the job (here or on another process) to stop: its delivery then resolves with the
+   * part of the output that was `delivered` (a count of streamed deltas; 0: none; absent: all it produced).
+   */
+  cancel?(jobId: string, delivered?: number): Promise<void>;
 }

@@ -7,6 +7,7 @@ import { classifyStoreError } from '../../stores/store-errors.js';
 import type { Lease, MatchmakingService } from '../nodes/index.js';
 import type { AttemptCause, JobMessage } from '../routing/index.js';
 import type { NodeExecutor, NodeResult } from './job.js';
+import { boundUsage } from './usage-bound.js';
 
 /** An executor may throw this to say why a delivery failed; any other error counts as the node's. */
 export class DeliveryError extends Error {
@@ -104,9 +105,20 @@ export class Attempt {
     let duplicateWaited = false;
     for (;;) {
       try {
-        const result = await this.deliver(lease);
-        // Only the node that still holds the lease (fencing token) may complete the job.
-        await this.release(lease, 'ok');
+        const bounded = boundUsage(this.job.request, await this.deliver(lease));
+        // An output the request could not have produced is refused like a node error (penalized, retried).
+        if (!bounded.ok)
+          throw new DeliveryError('node_error', `node ${lease.nodeAddress}: ${bounded.reason}`);
+        const violation = bounded.violation ?? bounded.result.violation;
+        if (violation)
+          this.deps.log.warn(
+            { jobId: this.job.jobId, nodeId: lease.nodeAddress, violation },
+            'node usage over its bound: billed at the bound, node penalized',
+          );
+        // Only the node that still holds the lease (fencing token) may complete the job; a node that broke a
+        // rule gets a failure's penalty on its standing although its (bounded) result counts.
+        await this.release(lease, violation ? 'failed' : 'ok');
+        const result = violation ? { ...bounded.result, violation } : bounded.result;
         return { kind: 'ran', lease, result, assignedAt, executionMs: performance.now() - started };
       } catch (err) {
         const cause = causeOf(err);

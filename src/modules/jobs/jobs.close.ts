@@ -66,6 +66,11 @@ export class JobCloser {
   async close(job: JobRef, c: Closing): Promise<Closed> {
     const now = new Date();
     const attempts = job.attempt + 1;
+    // A job cut at a cancel ends cancelled, yet with its node's (partial) result and charged for what reached
+    // the client: settled when that charge is positive, voided otherwise (so a cancelled job is settled exactly
+    // when its cost is above zero).
+    const cut = c.status === 'succeeded' && c.result.cancelled === true;
+    const charges = c.status === 'succeeded' && (!cut || c.charged > 0n);
     const result: JobResult = {
       v: 1,
       jobId: job.jobId,
@@ -77,15 +82,21 @@ export class JobCloser {
       finishedAt: now.toISOString(),
       ...(c.status === 'succeeded'
         ? {
-            status: 'succeeded',
+            status: cut ? 'cancelled' : 'succeeded',
+            ...(cut
+              ? {
+                  errorCode: 'cancelled' as const,
+                  error: `cancelled while running; charged for the ${c.result.tokensIn} prompt and ${c.result.tokensOut} output tokens delivered`,
+                }
+              : {}),
             output: {
               text: c.result.output,
               ...(c.result.embeddings ? { embeddings: c.result.embeddings } : {}),
-              finishReason: c.result.finishReason ?? 'stop',
+              ...(c.result.finishReason || !cut ? { finishReason: c.result.finishReason ?? 'stop' } : {}),
               ...(c.result.toolCalls?.length ? { toolCalls: c.result.toolCalls } : {}),
             },
             usage: { promptTokens: c.result.tokensIn, completionTokens: c.result.tokensOut },
-            costMicro: c.charged.toString(),
+            costMicro: charges ? c.charged.toString() : '0',
             nodeAddress: c.lease.nodeAddress || null,
           }
         : {
@@ -103,7 +114,7 @@ export class JobCloser {
         : { assignedAt: c.assignedAt ?? null, executionMs: 0 };
     const ledger = this.deps.ledger.ops;
     const ops: LedgerOp[] = [];
-    if (c.status === 'succeeded') {
+    if (c.status === 'succeeded' && charges) {
       ops.push(ledger.settle(job.namespaceId, job.jobId, c.charged));
       const earning = (c.charged * this.deps.nodeSharePercent) / 100n;
       if (earning > 0n && c.lease.nodeAddress)
@@ -125,7 +136,7 @@ export class JobCloser {
         namespaceId: job.namespaceId,
         createdAt: job.createdAt,
         status: result.status,
-        cost: c.status === 'succeeded' ? c.charged : 0n,
+        cost: charges ? c.charged : 0n,
         attempts,
         result: stored,
         ...(c.status === 'succeeded'

@@ -50,6 +50,7 @@ export interface JobRow {
   dispatchedAt: Date | null;
   finishedAt: Date | null;
   requestHash?: string | null;
+  environment?: 'testnet' | 'mainnet';
 }
 
 export class JobsRepository {
@@ -72,9 +73,10 @@ export class JobsRepository {
       dispatched_at: Date | null;
       finished_at: Date | null;
       request_hash: string | null;
+      environment: 'testnet' | 'mainnet';
     }>(
       `select id, namespace_id, api_key_id, model, mode, status, node_address, attempts, tokens_in, tokens_out,
-              max_cost, cost, created_at, dispatched_at, finished_at, request_hash
+              max_cost, cost, created_at, dispatched_at, finished_at, request_hash, environment
          from jobs where id = $1 and namespace_id = $2`,
       [jobId, namespaceId],
     );
@@ -97,6 +99,7 @@ export class JobsRepository {
       dispatchedAt: x.dispatched_at,
       finishedAt: x.finished_at,
       requestHash: x.request_hash,
+      environment: x.environment,
     };
   }
 

@@ -21,6 +21,12 @@ import { JobsRepository, type JobRow, type TerminalStatus } from './jobs.reposit
 
 export type { NodeExecutor, NodeResult } from './job.js';
 
+/**
+ * How long a cancel waits for the stopped node's (cut) result before refunding the job: past the gateway's
+ * grace for the node's answer (CANCEL_GRACE_MS, 3 s) plus the relay and the finish transaction.
+ */
+const INTERRUPT_WAIT_MS = 6_000;
+
 export interface JobsOptions {
   /** Micro-credits per token (input and output alike; a price table per model is the next step). */
   pricePerTokenMicro: bigint;
@@ -270,9 +276,8 @@ export class JobsService {
       };
     }
     // No job.assigned event: the node and assignedAt travel in the finished event (routing of the job document).
+    // Usage is already capped at the backbone's bounds (the attempt's boundUsage); never more than the hold.
     const result = out.result;
-    // A node cannot bill more output than the request allowed, nor more than the hold.
-    result.tokensOut = Math.min(result.tokensOut, message.request?.maxTokens ?? result.tokensOut);
     const cost = BigInt(result.tokensIn + result.tokensOut) * this.deps.options.pricePerTokenMicro;
     const charged = cost < hold ? cost : hold;
     const closed = await this.close(job, { status: 'succeeded', ...out, charged });
@@ -367,6 +372,50 @@ export class JobsService {
     if (hold?.status === 'posted') return 'succeeded';
     const row = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
     return row?.status === 'queued' || row?.status === 'dispatched' ? undefined : row?.status;
+  }
+
+  /**
+   * Cancels a job for its client (POST /v1/jobs/:id/cancel, or a client that left): a job no node holds is
+   * refunded in full; one running on a node is stopped there (a cancel frame, relayed to the node's process)
+   * and ends cancelled, charged for its prompt and the output `delivered` (a count of streamed deltas the
+   * client received; 0: none; absent: all the node produced, which becomes the job's result), in the finish
+   * transaction that closes its hold, with the node's share. A node that does not answer within the grace is
+   * cut without its prompt; no answer at all (a lost message) refunds the job after `waitMs`. Returns the
+   * job's terminal status (another one when the job ended first).
+   */
+  async interrupt(
+    namespaceId: string,
+    jobId: string,
+    opts: {
+      reason: string;
+      delivered?: number;
+      known?: { createdAt: Date; model: string; environment: JobMessage['environment'] };
+      waitMs?: number;
+    },
+  ): Promise<TerminalStatus | undefined> {
+    let known = opts.known;
+    if (!known) {
+      const row = await this.repo.findJob(this.deps.pool, namespaceId, jobId);
+      if (!row) throw new AppError('not_found', `no job ${jobId} in this namespace`);
+      if (row.status !== 'queued' && row.status !== 'dispatched') return row.status;
+      known = { createdAt: row.createdAt, model: row.model, environment: row.environment ?? 'testnet' };
+    }
+    const { executor, results } = this.deps;
+    const lease = await this.deps.matchmaking.findLease(known.environment, jobId);
+    if (lease && executor.cancel && results) {
+      await executor.cancel(jobId, opts.delivered);
+      const r = await results.wait(jobId, opts.waitMs ?? INTERRUPT_WAIT_MS);
+      if (r) return r.status;
+    }
+    const ref = { createdAt: known.createdAt, model: known.model };
+    return this.cancel(namespaceId, jobId, opts.reason, ref);
+  }
+
+  /** Tells the job's node, if one runs it, to stop (a job refunded meanwhile: its result is discarded anyway). */
+  stopOnNode(jobId: string): void {
+    void this.deps.executor
+      .cancel?.(jobId, 0)
+      .catch((err: unknown) => this.log.warn({ err, jobId }, 'job cancel not sent to its node'));
   }
 
   private async refOf(namespaceId: string, jobId: string): Promise<JobRef | undefined> {

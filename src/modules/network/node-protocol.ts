@@ -56,6 +56,8 @@ export const jobResultBodySchema = z.object({
   toolCalls: z.array(toolCallSchema).max(128).optional(),
   /** Required when the job frame said `stream: true`: the signature then covers every delta in order. */
   stream: streamCommitSchema.optional(),
+  /** The node stopped at a `job.cancel`: the output and tokens are what it produced until then. */
+  cancelled: z.literal(true).optional(),
 });
 export type JobResultBody = z.infer<typeof jobResultBodySchema>;
 
@@ -86,9 +88,14 @@ export const jobDeltaFrameSchema = z.object({
   seq: z.number().int().min(0).max(1_000_000),
   text: z.string().max(65_536).optional(),
   toolCalls: z.array(toolCallDeltaSchema).max(128).optional(),
+  /**
+   * Output tokens in this piece (default 1): what a stream cut at a cancel bills per delivered delta (at most
+   * the piece's bytes). Part of the hash chain when present.
+   */
+  tokens: z.number().int().min(0).max(65_536).optional(),
 });
 export type JobDeltaFrame = z.infer<typeof jobDeltaFrameSchema>;
-export type StreamDelta = Pick<JobDeltaFrame, 'seq' | 'text' | 'toolCalls'>;
+export type StreamDelta = Pick<JobDeltaFrame, 'seq' | 'text' | 'toolCalls' | 'tokens'>;
 
 export const STREAM_CHAIN_START = '0'.repeat(64);
 
@@ -101,10 +108,17 @@ export function streamChain(previous: string, d: StreamDelta): string {
     t.function?.name ?? null,
     t.function?.arguments ?? null,
   ]);
-  return createHash('sha256')
-    .update(previous)
-    .update(JSON.stringify([d.seq, d.text ?? '', tools]))
-    .digest('hex');
+  return (
+    createHash('sha256')
+      .update(previous)
+      // `tokens` joins the array only when sent, so agents that never send it hash as before.
+      .update(
+        JSON.stringify(
+          d.tokens === undefined ? [d.seq, d.text ?? '', tools] : [d.seq, d.text ?? '', tools, d.tokens],
+        ),
+      )
+      .digest('hex')
+  );
 }
 
 // --- Server → node frames ---
@@ -130,6 +144,18 @@ export const jobFrameSchema = z.object({
   stream: z.boolean().optional(),
 });
 export type JobFrame = z.infer<typeof jobFrameSchema>;
+
+/**
+ * Stop the job (its client left or cancelled it): the node stops its runtime and answers its signed
+ * `job.result` with what it produced so far (`cancelled: true`, the stream commitment of the deltas it sent).
+ */
+export const jobCancelFrameSchema = z.object({
+  v: z.literal(WS_PROTOCOL_VERSION),
+  type: z.literal('job.cancel'),
+  jobId,
+  fencingToken,
+});
+export type JobCancelFrame = z.infer<typeof jobCancelFrameSchema>;
 
 /** Reasons a gateway refuses a frame (also the label of `rty_node_messages_rejected_total`). */
 export const REJECT_REASONS = [
@@ -158,6 +184,7 @@ export type ErrorFrame = z.infer<typeof errorFrameSchema>;
 export const serverFrameSchema = z.discriminatedUnion('type', [
   helloOkFrameSchema,
   jobFrameSchema,
+  jobCancelFrameSchema,
   errorFrameSchema,
 ]);
 export type ServerFrame = z.infer<typeof serverFrameSchema>;
@@ -197,8 +224,11 @@ export const relayMessageSchema = z.discriminatedUnion('type', [
     v: z.literal(WS_PROTOCOL_VERSION),
     type: z.literal('result'),
     reqId: z.string(),
-    result: jobResultBodySchema.omit({ jobId: true, fencingToken: true }),
+    result: jobResultBodySchema
+      .omit({ jobId: true, fencingToken: true })
+      .extend({ violation: z.string().max(1000).optional() }),
   }),
+
   z.object({
     v: z.literal(WS_PROTOCOL_VERSION),
     type: z.literal('fail'),
@@ -207,3 +237,13 @@ export const relayMessageSchema = z.discriminatedUnion('type', [
   }),
 ]);
 export type RelayMessage = z.infer<typeof relayMessageSchema>;
+
+/** Broadcast to every gateway on keys.gatewayCancelChannel(): the one holding the job's delivery cuts it. */
+export const relayCancelSchema = z.object({
+  v: z.literal(WS_PROTOCOL_VERSION),
+  type: z.literal('cancel'),
+  jobId,
+  /** Deltas the client received (0: nothing; absent: all the node produces until it stops). */
+  delivered: z.number().int().min(0).optional(),
+});
+export type RelayCancel = z.infer<typeof relayCancelSchema>;

@@ -82,6 +82,11 @@ export class MatchmakingService {
       .map((x) => x.b);
   }
 
+  /** The lease a job holds now, if any (whether a node runs it: a cancel stops it there). */
+  findLease(environment: Lease['environment'], jobId: string): Promise<Lease | undefined> {
+    return this.deps.live.findLease(environment, jobId);
+  }
+
   /** Ends a lease; a stale fencing token or an expired lease is refused (the job went elsewhere). */
   async complete(lease: Omit<Lease, 'expiresAtMs'>, outcome: 'ok' | 'failed'): Promise<{ penalty: number }> {
     const r = await this.deps.live.release(lease, outcome);

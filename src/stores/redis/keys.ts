@@ -130,4 +130,9 @@ export class RedisKeys {
   gatewayChannel(gatewayId: string): string {
     return `${this.prefix}gw:chan:${gatewayId}`;
   }
+
+  /** Pub/sub channel every gateway listens to: job cancellations (the one holding the job acts on it). */
+  gatewayCancelChannel(): string {
+    return `${this.prefix}gw:cancel`;
+  }
 }
