@@ -347,6 +347,8 @@ export class NodeSession {
         ...(r.embeddings ? { embeddings: r.embeddings } : {}),
         ...(r.finishReason ? { finishReason: r.finishReason } : {}),
         ...(r.toolCalls ? { toolCalls: r.toolCalls } : {}),
+        ...(r.logprobs ? { logprobs: r.logprobs } : {}),
+        ...(r.choices ? { choices: r.choices } : {}),
       });
     } else
       p.reject(new Error(`node ${m.node} failed job ${jobId}: ${jobErrorBodySchema.parse(m.body).reason}`));

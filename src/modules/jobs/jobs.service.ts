@@ -11,7 +11,7 @@ import type { Pool } from '../../stores/postgres/pool.js';
 import type { LedgerService } from '../credits/index.js';
 import type { MatchmakingService } from '../nodes/index.js';
 import type { JobMessage, JobOutcome, JobRequest, PriorityClass, RoutingService } from '../routing/index.js';
-import type { NodeExecutor } from './job.js';
+import { choicesAsked, type NodeExecutor } from './job.js';
 import { Attempt, CapacityWaiters } from './jobs.attempt.js';
 import { JobCloser, type Closed, type Closing, type JobRef } from './jobs.close.js';
 import { JobCommits, type JobCommitOptions } from './jobs.commits.js';
@@ -271,8 +271,12 @@ export class JobsService {
     }
     // No job.assigned event: the node and assignedAt travel in the finished event (routing of the job document).
     const result = out.result;
-    // A node cannot bill more output than the request allowed, nor more than the hold.
-    result.tokensOut = Math.min(result.tokensOut, message.request?.maxTokens ?? result.tokensOut);
+    // A node cannot bill more output than the request allowed (maxTokens per choice asked), nor more than the
+    // hold; choices beyond the `n` asked are dropped.
+    const asked = choicesAsked(message.request);
+    if (result.choices && result.choices.length > asked - 1) result.choices = result.choices.slice(0, asked - 1);
+    const budget = message.request ? message.request.maxTokens * asked : result.tokensOut;
+    result.tokensOut = Math.min(result.tokensOut, budget);
     const cost = BigInt(result.tokensIn + result.tokensOut) * this.deps.options.pricePerTokenMicro;
     const charged = cost < hold ? cost : hold;
     const closed = await this.close(job, { status: 'succeeded', ...out, charged });
