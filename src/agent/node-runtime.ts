@@ -152,7 +152,10 @@ function builtinChoice(request: JobRequest, produced: string[]): NodeChoice & { 
   const text = kept.join(' ');
   const json = (request.body.response_format as { type?: unknown } | undefined)?.type === 'json_object';
   const output = json ? JSON.stringify({ answer: text }) : text;
-  const top = Number(request.body.top_logprobs ?? 0);
+  // Completions ask alternatives with the number `logprobs`; chat with `top_logprobs` beside `logprobs: true`.
+  const top = Number(
+    (request.kind === 'completion' ? request.body.logprobs : request.body.top_logprobs) ?? 0,
+  );
   const wantLogprobs = request.body.logprobs === true || typeof request.body.logprobs === 'number';
   const logprobs = wantLogprobs
     ? output.split(' ').map((w, i) => {

@@ -6,7 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { rateLimitHeaders, type AuthenticatedKey } from '../../modules/accounts/index.js';
-import { jobIdForIdempotencyKey, type JobResult } from '../../modules/jobs/index.js';
+import { choicesAsked, jobIdForIdempotencyKey, type JobResult } from '../../modules/jobs/index.js';
 import type { RequestKind } from '../../modules/routing/index.js';
 import { AppError } from '../../platform/errors.js';
 import type { Backbone } from '../../server/backbone.js';
@@ -105,7 +105,8 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
           model: s.model,
           environment,
           priority: h['x-rty-priority'] ?? 'urgent',
-          maxTokens: s.promptTokens + s.maxOutputTokens,
+          // n choices run on one node in one job: the hold covers n × the output budget, settled once.
+          maxTokens: s.promptTokens + s.maxOutputTokens * choicesAsked({ body: s.body }),
           ttlMs: b.config.JOB_DEFAULT_TTL_MS,
           mode,
           request: { kind: s.kind, body: s.body, maxTokens: s.maxOutputTokens },
