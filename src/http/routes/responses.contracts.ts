@@ -94,7 +94,11 @@ const textFormat = z.discriminatedUnion(
 export const responsesBody = z
   .strictObject({
     model: z.string().min(1).max(200),
-    input: z.union([text.min(1), z.array(inputItem).min(1).max(1024)]),
+    // A string input is one user message (as one item, so an item's error names its index, e.g. input.0).
+    input: z.preprocess(
+      (x) => (typeof x === 'string' ? [{ type: 'message', role: 'user', content: x }] : x),
+      z.array(inputItem).min(1).max(1024),
+    ),
     instructions: text.nullable().optional(),
     max_output_tokens: z.number().int().min(1).max(1_000_000).nullable().optional(),
     temperature: z.number().min(0).max(2).nullable().optional(),

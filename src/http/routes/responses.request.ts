@@ -22,10 +22,6 @@ function contentOf(content: string | Part[]): string | Array<Record<string, unkn
 function messagesOf(body: ResponsesBody): Message[] {
   const out: Message[] = [];
   if (body.instructions) out.push({ role: 'system', content: body.instructions });
-  if (typeof body.input === 'string') {
-    out.push({ role: 'user', content: body.input });
-    return out;
-  }
   for (const item of body.input) {
     if (item.type === 'message') {
       out.push({ role: item.role, content: contentOf(item.content) as Message['content'] });
