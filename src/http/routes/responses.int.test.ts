@@ -22,6 +22,7 @@ import { waitForInvariants } from '../../cli/invariants.js';
 import type { RunningServer } from '../../server/server.js';
 
 const UPSTREAM_MODEL = 'upstream-model';
+const OVERCLAIM_MODEL = 'overclaim-model';
 const PRICE = 10;
 
 let stores: TestStores;
@@ -119,6 +120,21 @@ beforeAll(async () => {
   agents = [
     newAgent(server, { runtime: new BuiltinRuntime({ tokenDelayMs: 5 }) }),
     newAgent(server, { models: [UPSTREAM_MODEL], runtime: new UpstreamRuntime(url) }),
+    newAgent(server, {
+      models: [OVERCLAIM_MODEL],
+      // Claims far more output than asked for, and more choices than n.
+      runtime: {
+        name: 'overclaim',
+        run: () =>
+          Promise.resolve({
+            tokensIn: 3,
+            tokensOut: 1_000_000,
+            output: 'a',
+            finishReason: 'stop' as const,
+            choices: [1, 2, 3, 4].map((i) => ({ output: `extra ${i}` })),
+          }),
+      },
+    }),
   ];
   await bindNodes(
     server.backbone,
@@ -131,7 +147,7 @@ beforeAll(async () => {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const served = (await server.backbone.nodes.catalog.catalog('testnet')).filter((m) => m.onlineNodes > 0);
-    if (served.length >= 2 || Date.now() > deadline) break;
+    if (served.length >= 3 || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 50));
   }
 });
@@ -151,10 +167,10 @@ async function jobOf(jobId: string) {
   return found!.row;
 }
 
-async function post(path: string, body: unknown) {
+async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(`${server.url}/v1${path}`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json', ...headers },
     body: JSON.stringify(body),
   });
   return { status: res.status, headers: res.headers, text: await res.text() };
@@ -364,11 +380,41 @@ describe('POST /v1/responses', () => {
     const unknown = await post('/responses', { model: MODEL, input: 'hi', frobnicate: 1 });
     expect(unknown.status).toBe(400);
     expect(unknown.text).toContain('frobnicate');
+    const polled = await post('/responses', { model: MODEL, input: 'hi' }, { 'x-rty-mode': 'polling' });
+    expect(polled.status).toBe(400);
+    expect(polled.text).toContain('x-rty-mode: polling is not offered on /v1/responses');
+    expect(await server.backbone.ledger.getBalance(nsId)).toEqual(before);
+  });
+});
+
+describe('POST /v1/responses replays', () => {
+  it('an Idempotency-Key replays the same response, charged once', async () => {
+    const body = { model: MODEL, input: 'same twice' };
+    const first = await post('/responses', body, { 'idempotency-key': 'resp-replay-1' });
+    const before = await server.backbone.ledger.getBalance(nsId);
+    const second = await post('/responses', body, { 'idempotency-key': 'resp-replay-1' });
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    expect(JSON.parse(second.text)).toEqual(JSON.parse(first.text));
     expect(await server.backbone.ledger.getBalance(nsId)).toEqual(before);
   });
 });
 
 describe('chat completions: n, stop, seed, user, response_format, logprobs', () => {
+  it('a node claiming more output than n x max_tokens, or more choices than n, is billed at the bound with n choices', async () => {
+    const { data, response } = await client()
+      .chat.completions.create({
+        model: OVERCLAIM_MODEL,
+        messages: [{ role: 'user', content: 'hi' }],
+        max_tokens: 20,
+        n: 2,
+      })
+      .withResponse();
+    expect(data.choices.map((c) => c.message.content)).toEqual(['a', 'extra 1']);
+    expect(data.usage?.completion_tokens).toBe(40);
+    const row = await jobOf(response.headers.get('x-request-id')!);
+    expect(row.cost).toBe(BigInt((3 + 40) * PRICE));
+  });
+
   it('n: 2 runs as one job on one node: two choices, usage over both, n x the output budget held, one charge', async () => {
     const body = {
       model: MODEL,
