@@ -274,7 +274,8 @@ export class JobsService {
     // A node cannot bill more output than the request allowed (maxTokens per choice asked), nor more than the
     // hold; choices beyond the `n` asked are dropped.
     const asked = choicesAsked(message.request);
-    if (result.choices && result.choices.length > asked - 1) result.choices = result.choices.slice(0, asked - 1);
+    if (result.choices && result.choices.length > asked - 1)
+      result.choices = result.choices.slice(0, asked - 1);
     const budget = message.request ? message.request.maxTokens * asked : result.tokensOut;
     result.tokensOut = Math.min(result.tokensOut, budget);
     const cost = BigInt(result.tokensIn + result.tokensOut) * this.deps.options.pricePerTokenMicro;
