@@ -31,7 +31,11 @@ const inputPart = z.discriminatedUnion(
 const messageItem = z.strictObject({
   type: z.literal('message'),
   role: z.enum(['user', 'system', 'developer', 'assistant']),
-  content: z.union([text, z.array(inputPart).max(256)]),
+  // A string content is one text part (so a part's error names its index, e.g. input.0.content.0.type).
+  content: z.preprocess(
+    (x) => (typeof x === 'string' ? [{ type: 'input_text', text: x }] : x),
+    z.array(inputPart).max(256),
+  ),
   id: z.string().max(200).optional(),
   status: z.enum(['in_progress', 'completed', 'incomplete']).optional(),
 });
@@ -131,6 +135,9 @@ export const responsesBody = z
       .nullable()
       .optional(),
     user: z.string().max(256).optional(),
+    // Hints about the caller and prompt caching: passed to the node as chat takes them (nothing comes back).
+    safety_identifier: z.string().max(256).optional(),
+    prompt_cache_key: z.string().max(256).optional(),
     metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
     service_tier: z.enum(['auto', 'default']).nullable().optional(),
     truncation: z

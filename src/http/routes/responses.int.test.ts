@@ -337,6 +337,7 @@ describe('POST /v1/responses', () => {
       include: ['message.output_text.logprobs'],
       top_logprobs: 1,
       user: 'user-7',
+      safety_identifier: 'sid-7',
     } as OpenAI.Responses.ResponseCreateParamsNonStreaming;
     const r = await client().responses.create(params);
     expect(received.at(-1)).toMatchObject({
@@ -344,6 +345,7 @@ describe('POST /v1/responses', () => {
       logprobs: true,
       top_logprobs: 1,
       user: 'user-7',
+      safety_identifier: 'sid-7',
     });
     const part = (r.output[0] as { content: Array<{ logprobs: unknown[] }> }).content[0]!;
     expect(part.logprobs).toEqual([

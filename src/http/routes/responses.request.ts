@@ -5,10 +5,9 @@ import type { ChatCompletionBody } from './cloud.contracts.js';
 import type { InputItem, ResponsesBody } from './responses.contracts.js';
 
 type Message = ChatCompletionBody['messages'][number];
-type Part = Extract<Extract<InputItem, { type: 'message' }>['content'], unknown[]>[number];
+type Part = Extract<InputItem, { type: 'message' }>['content'][number];
 
-function contentOf(content: string | Part[]): string | Array<Record<string, unknown>> {
-  if (typeof content === 'string') return content;
+function contentOf(content: Part[]): string | Array<Record<string, unknown>> {
   const textOf = (p: Part) => (p.type === 'refusal' ? p.refusal : p.type === 'input_image' ? '' : p.text);
   // Text only: one string, which every OpenAI-compatible server takes for every role.
   if (content.every((p) => p.type !== 'input_image')) return content.map(textOf).join('');
@@ -58,6 +57,8 @@ export function chatBodyOf(body: ResponsesBody): ChatCompletionBody {
     ...(body.temperature != null ? { temperature: body.temperature } : {}),
     ...(body.top_p != null ? { top_p: body.top_p } : {}),
     ...(body.user !== undefined ? { user: body.user } : {}),
+    ...(body.safety_identifier !== undefined ? { safety_identifier: body.safety_identifier } : {}),
+    ...(body.prompt_cache_key !== undefined ? { prompt_cache_key: body.prompt_cache_key } : {}),
     ...(body.parallel_tool_calls != null ? { parallel_tool_calls: body.parallel_tool_calls } : {}),
     ...(logprobs
       ? { logprobs: true, ...(body.top_logprobs ? { top_logprobs: body.top_logprobs } : {}) }
