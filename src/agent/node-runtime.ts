@@ -2,7 +2,14 @@
 // output) and one forwarding to an OpenAI-compatible server (vLLM, Ollama, …) over HTTP; both stream their
 // output piece by piece to `onDelta` when given one.
 import { createHash } from 'node:crypto';
-import type { NodeResult, ToolCall } from '../modules/jobs/index.js';
+import {
+  choicesAsked,
+  type FinishReason,
+  type NodeChoice,
+  type NodeResult,
+  type TokenLogprob,
+  type ToolCall,
+} from '../modules/jobs/index.js';
 import type { JobRequest } from '../modules/routing/index.js';
 import { FINISH_REASONS, type StreamDelta } from '../modules/network/index.js';
 
@@ -123,15 +130,68 @@ export function runBuiltin(model: string, request: JobRequest, dimensions = 16):
       embeddings: inputs.map((t) => embeddingOf(model, t, dims)),
     };
   }
+  const format = (request.body.response_format as { type?: unknown } | undefined)?.type;
+  if (format !== undefined && format !== 'text' && format !== 'json_object')
+    // Refused, not ignored: output that does not follow the asked schema must not be billed as if it did.
+    throw new Error(
+      `the builtin runtime cannot honour response_format ${String(format)}; only text and json_object`,
+    );
   const prompt = words(promptOf(request));
-  const produced = prompt.length > 0 ? [...prompt].reverse() : ['ok'];
-  const kept = produced.slice(0, request.maxTokens);
+  const base = prompt.length > 0 ? [...prompt].reverse() : ['ok'];
+  const choices = Array.from({ length: choicesAsked(request) }, (_, i) =>
+    builtinChoice(request, [...base.slice(i % base.length), ...base.slice(0, i % base.length)]),
+  );
+  const [first, ...more] = choices;
   return {
     tokensIn: Math.max(1, prompt.length),
-    tokensOut: kept.length,
-    output: kept.join(' '),
-    finishReason: kept.length < produced.length ? 'length' : 'stop',
+    tokensOut: choices.reduce((n, c) => n + c.tokens, 0),
+    output: first!.output,
+    finishReason: first!.finishReason,
+    ...(first!.logprobs ? { logprobs: first!.logprobs } : {}),
+    ...(more.length ? { choices: more.map(({ tokens: _tokens, ...c }) => c) } : {}),
   };
+}
+
+/**
+ * One choice of the builtin answer: cut at the first `stop` sequence, at `maxTokens` words, wrapped in a JSON
+ * object for `response_format: json_object`, with made-up but well-formed logprobs when asked.
+ */
+function builtinChoice(request: JobRequest, produced: string[]): NodeChoice & { tokens: number } {
+  const stops = [request.body.stop].flat().filter((x): x is string => typeof x === 'string' && x !== '');
+  let kept = produced.slice(0, request.maxTokens);
+  let finishReason: FinishReason = kept.length < produced.length ? 'length' : 'stop';
+  const joined = kept.join(' ');
+  const cut = Math.min(...stops.map((x) => joined.indexOf(x)).filter((i) => i >= 0));
+  if (Number.isFinite(cut)) {
+    kept = words(joined.slice(0, cut));
+    finishReason = 'stop';
+  }
+  const text = kept.join(' ');
+  const json = (request.body.response_format as { type?: unknown } | undefined)?.type === 'json_object';
+  const output = json ? JSON.stringify({ answer: text }) : text;
+  // Completions ask alternatives with the number `logprobs`; chat with `top_logprobs` beside `logprobs: true`.
+  const top = Number(
+    (request.kind === 'completion' ? request.body.logprobs : request.body.top_logprobs) ?? 0,
+  );
+  const wantLogprobs = request.body.logprobs === true || typeof request.body.logprobs === 'number';
+  const logprobs = wantLogprobs
+    ? output.split(' ').map((w, i) => {
+        const logprob = -((i % 5) + 1) / 10;
+        return {
+          token: i === 0 ? w : ` ${w}`,
+          logprob,
+          ...(top > 0
+            ? {
+                top: Array.from({ length: Math.min(20, top) }, (_, k) => ({
+                  token: k === 0 ? w : `${w}~${k}`,
+                  logprob: logprob - k,
+                })),
+              }
+            : {}),
+        };
+      })
+    : undefined;
+  return { output, finishReason, tokens: kept.length, ...(logprobs ? { logprobs } : {}) };
 }
 
 const upstreamPath = {
@@ -140,7 +200,6 @@ const upstreamPath = {
   embedding: '/v1/embeddings',
 };
 
-type FinishReason = NonNullable<NodeResult['finishReason']>;
 const finishOf = (r: unknown): FinishReason =>
   (FINISH_REASONS as readonly unknown[]).includes(r) ? (r as FinishReason) : 'stop';
 
@@ -191,24 +250,23 @@ export class UpstreamRuntime implements NodeRuntime {
     if (!res.ok) throw new Error(`upstream answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
     if (streamed && res.body) return this.readStream(res.body, opts.onDelta!, opts.signal, promptOf(request));
     const json = (await res.json()) as {
-      choices?: Array<{
-        message?: { content?: string | null; tool_calls?: UpstreamToolCall[] };
-        text?: string;
-        finish_reason?: string;
-      }>;
+      choices?: UpstreamChoice[];
       data?: Array<{ embedding?: number[] }>;
       usage?: { prompt_tokens?: number; completion_tokens?: number };
     };
     const usage = { tokensIn: json.usage?.prompt_tokens ?? 0, tokensOut: json.usage?.completion_tokens ?? 0 };
     if (request.kind === 'embedding')
       return { ...usage, output: '', embeddings: (json.data ?? []).map((d) => d.embedding ?? []) };
-    const choice = json.choices?.[0];
-    const toolCalls = completeToolCalls(choice?.message?.tool_calls ?? []);
+    const [first, ...more] = [...(json.choices ?? [])]
+      .sort((x, y) => (x.index ?? 0) - (y.index ?? 0))
+      .map(choiceOf);
+    const { output, ...rest } = first ?? { output: '' };
     return {
       ...usage,
-      output: choice?.message?.content ?? choice?.text ?? '',
-      finishReason: finishOf(choice?.finish_reason),
-      ...(toolCalls.length ? { toolCalls } : {}),
+      output,
+      finishReason: 'stop',
+      ...rest,
+      ...(more.length ? { choices: more } : {}),
     };
   }
 
@@ -306,6 +364,58 @@ interface ChunkPiece {
   usage?: { tokensIn: number; tokensOut: number };
   finish?: FinishReason;
   delta?: RuntimeDelta;
+}
+
+interface UpstreamChoice {
+  index?: number;
+  message?: { content?: string | null; tool_calls?: UpstreamToolCall[] };
+  text?: string;
+  finish_reason?: string;
+  logprobs?: {
+    /** Chat: one entry per token. */
+    content?: Array<{
+      token: string;
+      logprob: number;
+      top_logprobs?: Array<{ token: string; logprob: number }>;
+    }>;
+    /** Completions: parallel arrays, alternatives as `{ token: logprob }` maps. */
+    tokens?: string[];
+    token_logprobs?: Array<number | null>;
+    top_logprobs?: Array<Record<string, number> | null>;
+  } | null;
+}
+
+/** One upstream choice as a node reports it (text, finish reason, complete tool calls, logprobs). */
+function choiceOf(c: UpstreamChoice): NodeChoice {
+  const toolCalls = completeToolCalls(c.message?.tool_calls ?? []);
+  const logprobs = logprobsOf(c.logprobs);
+  return {
+    output: c.message?.content ?? c.text ?? '',
+    finishReason: finishOf(c.finish_reason),
+    ...(toolCalls.length ? { toolCalls } : {}),
+    ...(logprobs ? { logprobs } : {}),
+  };
+}
+
+function logprobsOf(l: UpstreamChoice['logprobs']): TokenLogprob[] | undefined {
+  if (!l) return undefined;
+  if (l.content)
+    return l.content.map((t) => ({
+      token: t.token,
+      logprob: Math.min(0, t.logprob),
+      ...(t.top_logprobs?.length
+        ? { top: t.top_logprobs.map((x) => ({ token: x.token, logprob: Math.min(0, x.logprob) })) }
+        : {}),
+    }));
+  if (!l.tokens) return undefined;
+  return l.tokens.map((token, i) => {
+    const top = Object.entries(l.top_logprobs?.[i] ?? {});
+    return {
+      token,
+      logprob: Math.min(0, l.token_logprobs?.[i] ?? 0),
+      ...(top.length ? { top: top.map(([t, lp]) => ({ token: t, logprob: Math.min(0, lp) })) } : {}),
+    };
+  });
 }
 
 function completeToolCalls(calls: UpstreamToolCall[]): ToolCall[] {

@@ -447,6 +447,8 @@ export class NodeSession {
         ...(r.embeddings ? { embeddings: r.embeddings } : {}),
         ...(r.finishReason ? { finishReason: r.finishReason } : {}),
         ...(r.toolCalls ? { toolCalls: r.toolCalls } : {}),
+        ...(r.logprobs ? { logprobs: r.logprobs } : {}),
+        ...(r.choices ? { choices: r.choices } : {}),
       });
     } else if (p.cut)
       // Stopped by the cancel (an agent whose runtime fails on abort): cut without its usage, not penalized.

@@ -14,12 +14,19 @@ export const chatMessage = z.looseObject({
   name: z.string().max(200).optional(),
 });
 
+/** Most choices one request may ask for (`n`): all run on one node, so its output budget is n × max_tokens. */
+export const MAX_CHOICES = 8;
+
+/** A field the network cannot honour: refused with a 400 naming it (and why), never dropped silently. */
+export const unsupported = (why: string) => z.never({ error: why }).optional();
+
 const common = {
   model,
   max_tokens: maxTokens.nullable().optional(),
   temperature: z.number().min(0).max(2).nullable().optional(),
   top_p: z.number().min(0).max(1).nullable().optional(),
-  n: z.literal(1).nullable().optional(),
+  n: z.number().int().min(1).max(MAX_CHOICES).nullable().optional(),
+  seed: z.number().int().nullable().optional(),
   stream: z.boolean().nullable().optional(),
   stream_options: z.looseObject({ include_usage: z.boolean().nullable().optional() }).nullable().optional(),
   stop: z
@@ -29,17 +36,80 @@ const common = {
   user: z.string().max(256).optional(),
 };
 
-export const chatCompletionBody = z.looseObject({
-  ...common,
-  messages: z.array(chatMessage).min(1).max(1024),
-  max_completion_tokens: maxTokens.nullable().optional(),
-});
+/** `response_format` as OpenAI takes it; the node's runtime honours it or fails the job saying it cannot. */
+export const responseFormat = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({
+    type: z.literal('json_schema'),
+    json_schema: z.object({
+      name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'a name of 1-64 letters, digits, _ or -'),
+      description: z.string().max(10_000).optional(),
+      schema: z.record(z.string(), z.unknown()).optional(),
+      strict: z.boolean().nullable().optional(),
+    }),
+  }),
+]);
+
+/** Streamed chunks carry neither a choice index other than 0 nor logprobs yet: refused rather than lost. */
+function refuseStreamedExtras(
+  body: { stream?: boolean | null; n?: number | null; logprobs?: unknown },
+  ctx: z.RefinementCtx,
+): void {
+  if (body.stream !== true) return;
+  if ((body.n ?? 1) > 1)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['n'],
+      message: 'n > 1 is not offered with stream: true; send n: 1',
+    });
+  if (body.logprobs !== undefined && body.logprobs !== null && body.logprobs !== false)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['logprobs'],
+      message: 'logprobs are not offered with stream: true; drop logprobs or stream: false',
+    });
+}
+
+export const chatCompletionBody = z
+  .looseObject({
+    ...common,
+    messages: z.array(chatMessage).min(1).max(1024),
+    max_completion_tokens: maxTokens.nullable().optional(),
+    logprobs: z.boolean().nullable().optional(),
+    top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
+    response_format: responseFormat.nullable().optional(),
+    // Outputs a node result cannot carry back, and stored-completion features: refused, naming the field.
+    audio: unsupported('audio output is not supported; only text is'),
+    modalities: z
+      .array(z.literal('text', { error: 'only the text modality is supported' }))
+      .nullable()
+      .optional(),
+    web_search_options: unsupported('web search is not supported'),
+    prediction: unsupported('predicted outputs are not supported'),
+    functions: unsupported('the legacy functions field is not supported; use tools'),
+    function_call: unsupported('the legacy function_call field is not supported; use tool_choice'),
+    store: z
+      .literal(false, { error: 'stored completions are not supported; send store: false or omit it' })
+      .nullable()
+      .optional(),
+  })
+  .superRefine((body, ctx) => {
+    refuseStreamedExtras(body, ctx);
+    if ((body.top_logprobs ?? 0) > 0 && body.logprobs !== true)
+      ctx.addIssue({ code: 'custom', path: ['top_logprobs'], message: 'top_logprobs needs logprobs: true' });
+  });
 export type ChatCompletionBody = z.infer<typeof chatCompletionBody>;
 
-export const completionBody = z.looseObject({
-  ...common,
-  prompt: z.union([z.string(), z.array(z.string()).min(1).max(256)]),
-});
+export const completionBody = z
+  .looseObject({
+    ...common,
+    prompt: z.union([z.string(), z.array(z.string()).min(1).max(256)]),
+    /** Legacy completions: the number of alternatives per token (0-5), not a boolean. */
+    logprobs: z.number().int().min(0).max(5).nullable().optional(),
+    best_of: unsupported('best_of is not supported; use n'),
+  })
+  .superRefine(refuseStreamedExtras);
 export type CompletionBody = z.infer<typeof completionBody>;
 
 export const embeddingBody = z.looseObject({

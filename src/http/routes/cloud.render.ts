@@ -5,7 +5,7 @@ import { AppError } from '../../platform/errors.js';
 
 const unix = (iso: string) => Math.floor(Date.parse(iso) / 1000);
 
-function usageOf(r: JobResult) {
+export function usageOf(r: JobResult) {
   const p = r.usage?.promptTokens ?? 0;
   const c = r.usage?.completionTokens ?? 0;
   return { prompt_tokens: p, completion_tokens: c, total_tokens: p + c };
@@ -41,6 +41,52 @@ export function errorOfResult(
   }
 }
 
+type Output = NonNullable<JobResult['output']>;
+type Choice = Pick<Output, 'text' | 'finishReason' | 'toolCalls' | 'logprobs'>;
+type Logprobs = NonNullable<Output['logprobs']>;
+
+/** Every choice of a result: choice 0 is the output itself, then those of an `n > 1` request. */
+export function choicesOf(r: JobResult): Choice[] {
+  return [r.output ?? {}, ...(r.output?.choices ?? [])];
+}
+
+const bytesOf = (token: string) => [...Buffer.from(token, 'utf8')];
+
+/** Chat's `logprobs: { content: [...] }`, with `bytes` as OpenAI sends them. */
+export function chatLogprobs(l: Logprobs | undefined) {
+  if (!l) return null;
+  return {
+    content: l.map((t) => ({
+      token: t.token,
+      logprob: t.logprob,
+      bytes: bytesOf(t.token),
+      top_logprobs: (t.top ?? []).map((x) => ({
+        token: x.token,
+        logprob: x.logprob,
+        bytes: bytesOf(x.token),
+      })),
+    })),
+    refusal: null,
+  };
+}
+
+/** Legacy completions' parallel arrays (alternatives as `{ token: logprob }` maps). */
+function completionLogprobs(l: Logprobs | undefined) {
+  if (!l) return null;
+  let offset = 0;
+  const textOffset = l.map((t) => {
+    const at = offset;
+    offset += t.token.length;
+    return at;
+  });
+  return {
+    tokens: l.map((t) => t.token),
+    token_logprobs: l.map((t) => t.logprob),
+    top_logprobs: l.map((t) => Object.fromEntries((t.top ?? []).map((x) => [x.token, x.logprob]))),
+    text_offset: textOffset,
+  };
+}
+
 export function renderResult(r: JobResult, opts: { encodingFormat?: 'float' | 'base64' } = {}): unknown {
   switch (r.kind) {
     case 'chat':
@@ -49,20 +95,18 @@ export function renderResult(r: JobResult, opts: { encodingFormat?: 'float' | 'b
         object: 'chat.completion',
         created: unix(r.createdAt),
         model: r.model,
-        choices: [
-          {
-            index: 0,
-            message: {
-              role: 'assistant',
-              // With tool calls and no text, OpenAI sends content null.
-              content: r.output?.text || (r.output?.toolCalls?.length ? null : ''),
-              refusal: null,
-              ...(r.output?.toolCalls?.length ? { tool_calls: r.output.toolCalls } : {}),
-            },
-            logprobs: null,
-            finish_reason: r.output?.finishReason ?? 'stop',
+        choices: choicesOf(r).map((c, index) => ({
+          index,
+          message: {
+            role: 'assistant',
+            // With tool calls and no text, OpenAI sends content null.
+            content: c.text || (c.toolCalls?.length ? null : ''),
+            refusal: null,
+            ...(c.toolCalls?.length ? { tool_calls: c.toolCalls } : {}),
           },
-        ],
+          logprobs: chatLogprobs(c.logprobs),
+          finish_reason: c.finishReason ?? 'stop',
+        })),
         usage: usageOf(r),
         system_fingerprint: r.nodeAddress ? `node:${r.nodeAddress}` : null,
       };
@@ -72,14 +116,12 @@ export function renderResult(r: JobResult, opts: { encodingFormat?: 'float' | 'b
         object: 'text_completion',
         created: unix(r.createdAt),
         model: r.model,
-        choices: [
-          {
-            index: 0,
-            text: r.output?.text ?? '',
-            logprobs: null,
-            finish_reason: r.output?.finishReason ?? 'stop',
-          },
-        ],
+        choices: choicesOf(r).map((c, index) => ({
+          index,
+          text: c.text ?? '',
+          logprobs: completionLogprobs(c.logprobs),
+          finish_reason: c.finishReason ?? 'stop',
+        })),
         usage: usageOf(r),
       };
     case 'embedding':

@@ -6,17 +6,20 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { rateLimitHeaders, type AuthenticatedKey } from '../../modules/accounts/index.js';
-import { jobIdForIdempotencyKey, type JobResult } from '../../modules/jobs/index.js';
+import { choicesAsked, jobIdForIdempotencyKey, type JobResult } from '../../modules/jobs/index.js';
 import type { RequestKind } from '../../modules/routing/index.js';
 import { AppError } from '../../platform/errors.js';
 import type { Backbone } from '../../server/backbone.js';
 import { authenticateApiKey } from '../auth.js';
+import type { AnswerShape, ResultStream, SubmitChat } from './cloud.answer.js';
+import { responsesRoutes } from './responses.routes.js';
 import {
   chatCompletionBody,
   completionBody,
   embeddingBody,
   jobParams,
   submitHeaders,
+  type ChatCompletionBody,
   type SubmitHeaders,
 } from './cloud.contracts.js';
 import { errorOfResult, renderJob, renderResult } from './cloud.render.js';
@@ -39,6 +42,24 @@ interface Submission {
   stream?: boolean;
   includeUsage?: boolean;
   encodingFormat?: 'float' | 'base64';
+  /** Another API's shapes on the same job path (the Responses API): its stream and its answer. */
+  shape?: AnswerShape;
+}
+
+/** A chat completion request as a submission: the reservation's input estimate and per-choice output budget. */
+function chatSubmission(body: ChatCompletionBody, defaultMaxTokens: number): Submission {
+  const text = body.messages
+    .map((m) => (typeof m.content === 'string' ? m.content : JSON.stringify(m.content ?? '')))
+    .join('\n');
+  return {
+    kind: 'chat',
+    model: body.model,
+    body,
+    maxOutputTokens: body.max_completion_tokens ?? body.max_tokens ?? defaultMaxTokens,
+    promptTokens: estimateTokens(text) + 4 * body.messages.length,
+    stream: body.stream === true,
+    includeUsage: body.stream_options?.include_usage === true,
+  };
 }
 
 function modelView(m: { model: string; onlineNodes: number; idleNodes: number }) {
@@ -73,11 +94,13 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       // 404 model_not_found, or a retryable 503 catalog_recovering while rebuilt after a Redis loss.
       await b.nodes.catalog.requireServed(environment, s.model);
       const mode = s.stream ? 'sync' : (h['x-rty-mode'] ?? 'sync');
+      if (mode === 'polling' && s.shape?.noPolling) throw new AppError('invalid_request', s.shape.noPolling);
       const idem = h['idempotency-key'];
       const jobId = idem ? jobIdForIdempotencyKey(key.namespaceId, idem) : randomUUID();
       // Streamed: listening starts before the job exists, so its first delta cannot be missed.
       const waitAc = new AbortController();
       let resetReason: string | undefined;
+      const onReset = (reason: string) => ((resetReason = reason), waitAc.abort());
       // A client that leaves cancels its job when the policy says so (see submitHeaders): the wait ends now.
       const cancelOnLeave = (h['x-rty-on-disconnect'] ?? (s.stream ? 'cancel' : 'continue')) === 'cancel';
       let left: { delivered: number } | undefined;
@@ -86,16 +109,18 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
         left = { delivered };
         waitAc.abort();
       };
-      const sse =
+      const sse: ResultStream | undefined =
         s.stream && s.kind !== 'embedding'
-          ? await ChunkStream.open(b.streams, {
-              jobId,
-              kind: s.kind,
-              model: s.model,
-              includeUsage: s.includeUsage === true,
-              onReset: (reason) => ((resetReason = reason), waitAc.abort()),
-              onDisconnect: onLeave,
-            })
+          ? await (s.shape
+              ? s.shape.openStream({ streams: b.streams, jobId, onReset, onDisconnect: onLeave })
+              : ChunkStream.open(b.streams, {
+                  jobId,
+                  kind: s.kind,
+                  model: s.model,
+                  includeUsage: s.includeUsage === true,
+                  onReset,
+                  onDisconnect: onLeave,
+                }))
           : undefined;
       if (!sse && mode === 'sync')
         reply.raw.on('close', () => {
@@ -111,14 +136,15 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
         await sse?.close();
       }
 
-      async function run(sse: ChunkStream | undefined) {
+      async function run(sse: ResultStream | undefined) {
         const submitted = await b.jobs.submit({
           namespaceId: key.namespaceId,
           apiKeyId: key.keyId,
           model: s.model,
           environment,
           priority: h['x-rty-priority'] ?? 'urgent',
-          maxTokens: s.promptTokens + s.maxOutputTokens,
+          // n choices run on one node in one job: the hold covers n × the output budget, settled once.
+          maxTokens: s.promptTokens + s.maxOutputTokens * choicesAsked({ body: s.body }),
           ttlMs: b.config.JOB_DEFAULT_TTL_MS,
           mode,
           request: { kind: s.kind, body: s.body, maxTokens: s.maxOutputTokens },
@@ -236,9 +262,19 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
       }
     }
 
-    function respond(reply: FastifyReply, result: JobResult, s: Pick<Submission, 'encodingFormat'>) {
+    function respond(
+      reply: FastifyReply,
+      result: JobResult,
+      s: Pick<Submission, 'encodingFormat' | 'shape'>,
+    ) {
+      if (s.shape) return reply.send(s.shape.render(result));
       return reply.send(renderResult(result, s.encodingFormat ? { encodingFormat: s.encodingFormat } : {}));
     }
+
+    const submitChat: SubmitChat = (req, reply, body, shape) =>
+      submit(req, reply, { ...chatSubmission(body, b.config.JOB_DEFAULT_MAX_TOKENS), shape });
+    // The Responses API: its own contracts and shapes, on this plugin's submission path.
+    await app.register(responsesRoutes({ submitChat }));
 
     app.get(
       '/v1/models',
@@ -285,21 +321,7 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
     app.post(
       '/v1/chat/completions',
       { schema: { tags: ['cloud'], security, body: chatCompletionBody, headers: submitHeaders } },
-      async (req, reply) => {
-        const body = req.body;
-        const text = body.messages
-          .map((m) => (typeof m.content === 'string' ? m.content : JSON.stringify(m.content ?? '')))
-          .join('\n');
-        return submit(req, reply, {
-          kind: 'chat',
-          model: body.model,
-          body,
-          maxOutputTokens: body.max_completion_tokens ?? body.max_tokens ?? b.config.JOB_DEFAULT_MAX_TOKENS,
-          promptTokens: estimateTokens(text) + 4 * body.messages.length,
-          stream: body.stream === true,
-          includeUsage: body.stream_options?.include_usage === true,
-        });
-      },
+      async (req, reply) => submit(req, reply, chatSubmission(req.body, b.config.JOB_DEFAULT_MAX_TOKENS)),
     );
 
     app.post(

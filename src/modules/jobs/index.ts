@@ -17,7 +17,7 @@ export {
   type JobResult,
 } from './job-results.js';
 export { JobStreams, streamEventSchema, type StreamEvent } from './job-stream.js';
-export type { FinishReason, ToolCall } from './job.js';
+export { choicesAsked, type FinishReason, type NodeChoice, type TokenLogprob, type ToolCall } from './job.js';
 export { DeliveryError } from './jobs.attempt.js';
 export {
   boundUsage,

@@ -18,6 +18,22 @@ export const JOB_ERROR_CODES = [
 ] as const;
 export type JobErrorCode = (typeof JOB_ERROR_CODES)[number];
 
+const finishReason = z.enum(['stop', 'length', 'tool_calls', 'content_filter']);
+const toolCalls = z.array(
+  z.object({
+    id: z.string(),
+    type: z.literal('function'),
+    function: z.object({ name: z.string(), arguments: z.string() }),
+  }),
+);
+const logprobs = z.array(
+  z.object({
+    token: z.string(),
+    logprob: z.number(),
+    top: z.array(z.object({ token: z.string(), logprob: z.number() })).optional(),
+  }),
+);
+
 export const jobResultSchema = z.object({
   v: z.literal(1),
   jobId: z.string(),
@@ -29,13 +45,17 @@ export const jobResultSchema = z.object({
     .object({
       text: z.string().optional(),
       embeddings: z.array(z.array(z.number())).optional(),
-      finishReason: z.enum(['stop', 'length', 'tool_calls', 'content_filter']).optional(),
-      toolCalls: z
+      finishReason: finishReason.optional(),
+      toolCalls: toolCalls.optional(),
+      logprobs: logprobs.optional(),
+      /** Choices 1..n-1 of an `n > 1` request. */
+      choices: z
         .array(
           z.object({
-            id: z.string(),
-            type: z.literal('function'),
-            function: z.object({ name: z.string(), arguments: z.string() }),
+            text: z.string(),
+            finishReason: finishReason.optional(),
+            toolCalls: toolCalls.optional(),
+            logprobs: logprobs.optional(),
           }),
         )
         .optional(),

@@ -94,6 +94,17 @@ export class JobCloser {
               ...(c.result.embeddings ? { embeddings: c.result.embeddings } : {}),
               ...(c.result.finishReason || !cut ? { finishReason: c.result.finishReason ?? 'stop' } : {}),
               ...(c.result.toolCalls?.length ? { toolCalls: c.result.toolCalls } : {}),
+              ...(c.result.logprobs ? { logprobs: c.result.logprobs } : {}),
+              ...(c.result.choices?.length
+                ? {
+                    choices: c.result.choices.map((x) => ({
+                      text: x.output,
+                      finishReason: x.finishReason ?? 'stop',
+                      ...(x.toolCalls?.length ? { toolCalls: x.toolCalls } : {}),
+                      ...(x.logprobs ? { logprobs: x.logprobs } : {}),
+                    })),
+                  }
+                : {}),
             },
             usage: { promptTokens: c.result.tokensIn, completionTokens: c.result.tokensOut },
             costMicro: charges ? c.charged.toString() : '0',

@@ -9,7 +9,7 @@
 // price: an honest node's own count (about a quarter of the bytes for English) is what is billed, and the bound
 // only decides what is too much.
 import type { JobRequest } from '../routing/index.js';
-import type { NodeResult } from './job.js';
+import { choicesAsked, type NodeResult } from './job.js';
 
 /**
  * The most bytes one token can stand for. Vocabulary entries are short (the longest in common vocabularies are
@@ -99,22 +99,39 @@ export type BoundedUsage =
  */
 export function boundUsage(request: JobRequest | undefined, r: NodeResult): BoundedUsage {
   if (!request) return { ok: true, result: r };
-  const outBytes = bytes(r.output);
+  // `n > 1`: every choice is bounded like the first, and choices beyond the `n` asked are dropped.
+  const asked = choicesAsked(request);
+  const extra = r.choices && r.choices.length > asked - 1 ? r.choices.slice(0, asked - 1) : r.choices;
+  const all = [r, ...(extra ?? [])];
   const limit = outputByteLimit(request);
-  if (outBytes > limit)
-    return {
-      ok: false,
-      reason: `output of ${outBytes} bytes is more than max_tokens ${request.maxTokens} can produce (at most ${limit} bytes)`,
-    };
+  for (const c of all) {
+    const outBytes = bytes(c.output);
+    if (outBytes > limit)
+      return {
+        ok: false,
+        reason: `output of ${outBytes} bytes is more than max_tokens ${request.maxTokens} can produce (at most ${limit} bytes)`,
+      };
+  }
   const inBound = promptTokenBound(request);
-  const outBound = request.kind === 'embedding' ? 0 : Math.min(request.maxTokens, outputTokenBound(r));
+  const outBound =
+    request.kind === 'embedding'
+      ? 0
+      : Math.min(
+          request.maxTokens * asked,
+          all.reduce((n, c) => n + Math.min(request.maxTokens, outputTokenBound(c)), 0),
+        );
+  const trimmed = extra === r.choices ? r : { ...r, ...(extra ? { choices: extra } : {}) };
   const claims: string[] = [];
   if (r.tokensIn > inBound) claims.push(`${r.tokensIn} prompt tokens (bound ${inBound})`);
   if (r.tokensOut > outBound) claims.push(`${r.tokensOut} output tokens (bound ${outBound})`);
-  if (claims.length === 0) return { ok: true, result: r };
+  if (claims.length === 0) return { ok: true, result: trimmed };
   return {
     ok: true,
-    result: { ...r, tokensIn: Math.min(r.tokensIn, inBound), tokensOut: Math.min(r.tokensOut, outBound) },
+    result: {
+      ...trimmed,
+      tokensIn: Math.min(r.tokensIn, inBound),
+      tokensOut: Math.min(r.tokensOut, outBound),
+    },
     violation: `claimed ${claims.join(' and ')}`,
   };
 }

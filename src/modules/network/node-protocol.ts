@@ -39,6 +39,24 @@ export const toolCallDeltaSchema = z.object({
 });
 export type ToolCallDelta = z.infer<typeof toolCallDeltaSchema>;
 
+/** An output token's log probability and its most likely alternatives (`top_logprobs`, at most 20). */
+export const tokenLogprobSchema = z.object({
+  token: z.string().max(1_000),
+  logprob: z.number().max(0),
+  top: z
+    .array(z.object({ token: z.string().max(1_000), logprob: z.number().max(0) }))
+    .max(20)
+    .optional(),
+});
+
+/** Choices 1..n-1 of an `n > 1` request (choice 0 is the result's own output fields). */
+const extraChoiceSchema = z.object({
+  output: z.string(),
+  finishReason: z.enum(FINISH_REASONS).optional(),
+  toolCalls: z.array(toolCallSchema).max(128).optional(),
+  logprobs: z.array(tokenLogprobSchema).max(1_000_000).optional(),
+});
+
 /** What a streamed result commits to: the number of deltas sent and the hash chain over them (streamChain). */
 const streamCommitSchema = z.object({
   count: z.number().int().min(0).max(1_000_000),
@@ -54,6 +72,8 @@ export const jobResultBodySchema = z.object({
   embeddings: z.array(z.array(z.number())).optional(),
   finishReason: z.enum(FINISH_REASONS).optional(),
   toolCalls: z.array(toolCallSchema).max(128).optional(),
+  logprobs: z.array(tokenLogprobSchema).max(1_000_000).optional(),
+  choices: z.array(extraChoiceSchema).max(127).optional(),
   /** Required when the job frame said `stream: true`: the signature then covers every delta in order. */
   stream: streamCommitSchema.optional(),
   /** The node stopped at a `job.cancel`: the output and tokens are what it produced until then. */
