@@ -102,6 +102,7 @@ export function workerTasks(b: Backbone, records?: JobRecordSink): RecurringTask
       jobs: b.jobs,
       log: b.log,
       ...(records ? { records } : {}),
+      brokerUpForMs: () => b.routing.connection.connectedForMs(),
       options: {
         intervalMs: c.JOBS_RECOVER_INTERVAL_MS,
         graceMs: c.JOBS_RECOVER_GRACE_MS,
