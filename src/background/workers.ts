@@ -95,7 +95,7 @@ export function workerTasks(b: Backbone, records?: JobRecordSink): RecurringTask
       // An idle lane is removed within ROUTING_LANE_IDLE_MS + half of it.
       name: 'routing.prune-lanes',
       intervalMs: Math.max(1000, Math.floor(c.ROUTING_LANE_IDLE_MS / 2)),
-      run: () => b.routing.pruneIdleLanes(),
+      run: (signal) => b.routing.pruneIdleLanes(new Date(), signal),
     },
     createRecentJobsTask({
       pool: b.pool,
