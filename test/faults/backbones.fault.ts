@@ -7,9 +7,11 @@
 // terminal state, one settlement, balances equal to entries, nothing reserved or leased, one job document per
 // job), and no job answered "refunded" that in fact succeeded; no innocent node penalized (the simulators
 // never fail, so no attempt may carry a node_* cause and no node may be cooled down: every failed attempt in
-// the run is the backbone's); no 500 answered; and every request sent while the broker was down, or in
-// flight when it went, answered 200 (confirmed publishing waits for the broker, unacked deliveries come back).
+// the run is the backbone's); no 500 answered; nothing dead-lettered or quarantined; and every request sent
+// while the broker was down, or in flight when it went, answered 200 (confirmed publishing waits for the
+// broker, unacked deliveries come back).
 // What the clients saw (status codes) and the failed attempts' causes are printed for the report.
+import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSimOptions, startSim, type RunningSim } from '../../src/cli/commands/sim.js';
@@ -19,6 +21,7 @@ import { LedgerService } from '../../src/modules/credits/index.js';
 import { COLLECTIONS } from '../../src/modules/records/index.js';
 import { connectMongo, type MongoStore } from '../../src/stores/mongo/client.js';
 import { createPgPool, type Pool } from '../../src/stores/postgres/pool.js';
+import { QUEUES } from '../../src/stores/rabbitmq/topology.js';
 import { testLog } from '../harness.js';
 import {
   startOwnFerret,
@@ -278,8 +281,19 @@ describe('two backbones through PostgreSQL, Redis, RabbitMQ and MongoDB faults',
       const duringBrokerOutage = answers.filter((x) =>
         brokerDown.some(([from, to]) => x.sentAt <= to && x.answeredAt >= from),
       );
+      // Outages are not poison: no record batch and no job quarantined (the broker is the suite's own).
+      const broker = await amqp.connect(rabbit.url);
+      const depths: Record<string, number> = {};
+      try {
+        const ch = await broker.createChannel();
+        for (const q of [QUEUES.recordsDead, QUEUES.quarantine])
+          depths[q] = (await ch.checkQueue(q)).messageCount;
+      } finally {
+        await broker.close();
+      }
       const report = {
         timeline,
+        quarantined: depths,
         duringBrokerOutage: {
           answers: duringBrokerOutage.length,
           slowestMs: Math.max(0, ...duringBrokerOutage.map((x) => x.answeredAt - x.sentAt)),
@@ -298,6 +312,7 @@ describe('two backbones through PostgreSQL, Redis, RabbitMQ and MongoDB faults',
       process.stdout.write(`fault suite report: ${JSON.stringify(report, null, 2)}\n`);
       expect(answers.filter((x) => x.status === 200).length).toBeGreaterThan(20);
       expect(checks.filter((c) => !c.ok)).toEqual([]);
+      expect(depths).toEqual({ [QUEUES.recordsDead]: 0, [QUEUES.quarantine]: 0 });
       expect(falseRefunds).toEqual([]);
       expect(falseSuccess).toEqual([]);
       // No innocent node penalized: the simulators run without failures, so every failed attempt was ours.
