@@ -291,8 +291,30 @@ describe('two backbones through PostgreSQL, Redis, RabbitMQ and MongoDB faults',
       } finally {
         await broker.close();
       }
+      // Jobs that took long (a client gave up on one at 60 s?): their row and logs, for the report.
+      const slow = await pool.query<{ id: string }>(
+        `select id::text, status, attempts, mode, created_at, dispatched_at, finished_at, node_address
+           from jobs where namespace_id = $1 and finished_at - created_at > interval '25 seconds'
+          order by created_at`,
+        [ns.id],
+      );
+      const slowJobs = await Promise.all(
+        slow.rows.slice(0, 5).map(async (row) => ({
+          row,
+          logs: await mongo.db
+            .collection(COLLECTIONS.logs)
+            .find({ ns: ns.id, jobId: row.id })
+            .project({ _id: 0, type: 1, ts: 1, body: 1 })
+            .toArray()
+            .catch((e: unknown) => String(e)),
+          processLines: procs.flatMap((p, i) =>
+            p.lines.filter((l) => l.includes(row.id)).map((l) => `${i}: ${l.slice(0, 400)}`),
+          ),
+        })),
+      );
       const report = {
         timeline,
+        slowJobs,
         quarantined: depths,
         duringBrokerOutage: {
           answers: duringBrokerOutage.length,
