@@ -1,6 +1,8 @@
 // One runner for recurring work: each task runs on an interval with jitter, on one process at a time
 // (PostgreSQL advisory lock per task), with its own error isolation and a clean stop. A lock lost with its
-// connection (PostgreSQL restart) aborts the task's signal; the task stops and is retaken on its next turn.
+// connection (PostgreSQL restart, a lock session that stops answering its pings) aborts the task's signal; the
+// task stops and is retaken on its next turn. A holder that froze loses its lock to the server within the
+// lock session's idle timeout (withAdvisoryLock), so another process takes the task over.
 import { isAppError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
 import { withAdvisoryLock, type Pool } from '../stores/postgres/pool.js';
@@ -19,7 +21,15 @@ export class TaskRunner {
   private started = false;
   private schema: string | undefined;
 
-  constructor(private readonly deps: { pool: Pool; log: Logger; tasks: RecurringTask[] }) {}
+  constructor(
+    private readonly deps: {
+      pool: Pool;
+      log: Logger;
+      tasks: RecurringTask[];
+      /** The lock sessions' idle_session_timeout (withAdvisoryLock's default, 30 s, when unset). */
+      lockSessionTimeoutMs?: number;
+    },
+  ) {}
 
   start(): void {
     if (this.started) return;
@@ -34,8 +44,13 @@ export class TaskRunner {
     try {
       // The lock is per schema: several networks (or test schemas) may share one PostgreSQL server.
       this.schema ??= (await this.deps.pool.query<{ s: string }>('select current_schema() as s')).rows[0]!.s;
-      const r = await withAdvisoryLock(this.deps.pool, `rty:task:${this.schema}:${task.name}`, (lockLost) =>
-        task.run(AbortSignal.any([this.abort.signal, lockLost])),
+      const r = await withAdvisoryLock(
+        this.deps.pool,
+        `rty:task:${this.schema}:${task.name}`,
+        (lockLost) => task.run(AbortSignal.any([this.abort.signal, lockLost])),
+        this.deps.lockSessionTimeoutMs !== undefined
+          ? { sessionTimeoutMs: this.deps.lockSessionTimeoutMs }
+          : {},
       );
       if (r.ran) log.debug({ ms: Math.round(performance.now() - t0), result: r.value }, 'task ran');
       return r.ran;

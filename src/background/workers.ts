@@ -95,13 +95,14 @@ export function workerTasks(b: Backbone, records?: JobRecordSink): RecurringTask
       // An idle lane is removed within ROUTING_LANE_IDLE_MS + half of it.
       name: 'routing.prune-lanes',
       intervalMs: Math.max(1000, Math.floor(c.ROUTING_LANE_IDLE_MS / 2)),
-      run: () => b.routing.pruneIdleLanes(),
+      run: (signal) => b.routing.pruneIdleLanes(new Date(), signal),
     },
     createRecentJobsTask({
       pool: b.pool,
       jobs: b.jobs,
       log: b.log,
       ...(records ? { records } : {}),
+      brokerUpForMs: () => b.routing.connection.connectedForMs(),
       options: {
         intervalMs: c.JOBS_RECOVER_INTERVAL_MS,
         graceMs: c.JOBS_RECOVER_GRACE_MS,

@@ -141,7 +141,7 @@ export const configSchema = z.object({
   ROUTING_LANE_EXPIRES_MS: intFrom(6 * 60 * 60 * 1000, 60_000),
   /** Consumers re-read the lane registry this often (announcements make new lanes visible sooner). */
   ROUTING_LANE_POLL_MS: intFrom(2000, 50),
-  /** Delay before reconnecting after a lost AMQP connection (doubles up to 30 s). */
+  /** Delay before reconnecting after a lost AMQP connection (doubles up to 5 s). */
   ROUTING_RECONNECT_DELAY_MS: intFrom(200, 10),
   // --- records (MongoDB job documents and logs, retention, Space plan) ---
   /** Retention of a namespace without a paid plan, and the period it falls back to when a plan lapses. */

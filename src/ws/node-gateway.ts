@@ -281,7 +281,17 @@ export class NodeGateway implements NodeExecutor {
       job,
       deadlineMs,
     };
-    const receivers = await this.b.redis.publish(this.keys.gatewayChannel(owner), JSON.stringify(msg));
+    // `answer` can settle before it is awaited below (its backstop timer or the caller's abort while the publish
+    // is stuck on a Redis that went away): it always has a handler, or its rejection would kill the process.
+    answer.catch(() => undefined);
+    let receivers: number;
+    try {
+      receivers = await this.b.redis.publish(this.keys.gatewayChannel(owner), JSON.stringify(msg));
+    } catch (err) {
+      // Clears the waiter, its timer and its abort listener.
+      this.relays.get(reqId)?.reject(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    }
     if (receivers === 0) this.relays.get(reqId)?.reject(new Error(`gateway ${owner} is unreachable`));
     return answer;
   }

@@ -26,7 +26,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitUntil(what: string, probe: () => Promise<unknown>, timeoutMs: number): Promise<void> {
+export async function waitUntil(
+  what: string,
+  probe: () => Promise<unknown>,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

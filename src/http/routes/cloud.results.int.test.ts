@@ -1,7 +1,8 @@
 // Results durable beyond Redis (issue 15 item 2), through the Cloud API on a backbone with all four stores:
 // with the Redis copy gone, a sync Idempotency-Key replay of a succeeded job returns its output at once (not a
 // timeout "cancelled and refunded"), and GET /v1/jobs/:id of it shows the output while the namespace's
-// retention keeps it, then 410 result_expired (the prune task deletes the row; another namespace's stays).
+// retention keeps it, then 410 result_expired (the prune task deletes the row; another namespace's stays); an
+// Idempotency-Key replay of a job whose output was pruned is that same 410 at once, never a wait or a re-run.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
 import { heartbeat, randomAddress } from '../../../test/live-harness.js';
@@ -10,13 +11,18 @@ import { createResultRetentionTask, type NodeExecutor } from '../../modules/jobs
 import type { RunningServer } from '../../server/server.js';
 import { scanKeys } from '../../stores/redis/client.js';
 
+/** Job ids the node ran, in order (a replay must never add one). */
+const ran: string[] = [];
 const executor: NodeExecutor = {
-  run: async (_lease, job) => ({
-    tokensIn: 2,
-    tokensOut: 3,
-    output: `done ${job.jobId}`,
-    finishReason: 'stop',
-  }),
+  run: async (_lease, job) => (
+    ran.push(job.jobId),
+    {
+      tokensIn: 2,
+      tokensOut: 3,
+      output: `done ${job.jobId}`,
+      finishReason: 'stop',
+    }
+  ),
 };
 
 let stores: TestStores;
@@ -188,5 +194,69 @@ describe('results recoverable from PostgreSQL', () => {
     // The job row (status, cost) stays: only the output is gone.
     const job = await b.pool.query('select status, cost from jobs where id = $1', [old.jobId]);
     expect(job.rows[0]).toMatchObject({ status: 'succeeded' });
+  });
+
+  it('an Idempotency-Key replay of a job whose result was pruned: 410 result_expired at once, sync and polling; no re-run', async () => {
+    const b = server.backbone;
+    const account = await b.accounts.createAccount({ email: 'p@results.example' });
+    const ns = await b.accounts.createNamespace({ accountId: account.id, name: 'p' });
+    await b.ledger.topUp(ns.id, 10_000_000n, 'seed');
+    const key = await b.accounts.createApiKey({ namespaceId: ns.id, name: 'k' });
+    const post = (mode: 'sync' | 'polling') =>
+      fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${key.plaintext}`,
+          'idempotency-key': 'pruned-1',
+          'x-rty-environment': 'testnet',
+          'x-rty-mode': mode,
+        },
+        body: JSON.stringify({ model: 'llama3-8b', messages: [{ role: 'user', content: 'keep me' }] }),
+      });
+    const first = await post('sync');
+    expect(first.status).toBe(200);
+    const jobId = first.headers.get('x-request-id')!;
+    expect(ran.filter((id) => id === jobId)).toHaveLength(1);
+    // The output ages past the namespace's retention and the prune task deletes it; Redis has no copy.
+    const keys = await scanKeys(b.redis, `${stores.config().REDIS_KEY_PREFIX}*`);
+    const resultKeys = keys.filter((k) => k.includes(jobId));
+    if (resultKeys.length > 0) await b.redis.del(...resultKeys);
+    await b.pool.query(`update job_results set finished_at = now() - interval '2 days' where job_id = $1`, [
+      jobId,
+    ]);
+    await b.pool.query('update namespaces set retention_days = 1 where id = $1', [ns.id]);
+    const task = createResultRetentionTask({
+      pool: b.pool,
+      log: testLog,
+      options: { intervalMs: 60_000, batchSize: 100 },
+    });
+    await task.run(new AbortController().signal);
+    const left = await b.pool.query('select 1 from job_results where job_id = $1', [jobId]);
+    expect(left.rowCount).toBe(0);
+
+    for (const mode of ['sync', 'polling'] as const) {
+      const started = Date.now();
+      const replay = await post(mode);
+      // Answered at once (the sync timeout is 3 s here), with the clear error and the job it names.
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(replay.status).toBe(410);
+      expect(replay.headers.get('x-request-id')).toBe(jobId);
+      const body = (await replay.json()) as { error: { code: string; type: string; message: string } };
+      expect(body.error).toMatchObject({ code: 'result_expired', type: 'not_found_error' });
+      expect(body.error.message).toContain('new Idempotency-Key');
+    }
+    // Nothing ran, reserved or charged again: one job, one reserve, one settle.
+    expect(ran.filter((id) => id === jobId)).toHaveLength(1);
+    const jobs = await b.pool.query('select status from jobs where namespace_id = $1', [ns.id]);
+    expect(jobs.rows).toEqual([{ status: 'succeeded' }]);
+    const entries = await b.pool.query<{ kind: string; n: number }>(
+      `select kind, count(*)::int as n from ledger_entries where job_id = $1 group by kind order by kind`,
+      [jobId],
+    );
+    expect(entries.rows.filter((r) => r.kind === 'reserve' || r.kind === 'settle')).toEqual([
+      { kind: 'reserve', n: 1 },
+      { kind: 'settle', n: 1 },
+    ]);
   });
 });

@@ -23,6 +23,7 @@ import {
   type SubmitHeaders,
 } from './cloud.contracts.js';
 import { errorOfResult, renderJob, renderResult } from './cloud.render.js';
+import { findReplayedJob, replayedResult } from './cloud.replay.js';
 import { ChunkStream } from './cloud.stream.js';
 
 const security = [{ apiKey: [] }];
@@ -161,7 +162,8 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
         reply.header('x-request-id', submitted.jobId);
         if (!submitted.created) reply.header('idempotent-replayed', 'true');
         if (mode === 'polling') {
-          // A new job's state is known without a read; an idempotent replay shows the first job as it is now.
+          // A new job's state is known without a read; an idempotent replay shows the first job as it is now
+          // (410 result_expired once its output is past retention).
           const found = submitted.created
             ? {
                 row: {
@@ -175,15 +177,18 @@ export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
                 },
                 result: undefined,
               }
-            : await b.jobs.getJob(key.namespaceId, submitted.jobId);
+            : await findReplayedJob(b.jobs, key.namespaceId, submitted.jobId);
           return reply
             .status(202)
             .header('location', `/v1/jobs/${submitted.jobId}`)
-            .send(found ? renderJob(found.row, found.result, s.encodingFormat) : { id: submitted.jobId });
+            .send(renderJob(found.row, found.result, s.encodingFormat));
         }
         sse?.start(reply, submitted.createdAt);
-        // A replay of a finished job is answered from its stored result (Redis, or PostgreSQL when Redis lost it).
-        let result = submitted.created ? undefined : await b.jobs.getResult(key.namespaceId, submitted.jobId);
+        // A replay of a finished job is answered from its stored result (Redis, or PostgreSQL when Redis lost
+        // it) at once, and one whose output is past retention with 410 result_expired: never waited out.
+        let result = submitted.created
+          ? undefined
+          : await replayedResult(b.jobs, key.namespaceId, submitted.jobId);
         result ??= await b.results.wait(submitted.jobId, b.config.JOB_SYNC_TIMEOUT_MS, waitAc.signal, {
           readFirst: !submitted.created,
         });

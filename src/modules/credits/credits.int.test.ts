@@ -5,7 +5,7 @@ import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/ha
 import { CREDIT, createNamespaces } from '../../../test/factories.js';
 import { createPgPool } from '../../stores/postgres/pool.js';
 import { isAppError } from '../../platform/errors.js';
-import { LedgerService, type LedgerOptions } from './index.js';
+import { createLedgerTasks, LedgerService, type LedgerOptions } from './index.js';
 
 const unbatched: LedgerOptions = {
   batchMaxWaitMs: 0,
@@ -333,6 +333,27 @@ describe('crash safety and verification', () => {
       other!.id,
     ]);
     expect(await ledger.verifyLedger()).toEqual([]);
+    await ledger.stop();
+  });
+
+  it('the sweeper tasks stop at their abort signal (the lock lost): nothing released, the next run does it', async () => {
+    const [ns] = await createNamespaces(db.pool, 1);
+    const ledger = ledgerWith(batched);
+    await ledger.topUp(ns!.id, 100n, 't');
+    await ledger.grantBonus(ns!.id, 30n, 'welcome', new Date(Date.now() - 1000));
+    const stale = randomUUID();
+    await ledger.reserve(ns!.id, stale, 50n, 1);
+    await new Promise((r) => setTimeout(r, 20));
+    const [holds, bonuses] = createLedgerTasks(ledger, { sweepIntervalMs: 1000 });
+    if (!holds || !bonuses) throw new Error('the ledger has two tasks');
+    const lost = new AbortController();
+    lost.abort();
+    expect(await holds.run(lost.signal)).toBe(0);
+    expect(await bonuses.run(lost.signal)).toBe(0);
+    expect((await ledger.getHold(ns!.id, stale))?.status).toBe('pending');
+    expect(await holds.run(new AbortController().signal)).toBe(1);
+    expect(await bonuses.run(new AbortController().signal)).toBe(1);
+    expect((await ledger.getHold(ns!.id, stale))?.status).toBe('expired');
     await ledger.stop();
   });
 

@@ -201,17 +201,22 @@ export class LedgerService {
     return withTransaction(this.pool, (tx) => this.repo.findMismatches(tx), 'repeatable read');
   }
 
-  /** Releases holds past their expiry; returns how many were released. Safe to run on several processes. */
-  async expireHolds(now = new Date(), limit = 1000): Promise<number> {
+  /**
+   * Releases holds past their expiry; returns how many were released. Safe to run on several processes.
+   * An aborted `signal` (the task's lock lost, or stopping) releases nothing more.
+   */
+  async expireHolds(now = new Date(), limit = 1000, signal?: AbortSignal): Promise<number> {
     const due = await this.repo.findExpiredHolds(this.pool, now, limit);
+    if (signal?.aborted) return 0;
     const results = await Promise.allSettled(
       due.map((d) => this.submit({ kind: 'hold_expire', namespaceId: d.namespaceId, jobId: d.jobId })),
     );
     return this.countSwept('expire-holds', results);
   }
 
-  async expireBonuses(now = new Date(), limit = 1000): Promise<number> {
+  async expireBonuses(now = new Date(), limit = 1000, signal?: AbortSignal): Promise<number> {
     const due = await this.repo.findExpiredBonuses(this.pool, now, limit);
+    if (signal?.aborted) return 0;
     const results = await Promise.allSettled(due.map((d) => this.submit({ kind: 'bonus_expire', ...d })));
     return this.countSwept('expire-bonuses', results);
   }

@@ -230,6 +230,39 @@ describe('recovery within seconds', () => {
     await r.stop();
   });
 
+  it('an unconfirmed job is not refunded while the broker is down or just back (its live submitter republishes it)', async () => {
+    const r = await rig({ submit: () => new Promise<void>(() => undefined) });
+    void submitOne(r);
+    let jobId: string | undefined;
+    for (let i = 0; i < 200 && !jobId; i += 1) {
+      const q = await env.pg.pool.query<{ id: string }>('select id from jobs where namespace_id = $1', [
+        r.ns,
+      ]);
+      jobId = q.rows[0]?.id;
+      if (!jobId) await new Promise((res) => setTimeout(res, 10));
+    }
+    expect(jobId).toBeDefined();
+    await new Promise((res) => setTimeout(res, 30)); // older than the grace below
+    let brokerUpForMs = 0;
+    const task = createRecentJobsTask({
+      pool: env.pg.pool,
+      jobs: r.jobs,
+      log: testLog,
+      brokerUpForMs: () => brokerUpForMs,
+      options: { intervalMs: 1000, graceMs: 20, windowMs: 3600_000, batchSize: 10 },
+    });
+    // Broker down (0), then back for less than the grace: the job is left to its submitter.
+    expect(await task.run(new AbortController().signal)).toMatchObject({ refunded: 0 });
+    brokerUpForMs = 10;
+    expect(await task.run(new AbortController().signal)).toMatchObject({ refunded: 0 });
+    expect(await rowStatus(jobId!)).toBe('queued');
+    // Back for the whole grace: a job still unconfirmed now has no live submitter; refunded.
+    brokerUpForMs = 20;
+    expect(await task.run(new AbortController().signal)).toMatchObject({ refunded: 1 });
+    expect(await rowStatus(jobId!)).toBe('failed');
+    await r.stop();
+  });
+
   it('record events lost after a committed outcome are re-sent from the result row', async () => {
     let fail = true;
     const got: RecordEventInput[] = [];

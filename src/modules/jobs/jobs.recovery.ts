@@ -30,6 +30,12 @@ export function createRecentJobsTask(deps: {
   jobs: JobsService;
   log: Logger;
   records?: JobRecordSink;
+  /**
+   * How long this process has had the broker without a break. A job stays unconfirmed for as long as the
+   * broker is down while its submitter, alive, keeps it to republish: it is refunded only once the broker has
+   * been back for graceMs here (every live submitter has reconnected and republished by then).
+   */
+  brokerUpForMs?: () => number;
   options: RecentJobsOptions;
 }): RecentJobsTask {
   const repo = new JobsRepository();
@@ -41,12 +47,15 @@ export function createRecentJobsTask(deps: {
     run: async (signal) => {
       const now = Date.now();
       let refunded = 0;
-      const lost = await repo.findUnpublished(
-        deps.pool,
-        new Date(now - o.windowMs),
-        new Date(now - o.graceMs),
-        o.batchSize,
-      );
+      const brokerSettled = !deps.brokerUpForMs || deps.brokerUpForMs() >= o.graceMs;
+      const lost = !brokerSettled
+        ? []
+        : await repo.findUnpublished(
+            deps.pool,
+            new Date(now - o.windowMs),
+            new Date(now - o.graceMs),
+            o.batchSize,
+          );
       for (const j of lost) {
         if (signal.aborted) break;
         // The request body is not in PostgreSQL, so the job cannot be re-sent: refund it (the client lost its

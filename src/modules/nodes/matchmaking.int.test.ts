@@ -233,6 +233,21 @@ describe('leases', () => {
     expect(await nodes.matchmaking.selectAndLease(job())).toBeDefined();
   });
 
+  it('the sweep task stops at its abort signal (its lock lost): nothing expired, the next sweep does it', async () => {
+    const nodes = fresh({ LEASE_TTL_MS: 300 });
+    await join(nodes, heartbeat(randomAddress(), { capacity: 1 }));
+    const events: LiveEvent[] = [];
+    nodes.presence.onEvent((e) => events.push(e));
+    await nodes.matchmaking.selectAndLease(job());
+    await sleep(400);
+    const lost = new AbortController();
+    lost.abort();
+    expect(await nodes.sweepTask.run(lost.signal)).toEqual({ offline: 0, expiredLeases: 0, liftedFlags: 0 });
+    expect(events).toEqual([]);
+    expect(await nodes.sweepTask.run(new AbortController().signal)).toMatchObject({ expiredLeases: 1 });
+    expect(events.map((e) => e.type)).toEqual(['lease.expired']);
+  });
+
   it('a completion with a stale fencing token is refused', async () => {
     const nodes = fresh({ LEASE_TTL_MS: 300 });
     await join(nodes, heartbeat(randomAddress(), { capacity: 1 }));

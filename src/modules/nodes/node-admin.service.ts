@@ -96,10 +96,11 @@ export class NodeAdminService {
    * no longer has. Heals a mirror lost to a crash between the two writes, or overtaken by a concurrent
    * change. Bounded per run; clearing only when the PostgreSQL list was complete.
    */
-  async reconcileFlags(limit = 10_000): Promise<{ mirrored: number; cleared: number }> {
+  async reconcileFlags(limit = 10_000, signal?: AbortSignal): Promise<{ mirrored: number; cleared: number }> {
     const flags = await this.repo.listFlagsInForce(this.deps.pool, limit);
     let mirrored = 0;
-    for (let i = 0; i < flags.length; i += 500) {
+    // An aborted signal (the task's lock lost, or stopping) stops it between batches.
+    for (let i = 0; i < flags.length && !signal?.aborted; i += 500) {
       const done = await Promise.all(
         flags
           .slice(i, i + 500)
@@ -108,11 +109,12 @@ export class NodeAdminService {
       mirrored += done.filter(Boolean).length;
     }
     let cleared = 0;
-    if (flags.length < limit) {
+    if (flags.length < limit && !signal?.aborted) {
       const inForce = new Set(flags.map((f) => `${f.environment}|${f.nodeAddress}|${f.flag}`));
       for (const { environment, base } of this.deps.live.cellBases()) {
         for (const member of await this.deps.live.readFlagged(base)) {
           const [address, flag] = member.split('|') as [string, NodeFlag];
+          if (signal?.aborted) return { mirrored, cleared };
           if (inForce.has(`${environment}|${member}`)) continue;
           await this.deps.live.mirrorFlag(environment, address, flag, 'clear', null);
           cleared += 1;

@@ -107,12 +107,12 @@ export function createNodesModule(deps: {
       // One runner per key space: the prefix is part of the lock name.
       name: `nodes.live-sweep:${c.REDIS_KEY_PREFIX}`,
       intervalMs: c.LIVE_SWEEP_INTERVAL_MS,
-      run: () => presence.sweep(),
+      run: (signal: AbortSignal) => presence.sweep(signal),
     },
     flagReconcileTask: {
       name: `nodes.flag-reconcile:${c.REDIS_KEY_PREFIX}`,
       intervalMs: c.LIVE_FLAG_RECONCILE_INTERVAL_MS,
-      run: () => admin.reconcileFlags(),
+      run: (signal: AbortSignal) => admin.reconcileFlags(10_000, signal),
     },
   };
 }

@@ -158,12 +158,16 @@ export class PresenceService {
     return replies.filter((r) => r.kind === 'ok').length;
   }
 
-  /** One sweep of every cell; emits offline, lease-expired and flag-lifted events. */
-  async sweep(): Promise<SweepTotals> {
+  /**
+   * One sweep of every cell; emits offline, lease-expired and flag-lifted events. An aborted `signal` (the
+   * task's lock lost: another process may be sweeping now) stops it before its next cell batch.
+   */
+  async sweep(signal?: AbortSignal): Promise<SweepTotals> {
     const totals: SweepTotals = { offline: 0, expiredLeases: 0, liftedFlags: 0 };
     for (const { environment, base } of this.deps.live.cellBases()) {
       // Bounded: a backlog larger than 20 batches waits for the next tick.
       for (let round = 0; round < 20; round += 1) {
+        if (signal?.aborted) return totals;
         const r = await this.deps.live.sweepCell(environment, base, sweepBatch);
         const events: LiveEvent[] = [
           ...r.offline.map((o): LiveEvent => ({ type: 'node.offline', ...o, detectedAtMs: r.nowMs })),

@@ -72,7 +72,18 @@ it('an idle lane is released, pruned, and comes back with the next job', async (
 
   // No traffic: the consumer lets the lane go; pruning deletes it (refused while a consumer holds it or
   // while it has messages) and forgets it in the registry.
-  await waitFor('idle lane pruned', async () => (await routing.pruneIdleLanes()) === 1, 15_000);
+  // A prune whose task lock was lost (aborted signal) touches nothing, even once the lane is prunable.
+  const lockLost = AbortSignal.abort();
+  let abortedPrunes = 0;
+  await waitFor(
+    'idle lane pruned',
+    async () => {
+      abortedPrunes += await routing.pruneIdleLanes(new Date(), lockLost);
+      return (await routing.pruneIdleLanes()) === 1;
+    },
+    15_000,
+  );
+  expect(abortedPrunes).toBe(0);
   expect(await laneExists(lane)).toBe(false);
   expect((await routing.health()).queues.some((q) => q.queue === lane)).toBe(false);
 

@@ -268,11 +268,12 @@ export class RoutingService {
    * renews its lease. A publisher that still has the lane cached gets its job back unroutable and declares
    * the lane again. Returns how many lanes were removed.
    */
-  async pruneIdleLanes(now = new Date()): Promise<number> {
+  async pruneIdleLanes(now = new Date(), signal?: AbortSignal): Promise<number> {
     const seenBefore = new Date(now.getTime() - this.deps.options.laneIdleMs);
     const idle = (await this.lanes.findLanes(this.deps.pool)).filter((l) => l.lastPublishedAt < seenBefore);
     let removed = 0;
     for (const lane of idle) {
+      if (signal?.aborted) break; // the task's lock lost (or stopping): another process may prune now
       const gone = await deleteQueueIfIdle(this.requireConnection(), lane.queueName);
       if (gone && (await this.lanes.deleteLane(this.deps.pool, lane.queueName, seenBefore))) removed += 1;
     }
