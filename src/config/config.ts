@@ -64,6 +64,12 @@ export const configSchema = z.object({
   /** Candidates a select-and-lease examines per pool before giving up on a cell. */
   LIVE_SELECT_SCAN_LIMIT: intFrom(256, 1),
   LEASE_TTL_MS: intFrom(120_000, 100),
+  /**
+   * A node is dispatchable only while its WebSocket session is open on some gateway process and that process
+   * heard from it (a frame or a pong) within this bound; pings go out every third of it. A socket closed on a
+   * running process leaves the pools at once; a silent socket or a crashed process's nodes within this bound.
+   */
+  NODE_SESSION_LIVENESS_MS: intFrom(15_000, 300),
   /** Score points a failed job costs a node, and points a success gives back. */
   NODE_FAILURE_PENALTY: intFrom(500),
   NODE_SUCCESS_RECOVERY: intFrom(50),

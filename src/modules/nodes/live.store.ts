@@ -285,6 +285,43 @@ export class LiveStore {
     };
   }
 
+  /**
+   * Claims, refreshes or drops the liveness of gateway sessions held by `instanceId` (one script call per
+   * cell). `forMs`: how long each claim stays in force from now (Redis time) unless refreshed. Returns, per
+   * item, whether the claim was written (open/refresh) or dropped (close).
+   */
+  async claimSessions(
+    op: 'open' | 'refresh' | 'close',
+    instanceId: string,
+    items: Array<{ environment: Environment; address: string; forMs?: number }>,
+  ): Promise<boolean[]> {
+    const byBase = new Map<string, number[]>();
+    items.forEach((it, i) => {
+      const base = this.baseOf(it.environment, it.address);
+      byBase.set(base, [...(byBase.get(base) ?? []), i]);
+    });
+    const out = new Array<boolean>(items.length).fill(false);
+    await Promise.all(
+      [...byBase].map(async ([base, list]) => {
+        const args: Array<string | number> = [op, instanceId, this.opts.heartbeatTtlMs];
+        for (const i of list) {
+          args.push(items[i]!.address);
+          if (op !== 'close') args.push(Math.max(1, Math.round(items[i]!.forMs ?? 0)));
+        }
+        const r = asArray(await runScript(this.redis, getScript('live_session'), [base], args));
+        list.forEach((i, k) => (out[i] = Number(r[k]) === 1));
+      }),
+    );
+    return out;
+  }
+
+  /** Whether a gateway session claim of the node is in force (Redis time). */
+  async sessionLive(environment: Environment, address: string): Promise<boolean> {
+    const base = this.baseOf(environment, address);
+    const [score, t] = await Promise.all([this.redis.zscore(base + liveSuffix.session, address), this.redis.time()]);
+    return score !== null && Number(score) > Number(t[0]) * 1000 + Math.floor(Number(t[1]) / 1000);
+  }
+
   /** Mirrors a flag already written to PostgreSQL; false when the node has no live record. */
   async mirrorFlag(
     environment: Environment,

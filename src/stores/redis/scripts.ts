@@ -13,6 +13,7 @@ export const scriptNames = [
   'live_sweep',
   'live_flag',
   'live_subclouds',
+  'live_session',
   'rate_limit',
   'gw_release',
 ] as const;

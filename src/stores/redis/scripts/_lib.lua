@@ -26,8 +26,16 @@ local function score_of(base_score, pen, leases, cap)
   return base_score - pen - math.floor(leases * 1000 / cap)
 end
 
+-- A node is dispatchable only while a gateway process holds an open, answering WebSocket session of it:
+-- `session` maps the address to the expiry (ms, Redis time) of that process's last liveness claim
+-- (NodeGateway: last frame or pong + NODE_SESSION_LIVENESS_MS). Heartbeats alone keep it online, not routable.
+local function session_live(base, addr, now)
+  local x = redis.call('ZSCORE', base .. 'session', addr)
+  return x ~= false and tonumber(x) > now
+end
+
 -- Puts the node into every one of its ready pools when it can take a job now, or removes it.
--- Eligible: record present, seen within ttl, healthy, no active flag, leases < capacity.
+-- Eligible: record present, seen within ttl, healthy, no active flag, leases < capacity, a live session.
 local function place(base, addr, now, ttl)
   local h = redis.call('HMGET', base .. 'node:' .. addr, 'pools', 'base', 'pen', 'leases', 'cap', 'health',
     'seen', 'f:pause', 'f:freeze', 'f:shadow_ban')
@@ -36,6 +44,7 @@ local function place(base, addr, now, ttl)
   local cap = tonumber(h[5]) or 0
   local eligible = h[6] ~= 'unhealthy' and leases < cap and (tonumber(h[7]) or 0) >= now - ttl
     and not flag_active(h[8], now) and not flag_active(h[9], now) and not flag_active(h[10], now)
+    and session_live(base, addr, now)
   local pools = split(h[1], ',')
   local mark = ''
   if eligible then

@@ -1,7 +1,7 @@
 -- Ingests a batch of node heartbeats of one cell: record, indexes, ready pools, liveness. Late
 -- heartbeats lose. Batching amortizes the per-call cost; each heartbeat keeps its own reply.
 -- KEYS[1] cell base (RedisKeys.liveCellBase); touches base..node:<addr>, status:<addr>, seen, ready:*, catalog, stats,
---         flagexp, flagged.
+--         flagexp, flagged; reads session.
 -- ARGV[1] heartbeat TTL (ms); ARGV[2..] one heartbeat each, 16 fields joined by TAB (one argument per
 --   heartbeat keeps the client's encoding cheap; JSON never contains a raw TAB):
 --   1 address   2 node timestamp (ms; strictly increasing per node)   3 base score   4 capacity (>= 1)
@@ -54,7 +54,7 @@ local function beat(packed)
     -- node's eligibility or score changed.
     local leases, cap = tonumber(prev[6]) or 0, tonumber(cap_s)
     local eligible = health ~= 'unhealthy' and leases < cap and not flag_active(prev[8], now)
-      and not flag_active(prev[9], now) and not flag_active(prev[10], now)
+      and not flag_active(prev[9], now) and not flag_active(prev[10], now) and session_live(base, addr, now)
     local mark = ''
     if eligible then mark = tostring(score_of(tonumber(base_score), tonumber(prev[5]) or 0, leases, cap)) end
     if mark ~= prev[4] then

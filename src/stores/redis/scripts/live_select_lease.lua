@@ -1,6 +1,6 @@
 -- Picks the best eligible node of one cell for a job and leases it, atomically.
 -- KEYS[1] cell base (RedisKeys.liveCellBase); touches base..ready:*, node:*, lease:<job>, leaseexp,
---         nodeleases:<addr>, fence.
+--         nodeleases:<addr>, fence; reads session.
 -- ARGV[1] job id   ARGV[2] model   ARGV[3] version ('' = any)   ARGV[4] minimum GPU memory (MB)
 -- ARGV[5] preferred region ('' = none; falls back to every region)   ARGV[6] Subcloud id ('' = public)
 -- ARGV[7] lease TTL (ms)   ARGV[8] heartbeat TTL (ms)   ARGV[9] excluded node addresses "a,b"
@@ -52,8 +52,9 @@ for _, pass in ipairs(passes) do
         local cap, leases = tonumber(h[2]) or 0, tonumber(h[3]) or 0
         local usable = h[1] and tonumber(h[1]) >= now - hb_ttl and h[7] ~= 'unhealthy' and leases < cap
           and not flag_active(h[8], now) and not flag_active(h[9], now) and not flag_active(h[10], now)
+          and session_live(base, addr, now)
         if not usable then
-          -- Stale pool entry (offline, flagged, full or gone): heal the index on the way, and clear
+          -- Stale pool entry (offline, flagged, full, no live gateway session, or gone): heal the index on the way, and clear
           -- the node's `placed` mark so that its next heartbeat puts it back in every pool.
           redis.call('ZREM', pool, addr)
           if h[1] then redis.call('HSET', nkey, 'placed', '') end
