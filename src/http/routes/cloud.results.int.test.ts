@@ -4,7 +4,7 @@
 // retention keeps it, then 410 result_expired (the prune task deletes the row; another namespace's stays).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
-import { heartbeat, randomAddress } from '../../../test/live-harness.js';
+import { heartbeat, openSessions, randomAddress } from '../../../test/live-harness.js';
 import { testLog } from '../../../test/harness.js';
 import { createResultRetentionTask, type NodeExecutor } from '../../modules/jobs/index.js';
 import type { RunningServer } from '../../server/server.js';
@@ -33,6 +33,7 @@ beforeAll(async () => {
   const account = await b.accounts.createAccount({ email: 'op@results.example' });
   const address = randomAddress();
   await b.nodes.admin.registerNode({ address, environment: 'testnet', accountId: account.id });
+  await openSessions(b.nodes, [{ address, environment: 'testnet' }]);
   await b.nodes.presence.ingest(
     heartbeat(address, {
       environment: 'testnet',

@@ -7,6 +7,7 @@ import {
   useLiveStores,
   heartbeat,
   liveConfig,
+  openSessions,
   randomAddress,
   registerNodes,
 } from '../../../test/live-harness.js';
@@ -28,6 +29,7 @@ function fresh(over: Partial<Config> = {}): NodesModule {
 
 async function join(nodes: NodesModule, hb: Heartbeat): Promise<string> {
   await registerNodes(env.pg.pool, [{ address: hb.address, environment: hb.environment }]);
+  await openSessions(nodes, [hb]);
   await nodes.presence.ingest(hb);
   return hb.address;
 }
