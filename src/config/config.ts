@@ -70,6 +70,10 @@ export const configSchema = z.object({
    * running process leaves the pools at once; a silent socket or a crashed process's nodes within this bound.
    */
   NODE_SESSION_LIVENESS_MS: intFrom(15_000, 300),
+  /** Measured reputation: observations are written and mirrored into the matchmaking score this often. */
+  REPUTATION_FLUSH_INTERVAL_MS: intFrom(2_000, 50),
+  /** Share of jobs (percent) that go to nodes on probation (their first 20 attempts) when established nodes could take them. */
+  REPUTATION_PROBATION_SHARE_PERCENT: intFrom(10, 0).pipe(z.number().max(100)),
   /** Score points a failed job costs a node, and points a success gives back. */
   NODE_FAILURE_PENALTY: intFrom(500),
   NODE_SUCCESS_RECOVERY: intFrom(50),

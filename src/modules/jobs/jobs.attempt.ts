@@ -4,7 +4,7 @@
 import { isAppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import { classifyStoreError } from '../../stores/store-errors.js';
-import type { Lease, MatchmakingService } from '../nodes/index.js';
+import { observationOf, type Lease, type MatchmakingService, type Observation } from '../nodes/index.js';
 import type { AttemptCause, JobMessage } from '../routing/index.js';
 import type { NodeExecutor, NodeResult } from './job.js';
 
@@ -105,9 +105,18 @@ export class Attempt {
     for (;;) {
       try {
         const result = await this.deliver(lease);
+        const executionMs = performance.now() - started;
         // Only the node that still holds the lease (fencing token) may complete the job.
-        await this.release(lease, 'ok');
-        return { kind: 'ran', lease, result, assignedAt, executionMs: performance.now() - started };
+        await this.release(
+          lease,
+          'ok',
+          observationOf({
+            result,
+            latencyMs: executionMs,
+            ...(this.job.request ? { request: this.job.request } : {}),
+          }),
+        );
+        return { kind: 'ran', lease, result, assignedAt, executionMs };
       } catch (err) {
         const cause = causeOf(err);
         const reason = err instanceof Error ? err.message : String(err);
@@ -126,7 +135,7 @@ export class Attempt {
         if (this.deps.capacity.stopping && (code === 'node_disconnect' || code === 'backbone_unreachable'))
           code = 'backbone_shutdown';
         // Only the node's own failures penalize it; ours leave its standing as it was.
-        await this.release(lease, isNodeCause(code) ? 'failed' : 'ok');
+        await this.release(lease, isNodeCause(code) ? 'failed' : 'ok', observationOf({ cause: code }));
         this.deps.log.info(
           { err, cause: code, jobId: this.job.jobId, nodeId: lease.nodeAddress },
           'attempt failed',
@@ -141,9 +150,9 @@ export class Attempt {
     await this.release(lease, 'ok');
   }
 
-  private async release(lease: Lease, outcome: 'ok' | 'failed'): Promise<void> {
+  private async release(lease: Lease, outcome: 'ok' | 'failed', observed?: Observation): Promise<void> {
     try {
-      await this.deps.matchmaking.complete(lease, outcome);
+      await this.deps.matchmaking.complete(lease, outcome, observed);
     } catch (err) {
       // Expired or re-taken (a stale fencing token): the job's lease is no longer ours to end.
       this.deps.log.warn({ err, jobId: lease.jobId }, 'lease already gone');

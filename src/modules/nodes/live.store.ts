@@ -15,9 +15,12 @@ import {
   type JobRequirements,
   type NodeFlag,
 } from './node-status.js';
+import { isProbationJob, PRIOR_SCORE } from './reputation.js';
 
 export interface LiveOptions {
   cells: number;
+  /** Share of jobs (percent) that go to nodes on probation when both kinds can take them. */
+  probationSharePercent?: number;
   heartbeatTtlMs: number;
   leaseTtlMs: number;
   scanLimit: number;
@@ -29,6 +32,8 @@ export interface Hydration {
   /** `flag=<expiry ms|0>,...` */
   flags: string;
   subcloudIds: string[];
+  /** The node's measured reputation as stored in PostgreSQL (the prior when it has none). */
+  reputation: { score: number; probation: boolean };
 }
 
 export type HeartbeatReply =
@@ -95,6 +100,8 @@ function packHeartbeat(
     hydration ? '1' : '0',
     hydration?.flags ?? '',
     hydration?.subcloudIds.join(',') ?? '',
+    hydration?.reputation.score ?? PRIOR_SCORE,
+    (hydration?.reputation.probation ?? true) ? '1' : '0',
     digest,
     statusJson,
   ].join('\t');
@@ -211,6 +218,7 @@ export class LiveStore {
           (req.excludeNodes ?? []).join(','),
           this.opts.scanLimit,
           regionMode,
+          isProbationJob(req.jobId, this.opts.probationSharePercent ?? 0) ? '1' : '0',
         ],
       ),
     );
@@ -315,10 +323,37 @@ export class LiveStore {
     return out;
   }
 
+  /** Mirrors measured reputation scores into the live records (one script call per cell). */
+  async mirrorReputation(
+    items: Array<{ environment: Environment; address: string; score: number; probation: boolean }>,
+  ): Promise<void> {
+    const byBase = new Map<string, typeof items>();
+    for (const it of items) {
+      const base = this.baseOf(it.environment, it.address);
+      byBase.set(base, [...(byBase.get(base) ?? []), it]);
+    }
+    await Promise.all(
+      [...byBase].map(([base, list]) =>
+        runScript(
+          this.redis,
+          getScript('live_reputation'),
+          [base],
+          [
+            this.opts.heartbeatTtlMs,
+            ...list.flatMap((it) => [it.address, it.score, it.probation ? '1' : '0']),
+          ],
+        ),
+      ),
+    );
+  }
+
   /** Whether a gateway session claim of the node is in force (Redis time). */
   async sessionLive(environment: Environment, address: string): Promise<boolean> {
     const base = this.baseOf(environment, address);
-    const [score, t] = await Promise.all([this.redis.zscore(base + liveSuffix.session, address), this.redis.time()]);
+    const [score, t] = await Promise.all([
+      this.redis.zscore(base + liveSuffix.session, address),
+      this.redis.time(),
+    ]);
     return score !== null && Number(score) > Number(t[0]) * 1000 + Math.floor(Number(t[1]) / 1000);
   }
 

@@ -14,6 +14,7 @@ export const scriptNames = [
   'live_flag',
   'live_subclouds',
   'live_session',
+  'live_reputation',
   'rate_limit',
   'gw_release',
 ] as const;
