@@ -153,6 +153,8 @@ export async function createBackbone(
     const nodes = createNodesModule({ config, pool, redis, log });
     await nodes.liveWatch.start();
     lifecycle.add('redis-loss-watcher', async () => nodes.liveWatch.stop());
+    // Stopped after the dispatch drain (registered earlier): the last attempts' observations are flushed.
+    lifecycle.add('reputation', () => nodes.reputation.stop());
     const routing = new RoutingService({
       pool,
       log,

@@ -30,7 +30,7 @@ const ok = (latencyMs: number, tokensOut = 16): Observation => ({
 
 describe('reputation score', () => {
   it('starts a new node at the stated prior', () => {
-    expect(PRIOR_SCORE).toBe(4744);
+    expect(PRIOR_SCORE).toBe(6769);
     expect(scoreAfter([])).toBe(PRIOR_SCORE);
   });
 

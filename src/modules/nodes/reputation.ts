@@ -14,11 +14,12 @@ export const REPUTATION_HALF_LIFE_MS = {
 } as const;
 
 /**
- * The prior of a node with no observation, as pseudo-observations of weight PRIOR_WEIGHT (jobs): a 90%
- * success rate, 2,000 ms lease → result, 20 tokens/s, valid results. Its score is PRIOR_SCORE (4,747); the
- * measurements outweigh it after a few jobs.
+ * The prior of a node with no observation, as pseudo-observations of weight PRIOR_WEIGHT (jobs): a 95% success
+ * rate, 500 ms lease → result, 50 tokens/s, valid results; its score is PRIOR_SCORE (6,769). It is optimistic
+ * on purpose: a new node must be tried to be measured (the greedy matchmaker would otherwise never pick it
+ * over a measured, mediocre one), and a new key gains nothing from it beyond the probation share of traffic.
  */
-export const PRIOR = { success: 0.9, latencyMs: 2_000, tokensPerS: 20, validity: 1 } as const;
+export const PRIOR = { success: 0.95, latencyMs: 500, tokensPerS: 50, validity: 1 } as const;
 export const PRIOR_WEIGHT = 4;
 /** Attempts observed before a node leaves probation (until then it gets the probation share of traffic). */
 export const PROBATION_JOBS = 20;
