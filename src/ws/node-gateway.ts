@@ -152,10 +152,13 @@ export class NodeGateway implements NodeExecutor {
     const liveness = this.b.config.NODE_SESSION_LIVENESS_MS;
     this.timers = [
       setInterval(() => void this.refreshOwnership(), OWNER_REFRESH_MS),
-      setInterval(() => {
-        this.sockets.forEach((s) => s.ping(2 * liveness));
-        void this.refreshSessions();
-      }, Math.floor(liveness / PINGS_PER_LIVENESS)),
+      setInterval(
+        () => {
+          this.sockets.forEach((s) => s.ping(2 * liveness));
+          void this.refreshSessions();
+        },
+        Math.floor(liveness / PINGS_PER_LIVENESS),
+      ),
     ];
     this.timers.forEach((t) => t.unref());
     const watch = this.b.nodes.liveWatch;
@@ -360,8 +363,8 @@ export class NodeGateway implements NodeExecutor {
     this.sessions.delete(node);
     this.b.metrics.connectedNodes.set(this.sessions.size);
     if (this.state === 'running')
-      void Promise.all([this.releaseOwnership(node), this.claimSessions('close', [s])]).catch((err: unknown) =>
-        this.log.warn({ err, nodeId: node }, 'gateway ownership not released'),
+      void Promise.all([this.releaseOwnership(node), this.claimSessions('close', [s])]).catch(
+        (err: unknown) => this.log.warn({ err, nodeId: node }, 'gateway ownership not released'),
       );
     this.log.debug({ nodeId: node }, 'node disconnected');
   }

@@ -25,7 +25,7 @@ const CONCURRENCY = 3;
 
 let stores: TestStores;
 let server: RunningServer;
-let agents: NodeAgent[] = [];
+const agents: NodeAgent[] = [];
 
 beforeAll(async () => {
   stores = await createTestStores();
