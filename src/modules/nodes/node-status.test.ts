@@ -66,7 +66,9 @@ describe('scores and encodings', () => {
     const base = { load: 0, capacity: 4, health: 'ok' as const };
     expect(baseScoreOf(base)).toBe(0);
     const claims = { ...base, quality: 1, latencyMs: 0 };
-    expect(baseScoreOf(claims)).toBe(baseScoreOf({ ...base, quality: 0, latencyMs: 60_000 } as typeof claims));
+    expect(baseScoreOf(claims)).toBe(
+      baseScoreOf({ ...base, quality: 0, latencyMs: 60_000 } as typeof claims),
+    );
     expect(baseScoreOf({ ...base, load: 2 })).toBe(baseScoreOf(base) - 500);
     expect(baseScoreOf({ ...base, health: 'degraded' })).toBe(baseScoreOf(base) - 2_000);
   });
