@@ -211,6 +211,8 @@ export const configSchema = z.object({
   PRICE_PER_TOKEN_MICRO: intFrom(20, 0),
   /** Share of each settled charge credited to the node that ran the job, in percent. */
   NODE_SHARE_PERCENT: intFrom(80, 0).pipe(z.number().max(100)),
+  /** A node's earnings younger than this are held back: no payout includes them (a proven cheat can forfeit them). */
+  NODE_EARNINGS_HOLD_BACK_MS: intFrom(7 * 24 * 3_600_000, 0),
   /** Longest one attempt may run on a node before it counts as failed and the job is retried elsewhere. */
   JOB_ATTEMPT_TIMEOUT_MS: intFrom(60_000, 100),
   /** A streaming node silent this long between two deltas is timed out (node_timeout). */

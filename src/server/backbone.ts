@@ -146,6 +146,7 @@ export async function createBackbone(
         batchMaxSize: config.LEDGER_BATCH_MAX_SIZE,
         batchConcurrency: config.LEDGER_BATCH_CONCURRENCY,
         holdTimeoutMs: config.LEDGER_HOLD_TIMEOUT_MS,
+        nodeEarningsHoldBackMs: config.NODE_EARNINGS_HOLD_BACK_MS,
       },
     });
     lifecycle.add('ledger', () => ledger.stop());
