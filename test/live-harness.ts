@@ -79,3 +79,18 @@ export async function registerNodes(
     [nodes.map((n) => n.address), nodes.map((n) => n.environment)],
   );
 }
+
+/**
+ * Claims open gateway sessions for nodes (for an hour), as the node gateway does at a socket's hello: tests whose
+ * executor is a fake of the gateway stand in for its session claims too (a node without one is not dispatchable).
+ */
+export async function openSessions(
+  nodes: Pick<NodesModule, 'live'>,
+  list: Array<{ address: string; environment: 'testnet' | 'mainnet' }>,
+): Promise<void> {
+  await nodes.live.claimSessions(
+    'open',
+    'test-gateway',
+    list.map((n) => ({ address: n.address, environment: n.environment, forMs: 3_600_000 })),
+  );
+}

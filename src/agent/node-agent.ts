@@ -35,6 +35,8 @@ export interface AgentBehaviour {
   failureRate: number;
   disconnectRate: number;
   slowRate: number;
+  /** What the heartbeat claims (a lying node claims quality 1, latency 0); by default the truth. */
+  claimedLatencyMs?: number;
 }
 
 export interface NodeAgentOptions {
@@ -217,7 +219,7 @@ export class NodeAgent {
       // Without a socket the node cannot take jobs: it tells the matchmaker so.
       health: this.ready ? 'ok' : 'unhealthy',
       quality: 1,
-      latencyMs: this.behaviour.latencyMs,
+      latencyMs: this.behaviour.claimedLatencyMs ?? this.behaviour.latencyMs,
     };
     const r = await this.post('/v1/nodes/heartbeat', 'node.heartbeat', hb);
     if (r.status !== 200) throw new Error(`heartbeat refused (${r.status}): ${JSON.stringify(r.body)}`);

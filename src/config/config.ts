@@ -77,6 +77,16 @@ export const configSchema = z.object({
   /** Candidates a select-and-lease examines per pool before giving up on a cell. */
   LIVE_SELECT_SCAN_LIMIT: intFrom(256, 1),
   LEASE_TTL_MS: intFrom(120_000, 100),
+  /**
+   * A node is dispatchable only while its WebSocket session is open on some gateway process and that process
+   * heard from it (a frame or a pong) within this bound; pings go out every third of it. A socket closed on a
+   * running process leaves the pools at once; a silent socket or a crashed process's nodes within this bound.
+   */
+  NODE_SESSION_LIVENESS_MS: intFrom(15_000, 300),
+  /** Measured reputation: observations are written and mirrored into the matchmaking score this often. */
+  REPUTATION_FLUSH_INTERVAL_MS: intFrom(2_000, 50),
+  /** Share of jobs (percent) that go to nodes on probation (their first 20 attempts) when established nodes could take them. */
+  REPUTATION_PROBATION_SHARE_PERCENT: intFrom(10, 0).pipe(z.number().max(100)),
   /** Score points a failed job costs a node, and points a success gives back. */
   NODE_FAILURE_PENALTY: intFrom(500),
   NODE_SUCCESS_RECOVERY: intFrom(50),
@@ -214,6 +224,8 @@ export const configSchema = z.object({
   PRICE_PER_TOKEN_MICRO: intFrom(20, 0),
   /** Share of each settled charge credited to the node that ran the job, in percent. */
   NODE_SHARE_PERCENT: intFrom(80, 0).pipe(z.number().max(100)),
+  /** A node's earnings younger than this are held back: no payout includes them (a proven cheat can forfeit them). */
+  NODE_EARNINGS_HOLD_BACK_MS: intFrom(7 * 24 * 3_600_000, 0),
   /** Longest one attempt may run on a node before it counts as failed and the job is retried elsewhere. */
   JOB_ATTEMPT_TIMEOUT_MS: intFrom(60_000, 100),
   /** A streaming node silent this long between two deltas is timed out (node_timeout). */

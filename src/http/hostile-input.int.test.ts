@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
-import { heartbeat, randomAddress } from '../../test/live-harness.js';
+import { heartbeat, openSessions, randomAddress } from '../../test/live-harness.js';
 import { waitForInvariants } from '../cli/invariants.js';
 import type { NodeExecutor, NodeResult } from '../modules/jobs/index.js';
 import type { RunningServer } from '../server/server.js';
@@ -88,6 +88,7 @@ beforeAll(async () => {
   const operator = await b.accounts.createAccount({ email: `operator-${Date.now()}@hostile.example` });
   const address = randomAddress();
   await b.nodes.admin.registerNode({ address, environment: 'testnet', accountId: operator.id });
+  await openSessions(b.nodes, [{ address, environment: 'testnet' }]);
   const beat = () =>
     b.nodes.presence.ingest(
       heartbeat(address, {

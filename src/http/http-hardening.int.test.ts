@@ -5,7 +5,7 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
-import { heartbeat, randomAddress } from '../../test/live-harness.js';
+import { heartbeat, openSessions, randomAddress } from '../../test/live-harness.js';
 import type { NodeExecutor } from '../modules/jobs/index.js';
 import type { RunningServer } from '../server/server.js';
 
@@ -106,6 +106,7 @@ beforeAll(async () => {
   const operator = await b.accounts.createAccount({ email: 'operator@hardening.example' });
   const address = randomAddress();
   await b.nodes.admin.registerNode({ address, environment: 'testnet', accountId: operator.id });
+  await openSessions(b.nodes, [{ address, environment: 'testnet' }]);
   await b.nodes.presence.ingest(
     heartbeat(address, {
       environment: 'testnet',

@@ -146,6 +146,7 @@ export async function createBackbone(
         batchMaxSize: config.LEDGER_BATCH_MAX_SIZE,
         batchConcurrency: config.LEDGER_BATCH_CONCURRENCY,
         holdTimeoutMs: config.LEDGER_HOLD_TIMEOUT_MS,
+        nodeEarningsHoldBackMs: config.NODE_EARNINGS_HOLD_BACK_MS,
       },
     });
     lifecycle.add('ledger', () => ledger.stop());
@@ -153,6 +154,8 @@ export async function createBackbone(
     const nodes = createNodesModule({ config, pool, redis, log });
     await nodes.liveWatch.start();
     lifecycle.add('redis-loss-watcher', async () => nodes.liveWatch.stop());
+    // Stopped after the dispatch drain (registered earlier): the last attempts' observations are flushed.
+    lifecycle.add('reputation', () => nodes.reputation.stop());
     const routing = new RoutingService({
       pool,
       log,

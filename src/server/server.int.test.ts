@@ -2,7 +2,7 @@
 // close, and a second stop is a no-op; a dispatch waiting for capacity hands its delivery back unspent.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
-import { heartbeat, randomAddress } from '../../test/live-harness.js';
+import { heartbeat, openSessions, randomAddress } from '../../test/live-harness.js';
 import { createNamespaces } from '../../test/factories.js';
 import type { NodeExecutor } from '../modules/jobs/index.js';
 import type { Backbone } from './backbone.js';
@@ -23,6 +23,7 @@ async function submitToOneNode(b: Backbone): Promise<{ jobId: string; namespaceI
   await b.ledger.topUp(ns!.id, 1_000_000n, `seed-${ns!.id}`);
   const address = randomAddress();
   await b.nodes.admin.registerNode({ address, environment: 'testnet' });
+  await openSessions(b.nodes, [{ address, environment: 'testnet' }]);
   await b.nodes.presence.ingest(heartbeat(address, { environment: 'testnet', capacity: 4 }));
   const { jobId } = await b.jobs.submit({
     namespaceId: ns!.id,
@@ -137,6 +138,7 @@ describe('graceful stop', () => {
     await b.nodes.admin.registerNode({ address, environment: 'testnet' });
     // One slot, and a model of its own (the other tests' nodes do not serve it): the second job waits for it.
     const models = [{ name: 'handback-8b', version: 'v1', active: true }];
+    await openSessions(b.nodes, [{ address, environment: 'testnet' }]);
     await b.nodes.presence.ingest(heartbeat(address, { environment: 'testnet', capacity: 1, models }));
     const submit = () =>
       b.jobs.submit({
@@ -163,6 +165,7 @@ describe('graceful stop', () => {
     const fast: NodeExecutor = { run: async () => ({ tokensIn: 1, tokensOut: 2, output: 'second' }) };
     const c = await startTestServer(stores, { roles: 'cloud,io', executor: fast });
     try {
+      await openSessions(c.backbone.nodes, [{ address, environment: 'testnet' }]);
       await c.backbone.nodes.presence.ingest(
         heartbeat(address, { environment: 'testnet', capacity: 1, models }),
       );

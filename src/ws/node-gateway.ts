@@ -31,8 +31,12 @@ import {
 /** How long a node's ownership key lives without a refresh (a crashed process's nodes free up after it). */
 const OWNER_TTL_MS = 30_000;
 const OWNER_REFRESH_MS = 10_000;
-/** A socket that does not answer two pings in a row is dropped. */
-const PING_INTERVAL_MS = 15_000;
+/**
+ * Session liveness (NODE_SESSION_LIVENESS_MS = L): pings every L/3; each L/3 the claims of sessions heard within
+ * L are extended to (last heard + L), so a silent node leaves the pools within L; a socket silent for 2 L is
+ * dropped.
+ */
+const PINGS_PER_LIVENESS = 3;
 const HELLO_TIMEOUT_MS = 10_000;
 /** How long stop() waits for close handshakes before terminating the sockets left. */
 const CLOSE_GRACE_MS = 2_000;
@@ -168,9 +172,16 @@ export class NodeGateway implements NodeExecutor {
       this.keys.gatewayChannel(this.b.instanceId),
       this.keys.gatewayCancelChannel(),
     );
+    const liveness = this.b.config.NODE_SESSION_LIVENESS_MS;
     this.timers = [
       setInterval(() => void this.refreshOwnership(), OWNER_REFRESH_MS),
-      setInterval(() => this.sockets.forEach((s) => s.ping()), PING_INTERVAL_MS),
+      setInterval(
+        () => {
+          this.sockets.forEach((s) => s.ping(2 * liveness));
+          void this.refreshSessions();
+        },
+        Math.floor(liveness / PINGS_PER_LIVENESS),
+      ),
     ];
     this.timers.forEach((t) => t.unref());
     const watch = this.b.nodes.liveWatch;
@@ -196,7 +207,10 @@ export class NodeGateway implements NodeExecutor {
     this.server?.off('upgrade', this.onUpgrade);
     if (!wasRunning) return;
     const nodes = [...this.sessions.keys()];
-    await Promise.allSettled(nodes.map((n) => this.releaseOwnership(n)));
+    await Promise.allSettled([
+      ...nodes.map((n) => this.releaseOwnership(n)),
+      this.claimSessions('close', [...this.sessions.values()]),
+    ]);
     const closed = [...this.sockets].map(
       (s) => new Promise<void>((resolve) => s.ws.once('close', () => resolve())),
     );
@@ -400,9 +414,15 @@ export class NodeGateway implements NodeExecutor {
     // A node reconnecting (or a second socket of the same key) replaces the older session.
     if (previous && previous !== s) previous.close(CLOSE.replaced, 'replaced by a newer connection');
     this.b.metrics.connectedNodes.set(this.sessions.size);
-    await this.b.redis.set(this.keys.nodeGateway(node), this.b.instanceId, 'PX', OWNER_TTL_MS);
+    await Promise.all([
+      this.b.redis.set(this.keys.nodeGateway(node), this.b.instanceId, 'PX', OWNER_TTL_MS),
+      this.claimSessions('open', [s]),
+    ]);
     // Closed while the claim was on its way: take it back, or relays would come here for OWNER_TTL_MS.
-    if (!this.sessions.has(node)) await this.releaseOwnership(node);
+    if (this.sessions.get(node) !== s) {
+      await this.releaseOwnership(node);
+      await this.claimSessions('close', [s]);
+    }
     this.log.debug({ nodeId: node }, 'node connected');
   }
 
@@ -414,8 +434,8 @@ export class NodeGateway implements NodeExecutor {
     this.sessions.delete(node);
     this.b.metrics.connectedNodes.set(this.sessions.size);
     if (this.state === 'running')
-      void this.releaseOwnership(node).catch((err: unknown) =>
-        this.log.warn({ err, nodeId: node }, 'gateway ownership not released'),
+      void Promise.all([this.releaseOwnership(node), this.claimSessions('close', [s])]).catch(
+        (err: unknown) => this.log.warn({ err, nodeId: node }, 'gateway ownership not released'),
       );
     this.log.debug({ nodeId: node }, 'node disconnected');
   }
@@ -430,6 +450,28 @@ export class NodeGateway implements NodeExecutor {
   }
 
   /**
+   * Writes the liveness claims of sessions (see PINGS_PER_LIVENESS): open and refresh claim until last heard +
+   * NODE_SESSION_LIVENESS_MS; a session not heard within that bound is not refreshed and lapses.
+   */
+  private async claimSessions(op: 'open' | 'refresh' | 'close', list: NodeSession[]): Promise<void> {
+    const liveness = this.b.config.NODE_SESSION_LIVENESS_MS;
+    const now = Date.now();
+    const items = list.flatMap((s) => {
+      const forMs = liveness - (now - s.lastHeardMs);
+      return s.node && s.hello && (op === 'close' || forMs > 0)
+        ? [{ environment: s.hello.environment, address: s.node, forMs }]
+        : [];
+    });
+    if (items.length > 0) await this.b.nodes.live.claimSessions(op, this.b.instanceId, items);
+  }
+
+  private async refreshSessions(): Promise<void> {
+    await this.claimSessions('refresh', [...this.sessions.values()]).catch((err: unknown) =>
+      this.log.warn({ err }, 'session liveness not refreshed'),
+    );
+  }
+
+  /**
    * Re-asserts ownership of every node connected here. The newest connection of a node wins (register
    * overwrites); a half-open older socket elsewhere loses its claim within two ping intervals, when it closes.
    */
@@ -439,5 +481,6 @@ export class NodeGateway implements NodeExecutor {
     const pipe = this.b.redis.pipeline();
     for (const n of nodes) pipe.set(this.keys.nodeGateway(n), this.b.instanceId, 'PX', OWNER_TTL_MS);
     await pipe.exec().catch((err: unknown) => this.log.warn({ err }, 'gateway ownership not refreshed'));
+    await this.refreshSessions();
   }
 }

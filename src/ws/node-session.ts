@@ -81,7 +81,8 @@ export class NodeSession {
   helloClientFault = false;
   private state: 'new' | 'verifying' | 'ready' | 'closed' = 'new';
   private readonly pending = new Map<string, Pending>();
-  private alive = true;
+  /** When the node was last heard (any frame or pong, this process's clock): its session's liveness. */
+  lastHeardMs = Date.now();
   private log: Logger;
   private readonly helloTimer: NodeJS.Timeout;
   /** Job-message nonces of this session (the hello's nonce goes to the shared store: see SessionNonceWindow). */
@@ -102,8 +103,11 @@ export class NodeSession {
       if (this.state === 'new' || this.state === 'verifying')
         this.refuse('hello_required', 'no node.hello in time', CLOSE.helloTimeout);
     }, helloTimeoutMs);
-    ws.on('message', (data: RawData) => void this.onFrame(data));
-    ws.on('pong', () => (this.alive = true));
+    ws.on('message', (data: RawData) => {
+      this.lastHeardMs = Date.now();
+      void this.onFrame(data);
+    });
+    ws.on('pong', () => (this.lastHeardMs = Date.now()));
     ws.on('close', () => this.closed());
     ws.on('error', (err) => this.log.debug({ err, nodeId: this.node }, 'node socket error'));
   }
@@ -112,13 +116,12 @@ export class NodeSession {
     return this.pending.size;
   }
 
-  /** Called every ping interval: terminates a socket that did not answer the previous ping. */
-  ping(): void {
-    if (!this.alive) {
+  /** Called every ping interval: terminates a socket silent for longer than `deadAfterMs`, pings the others. */
+  ping(deadAfterMs: number): void {
+    if (Date.now() - this.lastHeardMs > deadAfterMs) {
       this.ws.terminate();
       return;
     }
-    this.alive = false;
     this.ws.ping();
   }
 

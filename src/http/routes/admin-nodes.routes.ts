@@ -91,16 +91,19 @@ export function adminNodesRoutes(b: Backbone): FastifyPluginAsyncZod {
         schema: {
           tags,
           security,
-          summary: 'A node: registry entry, flags and live view',
+          summary:
+            'A node: registry entry, flags, live view (with its gateway session) and measured reputation',
           params: addressParams,
         },
       },
       async (req) => {
         const node = await b.nodes.admin.findNode(req.params.address);
         if (!node) throw new AppError('not_found', `no registered node ${req.params.address}`);
-        const [flags, live] = await Promise.all([
+        const [flags, live, connected, reputation] = await Promise.all([
           b.nodes.admin.listFlags(node.address),
           b.nodes.presence.viewNode(node.environment, node.address, 'admin'),
+          b.nodes.live.sessionLive(node.environment, node.address),
+          b.nodes.reputation.view(node.address),
         ]);
         return {
           node,
@@ -111,7 +114,8 @@ export function adminNodesRoutes(b: Backbone): FastifyPluginAsyncZod {
             setAt: f.setAt.toISOString(),
             expiresAt: f.expiresAt ? f.expiresAt.toISOString() : null,
           })),
-          live,
+          live: { ...live, connected },
+          reputation,
         };
       },
     );

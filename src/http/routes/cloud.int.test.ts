@@ -3,7 +3,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
-import { heartbeat, randomAddress } from '../../../test/live-harness.js';
+import { heartbeat, openSessions, randomAddress } from '../../../test/live-harness.js';
 import type { NodeExecutor, NodeResult } from '../../modules/jobs/index.js';
 import type { RunningServer } from '../../server/server.js';
 import { waitForInvariants } from '../../cli/invariants.js';
@@ -74,6 +74,7 @@ beforeAll(async () => {
   for (const model of ['llama3-8b', 'embed-small', 'slow-model']) {
     const address = randomAddress();
     await b.nodes.admin.registerNode({ address, environment: 'testnet', accountId: account.id });
+    await openSessions(b.nodes, [{ address, environment: 'testnet' }]);
     await b.nodes.presence.ingest(
       heartbeat(address, {
         environment: 'testnet',

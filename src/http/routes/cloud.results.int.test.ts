@@ -5,7 +5,7 @@
 // Idempotency-Key replay of a job whose output was pruned is that same 410 at once, never a wait or a re-run.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
-import { heartbeat, randomAddress } from '../../../test/live-harness.js';
+import { heartbeat, openSessions, randomAddress } from '../../../test/live-harness.js';
 import { testLog } from '../../../test/harness.js';
 import { createResultRetentionTask, type NodeExecutor } from '../../modules/jobs/index.js';
 import type { RunningServer } from '../../server/server.js';
@@ -39,6 +39,7 @@ beforeAll(async () => {
   const account = await b.accounts.createAccount({ email: 'op@results.example' });
   const address = randomAddress();
   await b.nodes.admin.registerNode({ address, environment: 'testnet', accountId: account.id });
+  await openSessions(b.nodes, [{ address, environment: 'testnet' }]);
   await b.nodes.presence.ingest(
     heartbeat(address, {
       environment: 'testnet',

@@ -110,7 +110,8 @@ describe('two-phase holds', () => {
 
   it('void refunds the whole hold, and node earnings are bounded by the settled charge', async () => {
     const [ns] = await createNamespaces(db.pool, 1);
-    const ledger = ledgerWith(batched);
+    // No hold-back here (it has its own test below): earnings are payable at once.
+    const ledger = ledgerWith({ ...batched, nodeEarningsHoldBackMs: 0 });
     await ledger.topUp(ns!.id, 100n, 't');
     const failed = randomUUID();
     await ledger.reserve(ns!.id, failed, 60n);
@@ -128,6 +129,42 @@ describe('two-phase holds', () => {
     await expect(ledger.payout(node, 16n, 'p1')).rejects.toMatchObject({ code: 'insufficient_credits' });
     await ledger.payout(node, 15n, 'p1');
     expect(await ledger.getBalance(ns!.id)).toMatchObject({ available: 80n, reserved: 0n });
+    expect(await ledger.verifyLedger()).toEqual([]);
+    await ledger.stop();
+  });
+
+  it('a payout never includes earnings younger than the hold-back window', async () => {
+    const [ns] = await createNamespaces(db.pool, 1);
+    const holdBackMs = 1_500;
+    const ledger = ledgerWith({ ...batched, nodeEarningsHoldBackMs: holdBackMs });
+    await ledger.topUp(ns!.id, 100n, 'hb-t');
+    const node = `0x${'cd'.repeat(20)}`;
+    const earn = async (amount: bigint) => {
+      const job = randomUUID();
+      await ledger.reserve(ns!.id, job, 20n);
+      await ledger.settle(ns!.id, job, 20n);
+      await ledger.creditEarning(node, job, amount);
+    };
+    await earn(10n);
+    const earnedAt = Date.now();
+    // Held back: not even 1 micro-credit of it is payable yet.
+    await expect(ledger.payout(node, 1n, 'hb-p1')).rejects.toMatchObject({ code: 'insufficient_credits' });
+    await new Promise((r) => setTimeout(r, holdBackMs - (Date.now() - earnedAt) + 200));
+    await earn(7n); // fresh: held back while the first matured
+    await expect(ledger.payout(node, 11n, 'hb-p2')).rejects.toMatchObject({
+      code: 'insufficient_credits',
+      message: expect.stringContaining('7 held back'),
+    });
+    expect(await ledger.payout(node, 10n, 'hb-p3')).toMatchObject({ amount: 10n, replayed: false });
+    // A payout racing a new earning: nothing matured is left, and the new earning is held back too.
+    const [late, pay] = await Promise.allSettled([earn(3n), ledger.payout(node, 1n, 'hb-p4')]);
+    expect(late.status).toBe('fulfilled');
+    expect(pay.status === 'rejected' && isAppError(pay.reason, 'insufficient_credits')).toBe(true);
+    const paid = await db.pool.query<{ s: string }>(
+      `select coalesce(sum(amount), 0)::text as s from ledger_entries where kind = 'payout' and node_address = $1`,
+      [node],
+    );
+    expect(paid.rows[0]!.s).toBe('10');
     expect(await ledger.verifyLedger()).toEqual([]);
     await ledger.stop();
   });

@@ -32,6 +32,8 @@ export class CreditsRepository {
     tx: PoolClient,
     ids: { namespaceIds: string[]; nodeAddresses: string[]; jobIds: string[]; idemKeys: string[] },
     now: Date,
+    /** Earnings younger than this (ms, by the database clock that stamped them) are held back from payouts. */
+    holdBackMs = 0,
   ): Promise<BatchState> {
     type Loaded = {
       h: Array<{ j: string; n: string; a: string; sa: string | null; st: HoldStatus; x: string }> | null;
@@ -96,14 +98,21 @@ export class CreditsRepository {
       entries.set(x.i, { kind: x.k, namespaceId: x.n, nodeAddress: x.a, amount: BigInt(x.amt) });
     const nodes = new Map<string, NodeBalance>();
     if (ids.nodeAddresses.length > 0) {
-      const n = await tx.query<{ node_address: string; earned: bigint; paid_out: bigint }>(
-        'select node_address, earned, paid_out from node_balances where node_address = any($1::text[]) order by node_address for update',
-        [ids.nodeAddresses],
+      // Only batches with payouts load node rows (rare): the held-back sum reads the node's earnings through the
+      // node index of ledger_entries.
+      const n = await tx.query<{ node_address: string; earned: bigint; paid_out: bigint; held: string }>(
+        `select b.node_address, b.earned, b.paid_out,
+                (select coalesce(sum(e.amount), 0) from ledger_entries e
+                  where e.node_address = b.node_address and e.kind = 'earning'
+                    and e.created_at > now() - make_interval(secs => $2::float8 / 1000))::text as held
+           from node_balances b where b.node_address = any($1::text[]) order by b.node_address for update`,
+        [ids.nodeAddresses, holdBackMs],
       );
       for (const x of n.rows)
         nodes.set(x.node_address, {
           earned: x.earned,
           paidOut: x.paid_out,
+          heldBack: BigInt(x.held),
           deltaEarned: 0n,
           deltaPaidOut: 0n,
         });

@@ -22,7 +22,11 @@ export interface LedgerOptions {
   batchMaxSize: number;
   batchConcurrency: number;
   holdTimeoutMs: number;
+  /** Node earnings younger than this are held back: no payout includes them (default 7 days). */
+  nodeEarningsHoldBackMs?: number;
 }
+
+export const DEFAULT_NODE_EARNINGS_HOLD_BACK_MS = 7 * 24 * 3_600_000;
 
 type ResultOf<K extends OpResult['kind']> = OpResult extends infer R
   ? R extends { kind: infer RK }
@@ -266,7 +270,8 @@ export class LedgerService {
   };
 
   async applyInTransaction(tx: PoolClient, ops: LedgerOp[]): Promise<Array<Outcome<OpResult>>> {
-    const state = await this.repo.loadBatch(tx, collectIds(ops), new Date());
+    const holdBackMs = this.opts.nodeEarningsHoldBackMs ?? DEFAULT_NODE_EARNINGS_HOLD_BACK_MS;
+    const state = await this.repo.loadBatch(tx, collectIds(ops), new Date(), holdBackMs);
     const outcomes = ops.map((op): Outcome<OpResult> => {
       try {
         return { ok: true, value: applyOp(state, op) };

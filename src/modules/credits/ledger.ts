@@ -70,6 +70,11 @@ export interface Hold {
 export interface NodeBalance {
   earned: Micro;
   paidOut: Micro;
+  /**
+   * Earnings still inside the hold-back window (loaded for payouts; earnings of this batch are added): no
+   * payout may include them, so that a node proven to cheat can forfeit them.
+   */
+  heldBack: Micro;
   deltaEarned: Micro;
   deltaPaidOut: Micro;
 }
@@ -379,6 +384,7 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
       const n = nodeBalanceOf(state, op.nodeAddress);
       n.earned = checkedAdd(n.earned, op.amount, 'earned');
       n.deltaEarned += op.amount;
+      n.heldBack += op.amount;
       recordEntry(state, entry('earning', key, op.amount, { nodeAddress: op.nodeAddress, jobId: op.jobId }));
       return { kind: 'earning', jobId: op.jobId, amount: op.amount, replayed: false };
     }
@@ -386,10 +392,13 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
       const replay = replayOrConflict(op, key, state, op.amount);
       if (replay) return { kind: 'payout', amount: replay.amount, replayed: true };
       const n = nodeBalanceOf(state, op.nodeAddress);
-      if (n.earned - n.paidOut < op.amount) {
+      // Payouts only ever draw on matured earnings: paid out + this ≤ earned − held back.
+      const payable = n.earned - n.paidOut - n.heldBack;
+      if (payable < op.amount) {
         throw new AppError(
           'insufficient_credits',
-          `node ${op.nodeAddress} has ${n.earned - n.paidOut} unpaid, payout asks ${op.amount}`,
+          `node ${op.nodeAddress} has ${payable} payable (${n.earned - n.paidOut} unpaid, of which ${n.heldBack} ` +
+            `held back as younger than the hold-back window), payout asks ${op.amount}`,
         );
       }
       n.paidOut += op.amount;
@@ -403,7 +412,7 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
 function nodeBalanceOf(state: BatchState, address: string): NodeBalance {
   let n = state.nodes.get(address);
   if (!n) {
-    n = { earned: 0n, paidOut: 0n, deltaEarned: 0n, deltaPaidOut: 0n };
+    n = { earned: 0n, paidOut: 0n, heldBack: 0n, deltaEarned: 0n, deltaPaidOut: 0n };
     state.nodes.set(address, n);
   }
   return n;

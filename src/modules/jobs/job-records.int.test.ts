@@ -7,6 +7,7 @@ import { testLog } from '../../../test/harness.js';
 import {
   buildNodes,
   heartbeat,
+  openSessions,
   liveConfig,
   randomAddress,
   registerNodes,
@@ -34,6 +35,7 @@ async function rig(fail = false) {
   );
   const node = randomAddress();
   await registerNodes(env.pg.pool, [{ address: node, environment: 'testnet' }]);
+  await openSessions(nodes, [{ address: node, environment: 'testnet' }]);
   await nodes.presence.ingest(
     heartbeat(node, {
       environment: 'testnet',

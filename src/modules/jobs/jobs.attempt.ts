@@ -4,7 +4,7 @@
 import { isAppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import { classifyStoreError } from '../../stores/store-errors.js';
-import type { Lease, MatchmakingService } from '../nodes/index.js';
+import { observationOf, type Lease, type MatchmakingService, type Observation } from '../nodes/index.js';
 import type { AttemptCause, JobMessage } from '../routing/index.js';
 import type { NodeExecutor, NodeResult } from './job.js';
 import { boundUsage } from './usage-bound.js';
@@ -106,6 +106,7 @@ export class Attempt {
     for (;;) {
       try {
         const bounded = boundUsage(this.job.request, await this.deliver(lease));
+        const executionMs = performance.now() - started;
         // An output the request could not have produced is refused like a node error (penalized, retried).
         if (!bounded.ok)
           throw new DeliveryError('node_error', `node ${lease.nodeAddress}: ${bounded.reason}`);
@@ -116,10 +117,20 @@ export class Attempt {
             'node usage over its bound: billed at the bound, node penalized',
           );
         // Only the node that still holds the lease (fencing token) may complete the job; a node that broke a
-        // rule gets a failure's penalty on its standing although its (bounded) result counts.
-        await this.release(lease, violation ? 'failed' : 'ok');
+        // rule gets a failure's penalty on its standing, and an invalid result in its reputation, although its
+        // (bounded) result counts.
+        const observed = observationOf({
+          result: bounded.result,
+          latencyMs: executionMs,
+          ...(this.job.request ? { request: this.job.request } : {}),
+        });
+        await this.release(
+          lease,
+          violation ? 'failed' : 'ok',
+          violation && observed?.kind === 'ok' ? { ...observed, valid: false } : observed,
+        );
         const result = violation ? { ...bounded.result, violation } : bounded.result;
-        return { kind: 'ran', lease, result, assignedAt, executionMs: performance.now() - started };
+        return { kind: 'ran', lease, result, assignedAt, executionMs };
       } catch (err) {
         const cause = causeOf(err);
         const reason = err instanceof Error ? err.message : String(err);
@@ -138,7 +149,7 @@ export class Attempt {
         if (this.deps.capacity.stopping && (code === 'node_disconnect' || code === 'backbone_unreachable'))
           code = 'backbone_shutdown';
         // Only the node's own failures penalize it; ours leave its standing as it was.
-        await this.release(lease, isNodeCause(code) ? 'failed' : 'ok');
+        await this.release(lease, isNodeCause(code) ? 'failed' : 'ok', observationOf({ cause: code }));
         this.deps.log.info(
           { err, cause: code, jobId: this.job.jobId, nodeId: lease.nodeAddress },
           'attempt failed',
@@ -153,9 +164,9 @@ export class Attempt {
     await this.release(lease, 'ok');
   }
 
-  private async release(lease: Lease, outcome: 'ok' | 'failed'): Promise<void> {
+  private async release(lease: Lease, outcome: 'ok' | 'failed', observed?: Observation): Promise<void> {
     try {
-      await this.deps.matchmaking.complete(lease, outcome);
+      await this.deps.matchmaking.complete(lease, outcome, observed);
     } catch (err) {
       // Expired or re-taken (a stale fencing token): the job's lease is no longer ours to end.
       this.deps.log.warn({ err, jobId: lease.jobId }, 'lease already gone');

@@ -9,6 +9,7 @@ import { testLog } from '../../../test/harness.js';
 import {
   buildNodes,
   heartbeat,
+  openSessions,
   liveConfig,
   randomAddress,
   registerNodes,
@@ -58,6 +59,7 @@ async function rig(opts: {
   );
   const node = randomAddress();
   await registerNodes(env.pg.pool, [{ address: node, environment: 'testnet' }]);
+  await openSessions(nodes, [{ address: node, environment: 'testnet' }]);
   await nodes.presence.ingest(
     heartbeat(node, {
       environment: 'testnet',

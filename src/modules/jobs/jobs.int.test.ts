@@ -8,6 +8,7 @@ import { createAmqpTestVhost, type AmqpTestVhost } from '../../../test/amqp-harn
 import {
   buildNodes,
   heartbeat,
+  openSessions,
   liveConfig,
   randomAddress,
   registerNodes,
@@ -52,6 +53,7 @@ describe('job flow across the four stores', () => {
       [...good, broken].map((address) => ({ address, environment: 'testnet' as const })),
     );
     for (const address of [...good, broken]) {
+      await openSessions(nodes, [{ address, environment: 'testnet' }]);
       await nodes.presence.ingest(
         heartbeat(address, {
           environment: 'testnet',

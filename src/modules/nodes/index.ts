@@ -12,6 +12,14 @@ export { MatchmakingService, type CooldownPolicy } from './matchmaking.service.j
 export { NodeAdminService } from './node-admin.service.js';
 export { LiveCatalogService, type ModelAvailability, type NetworkStatus } from './live-catalog.service.js';
 export type { FlagRecord, Subcloud, RegisteredNode } from './nodes.repository.js';
+export { ReputationService, type ReputationView } from './reputation.service.js';
+export {
+  observationOf,
+  PRIOR_SCORE,
+  PROBATION_JOBS,
+  REPUTATION_HALF_LIFE_MS,
+  type Observation,
+} from './reputation.js';
 export {
   heartbeatSchema,
   nodeFlags,

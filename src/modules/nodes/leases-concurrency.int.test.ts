@@ -7,6 +7,7 @@ import {
   useLiveStores,
   heartbeat,
   liveConfig,
+  openSessions,
   randomAddress,
   registerNodes,
 } from '../../../test/live-harness.js';
@@ -33,6 +34,10 @@ it('10,000 concurrent selections over 1,000 nodes respect capacity, flags and li
   }));
   await registerNodes(
     env.pg.pool,
+    all.map((n) => ({ address: n.address, environment: 'mainnet' as const })),
+  );
+  await openSessions(
+    nodes,
     all.map((n) => ({ address: n.address, environment: 'mainnet' as const })),
   );
   const hb = (n: (typeof all)[number]) =>

@@ -5,6 +5,7 @@ import {
   useLiveStores,
   heartbeat,
   liveConfig,
+  openSessions,
   randomAddress,
   registerNodes,
 } from '../../../test/live-harness.js';
@@ -19,6 +20,12 @@ it('model catalog and status per environment, cached for the TTL; Subcloud lists
   );
   const [a, b, c, t] = [randomAddress(), randomAddress(), randomAddress(), randomAddress()];
   await registerNodes(env.pg.pool, [
+    { address: a, environment: 'mainnet' },
+    { address: b, environment: 'mainnet' },
+    { address: c, environment: 'mainnet' },
+    { address: t, environment: 'testnet' },
+  ]);
+  await openSessions(nodes, [
     { address: a, environment: 'mainnet' },
     { address: b, environment: 'mainnet' },
     { address: c, environment: 'mainnet' },
@@ -51,6 +58,7 @@ it('model catalog and status per environment, cached for the TTL; Subcloud lists
   // Within the TTL the cached catalog is served; the live counters have moved on.
   const d = randomAddress();
   await registerNodes(env.pg.pool, [{ address: d, environment: 'mainnet' }]);
+  await openSessions(nodes, [{ address: d, environment: 'mainnet' }]);
   await nodes.presence.ingest(heartbeat(d, { models: [m('phi-3', 'v1')] }));
   expect((await nodes.catalog.catalog('mainnet')).map((x) => x.model)).toEqual(['llama3-8b', 'mistral-7b']);
   await nodes.catalog.invalidateCatalog('mainnet');

@@ -15,9 +15,12 @@ import {
   type JobRequirements,
   type NodeFlag,
 } from './node-status.js';
+import { isProbationJob, PRIOR_SCORE } from './reputation.js';
 
 export interface LiveOptions {
   cells: number;
+  /** Share of jobs (percent) that go to nodes on probation when both kinds can take them. */
+  probationSharePercent?: number;
   heartbeatTtlMs: number;
   leaseTtlMs: number;
   scanLimit: number;
@@ -29,6 +32,8 @@ export interface Hydration {
   /** `flag=<expiry ms|0>,...` */
   flags: string;
   subcloudIds: string[];
+  /** The node's measured reputation as stored in PostgreSQL (the prior when it has none). */
+  reputation: { score: number; probation: boolean };
 }
 
 export type HeartbeatReply =
@@ -95,6 +100,8 @@ function packHeartbeat(
     hydration ? '1' : '0',
     hydration?.flags ?? '',
     hydration?.subcloudIds.join(',') ?? '',
+    hydration?.reputation.score ?? PRIOR_SCORE,
+    (hydration?.reputation.probation ?? true) ? '1' : '0',
     digest,
     statusJson,
   ].join('\t');
@@ -211,6 +218,7 @@ export class LiveStore {
           (req.excludeNodes ?? []).join(','),
           this.opts.scanLimit,
           regionMode,
+          isProbationJob(req.jobId, this.opts.probationSharePercent ?? 0) ? '1' : '0',
         ],
       ),
     );
@@ -283,6 +291,70 @@ export class LiveStore {
       expiresAtMs: Number(hit[2]),
       held: true,
     };
+  }
+
+  /**
+   * Claims, refreshes or drops the liveness of gateway sessions held by `instanceId` (one script call per
+   * cell). `forMs`: how long each claim stays in force from now (Redis time) unless refreshed. Returns, per
+   * item, whether the claim was written (open/refresh) or dropped (close).
+   */
+  async claimSessions(
+    op: 'open' | 'refresh' | 'close',
+    instanceId: string,
+    items: Array<{ environment: Environment; address: string; forMs?: number }>,
+  ): Promise<boolean[]> {
+    const byBase = new Map<string, number[]>();
+    items.forEach((it, i) => {
+      const base = this.baseOf(it.environment, it.address);
+      byBase.set(base, [...(byBase.get(base) ?? []), i]);
+    });
+    const out = new Array<boolean>(items.length).fill(false);
+    await Promise.all(
+      [...byBase].map(async ([base, list]) => {
+        const args: Array<string | number> = [op, instanceId, this.opts.heartbeatTtlMs];
+        for (const i of list) {
+          args.push(items[i]!.address);
+          if (op !== 'close') args.push(Math.max(1, Math.round(items[i]!.forMs ?? 0)));
+        }
+        const r = asArray(await runScript(this.redis, getScript('live_session'), [base], args));
+        list.forEach((i, k) => (out[i] = Number(r[k]) === 1));
+      }),
+    );
+    return out;
+  }
+
+  /** Mirrors measured reputation scores into the live records (one script call per cell). */
+  async mirrorReputation(
+    items: Array<{ environment: Environment; address: string; score: number; probation: boolean }>,
+  ): Promise<void> {
+    const byBase = new Map<string, typeof items>();
+    for (const it of items) {
+      const base = this.baseOf(it.environment, it.address);
+      byBase.set(base, [...(byBase.get(base) ?? []), it]);
+    }
+    await Promise.all(
+      [...byBase].map(([base, list]) =>
+        runScript(
+          this.redis,
+          getScript('live_reputation'),
+          [base],
+          [
+            this.opts.heartbeatTtlMs,
+            ...list.flatMap((it) => [it.address, it.score, it.probation ? '1' : '0']),
+          ],
+        ),
+      ),
+    );
+  }
+
+  /** Whether a gateway session claim of the node is in force (Redis time). */
+  async sessionLive(environment: Environment, address: string): Promise<boolean> {
+    const base = this.baseOf(environment, address);
+    const [score, t] = await Promise.all([
+      this.redis.zscore(base + liveSuffix.session, address),
+      this.redis.time(),
+    ]);
+    return score !== null && Number(score) > Number(t[0]) * 1000 + Math.floor(Number(t[1]) / 1000);
   }
 
   /** Mirrors a flag already written to PostgreSQL; false when the node has no live record. */

@@ -7,12 +7,14 @@ import {
   useLiveStores,
   heartbeat,
   liveConfig,
+  openSessions,
   randomAddress,
   registerNodes,
 } from '../../../test/live-harness.js';
 import type { Config } from '../../config/config.js';
 import { isAppError } from '../../platform/errors.js';
 import type { Heartbeat, JobRequirements, LiveEvent, NodesModule } from './index.js';
+import { isProbationJob } from './reputation.js';
 
 let n = 0;
 const env = useLiveStores('match');
@@ -26,9 +28,22 @@ function fresh(over: Partial<Config> = {}): NodesModule {
   );
 }
 
-async function join(nodes: NodesModule, hb: Heartbeat): Promise<string> {
+/**
+ * Registers a node, opens its gateway session, ingests its heartbeat and gives it a measured reputation: `rep`,
+ * or by default the heartbeat's quality × 10,000. The network ignores the heartbeat's quality; the tests below
+ * use it only as their knob for "better scored", which goes through the reputation mirror as in production.
+ */
+async function join(
+  nodes: NodesModule,
+  hb: Heartbeat,
+  rep = Math.round(hb.quality * 10_000),
+): Promise<string> {
   await registerNodes(env.pg.pool, [{ address: hb.address, environment: hb.environment }]);
+  await openSessions(nodes, [hb]);
   await nodes.presence.ingest(hb);
+  await nodes.live.mirrorReputation([
+    { environment: hb.environment, address: hb.address, score: rep, probation: false },
+  ]);
   return hb.address;
 }
 
@@ -118,6 +133,39 @@ describe('eligibility: each filter alone', () => {
     });
     const third = await nodes.matchmaking.selectAndLease({ ...req, jobId: randomUUID() });
     expect(third?.nodeAddress).toBe(c.fallsBack ? bad : undefined);
+  });
+
+  it("ranks by measured reputation: a heartbeat's claims (quality 1, latency 0) change nothing", async () => {
+    const nodes = fresh({ LIVE_CELLS: 1 });
+    await join(nodes, heartbeat(randomAddress(), { quality: 1, latencyMs: 0 }), 3_000);
+    const measured = await join(nodes, heartbeat(randomAddress(), { quality: 0, latencyMs: 60_000 }), 8_000);
+    expect((await nodes.matchmaking.selectAndLease(job()))?.nodeAddress).toBe(measured);
+  });
+
+  it('a probation job prefers a node on probation; other jobs an established one; each falls back to the other', async () => {
+    const nodes = fresh({ LIVE_CELLS: 1, REPUTATION_PROBATION_SHARE_PERCENT: 50 });
+    const established = await join(nodes, heartbeat(randomAddress(), { capacity: 16 }), 9_000);
+    const newcomer = await join(nodes, heartbeat(randomAddress(), { capacity: 16 }), 5_000);
+    await nodes.live.mirrorReputation([
+      { environment: 'mainnet', address: newcomer, score: 5_000, probation: true },
+    ]);
+    // Random ids, topped up (bounded) until both kinds of job are among them.
+    const ids = Array.from({ length: 16 }, () => randomUUID());
+    for (let i = 0; i < 16 && new Set(ids.map((id) => isProbationJob(id, 50))).size < 2; i += 1)
+      ids[i] = randomUUID();
+    const picks: string[] = [];
+    for (const jobId of ids)
+      picks.push((await nodes.matchmaking.selectAndLease(job({ jobId })))!.nodeAddress);
+    ids.forEach((id, i) => expect(picks[i]).toBe(isProbationJob(id, 50) ? newcomer : established));
+    expect(new Set(picks)).toEqual(new Set([newcomer, established]));
+    // Without an established node, every job goes to the newcomer (and the reverse).
+    const only = fresh({ LIVE_CELLS: 1, REPUTATION_PROBATION_SHARE_PERCENT: 50 });
+    const alone = await join(only, heartbeat(randomAddress(), { capacity: 16 }), 5_000);
+    await only.live.mirrorReputation([
+      { environment: 'mainnet', address: alone, score: 5_000, probation: true },
+    ]);
+    for (const jobId of ids)
+      expect((await only.matchmaking.selectAndLease(job({ jobId })))?.nodeAddress).toBe(alone);
   });
 
   it('region preference falls back to other regions when the preferred one has no eligible node', async () => {

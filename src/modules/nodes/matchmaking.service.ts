@@ -4,6 +4,8 @@ import type { Logger } from '../../platform/logger.js';
 import { liveSuffix } from '../../stores/redis/keys.js';
 import type { LiveStore, Lease } from './live.store.js';
 import type { NodeAdminService } from './node-admin.service.js';
+import type { Observation } from './reputation.js';
+import type { ReputationService } from './reputation.service.js';
 import {
   cellOrder,
   environments,
@@ -26,6 +28,7 @@ export class MatchmakingService {
     private readonly deps: {
       live: LiveStore;
       admin: NodeAdminService;
+      reputation?: ReputationService;
       cooldown: CooldownPolicy;
       log: Logger;
     },
@@ -87,9 +90,19 @@ export class MatchmakingService {
     return this.deps.live.findLease(environment, jobId);
   }
 
-  /** Ends a lease; a stale fencing token or an expired lease is refused (the job went elsewhere). */
-  async complete(lease: Omit<Lease, 'expiresAtMs'>, outcome: 'ok' | 'failed'): Promise<{ penalty: number }> {
+  /**
+   * Ends a lease; a stale fencing token or an expired lease is refused (the job went elsewhere). `observed`:
+   * what the network saw of the attempt, for the node's measured reputation (in memory here, flushed in batches);
+   * only the lease holder's own outcome is recorded.
+   */
+  async complete(
+    lease: Omit<Lease, 'expiresAtMs'>,
+    outcome: 'ok' | 'failed',
+    observed?: Observation,
+  ): Promise<{ penalty: number }> {
     const r = await this.deps.live.release(lease, outcome);
+    if (observed && r.kind === 'ok')
+      this.deps.reputation?.observe(lease.environment, lease.nodeAddress, observed);
     if (r.kind === 'stale')
       throw new AppError('lease_stale', `lease of job ${lease.jobId} has a newer fencing token`, {
         jobId: lease.jobId,

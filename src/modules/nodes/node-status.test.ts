@@ -62,11 +62,13 @@ describe('cells', () => {
 });
 
 describe('scores and encodings', () => {
-  it('ranks quality first, then latency, reported load and health', () => {
-    const base = { quality: 0.9, latencyMs: 100, load: 0, capacity: 4, health: 'ok' as const };
-    expect(baseScoreOf(base)).toBe(9_000 - 50);
-    expect(baseScoreOf({ ...base, quality: 1 })).toBeGreaterThan(baseScoreOf(base));
-    expect(baseScoreOf({ ...base, latencyMs: 900 })).toBeLessThan(baseScoreOf(base));
+  it('takes only reported load and health from the heartbeat; self-reported quality and latency do not count', () => {
+    const base = { load: 0, capacity: 4, health: 'ok' as const };
+    expect(baseScoreOf(base)).toBe(0);
+    const claims = { ...base, quality: 1, latencyMs: 0 };
+    expect(baseScoreOf(claims)).toBe(
+      baseScoreOf({ ...base, quality: 0, latencyMs: 60_000 } as typeof claims),
+    );
     expect(baseScoreOf({ ...base, load: 2 })).toBe(baseScoreOf(base) - 500);
     expect(baseScoreOf({ ...base, health: 'degraded' })).toBe(baseScoreOf(base) - 2_000);
   });

@@ -37,7 +37,10 @@ export const heartbeatSchema = z.object({
   /** Work in progress as the node sees it (jobs), for the score. */
   load: z.number().int().min(0).default(0),
   health: z.enum(['ok', 'degraded', 'unhealthy']).default('ok'),
-  /** Recent quality in [0, 1] (evaluations) and recent latency, both optional. */
+  /**
+   * Self-reported quality in [0, 1] and latency: accepted for compatibility, never used for routing (a node
+   * could claim to be perfect); the network measures both itself (reputation.ts).
+   */
   quality: z.number().min(0).max(1).default(1),
   latencyMs: z.number().min(0).default(0),
 });
@@ -60,17 +63,14 @@ export function gpuClassOf(memoryMb: number): string {
 }
 
 /**
- * Base score of a node (higher is better), from its heartbeat: quality dominates, then latency and the
- * load it reports. The scripts subtract penalties and 1,000 × leases / capacity from it.
+ * Heartbeat part of a node's score: only what changes its capacity now (the load it reports, a degraded
+ * health). Its self-reported quality and latency do not count: the measured reputation (reputation.ts) is the
+ * rest of the score. The scripts add the reputation and subtract penalties and 1,000 × leases / capacity.
  */
-export function baseScoreOf(
-  hb: Pick<Heartbeat, 'quality' | 'latencyMs' | 'load' | 'capacity' | 'health'>,
-): number {
-  const quality = Math.round(hb.quality * 10_000);
-  const latency = Math.min(Math.round(hb.latencyMs / 2), 5_000);
+export function baseScoreOf(hb: Pick<Heartbeat, 'load' | 'capacity' | 'health'>): number {
   const load = Math.round((Math.min(hb.load, hb.capacity) * 1_000) / hb.capacity);
   const degraded = hb.health === 'degraded' ? 2_000 : 0;
-  return quality - latency - load - degraded;
+  return 0 - load - degraded;
 }
 
 /** Active models as the scripts' CSV: `model=version,...` (installed-only models are not routable). */

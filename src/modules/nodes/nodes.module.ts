@@ -9,6 +9,7 @@ import { MatchmakingService } from './matchmaking.service.js';
 import { NodeAdminService } from './node-admin.service.js';
 import { PresenceService } from './presence.service.js';
 import { LiveCatalogService } from './live-catalog.service.js';
+import { ReputationService } from './reputation.service.js';
 
 export interface RecurringTaskLike {
   name: string;
@@ -22,6 +23,8 @@ export interface NodesModule {
   matchmaking: MatchmakingService;
   admin: NodeAdminService;
   catalog: LiveCatalogService;
+  /** Measured reputation: observations from the job path, flushed and mirrored in batches; stop() flushes. */
+  reputation: ReputationService;
   /**
    * Notices a Redis data loss (then rebuilds the catalog from the heartbeats heard here and PostgreSQL) and
    * reconnections; start() it in a serving process. Others (the node gateway) add their own handlers.
@@ -48,6 +51,8 @@ type LiveConfig = Pick<
   | 'LIVE_CACHE_TTL_MS'
   | 'LIVE_FLAG_RECONCILE_INTERVAL_MS'
   | 'HEARTBEAT_INTERVAL_MS'
+  | 'REPUTATION_FLUSH_INTERVAL_MS'
+  | 'REPUTATION_PROBATION_SHARE_PERCENT'
 >;
 
 export function createNodesModule(deps: {
@@ -64,6 +69,13 @@ export function createNodesModule(deps: {
     scanLimit: c.LIVE_SELECT_SCAN_LIMIT,
     failurePenalty: c.NODE_FAILURE_PENALTY,
     successRecovery: c.NODE_SUCCESS_RECOVERY,
+    probationSharePercent: c.REPUTATION_PROBATION_SHARE_PERCENT,
+  });
+  const reputation = new ReputationService({
+    pool: deps.pool,
+    live,
+    log: deps.log,
+    flushIntervalMs: c.REPUTATION_FLUSH_INTERVAL_MS,
   });
   const presence = new PresenceService({
     pool: deps.pool,
@@ -79,6 +91,7 @@ export function createNodesModule(deps: {
   const matchmaking = new MatchmakingService({
     live,
     admin,
+    reputation,
     cooldown: { penaltyThreshold: c.NODE_COOLDOWN_PENALTY, cooldownMs: c.NODE_FAILURE_COOLDOWN_MS },
     log: deps.log,
   });
@@ -102,6 +115,7 @@ export function createNodesModule(deps: {
     matchmaking,
     admin,
     catalog,
+    reputation,
     liveWatch,
     sweepTask: {
       // One runner per key space: the prefix is part of the lock name.

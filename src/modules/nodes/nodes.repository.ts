@@ -15,6 +15,8 @@ export interface NodeTruth {
   /** Flags in force now (expired cooldowns filtered out). */
   flags: FlagState[];
   subcloudIds: string[];
+  /** Measured reputation last mirrored (absent for a node never observed). */
+  reputation?: { score: number; probation: boolean };
 }
 
 export interface FlagRecord extends FlagState {
@@ -69,13 +71,16 @@ export class NodesRepository {
       region: string | null;
       flags: Array<{ flag: NodeFlag; expires_at: string | null }> | null;
       subclouds: string[] | null;
+      rep_score: number | null;
+      rep_probation: boolean | null;
     }>(
       `select n.address, n.account_id, n.environment, n.status, n.region,
          (select json_agg(json_build_object('flag', f.flag, 'expires_at', f.expires_at))
             from node_flags f where f.node_address = n.address and (f.expires_at is null or f.expires_at > now())) as flags,
          (select array_agg(m.subcloud_id::text order by m.subcloud_id)
-            from subcloud_members m where m.node_address = n.address) as subclouds
-       from nodes n where n.address = any($1::text[])`,
+            from subcloud_members m where m.node_address = n.address) as subclouds,
+         r.score as rep_score, r.probation as rep_probation
+       from nodes n left join node_reputation r on r.node_address = n.address where n.address = any($1::text[])`,
       [addresses],
     );
     return new Map(
@@ -94,6 +99,9 @@ export class NodesRepository {
             expiresAt: f.expires_at ? new Date(f.expires_at) : null,
           })),
           subcloudIds: row.subclouds ?? [],
+          ...(row.rep_score !== null
+            ? { reputation: { score: row.rep_score, probation: row.rep_probation ?? true } }
+            : {}),
         },
       ]),
     );

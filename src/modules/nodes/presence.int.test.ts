@@ -7,6 +7,7 @@ import {
   useLiveStores,
   heartbeat,
   liveConfig,
+  openSessions,
   randomAddress,
   registerNodes,
 } from '../../../test/live-harness.js';
@@ -21,6 +22,7 @@ describe('heartbeats', () => {
     const nodes = buildNodes(env.pg.pool, env.space.redis, liveConfig(`${env.space.prefix}a:`));
     const addr = randomAddress();
     await registerNodes(env.pg.pool, [{ address: addr, environment: 'mainnet' }]);
+    await openSessions(nodes, [{ address: addr, environment: 'mainnet' }]);
     const events: LiveEvent[] = [];
     nodes.presence.onEvent((e) => events.push(e));
 
@@ -105,6 +107,10 @@ describe('offline detection', () => {
     const silent = randomAddress();
     const alive = randomAddress();
     await registerNodes(env.pg.pool, [
+      { address: silent, environment: 'mainnet' },
+      { address: alive, environment: 'mainnet' },
+    ]);
+    await openSessions(nodes, [
       { address: silent, environment: 'mainnet' },
       { address: alive, environment: 'mainnet' },
     ]);

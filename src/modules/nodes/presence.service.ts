@@ -5,6 +5,7 @@ import type { Logger } from '../../platform/logger.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { LiveStore, HeartbeatReply } from './live.store.js';
 import { NodesRepository } from './nodes.repository.js';
+import { PRIOR_SCORE } from './reputation.js';
 import {
   encodeFlags,
   heartbeatSchema,
@@ -122,7 +123,12 @@ export class PresenceService {
       const hydrated = await this.deps.live.heartbeatMany(
         hydrate.map((i) => {
           const t = truth.get(hbs[i]!.address)!;
-          return { hb: hbs[i]!, hydration: { flags: encodeFlags(t.flags, now), subcloudIds: t.subcloudIds } };
+          const hydration = {
+            flags: encodeFlags(t.flags, now),
+            subcloudIds: t.subcloudIds,
+            reputation: t.reputation ?? { score: PRIOR_SCORE, probation: true },
+          };
+          return { hb: hbs[i]!, hydration };
         }),
       );
       hydrate.forEach((i, k) => (replies[i] = hydrated[k]!));

@@ -8,6 +8,7 @@ import {
   useLiveStores,
   heartbeat,
   liveConfig,
+  openSessions,
   randomAddress,
   registerNodes,
 } from '../../../test/live-harness.js';
@@ -24,6 +25,12 @@ it('after a flush of the whole store (FLUSHDB on an owned database), heartbeats 
   );
   const [paused, frozen, banned, member, ...plain] = addrs as [string, string, string, string, ...string[]];
   const sc = await nodes.admin.createSubcloud({ name: `sc-${randomUUID()}`, environment: 'mainnet' });
+  const sessions = () =>
+    openSessions(
+      nodes,
+      addrs.map((address) => ({ address, environment: 'mainnet' as const })),
+    );
+  await sessions();
   const beat = () => nodes.presence.ingestMany(addrs.map((a) => heartbeat(a, { capacity: 1 })));
   await beat();
   await nodes.admin.setFlag({
@@ -69,6 +76,8 @@ it('after a flush of the whole store (FLUSHDB on an owned database), heartbeats 
     code: 'lease_not_found',
   });
 
+  // The gateway re-claims its sessions on a loss (its RedisLossWatcher); this test stands in for it.
+  await sessions();
   const replies = await beat();
   expect(replies.every((r) => r.kind === 'ok' && r.joined)).toBe(true);
   const after = await drain();

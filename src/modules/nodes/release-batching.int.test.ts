@@ -7,6 +7,7 @@ import {
   useLiveStores,
   heartbeat,
   liveConfig,
+  openSessions,
   randomAddress,
   registerNodes,
 } from '../../../test/live-harness.js';
@@ -18,6 +19,10 @@ it('releases that arrive together go in few round trips, each with its own outco
   const addresses = Array.from({ length: 10 }, () => randomAddress());
   await registerNodes(
     env.pg.pool,
+    addresses.map((address) => ({ address, environment: 'mainnet' as const })),
+  );
+  await openSessions(
+    nodes,
     addresses.map((address) => ({ address, environment: 'mainnet' as const })),
   );
   await nodes.presence.ingestMany(addresses.map((a) => heartbeat(a, { capacity: 4 })));

@@ -37,6 +37,13 @@ export const liveSuffix = {
   flagExpiry: 'flagexp',
   /** SET: `<address>|<flag>` mirrored into live records (so a reconcile can clear what PostgreSQL no longer has). */
   flagged: 'flagged',
+  /**
+   * ZSET: address → expiry (ms) of the liveness claim of the gateway process holding the node's open WebSocket
+   * session. Only a node with a claim in force is dispatchable (heartbeats alone keep it online, not routable).
+   */
+  session: 'session',
+  /** HASH: address → instance id of the gateway process whose claim is in `session`. */
+  sessionOwner: 'sessionby',
   /** HASH: `<model>=<version>` → online nodes serving it. */
   catalog: 'catalog',
   /** HASH: counters (gpus). */

@@ -13,6 +13,8 @@ export const scriptNames = [
   'live_sweep',
   'live_flag',
   'live_subclouds',
+  'live_session',
+  'live_reputation',
   'rate_limit',
   'gw_release',
 ] as const;

@@ -20,26 +20,36 @@ local function flag_active(v, now)
   return e == 0 or e > now
 end
 
--- Score in the ready pools: higher is better. The base comes from the heartbeat (quality, latency,
--- reported load); penalties and the node's own lease load lower it.
-local function score_of(base_score, pen, leases, cap)
-  return base_score - pen - math.floor(leases * 1000 / cap)
+-- Score in the ready pools: higher is better. `rep` is the measured reputation (0..10000, mirrored in batches
+-- from PostgreSQL: nothing the node says about itself); the heartbeat's base holds only its reported load and
+-- health; penalties and the node's own lease load lower it.
+local function score_of(base_score, rep, pen, leases, cap)
+  return rep + base_score - pen - math.floor(leases * 1000 / cap)
+end
+
+-- A node is dispatchable only while a gateway process holds an open, answering WebSocket session of it:
+-- `session` maps the address to the expiry (ms, Redis time) of that process's last liveness claim
+-- (NodeGateway: last frame or pong + NODE_SESSION_LIVENESS_MS). Heartbeats alone keep it online, not routable.
+local function session_live(base, addr, now)
+  local x = redis.call('ZSCORE', base .. 'session', addr)
+  return x ~= false and tonumber(x) > now
 end
 
 -- Puts the node into every one of its ready pools when it can take a job now, or removes it.
--- Eligible: record present, seen within ttl, healthy, no active flag, leases < capacity.
+-- Eligible: record present, seen within ttl, healthy, no active flag, leases < capacity, a live session.
 local function place(base, addr, now, ttl)
   local h = redis.call('HMGET', base .. 'node:' .. addr, 'pools', 'base', 'pen', 'leases', 'cap', 'health',
-    'seen', 'f:pause', 'f:freeze', 'f:shadow_ban')
+    'seen', 'f:pause', 'f:freeze', 'f:shadow_ban', 'rep')
   if not h[1] then return false end
   local leases = tonumber(h[4]) or 0
   local cap = tonumber(h[5]) or 0
   local eligible = h[6] ~= 'unhealthy' and leases < cap and (tonumber(h[7]) or 0) >= now - ttl
     and not flag_active(h[8], now) and not flag_active(h[9], now) and not flag_active(h[10], now)
+    and session_live(base, addr, now)
   local pools = split(h[1], ',')
   local mark = ''
   if eligible then
-    local s = score_of(tonumber(h[2]) or 0, tonumber(h[3]) or 0, leases, cap)
+    local s = score_of(tonumber(h[2]) or 0, tonumber(h[11]) or 0, tonumber(h[3]) or 0, leases, cap)
     for _, p in ipairs(pools) do redis.call('ZADD', base .. p, s, addr) end
     mark = tostring(s)
   else

@@ -1,7 +1,8 @@
 -- One sweep of a cell: nodes past the heartbeat TTL go offline (out of every index, their leases
--- expired), leases past their expiry are dropped, flag cooldowns that ended are lifted.
+-- expired), leases past their expiry are dropped, flag cooldowns that ended are lifted, lapsed gateway
+-- session claims are dropped (the node leaves its pools).
 -- KEYS[1] cell base; touches base..seen, node:*, status:*, ready:*, catalog, stats, lease:*, leaseexp,
---         nodeleases:*, flagexp, flagged.
+--         nodeleases:*, flagexp, flagged, session, sessionby.
 -- ARGV[1] heartbeat TTL (ms)   ARGV[2] maximum items of each kind handled per call
 -- returns {offline {addr, last seen ms, ...}, expired leases {job, addr, token, ...}, lifted {addr, flag, ...},
 --          now ms}
@@ -48,5 +49,12 @@ for i = 1, #ends, 2 do
     place(base, addr, now, ttl)
     lifted[#lifted + 1] = addr; lifted[#lifted + 1] = flag
   end
+end
+-- Session claims nobody refreshed (a silent socket, a crashed gateway process): out of the pools.
+local lapsed = redis.call('ZRANGEBYSCORE', base .. 'session', '-inf', now, 'LIMIT', 0, limit)
+for _, addr in ipairs(lapsed) do
+  redis.call('ZREM', base .. 'session', addr)
+  redis.call('HDEL', base .. 'sessionby', addr)
+  place(base, addr, now, ttl)
 end
 return {offline, expired, lifted, now}
