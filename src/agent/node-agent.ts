@@ -391,6 +391,8 @@ export class NodeAgent {
         ...(r.embeddings ? { embeddings: r.embeddings } : {}),
         ...(r.finishReason ? { finishReason: r.finishReason } : {}),
         ...(r.toolCalls ? { toolCalls: r.toolCalls } : {}),
+        ...(r.logprobs ? { logprobs: r.logprobs } : {}),
+        ...(r.choices ? { choices: r.choices } : {}),
         ...(job.stream ? { stream: { count: seq, hash } } : {}),
         ...(cancelled ? { cancelled: true } : {}),
       });

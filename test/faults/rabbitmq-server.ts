@@ -10,10 +10,12 @@ import { join } from 'node:path';
 import amqp from 'amqplib';
 import { freePort, waitUntil } from './servers.js';
 
-const RABBITMQ_BIN = process.env.RABBITMQ_BIN ?? '/usr/lib/rabbitmq/bin';
+export const RABBITMQ_BIN = process.env.RABBITMQ_BIN ?? '/usr/lib/rabbitmq/bin';
 
 export interface OwnRabbit {
   port: number;
+  /** The Erlang node name (`rty-faults-<port>@localhost`), for rabbitmqctl -n. */
+  nodename: string;
   /** amqp:// URL of the default vhost `/`. */
   url: string;
   /** kill -9 of the VM: unconfirmed work is lost, confirmed persistent messages survive on disk. */
@@ -25,10 +27,15 @@ export interface OwnRabbit {
   destroy(): Promise<void>;
 }
 
-export async function startOwnRabbit(): Promise<OwnRabbit> {
+/**
+ * `home`: a directory whose `.erlang.cookie` the node uses (nodes of one cluster share it); by default the
+ * node's own directory, so its cookie is its own.
+ */
+export async function startOwnRabbit(opts: { home?: string } = {}): Promise<OwnRabbit> {
   const [port, distPort] = [await freePort(), await freePort()];
   const dir = mkdtempSync(join(tmpdir(), 'rty-faults-rabbitmq-'));
   const url = `amqp://guest:guest@127.0.0.1:${port}/`;
+  const nodename = `rty-faults-${port}@localhost`;
   writeFileSync(join(dir, 'rabbitmq-env.conf'), ''); // not /etc/rabbitmq's (the shared node's name and flags)
   writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
   writeFileSync(
@@ -37,13 +44,13 @@ export async function startOwnRabbit(): Promise<OwnRabbit> {
   );
   const env = {
     ...process.env,
-    HOME: dir, // a fresh .erlang.cookie of its own
+    HOME: opts.home ?? dir, // a fresh .erlang.cookie of its own, or the cluster's
     // Foreground with the VM exec'd in place of the script (no signal-forwarding shell in between).
     RABBITMQ_ALLOW_INPUT: '1',
     RABBITMQ_CONF_ENV_FILE: join(dir, 'rabbitmq-env.conf'),
     RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
     RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
-    RABBITMQ_NODENAME: `rty-faults-${port}@localhost`,
+    RABBITMQ_NODENAME: nodename,
     RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
     RABBITMQ_NODE_PORT: String(port),
     RABBITMQ_DIST_PORT: String(distPort),
@@ -85,6 +92,7 @@ export async function startOwnRabbit(): Promise<OwnRabbit> {
   await start();
   return {
     port,
+    nodename,
     url,
     kill: () => signalAndWait('SIGKILL'),
     stop: () => signalAndWait('SIGTERM'),

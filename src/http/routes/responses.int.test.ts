@@ -412,9 +412,11 @@ describe('chat completions: n, stop, seed, user, response_format, logprobs', () 
       })
       .withResponse();
     expect(data.choices.map((c) => c.message.content)).toEqual(['a', 'extra 1']);
-    expect(data.usage?.completion_tokens).toBe(40);
+    // Each kept choice is bounded by its bytes (+2 for the end) and max_tokens: 'a' → 3, 'extra 1' → 9; the
+    // claim of 1,000,000 is cut to 12, below the n × max_tokens = 40 ceiling (usage-bound.ts).
+    expect(data.usage?.completion_tokens).toBe(12);
     const row = await jobOf(response.headers.get('x-request-id')!);
-    expect(row.cost).toBe(BigInt((3 + 40) * PRICE));
+    expect(row.cost).toBe(BigInt((3 + 12) * PRICE));
   });
 
   it('n: 2 runs as one job on one node: two choices, usage over both, n x the output budget held, one charge', async () => {

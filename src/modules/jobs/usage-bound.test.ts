@@ -69,4 +69,20 @@ describe('usage bounds', () => {
     expect(deltaBytes({ toolCalls: [{ id: 'c1', function: { name: 'f', arguments: '{}' } }] })).toBe(5);
     expect(deltaBytes({})).toBe(0);
   });
+
+  it('n > 1: every choice is bounded like the first, choices beyond n are dropped, one over-long choice refuses all', () => {
+    const req: JobRequest = { ...chat('hi', 20), body: { ...chat('hi', 20).body, n: 2 } };
+    const extra = [1, 2, 3].map((i) => ({ output: `extra ${i}` }));
+    const out = boundUsage(req, { tokensIn: 3, tokensOut: 1_000_000, output: 'a', choices: extra });
+    expect(out).toMatchObject({ ok: true, result: { tokensOut: 3 + 9, choices: [{ output: 'extra 1' }] } });
+    expect(out.ok && out.result.choices).toHaveLength(1);
+    // An honest two-choice claim within both bounds passes as it is.
+    const honest = { tokensIn: 3, tokensOut: 2, output: 'a', choices: [{ output: 'b' }] };
+    expect(boundUsage(req, honest)).toEqual({ ok: true, result: honest });
+    const long = boundUsage(req, {
+      ...honest,
+      choices: [{ output: 'x'.repeat(20 * MAX_BYTES_PER_TOKEN + 1) }],
+    });
+    expect(long.ok).toBe(false);
+  });
 });
