@@ -1,6 +1,6 @@
 // Import direction: config <- platform <- stores <- modules <- (http | ws | background | cli) <- main.
 const layers = ['config', 'platform', 'stores', 'modules', 'surfaces', 'main'];
-const surfaces = '(http|ws|background|server|cli|agent)';
+const surfaces = '(http|ws|background|app|cli|agent)';
 const path = (layer) => (layer === 'surfaces' ? `^src/${surfaces}/` : `^src/${layer}/`);
 const forbidden = [];
 layers.forEach((from, i) => {

@@ -10,7 +10,7 @@ import { testLog } from '../../test/harness.js';
 import { waitFor } from '../../test/routing-fixtures.js';
 import type { Config } from '../config/config.js';
 import { COLLECTIONS } from '../modules/records/index.js';
-import { createBackbone, type Backbone } from '../server/backbone.js';
+import { createBackbone, type Backbone } from '../app/compose.js';
 import { QUEUES } from '../stores/rabbitmq/topology.js';
 import { createRecordSink, startWorkers, type Workers } from './workers.js';
 

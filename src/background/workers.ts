@@ -21,7 +21,7 @@ import {
   recordStreamDeployment,
 } from '../modules/records/index.js';
 import { RollupsService, createRollupTask } from '../modules/rollups/index.js';
-import type { Backbone } from '../server/backbone.js';
+import type { Backbone } from '../app/compose.js';
 import { TaskRunner, type RecurringTask } from './task-runner.js';
 
 /** The records stream's names (DEPLOYMENT) and the stores they feed (checked against other backbones). */

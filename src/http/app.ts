@@ -10,7 +10,7 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import type { Backbone, Role } from '../server/backbone.js';
+import type { Backbone, Role } from '../app/compose.js';
 import type { NodeGateway } from '../ws/node-gateway.js';
 import { requireAdmin } from './auth.js';
 import { installErrorHandler, sendError } from './errors.js';

@@ -3,7 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { AuthenticatedKey } from '../modules/accounts/index.js';
 import { AppError } from '../platform/errors.js';
-import type { Backbone } from '../server/backbone.js';
+import type { Backbone } from '../app/compose.js';
 
 /** The bearer token, undefined when there is no Authorization header; 401 naming the fix when it is malformed. */
 export function bearerOf(req: FastifyRequest): string | undefined {

@@ -14,7 +14,7 @@ import { getScript, runScript } from '../stores/redis/scripts.js';
 import type { Lease } from '../modules/nodes/index.js';
 import { jobMessageSchema, type JobMessage } from '../modules/routing/index.js';
 import type { NodeExecutor, NodeResult } from '../modules/jobs/index.js';
-import type { Backbone } from '../server/backbone.js';
+import type { Backbone } from '../app/compose.js';
 import { HelloBudget } from './hello-budget.js';
 import { RedisNonceStore } from '../modules/network/index.js';
 import { NodeSession } from './node-session.js';

@@ -13,7 +13,7 @@ import {
 import type { Lease } from '../modules/nodes/index.js';
 import type { JobMessage } from '../modules/routing/index.js';
 import type { NodeResult } from '../modules/jobs/index.js';
-import type { Backbone } from '../server/backbone.js';
+import type { Backbone } from '../app/compose.js';
 import { authenticateNodeMessage, rejectReasonOf } from '../modules/network/index.js';
 import {
   CLOSE,

@@ -4,7 +4,7 @@ import type { FastifyReply } from 'fastify';
 import type { CreatedApiKey, Namespace } from '../../modules/accounts/index.js';
 import type { AppendInput } from '../../modules/audit/index.js';
 import { AppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
+import type { Backbone } from '../../app/compose.js';
 import { withTransaction, type PoolClient } from '../../stores/postgres/pool.js';
 import {
   renderAccount,

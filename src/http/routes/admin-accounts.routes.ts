@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Account, CreatedAccountToken } from '../../modules/accounts/index.js';
 import { AppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
+import type { Backbone } from '../../app/compose.js';
 import {
   accountView,
   auditedTx,

@@ -3,7 +3,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { NetworkConfigVersion } from '../../modules/network/index.js';
-import type { Backbone } from '../../server/backbone.js';
+import type { Backbone } from '../../app/compose.js';
 import { auditedTx } from './account-actions.js';
 import { adminSecurity as security, uuid } from './gate-admin.contracts.js';
 

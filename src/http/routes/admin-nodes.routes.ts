@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { nodeFlags } from '../../modules/nodes/index.js';
 import { AppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
+import type { Backbone } from '../../app/compose.js';
 import { translatePgError } from '../../stores/postgres/pool.js';
 import { address, adminSecurity as security, environment, uuid } from './gate-admin.contracts.js';
 

@@ -2,7 +2,7 @@
 // to the Admin API (any namespace) and the Gate API (the token's own namespaces; another's is not found).
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import type { Backbone } from '../../server/backbone.js';
+import type { Backbone } from '../../app/compose.js';
 import { exportJobs, listJobs, requireNamespace } from './account-actions.js';
 import { adminSecurity, exportQuery, idParams, jobParams, jobsQuery } from './gate-admin.contracts.js';
 

@@ -1,7 +1,7 @@
 // The Admin API under /admin/v1: every route requires the admin token (checked before the body is read) and
 // every state change appends an entry to the hash-chained audit log with actor 'admin'.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import type { Backbone } from '../../server/backbone.js';
+import type { Backbone } from '../../app/compose.js';
 import { requireAdmin } from '../auth.js';
 import { adminAccountsRoutes } from './admin-accounts.routes.js';
 import { adminNetworkRoutes } from './admin-network.routes.js';

@@ -9,7 +9,7 @@ import { rateLimitHeaders, type AuthenticatedKey } from '../../modules/accounts/
 import { jobIdForIdempotencyKey, type JobResult } from '../../modules/jobs/index.js';
 import type { RequestKind } from '../../modules/routing/index.js';
 import { AppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
+import type { Backbone } from '../../app/compose.js';
 import { authenticateApiKey } from '../auth.js';
 import {
   chatCompletionBody,

@@ -6,7 +6,7 @@ import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provid
 import { z } from 'zod';
 import { RedisNonceStore, signedNodeMessageSchema, verifyNodeMessage } from '../../modules/network/index.js';
 import { AppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
+import type { Backbone } from '../../app/compose.js';
 import { bearerOf } from '../auth.js';
 import {
   accountView,

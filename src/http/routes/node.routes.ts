@@ -7,7 +7,7 @@ import { environments, heartbeatSchema } from '../../modules/nodes/index.js';
 import { nodeAddressSchema, type SignedNodeMessage } from '../../modules/network/index.js';
 import type { RegisteredNode } from '../../modules/nodes/index.js';
 import { AppError, isAppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
+import type { Backbone } from '../../app/compose.js';
 import { authenticateNodeMessage, RedisNonceStore, rejectReasonOf } from '../../modules/network/index.js';
 import type { NodeGateway } from '../../ws/node-gateway.js';
 import { NODE_WS_PATH } from '../../modules/network/index.js';

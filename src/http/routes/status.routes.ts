@@ -2,7 +2,7 @@
 // requests per second and latency p50/p99 over the last minute; cached in Redis for LIVE_CACHE_TTL_MS.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { NetworkStatusService } from '../../modules/network/index.js';
-import type { Backbone } from '../../server/backbone.js';
+import type { Backbone } from '../../app/compose.js';
 import { readRecordsBacklog } from '../../modules/records/index.js';
 import { publicQueueName } from '../../modules/routing/index.js';
 import { AppError } from '../../platform/errors.js';

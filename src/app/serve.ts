@@ -10,7 +10,7 @@ import type { NodeExecutor } from '../modules/jobs/index.js';
 import { buildHttpApp } from '../http/app.js';
 import { NodeGateway } from '../ws/node-gateway.js';
 import { createRecordSink, startWorkers } from '../background/workers.js';
-import { createBackbone, type Backbone, type Role } from './backbone.js';
+import { createBackbone, type Backbone, type Role } from './compose.js';
 
 export interface RunningServer {
   backbone: Backbone;
