@@ -1,6 +1,6 @@
-// The stores and modules of one backbone process, built from config (explicit wiring, no singletons).
-// Every process builds the same backbone; its roles decide which surfaces (HTTP routes, node gateway,
-// dispatch consumers, background workers) run on top of it.
+// The composition of one backbone process, top to bottom: the stores, then the modules, then one typed record
+// of services (`Backbone`), in plain order and from config alone (explicit wiring, no singletons). Every
+// process builds the same backbone; its roles decide which surfaces `serve.ts` starts on top of it.
 import { createHash } from 'node:crypto';
 import type { Config } from '../config/config.js';
 import { Lifecycle } from '../platform/lifecycle.js';
@@ -13,22 +13,19 @@ import { connectMongo, type MongoStore } from '../stores/mongo/client.js';
 import { AccountsService, ApiKeyCache, RateLimiter } from '../modules/accounts/index.js';
 import { AuditService } from '../modules/audit/index.js';
 import { LedgerService } from '../modules/credits/index.js';
-import {
-  JobResults,
-  JobStreams,
-  JobsService,
-  type JobRecordSink,
-  type NodeExecutor,
-} from '../modules/jobs/index.js';
-import { createNodesModule, type NodesModule } from '../modules/nodes/index.js';
+import { JobResults, JobStreams, JobsService, type NodeExecutor } from '../modules/jobs/index.js';
+import { createNodesModule, RedisGatewayDirectory, type NodesModule } from '../modules/nodes/index.js';
 import { RoutingService, routingOptionsFromConfig } from '../modules/routing/index.js';
-import { NetworkConfigService } from '../modules/network/index.js';
+import { NetworkConfigService, RedisNonceStore, type NonceStore } from '../modules/network/index.js';
 import {
   GridFsBlobStore,
   RecordsQueryService,
   RecordsRepository,
   RetentionPolicies,
+  RecordStreamPublisher,
+  recordStreamDeployment,
 } from '../modules/records/index.js';
+import { NodeGateway } from '../ws/node-gateway.js';
 
 export const ROLES = ['cloud', 'io', 'gate', 'admin', 'status', 'workers'] as const;
 export type Role = (typeof ROLES)[number];
@@ -76,23 +73,27 @@ export interface Backbone {
     policies: RetentionPolicies;
     blobs: GridFsBlobStore;
   };
+  /** Node message nonces (hello, register, heartbeat, binding): one store for every surface. */
+  nonces: NonceStore;
+  /** Where the job flow publishes its record events (RabbitMQ → the workers' recorder). */
+  recordSink: RecordStreamPublisher;
+  /** The node gateway (the jobs' executor unless one is given); started by `serve` for the io role. */
+  gateway: NodeGateway;
   /** SHA-256 of ADMIN_TOKEN (the token itself is not kept). */
   adminTokenHash: Buffer;
   lifecycle: Lifecycle;
 }
 
-export interface BackboneWiring {
-  /** Delivers jobs to nodes (the node gateway in a serving process). */
-  executor: NodeExecutor;
-  /** Where job record events go (RabbitMQ → recorder); absent: records are not written. */
-  records?: JobRecordSink;
+export interface ComposeOptions {
+  /** Runs jobs somewhere other than the node gateway (tests of the API surfaces with nodes in process). */
+  executor?: NodeExecutor;
 }
 
 /** Connects every store and builds every module; `stop()` on the lifecycle closes them in reverse order. */
 export async function createBackbone(
   config: Config,
   log: Logger,
-  wire: (b: Omit<Backbone, 'jobs'>) => BackboneWiring,
+  opts: ComposeOptions = {},
 ): Promise<Backbone> {
   const lifecycle = new Lifecycle(log);
   const instanceId = `${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
@@ -176,7 +177,18 @@ export async function createBackbone(
     const policies = new RetentionPolicies({ pool, clock: systemClock });
     const records = { repo, blobs, policies, query: new RecordsQueryService({ repo, policies, blobs }) };
 
-    const partial: Omit<Backbone, 'jobs'> = {
+    // Every process publishes job record events (confirmed, on the routing publisher connection); processes
+    // with the workers role write them to MongoDB. Stopped before routing closes the connection.
+    const deployment = recordStreamDeployment(config);
+    const recordSink = new RecordStreamPublisher({
+      connection: routing.connection,
+      log,
+      names: deployment.names,
+      deploymentStores: deployment.stores,
+    });
+    lifecycle.add('record-sink', () => recordSink.stop());
+
+    const partial: Omit<Backbone, 'jobs' | 'gateway'> = {
       config,
       log,
       metrics,
@@ -199,20 +211,32 @@ export async function createBackbone(
       results,
       streams,
       records,
+      recordSink,
+      nonces: new RedisNonceStore(redis, config.REDIS_KEY_PREFIX),
       adminTokenHash: createHash('sha256').update(config.ADMIN_TOKEN).digest(),
       lifecycle,
     };
-    const wiring = wire(partial);
+    // The jobs module delivers through the node gateway; `serve` starts it (sockets, relay) for the io role.
+    const gateway = new NodeGateway({
+      ...partial,
+      liveWatch: nodes.liveWatch,
+      directory: new RedisGatewayDirectory({
+        redis,
+        subscriber,
+        prefix: config.REDIS_KEY_PREFIX,
+        instanceId,
+      }),
+    });
     const jobs = new JobsService({
       pool,
       ledger,
       routing,
       matchmaking: nodes.matchmaking,
-      executor: wiring.executor,
+      executor: opts.executor ?? gateway,
       log,
       results,
       metrics,
-      ...(wiring.records ? { records: wiring.records } : {}),
+      records: recordSink,
       options: {
         pricePerTokenMicro: BigInt(config.PRICE_PER_TOKEN_MICRO),
         nodeSharePercent: BigInt(config.NODE_SHARE_PERCENT),
@@ -223,7 +247,7 @@ export async function createBackbone(
     });
     // After the dispatch drain (registered later, so stopped earlier): the last batched commits finish here.
     lifecycle.add('job-commits', () => jobs.stop());
-    return { ...partial, jobs };
+    return { ...partial, gateway, jobs };
   } catch (err) {
     await lifecycle.stop();
     throw err;

@@ -12,7 +12,7 @@ import type { Config } from '../config/config.js';
 import { COLLECTIONS } from '../modules/records/index.js';
 import { createBackbone, type Backbone } from '../app/compose.js';
 import { QUEUES } from '../stores/rabbitmq/topology.js';
-import { createRecordSink, startWorkers, type Workers } from './workers.js';
+import { startWorkers, type Workers } from './workers.js';
 
 let stores: TestStores;
 const backbones: Backbone[] = [];
@@ -26,12 +26,11 @@ afterAll(async () => {
 });
 
 async function backbone(config: Config): Promise<Backbone> {
-  const b = await createBackbone(config, testLog, (partial) => ({
+  const b = await createBackbone(config, testLog, {
     executor: {
       run: () => Promise.reject(new Error('no node runs jobs in this test')),
     },
-    records: createRecordSink(partial),
-  }));
+  });
   backbones.push(b);
   return b;
 }

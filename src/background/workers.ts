@@ -1,6 +1,6 @@
 // The `workers` role: the recurring tasks on one TaskRunner (each on one process at a time, under its advisory
-// lock) and the records stream consumer (RabbitMQ → MongoDB in batches). Also builds the record sink the job
-// flow publishes to, so that every process of the backbone can emit records while only workers write them.
+// lock) and the records stream consumer (RabbitMQ → MongoDB in batches). Every process publishes record events
+// (the backbone's record sink); only workers write them.
 import { systemClock } from '../platform/clock.js';
 import { ManagedConnection } from '../stores/rabbitmq/reconnect.js';
 import { createLedgerTasks } from '../modules/credits/index.js';
@@ -14,7 +14,6 @@ import {
   DirectoryTarget,
   RecorderService,
   RecordStreamConsumer,
-  RecordStreamPublisher,
   RetentionService,
   StorageBillingService,
   createRecordsTasks,
@@ -28,32 +27,6 @@ import { TaskRunner, type RecurringTask } from './task-runner.js';
 function deploymentOptions(c: Backbone['config']) {
   const d = recordStreamDeployment(c);
   return { names: d.names, deploymentStores: d.stores };
-}
-
-/** One sink per backbone (per routing connection): the job flow and the stale-job task share it. */
-const sinks = new WeakMap<object, RecordStreamPublisher>();
-
-/**
- * The job flow's record sink: confirmed publishing of record batches on the routing publisher connection.
- * Synchronous (usable inside createBackbone's wiring callback); registers its stop on the backbone
- * lifecycle, where it runs before routing closes the connection (and after whatever was registered later,
- * e.g. the dispatch drain, has stopped emitting).
- */
-export function createRecordSink(
-  b: Pick<Backbone, 'routing' | 'log' | 'lifecycle' | 'config'>,
-): JobRecordSink & { stop(): Promise<void> } {
-  let sink = sinks.get(b.routing);
-  if (!sink) {
-    const s = new RecordStreamPublisher({
-      connection: b.routing.connection,
-      log: b.log,
-      ...deploymentOptions(b.config),
-    });
-    sinks.set(b.routing, s);
-    b.lifecycle.add('record-sink', () => s.stop());
-    sink = s;
-  }
-  return sink;
 }
 
 /** The tasks of the workers role, built from the backbone and its config. */
@@ -164,7 +137,7 @@ export async function startWorkers(b: Backbone): Promise<Workers> {
       retryDelayMs: c.RECORDS_CONSUMER_RETRY_DELAY_MS,
     },
   });
-  const tasks = workerTasks(b, createRecordSink(b));
+  const tasks = workerTasks(b, b.recordSink);
   const runner = new TaskRunner({ pool: b.pool, log: b.log, tasks });
   let stopping: Promise<void> | undefined;
   const stop = () =>

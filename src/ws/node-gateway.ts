@@ -1,23 +1,21 @@
 // The node gateway (io role): node WebSockets on `/v1/nodes/ws` of the HTTP server, job delivery to the
 // node holding a lease, and the relay between backbone processes — a lease may name a node connected to
-// another process: its owner (Redis `gw:node:<address>`) gets the delivery on its pub/sub channel, delivers
-// it, and publishes the result back on the requester's channel. A lost relay message only times out.
+// another process: its owner (the nodes module's GatewayDirectory) gets the delivery on its relay channel,
+// delivers it, and publishes the result back on the requester's channel. A lost relay message only times out.
 import { randomUUID } from 'node:crypto';
 import proxyAddr from '@fastify/proxy-addr';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { Config } from '../config/config.js';
 import type { Logger } from '../platform/logger.js';
-import { RedisKeys } from '../stores/redis/keys.js';
-import { reportEip191Backend } from '../modules/network/index.js';
-import { getScript, runScript } from '../stores/redis/scripts.js';
-import type { Lease } from '../modules/nodes/index.js';
+import type { Metrics } from '../platform/metrics.js';
+import { reportEip191Backend, type NonceStore } from '../modules/network/index.js';
+import type { GatewayDirectory, Lease, NodesModule } from '../modules/nodes/index.js';
 import { jobMessageSchema, type JobMessage } from '../modules/routing/index.js';
 import type { NodeExecutor, NodeResult } from '../modules/jobs/index.js';
-import type { Backbone } from '../app/compose.js';
 import { HelloBudget } from './hello-budget.js';
-import { RedisNonceStore } from '../modules/network/index.js';
-import { NodeSession } from './node-session.js';
+import { NodeSession, type SessionDeps } from './node-session.js';
 import {
   CLOSE,
   NODE_WS_PATH,
@@ -26,8 +24,7 @@ import {
   type RelayMessage,
 } from '../modules/network/index.js';
 
-/** How long a node's ownership key lives without a refresh (a crashed process's nodes free up after it). */
-const OWNER_TTL_MS = 30_000;
+/** Ownership lives GATEWAY_OWNER_TTL_MS (30 s) without a refresh. */
 const OWNER_REFRESH_MS = 10_000;
 /** A socket that does not answer two pings in a row is dropped. */
 const PING_INTERVAL_MS = 15_000;
@@ -40,10 +37,34 @@ interface RelayWaiter {
   reject(e: Error): void;
 }
 
-export class NodeGateway implements NodeExecutor {
-  private readonly keys: RedisKeys;
+/** What the gateway uses: its limits, node ownership and relay, the shared nonce store, Redis loss notices. */
+export interface GatewayDeps extends SessionDeps {
+  config: SessionDeps['config'] &
+    Pick<
+      Config,
+      | 'HTTP_BODY_LIMIT_BYTES'
+      | 'HTTP_TRUSTED_PROXIES'
+      | 'JOB_ATTEMPT_TIMEOUT_MS'
+      | 'WS_PENDING_HELLOS_PER_ADDRESS'
+      | 'WS_FAILED_HELLOS_PER_ADDRESS_PER_MIN'
+    >;
+  metrics: SessionDeps['metrics'] & Pick<Metrics, 'connectedNodes'>;
+  directory: GatewayDirectory;
+  /** Node message nonces, shared by every process (a hello replayed elsewhere is refused). */
+  nonces: NonceStore;
+  /** Ownership is re-asserted at once when Redis comes back or lost its data. */
+  liveWatch: Pick<NodesModule['liveWatch'], 'onLoss' | 'onReconnect'>;
+}
+
+/** What the node HTTP routes ask of the gateway. */
+export interface NodeConnections {
+  /** The node's socket is open on this process. */
+  isConnectedHere(address: string): boolean;
+}
+
+export class NodeGateway implements NodeExecutor, NodeConnections {
   private readonly log: Logger;
-  private readonly nonces: RedisNonceStore;
+  private readonly nonces: NonceStore;
   private wss: WebSocketServer | undefined;
   private server: Server | undefined;
   /** Every open socket (also those still in their hello). */
@@ -70,6 +91,7 @@ export class NodeGateway implements NodeExecutor {
   private readonly onSubscriberClose = (): void => {
     this.subscriberDrops += 1;
   };
+  private unlisten: (() => Promise<void>) | undefined;
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const path = (req.url ?? '').split('?')[0];
@@ -99,8 +121,7 @@ export class NodeGateway implements NodeExecutor {
     wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, address));
   };
 
-  private readonly onMessage = (channel: string, text: string): void => {
-    if (channel !== this.keys.gatewayChannel(this.b.instanceId)) return;
+  private readonly onMessage = (text: string): void => {
     let msg: RelayMessage;
     try {
       msg = relayMessageSchema.parse(JSON.parse(text));
@@ -117,10 +138,9 @@ export class NodeGateway implements NodeExecutor {
     }
   };
 
-  constructor(private readonly b: Omit<Backbone, 'jobs'>) {
-    this.keys = new RedisKeys(b.config.REDIS_KEY_PREFIX);
+  constructor(private readonly b: GatewayDeps) {
     this.log = b.log.child({ component: 'node-gateway' });
-    this.nonces = new RedisNonceStore(b.redis, b.config.REDIS_KEY_PREFIX);
+    this.nonces = b.nonces;
     reportEip191Backend(this.log);
     this.helloBudget = new HelloBudget({
       maxPending: b.config.WS_PENDING_HELLOS_PER_ADDRESS,
@@ -139,18 +159,20 @@ export class NodeGateway implements NodeExecutor {
     return [...this.sessions.keys()];
   }
 
+  isConnectedHere(address: string): boolean {
+    return this.sessions.has(address);
+  }
+
   async start(): Promise<void> {
     if (this.state !== 'idle') return;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.b.config.HTTP_BODY_LIMIT_BYTES });
-    this.b.subscriber.on('message', this.onMessage);
-    this.b.subscriber.on('close', this.onSubscriberClose);
-    await this.b.subscriber.subscribe(this.keys.gatewayChannel(this.b.instanceId));
+    this.unlisten = await this.b.directory.listen(this.onMessage, this.onSubscriberClose);
     this.timers = [
       setInterval(() => void this.refreshOwnership(), OWNER_REFRESH_MS),
       setInterval(() => this.sockets.forEach((s) => s.ping()), PING_INTERVAL_MS),
     ];
     this.timers.forEach((t) => t.unref());
-    const watch = this.b.nodes.liveWatch;
+    const watch = this.b.liveWatch;
     this.unwatch = [
       watch.onLoss(() => this.refreshOwnership()),
       watch.onReconnect(() => this.refreshOwnership()),
@@ -189,9 +211,7 @@ export class NodeGateway implements NodeExecutor {
       this.relays.delete(reqId);
       w.reject(new Error('node gateway stopped'));
     }
-    this.b.subscriber.off('message', this.onMessage);
-    this.b.subscriber.off('close', this.onSubscriberClose);
-    await this.b.subscriber.unsubscribe(this.keys.gatewayChannel(this.b.instanceId)).catch(() => undefined);
+    await this.unlisten?.();
     await new Promise<void>((resolve) => (this.wss ? this.wss.close(() => resolve()) : resolve()));
     this.b.metrics.connectedNodes.set(0);
   }
@@ -206,7 +226,7 @@ export class NodeGateway implements NodeExecutor {
       this.stats.local += 1;
       return local.deliver(lease, job, deadlineMs, signal);
     }
-    const owner = await this.b.redis.get(this.keys.nodeGateway(lease.nodeAddress));
+    const owner = await this.b.directory.ownerOf(lease.nodeAddress);
     if (!owner || owner === this.b.instanceId)
       throw new Error(`node ${lease.nodeAddress} is not connected to any gateway`);
     return this.relay(owner, lease, job, deadlineMs, signal);
@@ -256,7 +276,7 @@ export class NodeGateway implements NodeExecutor {
       job,
       deadlineMs,
     };
-    const receivers = await this.b.redis.publish(this.keys.gatewayChannel(owner), JSON.stringify(msg));
+    const receivers = await this.b.directory.publish(owner, JSON.stringify(msg));
     if (receivers === 0) this.relays.get(reqId)?.reject(new Error(`gateway ${owner} is unreachable`));
     return answer;
   }
@@ -264,11 +284,8 @@ export class NodeGateway implements NodeExecutor {
   /** The owner's side of a relay: deliver to the local socket, answer on the requester's channel. */
   private async deliverRelayed(msg: Extract<RelayMessage, { type: 'deliver' }>): Promise<void> {
     const reply = (m: { type: 'result'; result: NodeResult } | { type: 'fail'; reason: string }) =>
-      this.b.redis
-        .publish(
-          this.keys.gatewayChannel(msg.replyTo),
-          JSON.stringify({ v: WS_PROTOCOL_VERSION, reqId: msg.reqId, ...m }),
-        )
+      this.b.directory
+        .publish(msg.replyTo, JSON.stringify({ v: WS_PROTOCOL_VERSION, reqId: msg.reqId, ...m }))
         .catch((err: unknown) => this.log.warn({ err }, 'relay answer not published'));
     const job = jobMessageSchema.safeParse(msg.job);
     const session = this.sessions.get(msg.lease.nodeAddress);
@@ -329,8 +346,8 @@ export class NodeGateway implements NodeExecutor {
     // A node reconnecting (or a second socket of the same key) replaces the older session.
     if (previous && previous !== s) previous.close(CLOSE.replaced, 'replaced by a newer connection');
     this.b.metrics.connectedNodes.set(this.sessions.size);
-    await this.b.redis.set(this.keys.nodeGateway(node), this.b.instanceId, 'PX', OWNER_TTL_MS);
-    // Closed while the claim was on its way: take it back, or relays would come here for OWNER_TTL_MS.
+    await this.b.directory.claim(node);
+    // Closed while the claim was on its way: take it back, or relays would come here for GATEWAY_OWNER_TTL_MS.
     if (!this.sessions.has(node)) await this.releaseOwnership(node);
     this.log.debug({ nodeId: node }, 'node connected');
   }
@@ -350,12 +367,7 @@ export class NodeGateway implements NodeExecutor {
   }
 
   private async releaseOwnership(node: string): Promise<void> {
-    await runScript(
-      this.b.redis,
-      getScript('gw_release'),
-      [this.keys.nodeGateway(node)],
-      [this.b.instanceId],
-    );
+    await this.b.directory.release(node);
   }
 
   /**
@@ -365,8 +377,8 @@ export class NodeGateway implements NodeExecutor {
   private async refreshOwnership(): Promise<void> {
     const nodes = [...this.sessions.keys()];
     if (nodes.length === 0) return;
-    const pipe = this.b.redis.pipeline();
-    for (const n of nodes) pipe.set(this.keys.nodeGateway(n), this.b.instanceId, 'PX', OWNER_TTL_MS);
-    await pipe.exec().catch((err: unknown) => this.log.warn({ err }, 'gateway ownership not refreshed'));
+    await this.b.directory
+      .refresh(nodes)
+      .catch((err: unknown) => this.log.warn({ err }, 'gateway ownership not refreshed'));
   }
 }
