@@ -3,13 +3,16 @@
 // connection (PostgreSQL restart) aborts the task's signal; the task stops and is retaken on its next turn.
 import { isAppError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
+import type { RecurringTask } from '../platform/tasks.js';
 import { withAdvisoryLock, type Pool } from '../stores/postgres/pool.js';
 
-export interface RecurringTask {
-  name: string;
-  intervalMs: number;
-  /** `signal` aborts on stop() and when the task's lock is lost: the task must then stop touching state. */
-  run(signal: AbortSignal): Promise<unknown>;
+export type { RecurringTask };
+
+export interface TaskRunnerDeps {
+  /** Single-runner election: one PostgreSQL advisory lock per task. */
+  pool: Pool;
+  log: Logger;
+  tasks: RecurringTask[];
 }
 
 export class TaskRunner {
@@ -19,7 +22,7 @@ export class TaskRunner {
   private started = false;
   private schema: string | undefined;
 
-  constructor(private readonly deps: { pool: Pool; log: Logger; tasks: RecurringTask[] }) {}
+  constructor(private readonly deps: TaskRunnerDeps) {}
 
   start(): void {
     if (this.started) return;

@@ -2,7 +2,7 @@
 // `--against` also reconciles the live ledger with a snapshot under a signed checkpoint.
 import { createLogger } from '../../platform/logger.js';
 import { createPgPool } from '../../stores/postgres/pool.js';
-import { LedgerService } from '../../modules/credits/index.js';
+import { createCreditsModule } from '../../modules/credits/index.js';
 import type { CliContext } from '../context.js';
 import { withArchive } from './archive-wiring.js';
 import { archiveExit, EXIT } from './archive-exit.js';
@@ -33,15 +33,11 @@ export async function runLedgerVerify(
     schema: config.POSTGRES_SCHEMA,
     applicationName: 'rty-ledger-verify',
   });
-  const ledger = new LedgerService({
-    pool,
+  const { ledger } = createCreditsModule({
+    config,
+    stores: { pool },
     log: createLogger('silent'),
-    options: {
-      batchMaxWaitMs: 0,
-      batchMaxSize: 1,
-      batchConcurrency: 1,
-      holdTimeoutMs: config.LEDGER_HOLD_TIMEOUT_MS,
-    },
+    unbatched: true,
   });
   try {
     const mismatches = await ledger.verifyLedger();

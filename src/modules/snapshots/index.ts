@@ -32,3 +32,4 @@ export {
 } from './checkpoint.js';
 export { CheckpointLog, CHECKPOINT_LOG, readCheckpointLog } from './checkpoint-log.js';
 export { checkConsistency, type ChainReport } from './chain-verify.js';
+export { createSnapshotsModule, witnessDirs, type SnapshotsModule } from './snapshots.module.js';
