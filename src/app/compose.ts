@@ -23,7 +23,12 @@ import {
 } from '../modules/jobs/index.js';
 import { createNodesModule, RedisGatewayDirectory, type NodesModule } from '../modules/nodes/index.js';
 import { createRoutingModule, type RoutingModule } from '../modules/routing/index.js';
-import { createNetworkModule, type NetworkModule } from '../modules/network/index.js';
+import {
+  createNetworkModule,
+  createNetworkStatus,
+  type NetworkModule,
+  type NetworkStatusService,
+} from '../modules/network/index.js';
 import {
   createRecordSink,
   createRecordsModule,
@@ -33,22 +38,7 @@ import {
 import { createRollupsModule } from '../modules/rollups/index.js';
 import { NodeGateway } from '../ws/node-gateway.js';
 
-export const ROLES = ['cloud', 'io', 'gate', 'admin', 'status', 'workers'] as const;
-export type Role = (typeof ROLES)[number];
-
-export function parseRoles(text: string): Set<Role> {
-  const roles = new Set<Role>();
-  for (const r of text
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    if (!(ROLES as readonly string[]).includes(r))
-      throw new Error(`unknown role "${r}"; roles are ${ROLES.join(', ')}`);
-    roles.add(r as Role);
-  }
-  if (roles.size === 0) throw new Error(`no role given; roles are ${ROLES.join(', ')}`);
-  return roles;
-}
+export { parseRoles, ROLES, type Role } from '../config/roles.js';
 
 /** The record of every service of one process: what the surfaces are given (each takes only what it names). */
 export interface Backbone
@@ -66,6 +56,8 @@ export interface Backbone
   /** A random id of this process (node gateway relays, logs). */
   instanceId: string;
   nodes: NodesModule;
+  /** The public network status (Status API), cached in Redis. */
+  status: NetworkStatusService;
   records: Omit<RecordsModule, 'tasks'>;
   /** Where the job flow publishes its record events (RabbitMQ → the workers' recorder). */
   recordSink: RecordStreamPublisher;
@@ -124,6 +116,7 @@ export async function createBackbone(
     await routing.routing.start();
     lifecycle.add('routing', () => routing.routing.stop());
     const network = createNetworkModule({ config, stores });
+    const status = createNetworkStatus({ config, stores, nodes, routing: routing.routing });
     const records = createRecordsModule({ config, stores, log, ledger: credits.ledger });
     const rollups = createRollupsModule({ config, stores, log, audit });
     const channels = createJobChannels({ config, stores, log });
@@ -179,6 +172,7 @@ export async function createBackbone(
       nodes,
       routing: routing.routing,
       ...network,
+      status,
       ...channels,
       jobs: jobs.jobs,
       records,

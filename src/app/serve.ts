@@ -12,7 +12,8 @@ import type { NodeExecutor } from '../modules/jobs/index.js';
 import { buildHttpApp } from '../http/app.js';
 import type { NodeGateway } from '../ws/node-gateway.js';
 import { startWorkers } from '../background/workers.js';
-import { createBackbone, type Backbone, type Role } from './compose.js';
+import type { Role } from '../config/roles.js';
+import { createBackbone, type Backbone } from './compose.js';
 
 export interface RunningServer {
   backbone: Backbone;

@@ -56,13 +56,7 @@ export interface GatewayDeps extends SessionDeps {
   liveWatch: Pick<NodesModule['liveWatch'], 'onLoss' | 'onReconnect'>;
 }
 
-/** What the node HTTP routes ask of the gateway. */
-export interface NodeConnections {
-  /** The node's socket is open on this process. */
-  isConnectedHere(address: string): boolean;
-}
-
-export class NodeGateway implements NodeExecutor, NodeConnections {
+export class NodeGateway implements NodeExecutor {
   private readonly log: Logger;
   private readonly nonces: NonceStore;
   private wss: WebSocketServer | undefined;
@@ -159,6 +153,7 @@ export class NodeGateway implements NodeExecutor, NodeConnections {
     return [...this.sessions.keys()];
   }
 
+  /** The node's socket is open on this process (what the node HTTP routes ask). */
   isConnectedHere(address: string): boolean {
     return this.sessions.has(address);
   }

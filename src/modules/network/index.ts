@@ -35,4 +35,4 @@ export {
   signNodeMessage,
   type NodeAuthDeps,
 } from './node-auth.js';
-export { createNetworkModule, type NetworkModule } from './network.module.js';
+export { createNetworkModule, createNetworkStatus, type NetworkModule } from './network.module.js';
