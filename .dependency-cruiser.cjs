@@ -43,7 +43,8 @@ for (const s of surfaceNames)
 forbidden.push(
   {
     name: 'surfaces-not-to-stores',
-    comment: 'Surfaces use the stores through modules (exceptions named with their reason in storeExceptions)',
+    comment:
+      'Surfaces use the stores through modules (exceptions named with their reason in storeExceptions)',
     severity: 'error',
     from: { path: `^src/${surfaces}/`, pathNot: storeExceptions },
     to: { path: '^src/stores/' },
