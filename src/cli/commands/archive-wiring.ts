@@ -1,5 +1,5 @@
 // Builds the archive services (audit, rollups, snapshots) for one CLI command from the config, and closes them.
-import { createPgPool, type Pool } from '../../stores/postgres/pool.js';
+import type { Pool } from '../../stores/postgres/pool.js';
 import { createAuditModule, type AuditService } from '../../modules/audit/index.js';
 import { createRollupsModule, type RollupsService } from '../../modules/rollups/index.js';
 import {
@@ -7,7 +7,7 @@ import {
   type DirectoryTarget,
   type SnapshotsService,
 } from '../../modules/snapshots/index.js';
-import type { CliContext } from '../context.js';
+import { openCliPool, type CliContext } from '../context.js';
 
 export interface ArchiveServices {
   pool: Pool;
@@ -19,12 +19,7 @@ export interface ArchiveServices {
 
 export async function withArchive<T>(ctx: CliContext, fn: (s: ArchiveServices) => Promise<T>): Promise<T> {
   const { config, log } = ctx;
-  const pool = createPgPool({
-    url: config.POSTGRES_URL,
-    size: 2,
-    schema: config.POSTGRES_SCHEMA,
-    applicationName: 'rty-archive',
-  });
+  const pool = openCliPool(config, 'archive');
   const { audit } = createAuditModule({ stores: { pool }, log });
   const { snapshots, target } = createSnapshotsModule({ config, stores: { pool }, log, audit });
   const { rollups } = createRollupsModule({ config, stores: { pool }, log, audit });

@@ -1,9 +1,8 @@
 // `rty ledger verify [--against <cid>]`: recomputes every balance and hold from the entries and prints each mismatch;
 // `--against` also reconciles the live ledger with a snapshot under a signed checkpoint.
 import { createLogger } from '../../platform/logger.js';
-import { createPgPool } from '../../stores/postgres/pool.js';
 import { createCreditsModule } from '../../modules/credits/index.js';
-import type { CliContext } from '../context.js';
+import { openCliPool, type CliContext } from '../context.js';
 import { withArchive } from './archive-wiring.js';
 import { archiveExit, EXIT } from './archive-exit.js';
 
@@ -27,12 +26,7 @@ export async function runLedgerVerify(
     );
   }
   const { config } = ctx;
-  const pool = createPgPool({
-    url: config.POSTGRES_URL,
-    size: 2,
-    schema: config.POSTGRES_SCHEMA,
-    applicationName: 'rty-ledger-verify',
-  });
+  const pool = openCliPool(config, 'ledger-verify');
   const { ledger } = createCreditsModule({
     config,
     stores: { pool },

@@ -1,16 +1,10 @@
 // `rty queue ...`: queue health (depths from passive declares), idle-lane pruning, quarantine list / replay / purge.
-import { createPgPool } from '../../stores/postgres/pool.js';
 import { createRoutingModule, type RoutingService } from '../../modules/routing/index.js';
-import type { CliContext } from '../context.js';
+import { openCliPool, type CliContext } from '../context.js';
 
 async function withRouting<T>(ctx: CliContext, fn: (routing: RoutingService) => Promise<T>): Promise<T> {
   const { config } = ctx;
-  const pool = createPgPool({
-    url: config.POSTGRES_URL,
-    size: 2,
-    schema: config.POSTGRES_SCHEMA,
-    applicationName: 'rty-queue',
-  });
+  const pool = openCliPool(config, 'queue');
   const { routing } = createRoutingModule({
     config,
     stores: { pool },

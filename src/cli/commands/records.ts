@@ -4,17 +4,11 @@ import { createCreditsModule } from '../../modules/credits/index.js';
 import { createRecordsModule } from '../../modules/records/index.js';
 import { TaskRunner } from '../../background/task-runner.js';
 import { connectMongo } from '../../stores/mongo/client.js';
-import { createPgPool } from '../../stores/postgres/pool.js';
-import type { CliContext } from '../context.js';
+import { openCliPool, type CliContext } from '../context.js';
 
 export async function runRecordsTask(ctx: CliContext, which: 'sweep' | 'charge'): Promise<number> {
   const { config } = ctx;
-  const pool = createPgPool({
-    url: config.POSTGRES_URL,
-    size: 3,
-    schema: config.POSTGRES_SCHEMA,
-    applicationName: `rty-records-${which}`,
-  });
+  const pool = openCliPool(config, `records-${which}`, 3);
   const mongo = await connectMongo(config.MONGO_URL, config.MONGO_DB);
   const { ledger } = createCreditsModule({ config, stores: { pool }, log: ctx.log, unbatched: true });
   // The same records module (and so the same tasks) as the workers role's.
