@@ -1,20 +1,54 @@
-// Import direction: config <- platform <- stores <- modules <- (http | ws | background | cli) <- main.
-const layers = ['config', 'platform', 'stores', 'modules', 'surfaces', 'main'];
-const surfaces = '(http|ws|background|server|cli|agent)';
+// Import direction: config <- platform <- stores <- modules <- (http | ws | background | agent) <- app <- cli <- main.
+// - app/ composes the system (compose.ts) and starts the roles' surfaces (serve.ts): it sits above them.
+// - The surfaces (http, ws, background, agent) never import each other: each names the ports it uses (CloudDeps,
+//   GatewayDeps, WorkersDeps, …) and app/ hands them the services.
+// - The surfaces reach the stores only through modules, with the exceptions listed in `storeExceptions`.
+const layers = ['config', 'platform', 'stores', 'modules', 'surfaces', 'app', 'cli', 'main'];
+const surfaceNames = ['http', 'ws', 'background', 'agent'];
+const surfaces = `(${surfaceNames.join('|')})`;
 const path = (layer) => (layer === 'surfaces' ? `^src/${surfaces}/` : `^src/${layer}/`);
+
+/** Each remaining import of stores/ by a surface, and why it stays. */
+const storeExceptions = [
+  // The one HTTP error handler's last resort: a driver error that escaped its store boundary is still
+  // classified (outage → 503 + Retry-After) rather than shown; goes once every query translates at the boundary.
+  '^src/http/store-errors\\.ts$',
+  // Unique-violation translation of the nodes repository's writes (Subcloud create/member), done in the route
+  // today; belongs in modules/nodes (its repository), whose internals another change owns.
+  '^src/http/routes/admin-nodes\\.routes\\.ts$',
+  // The task runner's single-runner election is a PostgreSQL advisory lock held on its own connection.
+  '^src/background/task-runner\\.ts$',
+];
+
 const forbidden = [];
 layers.forEach((from, i) => {
   layers.slice(i + 1).forEach((to) => {
     forbidden.push({
       name: `${from}-not-to-${to}`,
-      comment: `${from} must not import ${to}: imports flow config <- platform <- stores <- modules <- surfaces <- main`,
+      comment: `${from} must not import ${to}: imports flow ${layers.join(' <- ')}`,
       severity: 'error',
       from: { path: path(from) },
       to: { path: path(to) },
     });
   });
 });
+for (const s of surfaceNames)
+  forbidden.push({
+    name: `${s}-not-to-other-surfaces`,
+    comment: `${s} must not import another surface (${surfaceNames.filter((x) => x !== s).join(', ')}): app/ wires them`,
+    severity: 'error',
+    from: { path: `^src/${s}/` },
+    to: { path: `^src/${surfaces}/`, pathNot: `^src/${s}/` },
+  });
 forbidden.push(
+  {
+    name: 'surfaces-not-to-stores',
+    comment:
+      'Surfaces use the stores through modules (exceptions named with their reason in storeExceptions)',
+    severity: 'error',
+    from: { path: `^src/${surfaces}/`, pathNot: storeExceptions },
+    to: { path: '^src/stores/' },
+  },
   {
     name: 'module-public-face',
     comment: 'Another module is reached only through its index.ts',

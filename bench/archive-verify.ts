@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CarFileWriter } from '../src/modules/snapshots/car-io.js';
-import { snapshotSections } from '../src/modules/snapshots/sections.js';
+import { snapshotSections } from '../src/modules/canonical/sections.js';
 import { finishWithManifest, writeSection } from '../src/modules/snapshots/snapshot-builder.js';
-import { encodeRow } from '../src/modules/snapshots/table-codec.js';
+import { encodeRow } from '../src/modules/canonical/table-codec.js';
 
 const spec = (n: string) => snapshotSections.find((s) => s.name === n)!;
 

@@ -2,8 +2,8 @@
 // (indexes applied), RabbitMQ vhost, serving HTTP on a free loopback port. `drop()` stops it and removes all.
 import type { Config } from '../src/config/config.js';
 import type { NodeExecutor } from '../src/modules/jobs/index.js';
-import { parseRoles } from '../src/server/backbone.js';
-import { startServer, type RunningServer } from '../src/server/server.js';
+import { parseRoles } from '../src/app/compose.js';
+import { startServer, type RunningServer } from '../src/app/serve.js';
 import { createAmqpTestVhost, type AmqpTestVhost } from './amqp-harness.js';
 import { createPgTestSchema, testLog, type PgTestSchema } from './harness.js';
 import { createMongoTestDb, type MongoTestDb } from './mongo-harness.js';

@@ -4,7 +4,7 @@ import { CarBufferWriter, CarReader } from '@ipld/car';
 import * as dagCbor from '@ipld/dag-cbor';
 import type { CID } from 'multiformats/cid';
 import { cidOf } from '../src/modules/snapshots/car-io.js';
-import { LeafHashes, merkleRoot } from '../src/modules/snapshots/merkle.js';
+import { LeafHashes, merkleRoot } from '../src/modules/canonical/merkle.js';
 
 type Manifest = Record<string, unknown> & {
   sections: Record<string, CID>;

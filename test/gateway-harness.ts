@@ -1,9 +1,9 @@
 // Node gateway test fixtures: node agents bound to an operator account on a running backbone, a funded
 // namespace, job submission and bounded waits for a job's terminal state.
 import { randomUUID } from 'node:crypto';
-import type { Backbone } from '../src/server/backbone.js';
+import type { Backbone } from '../src/app/compose.js';
 import type { JobMessage } from '../src/modules/routing/index.js';
-import type { RunningServer } from '../src/server/server.js';
+import type { RunningServer } from '../src/app/serve.js';
 import type { TerminalStatus } from '../src/modules/jobs/index.js';
 import { NodeAgent, type NodeAgentOptions } from '../src/agent/node-agent.js';
 import { BuiltinRuntime } from '../src/agent/node-runtime.js';

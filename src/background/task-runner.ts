@@ -5,13 +5,18 @@
 // lock session's idle timeout (withAdvisoryLock), so another process takes the task over.
 import { isAppError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
+import type { RecurringTask } from '../platform/tasks.js';
 import { withAdvisoryLock, type Pool } from '../stores/postgres/pool.js';
 
-export interface RecurringTask {
-  name: string;
-  intervalMs: number;
-  /** `signal` aborts on stop() and when the task's lock is lost: the task must then stop touching state. */
-  run(signal: AbortSignal): Promise<unknown>;
+export type { RecurringTask };
+
+export interface TaskRunnerDeps {
+  /** Single-runner election: one PostgreSQL advisory lock per task. */
+  pool: Pool;
+  log: Logger;
+  tasks: RecurringTask[];
+  /** The lock sessions' idle_session_timeout (withAdvisoryLock's default, 30 s, when unset). */
+  lockSessionTimeoutMs?: number;
 }
 
 export class TaskRunner {
@@ -21,15 +26,7 @@ export class TaskRunner {
   private started = false;
   private schema: string | undefined;
 
-  constructor(
-    private readonly deps: {
-      pool: Pool;
-      log: Logger;
-      tasks: RecurringTask[];
-      /** The lock sessions' idle_session_timeout (withAdvisoryLock's default, 30 s, when unset). */
-      lockSessionTimeoutMs?: number;
-    },
-  ) {}
+  constructor(private readonly deps: TaskRunnerDeps) {}
 
   start(): void {
     if (this.started) return;

@@ -10,9 +10,9 @@ import { testLog } from '../../test/harness.js';
 import { waitFor } from '../../test/routing-fixtures.js';
 import type { Config } from '../config/config.js';
 import { COLLECTIONS } from '../modules/records/index.js';
-import { createBackbone, type Backbone } from '../server/backbone.js';
+import { createBackbone, type Backbone } from '../app/compose.js';
 import { QUEUES } from '../stores/rabbitmq/topology.js';
-import { createRecordSink, startWorkers, type Workers } from './workers.js';
+import { startWorkers, type Workers } from './workers.js';
 
 let stores: TestStores;
 const backbones: Backbone[] = [];
@@ -26,12 +26,11 @@ afterAll(async () => {
 });
 
 async function backbone(config: Config): Promise<Backbone> {
-  const b = await createBackbone(config, testLog, (partial) => ({
+  const b = await createBackbone(config, testLog, {
     executor: {
       run: () => Promise.reject(new Error('no node runs jobs in this test')),
     },
-    records: createRecordSink(partial),
-  }));
+  });
   backbones.push(b);
   return b;
 }

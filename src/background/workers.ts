@@ -1,189 +1,53 @@
-// The `workers` role: the recurring tasks on one TaskRunner (each on one process at a time, under its advisory
-// lock) and the records stream consumer (RabbitMQ → MongoDB in batches). Also builds the record sink the job
-// flow publishes to, so that every process of the backbone can emit records while only workers write them.
-import { systemClock } from '../platform/clock.js';
-import { ManagedConnection } from '../stores/rabbitmq/reconnect.js';
-import { createLedgerTasks } from '../modules/credits/index.js';
-import {
-  createRecentJobsTask,
-  createResultRetentionTask,
-  createStaleJobsTask,
-  type JobRecordSink,
-} from '../modules/jobs/index.js';
-import {
-  DirectoryTarget,
-  RecorderService,
-  RecordStreamConsumer,
-  RecordStreamPublisher,
-  RetentionService,
-  StorageBillingService,
-  createRecordsTasks,
-  recordStreamDeployment,
-} from '../modules/records/index.js';
-import { RollupsService, createRollupTask } from '../modules/rollups/index.js';
-import type { Backbone } from '../server/backbone.js';
-import { TaskRunner, type RecurringTask } from './task-runner.js';
+// The `workers` role: the recurring tasks it is handed (every module's, composed in app/compose.ts) on one
+// TaskRunner (each on one process at a time, under its advisory lock), and the records stream consumer
+// (RabbitMQ → MongoDB in batches). Every process publishes record events; only workers write them.
+import type { Logger } from '../platform/logger.js';
+import type { RecurringTask } from '../platform/tasks.js';
+import type { RecordsConsumer, RecordsModule } from '../modules/records/index.js';
+import type { Metrics } from '../platform/metrics.js';
+import { TaskRunner, type TaskRunnerDeps } from './task-runner.js';
 
-/** The records stream's names (DEPLOYMENT) and the stores they feed (checked against other backbones). */
-function deploymentOptions(c: Backbone['config']) {
-  const d = recordStreamDeployment(c);
-  return { names: d.names, deploymentStores: d.stores };
-}
-
-/** One sink per backbone (per routing connection): the job flow and the stale-job task share it. */
-const sinks = new WeakMap<object, RecordStreamPublisher>();
-
-/**
- * The job flow's record sink: confirmed publishing of record batches on the routing publisher connection.
- * Synchronous (usable inside createBackbone's wiring callback); registers its stop on the backbone
- * lifecycle, where it runs before routing closes the connection (and after whatever was registered later,
- * e.g. the dispatch drain, has stopped emitting).
- */
-export function createRecordSink(
-  b: Pick<Backbone, 'routing' | 'log' | 'lifecycle' | 'config'>,
-): JobRecordSink & { stop(): Promise<void> } {
-  let sink = sinks.get(b.routing);
-  if (!sink) {
-    const s = new RecordStreamPublisher({
-      connection: b.routing.connection,
-      log: b.log,
-      ...deploymentOptions(b.config),
-    });
-    sinks.set(b.routing, s);
-    b.lifecycle.add('record-sink', () => s.stop());
-    sink = s;
-  }
-  return sink;
-}
-
-/** The tasks of the workers role, built from the backbone and its config. */
-export function workerTasks(b: Backbone, records?: JobRecordSink): RecurringTask[] {
-  const c = b.config;
-  const retention = new RetentionService({
-    pool: b.pool,
-    repo: b.records.repo,
-    target: new DirectoryTarget(c.RECORDS_EXPORT_DIR),
-    clock: systemClock,
-    log: b.log,
-    options: { fileMaxDocs: c.RECORDS_EXPORT_FILE_MAX_DOCS, deleteBatchSize: c.RECORDS_DELETE_BATCH_SIZE },
-  });
-  const billing = new StorageBillingService({
-    pool: b.pool,
-    repo: b.records.repo,
-    ledger: b.ledger,
-    clock: systemClock,
-    log: b.log,
-    options: { defaultRetentionDays: c.RECORDS_DEFAULT_RETENTION_DAYS, graceMs: c.RECORDS_PLAN_GRACE_MS },
-  });
-  const rollups = new RollupsService({
-    pool: b.pool,
-    log: b.log,
-    clock: systemClock,
-    audit: b.audit,
-    options: {
-      detailWindowDays: c.ROLLUP_DETAIL_WINDOW_DAYS,
-      maxDaysPerTransaction: c.ROLLUP_MAX_DAYS_PER_TX,
-    },
-  });
-  return [
-    ...createLedgerTasks(b.ledger, { sweepIntervalMs: c.LEDGER_SWEEP_INTERVAL_MS }),
-    b.nodes.sweepTask,
-    b.nodes.flagReconcileTask,
-    ...createRecordsTasks({ retention, billing, retentionIntervalMs: c.RECORDS_RETENTION_INTERVAL_MS }),
-    createRollupTask(rollups, c.ROLLUP_INTERVAL_MS),
-    {
-      // An idle lane is removed within ROUTING_LANE_IDLE_MS + half of it.
-      name: 'routing.prune-lanes',
-      intervalMs: Math.max(1000, Math.floor(c.ROUTING_LANE_IDLE_MS / 2)),
-      run: (signal) => b.routing.pruneIdleLanes(new Date(), signal),
-    },
-    createRecentJobsTask({
-      pool: b.pool,
-      jobs: b.jobs,
-      log: b.log,
-      ...(records ? { records } : {}),
-      brokerUpForMs: () => b.routing.connection.connectedForMs(),
-      options: {
-        intervalMs: c.JOBS_RECOVER_INTERVAL_MS,
-        graceMs: c.JOBS_RECOVER_GRACE_MS,
-        windowMs: 24 * 3600_000,
-        batchSize: 500,
-      },
-    }),
-    createStaleJobsTask({
-      pool: b.pool,
-      log: b.log,
-      ...(records ? { records } : {}),
-      options: {
-        intervalMs: c.JOBS_STALE_RECONCILE_INTERVAL_MS,
-        graceMs: c.JOBS_STALE_GRACE_MS,
-        batchSize: 500,
-      },
-    }),
-    // Retention is in days: a minute's lag in freeing the rows is nothing (reads already answer 410).
-    createResultRetentionTask({ pool: b.pool, log: b.log, options: { intervalMs: 60_000, batchSize: 1000 } }),
-  ];
+/** What the workers role uses. */
+export interface WorkersDeps {
+  /** The runner's single-runner election (advisory locks). */
+  pool: TaskRunnerDeps['pool'];
+  log: Logger;
+  instanceId: string;
+  metrics: Pick<Metrics, 'registry'>;
+  tasks: RecurringTask[];
+  records: Pick<RecordsModule, 'createConsumer'>;
 }
 
 export interface Workers {
   runner: TaskRunner;
-  consumer: RecordStreamConsumer;
+  consumer: RecordsConsumer['consumer'];
   /** Idempotent: stops the tasks (running ones finish or see their abort signal), drains the consumer's
    * batch, closes its connection. */
   stop(): Promise<void>;
 }
 
-export async function startWorkers(b: Backbone): Promise<Workers> {
-  const c = b.config;
+export async function startWorkers(b: WorkersDeps): Promise<Workers> {
   const log = b.log.child({ component: 'workers' });
-  const recorder = new RecorderService({
-    repo: b.records.repo,
-    blobs: b.records.blobs,
-    policies: b.records.policies,
-    log: b.log,
-    options: {
-      largePayloadBytes: c.RECORDS_LARGE_PAYLOAD_BYTES,
-      maxDocumentBytes: c.RECORDS_MAX_DOCUMENT_BYTES,
-    },
-  });
-  const connection = new ManagedConnection({
-    url: c.AMQP_URL,
+  const records = b.records.createConsumer({
     name: `rty-${b.instanceId}-records`,
-    log: b.log,
-    reconnectDelayMs: c.ROUTING_RECONNECT_DELAY_MS,
-  });
-  const consumer = new RecordStreamConsumer({
-    connection,
-    recorder,
-    log: b.log,
-    ...deploymentOptions(c),
     registry: b.metrics.registry,
-    options: {
-      prefetch: c.RECORDS_CONSUMER_PREFETCH,
-      batchMaxEvents: c.RECORDS_CONSUMER_BATCH_MAX_EVENTS,
-      batchMaxWaitMs: c.RECORDS_CONSUMER_BATCH_MAX_WAIT_MS,
-      retryDelayMs: c.RECORDS_CONSUMER_RETRY_DELAY_MS,
-    },
   });
-  const tasks = workerTasks(b, createRecordSink(b));
-  const runner = new TaskRunner({ pool: b.pool, log: b.log, tasks });
+  const runner = new TaskRunner({ pool: b.pool, log: b.log, tasks: b.tasks });
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       const errors: unknown[] = [];
       await runner.stop().catch((e: unknown) => errors.push(e));
-      await consumer.stop().catch((e: unknown) => errors.push(e));
-      await connection.stop().catch((e: unknown) => errors.push(e));
+      await records.stop().catch((e: unknown) => errors.push(e));
       if (errors.length > 0) log.error({ errors }, 'workers stop had errors');
     })());
   try {
-    await connection.start();
-    await consumer.start();
+    await records.start();
   } catch (err) {
     await stop();
     throw err;
   }
   runner.start();
-  log.info({ tasks: tasks.map((t) => t.name) }, 'workers started');
-  return { runner, consumer, stop };
+  log.info({ tasks: b.tasks.map((t) => t.name) }, 'workers started');
+  return { runner, consumer: records.consumer, stop };
 }

@@ -10,9 +10,11 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import type { Backbone, Role } from '../server/backbone.js';
-import type { NodeGateway } from '../ws/node-gateway.js';
-import { requireAdmin } from './auth.js';
+import type { Config } from '../config/config.js';
+import type { Role } from '../config/roles.js';
+import type { Logger } from '../platform/logger.js';
+import type { Metrics } from '../platform/metrics.js';
+import { requireAdmin, type AdminAuthDeps } from './auth.js';
 import { installErrorHandler, sendError } from './errors.js';
 import {
   frameworkErrorOf,
@@ -21,19 +23,35 @@ import {
   RouteMethods,
 } from './framework-errors.js';
 import { installInputGuard } from './input-guard.js';
-import { adminRoutes } from './routes/admin.routes.js';
-import { cloudRoutes } from './routes/cloud.routes.js';
-import { gateRoutes } from './routes/gate.routes.js';
-import { nodeRoutes } from './routes/node.routes.js';
-import { statusRoutes } from './routes/status.routes.js';
+import { adminRoutes, type AdminDeps } from './routes/admin.routes.js';
+import { cloudRoutes, type CloudDeps } from './routes/cloud.routes.js';
+import { gateRoutes, type GateDeps } from './routes/gate.routes.js';
+import { nodeRoutes, type NodeConnections, type NodeRouteDeps } from './routes/node.routes.js';
+import { statusRoutes, type StatusDeps } from './routes/status.routes.js';
+
+/** What the HTTP app uses: its own settings and telemetry, and what each route plugin names. */
+export type HttpDeps = AdminAuthDeps &
+  CloudDeps &
+  NodeRouteDeps &
+  GateDeps &
+  AdminDeps &
+  StatusDeps & {
+    config: Pick<
+      Config,
+      'HTTP_BODY_LIMIT_BYTES' | 'HTTP_JSON_MAX_DEPTH' | 'HTTP_OPS_ENDPOINTS' | 'CLOUD_CORS_ORIGINS'
+    >;
+    log: Logger;
+    metrics: Pick<Metrics, 'httpRequests' | 'httpDuration' | 'registry'>;
+    instanceId: string;
+  };
 
 export interface HttpAppOptions {
   roles: ReadonlySet<Role>;
   /** Required with the io role: the node gateway the node HTTP routes feed. */
-  gateway?: NodeGateway;
+  gateway?: NodeConnections;
 }
 
-export async function buildHttpApp(b: Backbone, opts: HttpAppOptions): Promise<FastifyInstance> {
+export async function buildHttpApp(b: HttpDeps, opts: HttpAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: b.log.child({ component: 'http' }) as FastifyBaseLogger,
     // Per-request logs would dominate at thousands of jobs/s; metrics count requests instead.

@@ -1,9 +1,8 @@
 // Request authentication: Bearer API keys (Cloud API) and the admin token (Admin API).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import type { AuthenticatedKey } from '../modules/accounts/index.js';
+import type { ApiKeyCache, AuthenticatedKey } from '../modules/accounts/index.js';
 import { AppError } from '../platform/errors.js';
-import type { Backbone } from '../server/backbone.js';
 
 /** The bearer token, undefined when there is no Authorization header; 401 naming the fix when it is malformed. */
 export function bearerOf(req: FastifyRequest): string | undefined {
@@ -20,14 +19,25 @@ export function bearerOf(req: FastifyRequest): string | undefined {
 }
 
 /** The API key's namespace and limits; 401 with one message for every failure (no key oracle). */
-export async function authenticateApiKey(b: Backbone, req: FastifyRequest): Promise<AuthenticatedKey> {
+/** What API key authentication uses. */
+export interface ApiKeyAuthDeps {
+  keyCache: Pick<ApiKeyCache, 'authenticate'>;
+}
+
+/** What the admin token check uses. */
+export interface AdminAuthDeps {
+  /** SHA-256 of ADMIN_TOKEN. */
+  adminTokenHash: Buffer;
+}
+
+export async function authenticateApiKey(b: ApiKeyAuthDeps, req: FastifyRequest): Promise<AuthenticatedKey> {
   const token = bearerOf(req);
   if (!token) throw new AppError('unauthorized', 'missing API key: send Authorization: Bearer <key>');
   return b.keyCache.authenticate(token);
 }
 
 /** Compares SHA-256 digests in constant time; the admin token itself is never kept. */
-export function requireAdmin(b: Backbone, req: FastifyRequest): void {
+export function requireAdmin(b: AdminAuthDeps, req: FastifyRequest): void {
   const token = bearerOf(req);
   if (!token) throw new AppError('unauthorized', 'missing admin token: send Authorization: Bearer <token>');
   const given = createHash('sha256').update(token).digest();

@@ -9,7 +9,7 @@ import { createTestStores, startTestServer, type TestStores } from '../../test/b
 import { heartbeat, openSessions, randomAddress } from '../../test/live-harness.js';
 import { waitForInvariants } from '../cli/invariants.js';
 import type { NodeExecutor, NodeResult } from '../modules/jobs/index.js';
-import type { RunningServer } from '../server/server.js';
+import type { RunningServer } from '../app/serve.js';
 import { signNodeMessage } from '../modules/network/index.js';
 import { baseBodies, mutate, rng, type Case, type RouteSpec } from '../../test/hostile-cases.js';
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
 import { heartbeat, openSessions, randomAddress } from '../../test/live-harness.js';
 import type { NodeExecutor } from '../modules/jobs/index.js';
-import type { RunningServer } from '../server/server.js';
+import type { RunningServer } from '../app/serve.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 

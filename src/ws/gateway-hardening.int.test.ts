@@ -9,7 +9,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
 import { bindNodes, gatewayOverrides, newAgent } from '../../test/gateway-harness.js';
 import { waitFor } from '../../test/routing-fixtures.js';
-import type { RunningServer } from '../server/server.js';
+import type { RunningServer } from '../app/serve.js';
 import { RedisKeys } from '../stores/redis/keys.js';
 import { signNodeMessage } from '../modules/network/index.js';
 import type { NodeAgent } from '../agent/node-agent.js';

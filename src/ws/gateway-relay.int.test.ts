@@ -16,7 +16,7 @@ import {
 } from '../../test/gateway-harness.js';
 import { causeOf } from '../modules/jobs/jobs.attempt.js';
 import { RedisKeys } from '../stores/redis/keys.js';
-import type { RunningServer } from '../server/server.js';
+import type { RunningServer } from '../app/serve.js';
 import type { NodeAgent } from '../agent/node-agent.js';
 
 let stores: TestStores;

@@ -9,7 +9,7 @@ import { createTestStores, startTestServer, type TestStores } from '../../test/b
 import { bindNodes, fundedNamespace, gatewayOverrides, MODEL, newAgent } from '../../test/gateway-harness.js';
 import { waitFor } from '../../test/routing-fixtures.js';
 import { checkInvariants } from '../cli/invariants.js';
-import type { RunningServer } from '../server/server.js';
+import type { RunningServer } from '../app/serve.js';
 import type { NodeAgent } from '../agent/node-agent.js';
 import { BuiltinRuntime, type NodeRuntime } from '../agent/node-runtime.js';
 import { promptTokenBound } from '../modules/jobs/index.js';

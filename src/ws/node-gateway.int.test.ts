@@ -16,7 +16,7 @@ import {
   waitTerminal,
 } from '../../test/gateway-harness.js';
 import { gate, waitFor } from '../../test/routing-fixtures.js';
-import type { RunningServer } from '../server/server.js';
+import type { RunningServer } from '../app/serve.js';
 import { RedisKeys } from '../stores/redis/keys.js';
 import { signNodeMessage } from '../modules/network/index.js';
 import type { NodeAgent, NodeAgentOptions } from '../agent/node-agent.js';

@@ -1,23 +1,21 @@
 // The node gateway (io role): node WebSockets on `/v1/nodes/ws` of the HTTP server, job delivery to the
 // node holding a lease, and the relay between backbone processes — a lease may name a node connected to
-// another process: its owner (Redis `gw:node:<address>`) gets the delivery on its pub/sub channel, delivers
-// it, and publishes the result back on the requester's channel. A lost relay message only times out.
+// another process: its owner (the nodes module's GatewayDirectory) gets the delivery on its relay channel,
+// delivers it, and publishes the result back on the requester's channel. A lost relay message only times out.
 import { randomUUID } from 'node:crypto';
 import proxyAddr from '@fastify/proxy-addr';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { Config } from '../config/config.js';
 import type { Logger } from '../platform/logger.js';
-import { RedisKeys } from '../stores/redis/keys.js';
-import { reportEip191Backend } from '../modules/network/index.js';
-import { getScript, runScript } from '../stores/redis/scripts.js';
-import type { Lease } from '../modules/nodes/index.js';
+import type { Metrics } from '../platform/metrics.js';
+import { reportEip191Backend, type NonceStore } from '../modules/network/index.js';
+import type { GatewayDirectory, Lease, NodesModule } from '../modules/nodes/index.js';
 import { jobMessageSchema, type JobMessage } from '../modules/routing/index.js';
 import type { NodeExecutor, NodeResult } from '../modules/jobs/index.js';
-import type { Backbone } from '../server/backbone.js';
 import { HelloBudget } from './hello-budget.js';
-import { RedisNonceStore } from '../modules/network/index.js';
-import { NodeSession } from './node-session.js';
+import { NodeSession, type SessionDeps } from './node-session.js';
 import {
   CLOSE,
   NODE_WS_PATH,
@@ -28,8 +26,7 @@ import {
   type RelayMessage,
 } from '../modules/network/index.js';
 
-/** How long a node's ownership key lives without a refresh (a crashed process's nodes free up after it). */
-const OWNER_TTL_MS = 30_000;
+/** Ownership lives GATEWAY_OWNER_TTL_MS (30 s) without a refresh. */
 const OWNER_REFRESH_MS = 10_000;
 /**
  * Session liveness (NODE_SESSION_LIVENESS_MS = L): pings every L/3; each L/3 the claims of sessions heard within
@@ -57,10 +54,31 @@ interface RelayWaiter {
   reject(e: Error): void;
 }
 
+/** What the gateway uses: its limits, node ownership and relay, the shared nonce store, Redis loss notices. */
+export interface GatewayDeps extends SessionDeps {
+  config: SessionDeps['config'] &
+    Pick<
+      Config,
+      | 'HTTP_BODY_LIMIT_BYTES'
+      | 'HTTP_TRUSTED_PROXIES'
+      | 'JOB_ATTEMPT_TIMEOUT_MS'
+      | 'WS_PENDING_HELLOS_PER_ADDRESS'
+      | 'WS_FAILED_HELLOS_PER_ADDRESS_PER_MIN'
+      | 'NODE_SESSION_LIVENESS_MS'
+    >;
+  /** The node registry (hello authentication) and the session claims that make a node dispatchable. */
+  nodes: SessionDeps['nodes'] & { live: Pick<NodesModule['live'], 'claimSessions'> };
+  metrics: SessionDeps['metrics'] & Pick<Metrics, 'connectedNodes'>;
+  directory: GatewayDirectory;
+  /** Node message nonces, shared by every process (a hello replayed elsewhere is refused). */
+  nonces: NonceStore;
+  /** Ownership is re-asserted at once when Redis comes back or lost its data. */
+  liveWatch: Pick<NodesModule['liveWatch'], 'onLoss' | 'onReconnect'>;
+}
+
 export class NodeGateway implements NodeExecutor {
-  private readonly keys: RedisKeys;
   private readonly log: Logger;
-  private readonly nonces: RedisNonceStore;
+  private readonly nonces: NonceStore;
   private wss: WebSocketServer | undefined;
   private server: Server | undefined;
   /** Every open socket (also those still in their hello). */
@@ -89,6 +107,7 @@ export class NodeGateway implements NodeExecutor {
   private readonly onSubscriberClose = (): void => {
     this.subscriberDrops += 1;
   };
+  private unlisten: (() => Promise<void>) | undefined;
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const path = (req.url ?? '').split('?')[0];
@@ -118,13 +137,12 @@ export class NodeGateway implements NodeExecutor {
     wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, address));
   };
 
-  private readonly onMessage = (channel: string, text: string): void => {
-    if (channel === this.keys.gatewayCancelChannel()) {
-      const c = relayCancelSchema.safeParse(safeJson(text));
-      if (c.success) this.cancelHere(c.data.jobId, c.data.delivered, true);
-      return;
-    }
-    if (channel !== this.keys.gatewayChannel(this.b.instanceId)) return;
+  private readonly onCancel = (text: string): void => {
+    const c = relayCancelSchema.safeParse(safeJson(text));
+    if (c.success) this.cancelHere(c.data.jobId, c.data.delivered, true);
+  };
+
+  private readonly onMessage = (text: string): void => {
     let msg: RelayMessage;
     try {
       msg = relayMessageSchema.parse(JSON.parse(text));
@@ -141,10 +159,9 @@ export class NodeGateway implements NodeExecutor {
     }
   };
 
-  constructor(private readonly b: Omit<Backbone, 'jobs'>) {
-    this.keys = new RedisKeys(b.config.REDIS_KEY_PREFIX);
+  constructor(private readonly b: GatewayDeps) {
     this.log = b.log.child({ component: 'node-gateway' });
-    this.nonces = new RedisNonceStore(b.redis, b.config.REDIS_KEY_PREFIX);
+    this.nonces = b.nonces;
     reportEip191Backend(this.log);
     this.helloBudget = new HelloBudget({
       maxPending: b.config.WS_PENDING_HELLOS_PER_ADDRESS,
@@ -163,14 +180,17 @@ export class NodeGateway implements NodeExecutor {
     return [...this.sessions.keys()];
   }
 
+  /** The node's socket is open on this process (what the node HTTP routes ask). */
+  isConnectedHere(address: string): boolean {
+    return this.sessions.has(address);
+  }
+
   async start(): Promise<void> {
     if (this.state !== 'idle') return;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.b.config.HTTP_BODY_LIMIT_BYTES });
-    this.b.subscriber.on('message', this.onMessage);
-    this.b.subscriber.on('close', this.onSubscriberClose);
-    await this.b.subscriber.subscribe(
-      this.keys.gatewayChannel(this.b.instanceId),
-      this.keys.gatewayCancelChannel(),
+    this.unlisten = await this.b.directory.listen(
+      { message: this.onMessage, cancel: this.onCancel },
+      this.onSubscriberClose,
     );
     const liveness = this.b.config.NODE_SESSION_LIVENESS_MS;
     this.timers = [
@@ -184,7 +204,7 @@ export class NodeGateway implements NodeExecutor {
       ),
     ];
     this.timers.forEach((t) => t.unref());
-    const watch = this.b.nodes.liveWatch;
+    const watch = this.b.liveWatch;
     this.unwatch = [
       watch.onLoss(() => this.refreshOwnership()),
       watch.onReconnect(() => this.refreshOwnership()),
@@ -226,11 +246,7 @@ export class NodeGateway implements NodeExecutor {
       this.relays.delete(reqId);
       w.reject(new Error('node gateway stopped'));
     }
-    this.b.subscriber.off('message', this.onMessage);
-    this.b.subscriber.off('close', this.onSubscriberClose);
-    await this.b.subscriber
-      .unsubscribe(this.keys.gatewayChannel(this.b.instanceId), this.keys.gatewayCancelChannel())
-      .catch(() => undefined);
+    await this.unlisten?.();
     await new Promise<void>((resolve) => (this.wss ? this.wss.close(() => resolve()) : resolve()));
     this.b.metrics.connectedNodes.set(0);
   }
@@ -245,7 +261,7 @@ export class NodeGateway implements NodeExecutor {
       this.stats.local += 1;
       return local.deliver(lease, job, deadlineMs, signal);
     }
-    const owner = await this.b.redis.get(this.keys.nodeGateway(lease.nodeAddress));
+    const owner = await this.b.directory.ownerOf(lease.nodeAddress);
     if (!owner || owner === this.b.instanceId)
       throw new Error(`node ${lease.nodeAddress} is not connected to any gateway`);
     return this.relay(owner, lease, job, deadlineMs, signal);
@@ -300,7 +316,7 @@ export class NodeGateway implements NodeExecutor {
     answer.catch(() => undefined);
     let receivers: number;
     try {
-      receivers = await this.b.redis.publish(this.keys.gatewayChannel(owner), JSON.stringify(msg));
+      receivers = await this.b.directory.publish(owner, JSON.stringify(msg));
     } catch (err) {
       // Clears the waiter, its timer and its abort listener.
       this.relays.get(reqId)?.reject(err instanceof Error ? err : new Error(String(err)));
@@ -322,7 +338,7 @@ export class NodeGateway implements NodeExecutor {
       jobId,
       ...(delivered !== undefined ? { delivered } : {}),
     };
-    await this.b.redis.publish(this.keys.gatewayCancelChannel(), JSON.stringify(msg));
+    await this.b.directory.broadcastCancel(JSON.stringify(msg));
   }
 
   /** Cuts the job's delivery if a session here holds it; a broadcast that finds none is kept for a while. */
@@ -348,11 +364,8 @@ export class NodeGateway implements NodeExecutor {
   /** The owner's side of a relay: deliver to the local socket, answer on the requester's channel. */
   private async deliverRelayed(msg: Extract<RelayMessage, { type: 'deliver' }>): Promise<void> {
     const reply = (m: { type: 'result'; result: NodeResult } | { type: 'fail'; reason: string }) =>
-      this.b.redis
-        .publish(
-          this.keys.gatewayChannel(msg.replyTo),
-          JSON.stringify({ v: WS_PROTOCOL_VERSION, reqId: msg.reqId, ...m }),
-        )
+      this.b.directory
+        .publish(msg.replyTo, JSON.stringify({ v: WS_PROTOCOL_VERSION, reqId: msg.reqId, ...m }))
         .catch((err: unknown) => this.log.warn({ err }, 'relay answer not published'));
     const job = jobMessageSchema.safeParse(msg.job);
     const session = this.sessions.get(msg.lease.nodeAddress);
@@ -414,11 +427,8 @@ export class NodeGateway implements NodeExecutor {
     // A node reconnecting (or a second socket of the same key) replaces the older session.
     if (previous && previous !== s) previous.close(CLOSE.replaced, 'replaced by a newer connection');
     this.b.metrics.connectedNodes.set(this.sessions.size);
-    await Promise.all([
-      this.b.redis.set(this.keys.nodeGateway(node), this.b.instanceId, 'PX', OWNER_TTL_MS),
-      this.claimSessions('open', [s]),
-    ]);
-    // Closed while the claim was on its way: take it back, or relays would come here for OWNER_TTL_MS.
+    await Promise.all([this.b.directory.claim(node), this.claimSessions('open', [s])]);
+    // Closed while the claim was on its way: take it back, or relays would come here for GATEWAY_OWNER_TTL_MS.
     if (this.sessions.get(node) !== s) {
       await this.releaseOwnership(node);
       await this.claimSessions('close', [s]);
@@ -441,12 +451,7 @@ export class NodeGateway implements NodeExecutor {
   }
 
   private async releaseOwnership(node: string): Promise<void> {
-    await runScript(
-      this.b.redis,
-      getScript('gw_release'),
-      [this.keys.nodeGateway(node)],
-      [this.b.instanceId],
-    );
+    await this.b.directory.release(node);
   }
 
   /**
@@ -478,9 +483,9 @@ export class NodeGateway implements NodeExecutor {
   private async refreshOwnership(): Promise<void> {
     const nodes = [...this.sessions.keys()];
     if (nodes.length === 0) return;
-    const pipe = this.b.redis.pipeline();
-    for (const n of nodes) pipe.set(this.keys.nodeGateway(n), this.b.instanceId, 'PX', OWNER_TTL_MS);
-    await pipe.exec().catch((err: unknown) => this.log.warn({ err }, 'gateway ownership not refreshed'));
+    await this.b.directory
+      .refresh(nodes)
+      .catch((err: unknown) => this.log.warn({ err }, 'gateway ownership not refreshed'));
     await this.refreshSessions();
   }
 }

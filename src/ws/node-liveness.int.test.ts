@@ -15,7 +15,7 @@ import {
   waitTerminal,
 } from '../../test/gateway-harness.js';
 import { waitFor } from '../../test/routing-fixtures.js';
-import type { RunningServer } from '../server/server.js';
+import type { RunningServer } from '../app/serve.js';
 import type { NodeAgent, NodeAgentOptions } from '../agent/node-agent.js';
 import type { Heartbeat } from '../modules/nodes/index.js';
 

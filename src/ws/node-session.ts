@@ -12,8 +12,10 @@ import {
 } from '../modules/network/index.js';
 import type { Lease } from '../modules/nodes/index.js';
 import type { JobMessage } from '../modules/routing/index.js';
-import { deltaBytes, outputByteLimit, type NodeResult } from '../modules/jobs/index.js';
-import type { Backbone } from '../server/backbone.js';
+import { deltaBytes, outputByteLimit, type JobStreams, type NodeResult } from '../modules/jobs/index.js';
+import type { Config } from '../config/config.js';
+import type { Metrics } from '../platform/metrics.js';
+import type { NodeAuthDeps } from '../modules/network/index.js';
 import { authenticateNodeMessage, rejectReasonOf } from '../modules/network/index.js';
 import {
   CLOSE,
@@ -62,6 +64,18 @@ interface Pending {
 
 class WrongNode extends Error {}
 
+/** What a node session uses: its limits, the node registry (hello authentication), metrics and job streams. */
+export interface SessionDeps extends NodeAuthDeps {
+  config: Pick<
+    Config,
+    'NODE_INTER_TOKEN_TIMEOUT_MS' | 'NODE_MESSAGE_MAX_SKEW_MS' | 'WS_MAX_IN_FLIGHT_PER_NODE'
+  >;
+  log: Logger;
+  instanceId: string;
+  metrics: Pick<Metrics, 'dispatchLatency' | 'nodeMessagesRejected'>;
+  streams: Pick<JobStreams, 'emit'>;
+}
+
 export interface SessionHooks {
   /** The node proved who it is; register the session (may throw to refuse it). */
   onReady(s: NodeSession): Promise<void>;
@@ -90,7 +104,7 @@ export class NodeSession {
 
   constructor(
     readonly ws: WebSocket,
-    private readonly b: Omit<Backbone, 'jobs'>,
+    private readonly b: SessionDeps,
     private readonly nonces: NonceStore,
     private readonly hooks: SessionHooks,
     helloTimeoutMs: number,

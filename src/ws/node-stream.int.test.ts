@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createTestStores, startTestServer, type TestStores } from '../../test/backbone-harness.js';
 import { bindNodes, fundedNamespace, gatewayOverrides, MODEL, newAgent } from '../../test/gateway-harness.js';
-import type { RunningServer } from '../server/server.js';
+import type { RunningServer } from '../app/serve.js';
 import type { NodeAgent } from '../agent/node-agent.js';
 import { BuiltinRuntime, UpstreamRuntime, type NodeRuntime } from '../agent/node-runtime.js';
 

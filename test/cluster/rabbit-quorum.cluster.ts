@@ -7,7 +7,7 @@ import { createTestStores, startTestServer, type TestStores } from '../backbone-
 import { bindNodes, fundedNamespace, gatewayOverrides, newAgent, submitChat } from '../gateway-harness.js';
 import { waitForInvariants } from '../../src/cli/invariants.js';
 import type { NodeAgent } from '../../src/agent/node-agent.js';
-import type { RunningServer } from '../../src/server/server.js';
+import type { RunningServer } from '../../src/app/serve.js';
 import { startRabbitCluster, type RabbitCluster } from './rabbit-cluster.js';
 
 const RUN_MS = Number(process.env.CLUSTER_RUN_MS ?? 12_000);

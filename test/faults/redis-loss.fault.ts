@@ -7,7 +7,7 @@ import { createTestStores, startTestServer, type TestStores } from '../backbone-
 import { testLog } from '../harness.js';
 import { parseSimOptions, startSim, type RunningSim } from '../../src/cli/commands/sim.js';
 import { isAppError } from '../../src/platform/errors.js';
-import type { RunningServer } from '../../src/server/server.js';
+import type { RunningServer } from '../../src/app/serve.js';
 import { RedisKeys } from '../../src/stores/redis/keys.js';
 import { startOwnRedis, type OwnRedis } from './servers.js';
 import { Redis } from 'ioredis';

@@ -6,7 +6,7 @@
 // DESIGN.md invariant on the stores and prints a summary. Exit 0 only if every invariant held.
 import { randomBytes } from 'node:crypto';
 import amqp from 'amqplib';
-import { LedgerService } from '../../modules/credits/index.js';
+import { createCreditsModule } from '../../modules/credits/index.js';
 import { routingOptionsFromConfig } from '../../modules/routing/index.js';
 import { connectMongo, type MongoStore } from '../../stores/mongo/client.js';
 import { createPgPool, type Pool } from '../../stores/postgres/pool.js';
@@ -180,10 +180,11 @@ export async function runDemo(ctx: CliContext, opts: DemoOptions): Promise<numbe
     step(6, 'Settling: waiting for every job to be terminal and recorded in MongoDB');
     pool = createPgPool({ url: config.POSTGRES_URL, size: 2, schema: run, applicationName: 'rty-demo' });
     mongo = await connectMongo(config.MONGO_URL, run);
-    const ledger = new LedgerService({
-      pool,
+    const { ledger } = createCreditsModule({
+      config: { ...config, LEDGER_HOLD_TIMEOUT_MS: 60_000 },
+      stores: { pool },
       log: ctx.log,
-      options: { batchMaxWaitMs: 0, batchMaxSize: 1, batchConcurrency: 1, holdTimeoutMs: 60_000 },
+      unbatched: true,
     });
     const checks = await waitForInvariants(
       {

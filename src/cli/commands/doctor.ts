@@ -1,9 +1,9 @@
 // `rty doctor`: per store, reachable or not, server version, round-trip time and capabilities.
-import { createPgPool, pgHealth } from '../../stores/postgres/pool.js';
+import { pgHealth } from '../../stores/postgres/pool.js';
 import { connectMongo, mongoHealth } from '../../stores/mongo/client.js';
 import { createRedis, redisHealth } from '../../stores/redis/client.js';
 import { amqpHealth, connectAmqp } from '../../stores/rabbitmq/connection.js';
-import type { CliContext } from '../context.js';
+import { openCliPool, type CliContext } from '../context.js';
 
 interface Check {
   store: string;
@@ -24,12 +24,7 @@ export async function runDoctor(ctx: CliContext): Promise<number> {
     {
       store: 'postgres',
       run: async () => {
-        const pool = createPgPool({
-          url: config.POSTGRES_URL,
-          size: 1,
-          schema: config.POSTGRES_SCHEMA,
-          applicationName: 'rty-doctor',
-        });
+        const pool = openCliPool(config, 'doctor', 1);
         try {
           const h = await pgHealth(pool);
           return { version: h.version.split(' on ')[0] ?? h.version, rttMs: h.rttMs };

@@ -1,9 +1,8 @@
 // `rty ledger verify [--against <cid>]`: recomputes every balance and hold from the entries and prints each mismatch;
 // `--against` also reconciles the live ledger with a snapshot under a signed checkpoint.
 import { createLogger } from '../../platform/logger.js';
-import { createPgPool } from '../../stores/postgres/pool.js';
-import { LedgerService } from '../../modules/credits/index.js';
-import type { CliContext } from '../context.js';
+import { createCreditsModule } from '../../modules/credits/index.js';
+import { openCliPool, type CliContext } from '../context.js';
 import { withArchive } from './archive-wiring.js';
 import { archiveExit, EXIT } from './archive-exit.js';
 
@@ -27,21 +26,12 @@ export async function runLedgerVerify(
     );
   }
   const { config } = ctx;
-  const pool = createPgPool({
-    url: config.POSTGRES_URL,
-    size: 2,
-    schema: config.POSTGRES_SCHEMA,
-    applicationName: 'rty-ledger-verify',
-  });
-  const ledger = new LedgerService({
-    pool,
+  const pool = openCliPool(config, 'ledger-verify');
+  const { ledger } = createCreditsModule({
+    config,
+    stores: { pool },
     log: createLogger('silent'),
-    options: {
-      batchMaxWaitMs: 0,
-      batchMaxSize: 1,
-      batchConcurrency: 1,
-      holdTimeoutMs: config.LEDGER_HOLD_TIMEOUT_MS,
-    },
+    unbatched: true,
   });
   try {
     const mismatches = await ledger.verifyLedger();

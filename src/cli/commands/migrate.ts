@@ -4,11 +4,10 @@ import { mongoMigrationsDir, postgresMigrationsDir } from '../../platform/paths.
 import { connectMongo } from '../../stores/mongo/client.js';
 import { applyMongoIndexes, readMongoIndexSpecs } from '../../stores/mongo/indexes.js';
 import { migrate } from '../../stores/postgres/migrator.js';
-import { createPgPool } from '../../stores/postgres/pool.js';
 import { routingOptionsFromConfig } from '../../modules/routing/index.js';
 import { connectAmqp } from '../../stores/rabbitmq/connection.js';
 import { assertTopology, staticTopology } from '../../stores/rabbitmq/topology.js';
-import type { CliContext } from '../context.js';
+import { openCliPool, type CliContext } from '../context.js';
 
 export interface MigrationStep {
   name: string;
@@ -18,12 +17,7 @@ export interface MigrationStep {
 const postgresStep: MigrationStep = {
   name: 'postgres',
   async run(ctx, dryRun) {
-    const pool = createPgPool({
-      url: ctx.config.POSTGRES_URL,
-      size: 1,
-      schema: ctx.config.POSTGRES_SCHEMA,
-      applicationName: 'rty-migrate',
-    });
+    const pool = openCliPool(ctx.config, 'migrate', 1);
     try {
       const r = await migrate(pool, {
         dir: postgresMigrationsDir(),

@@ -1,20 +1,15 @@
 // `rty queue ...`: queue health (depths from passive declares), idle-lane pruning, quarantine list / replay / purge.
-import { createPgPool } from '../../stores/postgres/pool.js';
-import { RoutingService, routingOptionsFromConfig } from '../../modules/routing/index.js';
-import type { CliContext } from '../context.js';
+import { createRoutingModule, type RoutingService } from '../../modules/routing/index.js';
+import { openCliPool, type CliContext } from '../context.js';
 
 async function withRouting<T>(ctx: CliContext, fn: (routing: RoutingService) => Promise<T>): Promise<T> {
   const { config } = ctx;
-  const pool = createPgPool({
-    url: config.POSTGRES_URL,
-    size: 2,
-    schema: config.POSTGRES_SCHEMA,
-    applicationName: 'rty-queue',
-  });
-  const routing = new RoutingService({
-    pool,
+  const pool = openCliPool(config, 'queue');
+  const { routing } = createRoutingModule({
+    config,
+    stores: { pool },
     log: ctx.log,
-    options: routingOptionsFromConfig(config, 'rty-cli'),
+    connectionName: 'rty-cli',
   });
   try {
     await routing.start();

@@ -1,64 +1,18 @@
 // `rty records sweep|charge`: runs the retention sweep or the daily Space-plan storage charge once, under the
 // same advisory lock as the background task (a second concurrent run is skipped, not doubled).
-import { LedgerService } from '../../modules/credits/index.js';
-import {
-  DirectoryTarget,
-  RecordsRepository,
-  RetentionService,
-  StorageBillingService,
-  createRecordsTasks,
-} from '../../modules/records/index.js';
+import { createCreditsModule } from '../../modules/credits/index.js';
+import { createRecordsModule } from '../../modules/records/index.js';
 import { TaskRunner } from '../../background/task-runner.js';
-import { systemClock } from '../../platform/clock.js';
 import { connectMongo } from '../../stores/mongo/client.js';
-import { createPgPool } from '../../stores/postgres/pool.js';
-import type { CliContext } from '../context.js';
+import { openCliPool, type CliContext } from '../context.js';
 
 export async function runRecordsTask(ctx: CliContext, which: 'sweep' | 'charge'): Promise<number> {
   const { config } = ctx;
-  const pool = createPgPool({
-    url: config.POSTGRES_URL,
-    size: 3,
-    schema: config.POSTGRES_SCHEMA,
-    applicationName: `rty-records-${which}`,
-  });
+  const pool = openCliPool(config, `records-${which}`, 3);
   const mongo = await connectMongo(config.MONGO_URL, config.MONGO_DB);
-  const ledger = new LedgerService({
-    pool,
-    log: ctx.log,
-    options: {
-      batchMaxWaitMs: 0,
-      batchMaxSize: 1,
-      batchConcurrency: 1,
-      holdTimeoutMs: config.LEDGER_HOLD_TIMEOUT_MS,
-    },
-  });
-  const repo = new RecordsRepository(mongo.db);
-  const tasks = createRecordsTasks({
-    retention: new RetentionService({
-      pool,
-      repo,
-      target: new DirectoryTarget(config.RECORDS_EXPORT_DIR),
-      clock: systemClock,
-      log: ctx.log,
-      options: {
-        fileMaxDocs: config.RECORDS_EXPORT_FILE_MAX_DOCS,
-        deleteBatchSize: config.RECORDS_DELETE_BATCH_SIZE,
-      },
-    }),
-    billing: new StorageBillingService({
-      pool,
-      repo,
-      ledger,
-      clock: systemClock,
-      log: ctx.log,
-      options: {
-        defaultRetentionDays: config.RECORDS_DEFAULT_RETENTION_DAYS,
-        graceMs: config.RECORDS_PLAN_GRACE_MS,
-      },
-    }),
-    retentionIntervalMs: config.RECORDS_RETENTION_INTERVAL_MS,
-  });
+  const { ledger } = createCreditsModule({ config, stores: { pool }, log: ctx.log, unbatched: true });
+  // The same records module (and so the same tasks) as the workers role's.
+  const { tasks } = createRecordsModule({ config, stores: { pool, mongo }, log: ctx.log, ledger });
   const task = tasks.find(
     (t) => t.name === (which === 'sweep' ? 'records-retention' : 'records-storage-charge'),
   )!;

@@ -1,6 +1,6 @@
 // `rty serve [--roles …] [--port N]`: runs one backbone process until SIGINT/SIGTERM, then stops gracefully.
-import { parseRoles, ROLES } from '../../server/backbone.js';
-import { startServer } from '../../server/server.js';
+import { parseRoles, ROLES } from '../../app/compose.js';
+import { startServer } from '../../app/serve.js';
 import type { CliContext } from '../context.js';
 import { intFlag } from '../flags.js';
 

@@ -15,7 +15,7 @@ import {
   submitChat,
   waitTerminal,
 } from '../../../test/gateway-harness.js';
-import type { RunningServer } from '../../server/server.js';
+import type { RunningServer } from '../../app/serve.js';
 import { waitFor } from '../../../test/routing-fixtures.js';
 import { projectRoot } from '../../platform/paths.js';
 import {

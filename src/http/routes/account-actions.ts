@@ -1,11 +1,11 @@
-// The account-level actions the Admin API (any account) and the Gate API (the token's own account) share:
-// each change commits with its audit entry where the service takes a transaction, and records its actor.
+// The account-level routes' shared steps for the Admin API (any account) and the Gate API (the token's own
+// account): the audited actions themselves are the accounts module's (AccountActions); here they are rendered.
 import type { FastifyReply } from 'fastify';
-import type { CreatedApiKey, Namespace } from '../../modules/accounts/index.js';
+import type { AccountActions, AccountsService, Namespace, Tx } from '../../modules/accounts/index.js';
 import type { AppendInput } from '../../modules/audit/index.js';
+import type { LedgerService } from '../../modules/credits/index.js';
+import type { RecordsQueryService } from '../../modules/records/index.js';
 import { AppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
-import { withTransaction, type PoolClient } from '../../stores/postgres/pool.js';
 import {
   renderAccount,
   renderKey,
@@ -14,32 +14,33 @@ import {
   type JobsQuery,
 } from './gate-admin.contracts.js';
 
+/** What the account routes of the Admin and Gate APIs use. */
+export interface AccountRouteDeps {
+  accounts: Pick<AccountsService, 'findAccount' | 'listNamespaces'>;
+  actions: AccountActions;
+  ledger: Pick<LedgerService, 'getBalance'>;
+  records: { query: Pick<RecordsQueryService, 'listJobs' | 'exportJobs'> };
+}
+
 /** Runs a change and appends its audit entry in the same transaction (both commit, or neither). */
 export function auditedTx<T>(
-  b: Backbone,
+  b: Pick<AccountRouteDeps, 'actions'>,
   entry: (result: T) => AppendInput,
-  change: (tx: PoolClient) => Promise<T>,
+  change: (tx: Tx) => Promise<T>,
 ): Promise<T> {
-  return withTransaction(b.pool, async (tx) => {
-    const result = await change(tx);
-    await b.audit.append(entry(result), tx);
-    return result;
-  });
+  return b.actions.audited(entry, change);
 }
 
 /** The namespace, refused as not found when it belongs to another account (no existence oracle). */
-export async function requireNamespace(
-  b: Backbone,
+export function requireNamespace(
+  b: Pick<AccountRouteDeps, 'actions'>,
   namespaceId: string,
   accountId?: string,
 ): Promise<Namespace> {
-  const ns = await b.accounts.findNamespace(namespaceId);
-  if (!ns || (accountId !== undefined && ns.accountId !== accountId))
-    throw new AppError('namespace_not_found', `no namespace ${namespaceId}`);
-  return ns;
+  return b.actions.requireNamespace(namespaceId, accountId);
 }
 
-export async function accountView(b: Backbone, accountId: string) {
+export async function accountView(b: AccountRouteDeps, accountId: string) {
   const account = await b.accounts.findAccount(accountId);
   if (!account) throw new AppError('not_found', `no account ${accountId}`);
   const namespaces = await b.accounts.listNamespaces(accountId);
@@ -50,64 +51,24 @@ export async function accountView(b: Backbone, accountId: string) {
   };
 }
 
-export async function createNamespace(b: Backbone, actor: string, accountId: string, name: string) {
-  const ns = await auditedTx(
-    b,
-    (n: Namespace) => ({
-      actor,
-      action: 'namespace.create',
-      target: `namespace:${n.id}`,
-      body: { accountId, name },
-    }),
-    (tx) => b.accounts.createNamespace({ accountId, name }, tx),
-  );
+export async function createNamespace(b: AccountRouteDeps, actor: string, accountId: string, name: string) {
+  const ns = await b.actions.createNamespace(actor, accountId, name);
   return renderNamespace(ns, await b.ledger.getBalance(ns.id));
 }
 
 export async function createApiKey(
-  b: Backbone,
+  b: AccountRouteDeps,
   actor: string,
   namespaceId: string,
   k: { name: string; rateLimitPerS?: number | undefined; burst?: number | undefined },
 ) {
-  const created = await auditedTx(
-    b,
-    (c: CreatedApiKey) => ({
-      actor,
-      action: 'api_key.create',
-      target: `api_key:${c.key.id}`,
-      // Never the secret: the public prefix identifies the key.
-      body: {
-        namespaceId,
-        name: k.name,
-        prefix: c.key.prefix,
-        rateLimitPerS: k.rateLimitPerS ?? null,
-        burst: k.burst ?? null,
-      },
-    }),
-    (tx) =>
-      b.accounts.createApiKey(
-        {
-          namespaceId,
-          name: k.name,
-          ...(k.rateLimitPerS !== undefined ? { rateLimitPerS: k.rateLimitPerS } : {}),
-          ...(k.burst !== undefined ? { burst: k.burst } : {}),
-        },
-        tx,
-      ),
-  );
+  const created = await b.actions.createApiKey(actor, namespaceId, k);
   return { ...renderKey(created.key), secret: created.plaintext };
 }
 
 /** Revokes in PostgreSQL and every process's cache (key cache), then records it. */
-export async function revokeApiKey(b: Backbone, actor: string, namespaceId: string, keyId: string) {
-  await b.keyCache.revoke(namespaceId, keyId);
-  await b.audit.append({
-    actor,
-    action: 'api_key.revoke',
-    target: `api_key:${keyId}`,
-    body: { namespaceId },
-  });
+export async function revokeApiKey(b: AccountRouteDeps, actor: string, namespaceId: string, keyId: string) {
+  await b.actions.revokeApiKey(actor, namespaceId, keyId);
   return { id: keyId, namespaceId, status: 'revoked' as const };
 }
 
@@ -121,7 +82,7 @@ function jobFilterOf(q: Omit<JobsQuery, 'limit' | 'cursor'>) {
   };
 }
 
-export async function listJobs(b: Backbone, namespaceId: string, q: JobsQuery) {
+export async function listJobs(b: Pick<AccountRouteDeps, 'records'>, namespaceId: string, q: JobsQuery) {
   const page = await b.records.query.listJobs(namespaceId, jobFilterOf(q), {
     ...(q.limit !== undefined ? { limit: q.limit } : {}),
     ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
@@ -129,7 +90,12 @@ export async function listJobs(b: Backbone, namespaceId: string, q: JobsQuery) {
   return { data: page.items, nextCursor: page.nextCursor };
 }
 
-export async function exportJobs(b: Backbone, reply: FastifyReply, namespaceId: string, q: ExportQuery) {
+export async function exportJobs(
+  b: Pick<AccountRouteDeps, 'records'>,
+  reply: FastifyReply,
+  namespaceId: string,
+  q: ExportQuery,
+) {
   const { format, ...filter } = q;
   const stream = await b.records.query.exportJobs(namespaceId, jobFilterOf(filter), format);
   return reply

@@ -3,7 +3,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Account, CreatedAccountToken } from '../../modules/accounts/index.js';
 import { AppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
+import type { AccountsService } from '../../modules/accounts/index.js';
+import type { AuditService } from '../../modules/audit/index.js';
+import type { LedgerService } from '../../modules/credits/index.js';
 import {
   accountView,
   auditedTx,
@@ -11,6 +13,7 @@ import {
   createNamespace,
   requireNamespace,
   revokeApiKey,
+  type AccountRouteDeps,
 } from './account-actions.js';
 import {
   adminSecurity as security,
@@ -39,13 +42,21 @@ const createdAccountReply = z.object({
   tokenId: z.string(),
 });
 
-async function requireAccount(b: Backbone, accountId: string): Promise<Account> {
+/** What the Admin API's account routes use. */
+export interface AdminAccountsDeps extends AccountRouteDeps {
+  accounts: AccountRouteDeps['accounts'] &
+    Pick<AccountsService, 'createAccount' | 'createAccountToken' | 'findAccount' | 'revokeAccountToken'>;
+  audit: Pick<AuditService, 'append'>;
+  ledger: Pick<LedgerService, 'getBalance' | 'topUp'>;
+}
+
+async function requireAccount(b: AdminAccountsDeps, accountId: string): Promise<Account> {
   const a = await b.accounts.findAccount(accountId);
   if (!a) throw new AppError('not_found', `no account ${accountId}`);
   return a;
 }
 
-export function adminAccountsRoutes(b: Backbone): FastifyPluginAsyncZod {
+export function adminAccountsRoutes(b: AdminAccountsDeps): FastifyPluginAsyncZod {
   return async (app) => {
     app.post(
       '/accounts',

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
 import { testLog, uniqueName } from '../../../test/harness.js';
 import { RecorderService } from '../../modules/records/index.js';
-import type { RunningServer } from '../../server/server.js';
+import type { RunningServer } from '../../app/serve.js';
 import { jobEvents } from '../../../test/record-events.js';
 
 let stores: TestStores;

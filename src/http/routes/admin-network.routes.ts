@@ -3,8 +3,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { NetworkConfigVersion } from '../../modules/network/index.js';
-import type { Backbone } from '../../server/backbone.js';
-import { auditedTx } from './account-actions.js';
+import type { AuditService } from '../../modules/audit/index.js';
+import type { NetworkConfigService } from '../../modules/network/index.js';
+import type { RoutingService } from '../../modules/routing/index.js';
+import { auditedTx, type AccountRouteDeps } from './account-actions.js';
 import { adminSecurity as security, uuid } from './gate-admin.contracts.js';
 
 const tags = ['admin'];
@@ -24,7 +26,14 @@ const quarantineSelection = z
     message: 'select jobs with jobIds, or all: true (not both)',
   });
 
-export function adminNetworkRoutes(b: Backbone): FastifyPluginAsyncZod {
+/** What the Admin API's network, queue and audit routes use. */
+export interface AdminNetworkDeps extends Pick<AccountRouteDeps, 'actions'> {
+  audit: Pick<AuditService, 'append' | 'verify'>;
+  networkConfig: Pick<NetworkConfigService, 'list' | 'networkAddress' | 'publish'>;
+  routing: Pick<RoutingService, 'health' | 'listQuarantine' | 'purgeQuarantine' | 'replayQuarantine'>;
+}
+
+export function adminNetworkRoutes(b: AdminNetworkDeps): FastifyPluginAsyncZod {
   return async (app) => {
     app.post(
       '/network/config',

@@ -7,7 +7,7 @@ import { createTestStores, startTestServer, type TestStores } from '../../../tes
 import { uniqueName } from '../../../test/harness.js';
 import { heartbeat } from '../../../test/live-harness.js';
 import { signingText, verifyNetworkConfig, type NetworkConfigVersion } from '../../modules/network/index.js';
-import type { RunningServer } from '../../server/server.js';
+import type { RunningServer } from '../../app/serve.js';
 import { RedisKeys } from '../../stores/redis/keys.js';
 
 let stores: TestStores;

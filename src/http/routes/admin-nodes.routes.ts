@@ -4,7 +4,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { nodeFlags } from '../../modules/nodes/index.js';
 import { AppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
+import type { AuditService } from '../../modules/audit/index.js';
+import type { NodesModule } from '../../modules/nodes/index.js';
 import { translatePgError } from '../../stores/postgres/pool.js';
 import { address, adminSecurity as security, environment, uuid } from './gate-admin.contracts.js';
 
@@ -20,7 +21,17 @@ async function translated<T>(p: Promise<T>): Promise<T> {
   }
 }
 
-export function adminNodesRoutes(b: Backbone): FastifyPluginAsyncZod {
+/** What the Admin API's node routes use. */
+export interface AdminNodesDeps {
+  audit: Pick<AuditService, 'append'>;
+  nodes: Pick<NodesModule, 'admin' | 'presence'> & {
+    catalog: Pick<NodesModule['catalog'], 'invalidateSubclouds'>;
+    live: Pick<NodesModule['live'], 'sessionLive'>;
+    reputation: Pick<NodesModule['reputation'], 'view'>;
+  };
+}
+
+export function adminNodesRoutes(b: AdminNodesDeps): FastifyPluginAsyncZod {
   return async (app) => {
     app.post(
       '/nodes/:address/flags',

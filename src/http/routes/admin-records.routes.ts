@@ -2,8 +2,8 @@
 // to the Admin API (any namespace) and the Gate API (the token's own namespaces; another's is not found).
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import type { Backbone } from '../../server/backbone.js';
-import { exportJobs, listJobs, requireNamespace } from './account-actions.js';
+import type { RecordsQueryService } from '../../modules/records/index.js';
+import { exportJobs, listJobs, requireNamespace, type AccountRouteDeps } from './account-actions.js';
 import { adminSecurity, exportQuery, idParams, jobParams, jobsQuery } from './gate-admin.contracts.js';
 
 export interface RecordsScope {
@@ -12,7 +12,12 @@ export interface RecordsScope {
   accountOf(req: FastifyRequest): Promise<string | undefined>;
 }
 
-export function namespaceRecordsRoutes(b: Backbone, scope: RecordsScope): FastifyPluginAsyncZod {
+/** What the namespace job records routes use. */
+export interface RecordsRouteDeps extends Pick<AccountRouteDeps, 'actions'> {
+  records: { query: Pick<RecordsQueryService, 'listJobs' | 'exportJobs' | 'getTrace'> };
+}
+
+export function namespaceRecordsRoutes(b: RecordsRouteDeps, scope: RecordsScope): FastifyPluginAsyncZod {
   const { tags } = scope;
   const security = adminSecurity;
   return async (app) => {
@@ -68,6 +73,6 @@ export function namespaceRecordsRoutes(b: Backbone, scope: RecordsScope): Fastif
   };
 }
 
-export function adminRecordsRoutes(b: Backbone): FastifyPluginAsyncZod {
+export function adminRecordsRoutes(b: RecordsRouteDeps): FastifyPluginAsyncZod {
   return namespaceRecordsRoutes(b, { tags: ['admin'], accountOf: async () => undefined });
 }

@@ -1,14 +1,20 @@
 // The Admin API under /admin/v1: every route requires the admin token (checked before the body is read) and
 // every state change appends an entry to the hash-chained audit log with actor 'admin'.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import type { Backbone } from '../../server/backbone.js';
-import { requireAdmin } from '../auth.js';
-import { adminAccountsRoutes } from './admin-accounts.routes.js';
-import { adminNetworkRoutes } from './admin-network.routes.js';
-import { adminNodesRoutes } from './admin-nodes.routes.js';
-import { adminRecordsRoutes } from './admin-records.routes.js';
+import { requireAdmin, type AdminAuthDeps } from '../auth.js';
+import { adminAccountsRoutes, type AdminAccountsDeps } from './admin-accounts.routes.js';
+import { adminNetworkRoutes, type AdminNetworkDeps } from './admin-network.routes.js';
+import { adminNodesRoutes, type AdminNodesDeps } from './admin-nodes.routes.js';
+import { adminRecordsRoutes, type RecordsRouteDeps } from './admin-records.routes.js';
 
-export function adminRoutes(b: Backbone): FastifyPluginAsyncZod {
+/** What the Admin API uses: the admin token's digest and what each of its route groups names. */
+export type AdminDeps = AdminAuthDeps &
+  AdminAccountsDeps &
+  AdminNodesDeps &
+  AdminNetworkDeps &
+  RecordsRouteDeps;
+
+export function adminRoutes(b: AdminDeps): FastifyPluginAsyncZod {
   return async (app) => {
     await app.register(
       async (scope) => {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
 import { heartbeat, openSessions, randomAddress } from '../../../test/live-harness.js';
 import type { NodeExecutor, NodeResult } from '../../modules/jobs/index.js';
-import type { RunningServer } from '../../server/server.js';
+import type { RunningServer } from '../../app/serve.js';
 import { waitForInvariants } from '../../cli/invariants.js';
 
 const embeddingOf = (text: string) => [text.length / 10, 0.5, -0.25];

@@ -8,7 +8,7 @@ import { createTestStores, startTestServer, type TestStores } from '../../../tes
 import { heartbeat, openSessions, randomAddress } from '../../../test/live-harness.js';
 import { testLog } from '../../../test/harness.js';
 import { createResultRetentionTask, type NodeExecutor } from '../../modules/jobs/index.js';
-import type { RunningServer } from '../../server/server.js';
+import type { RunningServer } from '../../app/serve.js';
 import { scanKeys } from '../../stores/redis/client.js';
 
 /** Job ids the node ran, in order (a replay must never add one). */

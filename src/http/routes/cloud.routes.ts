@@ -9,8 +9,11 @@ import { rateLimitHeaders, type AuthenticatedKey } from '../../modules/accounts/
 import { choicesAsked, jobIdForIdempotencyKey, type JobResult } from '../../modules/jobs/index.js';
 import type { RequestKind } from '../../modules/routing/index.js';
 import { AppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
-import { authenticateApiKey } from '../auth.js';
+import type { Config } from '../../config/config.js';
+import type { RateLimiter } from '../../modules/accounts/index.js';
+import type { JobResults, JobStreams, JobsService } from '../../modules/jobs/index.js';
+import type { NodesModule } from '../../modules/nodes/index.js';
+import { authenticateApiKey, type ApiKeyAuthDeps } from '../auth.js';
 import type { AnswerShape, ResultStream, SubmitChat } from './cloud.answer.js';
 import { responsesRoutes } from './responses.routes.js';
 import {
@@ -74,7 +77,20 @@ function modelView(m: { model: string; onlineNodes: number; idleNodes: number })
   };
 }
 
-export function cloudRoutes(b: Backbone): FastifyPluginAsyncZod {
+/** What the Cloud API uses. */
+export interface CloudDeps extends ApiKeyAuthDeps {
+  config: Pick<
+    Config,
+    'CLOUD_DEFAULT_ENVIRONMENT' | 'JOB_DEFAULT_MAX_TOKENS' | 'JOB_DEFAULT_TTL_MS' | 'JOB_SYNC_TIMEOUT_MS'
+  >;
+  rateLimiter: Pick<RateLimiter, 'take'>;
+  jobs: Pick<JobsService, 'submit' | 'cancel' | 'interrupt' | 'stopOnNode' | 'getJob' | 'getResult'>;
+  results: Pick<JobResults, 'running' | 'wait'>;
+  streams: JobStreams;
+  nodes: { catalog: Pick<NodesModule['catalog'], 'catalog' | 'requireServed'> };
+}
+
+export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
   return async (app) => {
     async function authorize(req: FastifyRequest, reply: FastifyReply): Promise<AuthenticatedKey> {
       const key = await authenticateApiKey(b, req);

@@ -4,9 +4,11 @@
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { RedisNonceStore, signedNodeMessageSchema, verifyNodeMessage } from '../../modules/network/index.js';
+import type { Config } from '../../config/config.js';
+import type { AccountsService } from '../../modules/accounts/index.js';
+import type { NodesModule } from '../../modules/nodes/index.js';
+import { signedNodeMessageSchema, verifyNodeMessage, type NonceStore } from '../../modules/network/index.js';
 import { AppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
 import { bearerOf } from '../auth.js';
 import {
   accountView,
@@ -15,8 +17,9 @@ import {
   createNamespace,
   requireNamespace,
   revokeApiKey,
+  type AccountRouteDeps,
 } from './account-actions.js';
-import { namespaceRecordsRoutes } from './admin-records.routes.js';
+import { namespaceRecordsRoutes, type RecordsRouteDeps } from './admin-records.routes.js';
 import {
   adminSecurity as security,
   createKeyBody,
@@ -41,8 +44,18 @@ export const nodeBindBody = z
   })
   .strict();
 
-export function gateRoutes(b: Backbone): FastifyPluginAsyncZod {
-  const nonces = new RedisNonceStore(b.redis, b.config.REDIS_KEY_PREFIX);
+/** What the Gate API uses. */
+export interface GateDeps extends Omit<AccountRouteDeps, 'records' | 'accounts'> {
+  records: RecordsRouteDeps['records'];
+  config: Pick<Config, 'NODE_MESSAGE_MAX_SKEW_MS'>;
+  accounts: AccountRouteDeps['accounts'] & Pick<AccountsService, 'verifyAccountToken'>;
+  nodes: { admin: Pick<NodesModule['admin'], 'bindNode'> };
+  /** Node message nonces (a binding message is single-use). */
+  nonces: NonceStore;
+}
+
+export function gateRoutes(b: GateDeps): FastifyPluginAsyncZod {
+  const nonces = b.nonces;
   return async (app) => {
     await app.register(
       async (plain) => {

@@ -7,7 +7,7 @@ import { bindNodes, newAgent } from '../../../test/gateway-harness.js';
 import { waitFor } from '../../../test/routing-fixtures.js';
 import { heartbeat } from '../../../test/live-harness.js';
 import { verifyNetworkConfig, type SignedNodeMessage } from '../../modules/network/index.js';
-import type { RunningServer } from '../../server/server.js';
+import type { RunningServer } from '../../app/serve.js';
 import { signNodeMessage } from '../../modules/network/index.js';
 
 let stores: TestStores;

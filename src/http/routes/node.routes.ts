@@ -7,9 +7,16 @@ import { environments, heartbeatSchema } from '../../modules/nodes/index.js';
 import { nodeAddressSchema, type SignedNodeMessage } from '../../modules/network/index.js';
 import type { RegisteredNode } from '../../modules/nodes/index.js';
 import { AppError, isAppError } from '../../platform/errors.js';
-import type { Backbone } from '../../server/backbone.js';
-import { authenticateNodeMessage, RedisNonceStore, rejectReasonOf } from '../../modules/network/index.js';
-import type { NodeGateway } from '../../ws/node-gateway.js';
+import type { Config } from '../../config/config.js';
+import type { Metrics } from '../../platform/metrics.js';
+import type { NodesModule } from '../../modules/nodes/index.js';
+import {
+  authenticateNodeMessage,
+  rejectReasonOf,
+  type NetworkConfigService,
+  type NodeAuthDeps,
+  type NonceStore,
+} from '../../modules/network/index.js';
 import { NODE_WS_PATH } from '../../modules/network/index.js';
 
 /** The envelope as sent. Its `body` is not transformed here: the signature covers it byte for byte. */
@@ -47,8 +54,26 @@ const configVersion = z.object({
 
 const tags = ['nodes'];
 
-export function nodeRoutes(b: Backbone, gateway: NodeGateway): FastifyPluginAsyncZod {
-  const nonces = new RedisNonceStore(b.redis, b.config.REDIS_KEY_PREFIX);
+/** What the node HTTP routes ask of the node gateway (one method: is the node's socket on this process). */
+export interface NodeConnections {
+  isConnectedHere(address: string): boolean;
+}
+
+/** What the node HTTP routes use. */
+export interface NodeRouteDeps extends NodeAuthDeps {
+  config: NodeAuthDeps['config'] & Pick<Config, 'HEARTBEAT_INTERVAL_MS' | 'HEARTBEAT_TTL_MS'>;
+  metrics: Pick<Metrics, 'nodeMessagesRejected'>;
+  networkConfig: Pick<NetworkConfigService, 'latest' | 'networkAddress'>;
+  nodes: NodeAuthDeps['nodes'] & {
+    admin: Pick<NodesModule['admin'], 'registerNode'>;
+    presence: Pick<NodesModule['presence'], 'ingest'>;
+  };
+  /** Node message nonces, shared with the gateway (a message replayed on the other path is refused). */
+  nonces: NonceStore;
+}
+
+export function nodeRoutes(b: NodeRouteDeps, gateway: NodeConnections): FastifyPluginAsyncZod {
+  const nonces = b.nonces;
 
   /** Verifies the message and the binding; refusals are counted and rendered with their reason. */
   async function authenticate(
@@ -123,7 +148,7 @@ export function nodeRoutes(b: Backbone, gateway: NodeGateway): FastifyPluginAsyn
           configVersion: latest?.version ?? null,
           configDigest: latest?.digest ?? null,
           wsPath: NODE_WS_PATH,
-          connectedHere: gateway.connectedNodes.includes(node.address),
+          connectedHere: gateway.isConnectedHere(node.address),
         };
       },
     );

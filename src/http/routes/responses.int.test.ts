@@ -19,7 +19,7 @@ import {
 import { BuiltinRuntime, UpstreamRuntime } from '../../agent/node-runtime.js';
 import type { NodeAgent } from '../../agent/node-agent.js';
 import { waitForInvariants } from '../../cli/invariants.js';
-import type { RunningServer } from '../../server/server.js';
+import type { RunningServer } from '../../app/serve.js';
 
 const UPSTREAM_MODEL = 'upstream-model';
 const OVERCLAIM_MODEL = 'overclaim-model';

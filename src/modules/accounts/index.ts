@@ -6,3 +6,5 @@ export type { Account, Namespace, ApiKeyRecord } from './accounts.repository.js'
 export { parseApiKey } from './api-key.js';
 export { ApiKeyCache, type AuthenticatedKey, type ApiKeyCacheOptions } from './key-cache.js';
 export { RateLimiter, rateLimitHeaders, type RateDecision, type RateLimitDefaults } from './rate-limit.js';
+export { createAccountsModule, type AccountsModule } from './accounts.module.js';
+export { AccountActions, type Tx } from './account-actions.js';

@@ -8,3 +8,4 @@ export {
   type ChainProblem,
   type JsonValue,
 } from './audit-chain.js';
+export { createAuditModule, type AuditModule } from './audit.module.js';

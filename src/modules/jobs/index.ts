@@ -38,3 +38,4 @@ export {
   type StaleJobsOptions,
   type StaleJobsTask,
 } from './jobs.tasks.js';
+export { createJobChannels, createJobsModule, type JobChannels, type JobsModule } from './jobs.module.js';

@@ -35,3 +35,4 @@ export {
   signNodeMessage,
   type NodeAuthDeps,
 } from './node-auth.js';
+export { createNetworkModule, createNetworkStatus, type NetworkModule } from './network.module.js';

@@ -29,3 +29,4 @@ export {
   type Environment,
   type NodeFlag,
 } from './node-status.js';
+export { GATEWAY_OWNER_TTL_MS, RedisGatewayDirectory, type GatewayDirectory } from './gateways.repository.js';

@@ -1,6 +1,7 @@
 // Builds the nodes module from config and stores, and its recurring task (the live sweep).
 import type { Config } from '../../config/config.js';
 import type { Logger } from '../../platform/logger.js';
+import type { RecurringTask } from '../../platform/tasks.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { Redis } from '../../stores/redis/client.js';
 import { RedisLossWatcher } from '../../stores/redis/loss-watcher.js';
@@ -11,11 +12,8 @@ import { PresenceService } from './presence.service.js';
 import { LiveCatalogService } from './live-catalog.service.js';
 import { ReputationService } from './reputation.service.js';
 
-export interface RecurringTaskLike {
-  name: string;
-  intervalMs: number;
-  run(signal: AbortSignal): Promise<unknown>;
-}
+/** The platform's recurring task (kept under this name for the callers of the nodes module). */
+export type RecurringTaskLike = RecurringTask;
 
 export interface NodesModule {
   live: LiveStore;

@@ -13,7 +13,7 @@ import {
   waitTerminal,
 } from '../../../test/gateway-harness.js';
 import { waitFor } from '../../../test/routing-fixtures.js';
-import type { RunningServer } from '../../server/server.js';
+import type { RunningServer } from '../../app/serve.js';
 import type { NodeAgent } from '../../agent/node-agent.js';
 import { PRIOR_SCORE, type ReputationView } from './index.js';
 

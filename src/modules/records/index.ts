@@ -70,3 +70,9 @@ export {
   type DeadRecord,
 } from './record-stream.dead.js';
 export { STORABLE_MARKERS, STORABLE_MAX_DEPTH, jsonText, toStorable, toStorableString } from './storable.js';
+export {
+  createRecordsModule,
+  createRecordSink,
+  type RecordsConsumer,
+  type RecordsModule,
+} from './records.module.js';

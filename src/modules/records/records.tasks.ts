@@ -1,13 +1,10 @@
 // The records module's recurring tasks, shaped for src/background/task-runner.ts (which runs each on one
 // process at a time under a PostgreSQL advisory lock).
+import type { RecurringTask } from '../../platform/tasks.js';
 import type { RetentionService } from './retention.service.js';
 import type { StorageBillingService } from './storage-billing.service.js';
 
-export interface RecordsTask {
-  name: string;
-  intervalMs: number;
-  run(signal: AbortSignal): Promise<unknown>;
-}
+export type RecordsTask = RecurringTask;
 
 export function createRecordsTasks(deps: {
   retention: RetentionService;

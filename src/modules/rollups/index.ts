@@ -11,3 +11,4 @@ export {
 } from './rollups.service.js';
 export type { Totals } from './rollups.repository.js';
 export { FINISHED_STATUSES, LATENCY_BUCKETS_MS, addDays, dayOf } from './rollup.js';
+export { createRollupsModule, type RollupsModule } from './rollups.module.js';

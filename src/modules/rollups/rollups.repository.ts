@@ -1,7 +1,7 @@
 // SQL of rollups: aggregate a day range of jobs and ledger entries, read rows back canonically, record periods,
 // list job partitions and compare their detail totals with the rollups.
 import type { PoolClient, Queryable } from '../../stores/postgres/pool.js';
-import { jobRollupsSpec, ledgerRollupsSpec, selectSql } from '../snapshots/index.js';
+import { jobRollupsSpec, ledgerRollupsSpec, selectSql } from '../canonical/index.js';
 import { FINISHED_STATUSES, latencyBucketsSql } from './rollup.js';
 
 const finished = `(${FINISHED_STATUSES.map((s) => `'${s}'`).join(', ')})`;

@@ -4,7 +4,7 @@ import type { Logger } from '../../platform/logger.js';
 import type { Clock } from '../../platform/clock.js';
 import { withTransaction, type Pool } from '../../stores/postgres/pool.js';
 import type { AuditService } from '../audit/index.js';
-import { encodeRow, jobRollupsSpec, ledgerRollupsSpec, periodHash, rowValues } from '../snapshots/index.js';
+import { encodeRow, jobRollupsSpec, ledgerRollupsSpec, periodHash, rowValues } from '../canonical/index.js';
 import { addDays, cutoffDay, dayOf, dayStart, monthChunks } from './rollup.js';
 import { RollupsRepository, type Totals } from './rollups.repository.js';
 

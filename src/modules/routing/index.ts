@@ -36,3 +36,4 @@ export type { QuarantinedJob, Selection } from './quarantine.js';
 export type { QueueDepth } from './health.js';
 export { laneKeyOf } from './routing.rules.js';
 export { publicQueueName } from '../../stores/rabbitmq/topology.js';
+export { createRoutingModule, type RoutingModule } from './routing.module.js';

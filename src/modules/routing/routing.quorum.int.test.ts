@@ -14,7 +14,7 @@ import {
   waitTerminal,
 } from '../../../test/gateway-harness.js';
 import type { NodeAgent } from '../../agent/node-agent.js';
-import type { RunningServer } from '../../server/server.js';
+import type { RunningServer } from '../../app/serve.js';
 
 let stores: TestStores;
 let server: RunningServer;

@@ -2,9 +2,9 @@
 import * as dagCbor from '@ipld/dag-cbor';
 import { describe, expect, it } from 'vitest';
 import { encodeArrayOfEncoded, firstText, splitArray, CborFormatError } from './cbor-items.js';
-import { encodeRowFast } from './row-encoder.js';
-import { encodeRow, restoreParams, rowValues } from './table-codec.js';
-import { jobRollupsSpec } from './sections.js';
+import { encodeRowFast } from '../canonical/index.js';
+import { encodeRow, restoreParams, rowValues } from '../canonical/index.js';
+import { jobRollupsSpec } from '../canonical/index.js';
 
 describe('CBOR items', () => {
   it('an array built from encoded items equals dag-cbor encoding of the array, for several header widths', () => {

@@ -8,7 +8,7 @@ import { withTransaction, type Pool } from '../../stores/postgres/pool.js';
 import type { Clock } from '../../platform/clock.js';
 import { carKey, type ArchiveTarget } from './archive-target.js';
 import { CarFileWriter } from './car-io.js';
-import { activeJobsSpec, snapshotSections } from './sections.js';
+import { activeJobsSpec, snapshotSections } from '../canonical/index.js';
 import {
   arrayRows,
   tableRows,
@@ -17,7 +17,7 @@ import {
   type SectionSummary,
   finishWithManifest,
 } from './snapshot-builder.js';
-import type { Column, TableSpec } from './table-codec.js';
+import type { Column, TableSpec } from '../canonical/index.js';
 
 /** Where online node ids come from; the live-state module owns the real key, this reads a sorted set. */
 export interface OnlineNodesSource {

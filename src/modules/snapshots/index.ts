@@ -1,8 +1,8 @@
 // Public face of the snapshots module: canonical encoding, Merkle proofs, CAR snapshots, freeze and restore.
-export { periodHash } from './period-hash.js';
-export { encodeRow, rowValues, selectSql, type TableSpec } from './table-codec.js';
-export { jobRollupsSpec, ledgerRollupsSpec, snapshotSections } from './sections.js';
-export { leafHash, merkleRoot, verifyInclusion } from './merkle.js';
+export { periodHash } from '../canonical/index.js';
+export { encodeRow, rowValues, selectSql, type TableSpec } from '../canonical/index.js';
+export { jobRollupsSpec, ledgerRollupsSpec, snapshotSections } from '../canonical/index.js';
+export { leafHash, merkleRoot, verifyInclusion } from '../canonical/index.js';
 export { DirectoryTarget, carKey, type ArchiveTarget } from './archive-target.js';
 export {
   SnapshotsService,
@@ -32,3 +32,4 @@ export {
 } from './checkpoint.js';
 export { CheckpointLog, CHECKPOINT_LOG, readCheckpointLog } from './checkpoint-log.js';
 export { checkConsistency, type ChainReport } from './chain-verify.js';
+export { createSnapshotsModule, witnessDirs, type SnapshotsModule } from './snapshots.module.js';

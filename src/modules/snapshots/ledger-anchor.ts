@@ -6,9 +6,9 @@ import { withTransaction, type Pool, type PoolClient } from '../../stores/postgr
 import type { SignedCheckpoint } from './checkpoint.js';
 import { DeepChecker } from './snapshot-deep.js';
 import type { SnapshotReader } from './snapshot-reader.js';
-import { snapshotSections } from './sections.js';
+import { snapshotSections } from '../canonical/index.js';
 import { tableRows } from './snapshot-builder.js';
-import { rowValues, selectSql, type TableSpec } from './table-codec.js';
+import { rowValues, selectSql, type TableSpec } from '../canonical/index.js';
 
 export interface LedgerAnchorResult {
   problems: string[];

@@ -3,7 +3,7 @@
 import * as dagCbor from '@ipld/dag-cbor';
 import { CID } from 'multiformats/cid';
 import { AppError } from '../../platform/errors.js';
-import type { Column, ColumnType } from './table-codec.js';
+import type { Column, ColumnType } from '../canonical/index.js';
 
 export type SnapshotKind = 'snapshot' | 'freeze';
 

@@ -2,7 +2,7 @@
 import * as dagCbor from '@ipld/dag-cbor';
 import { z } from 'zod';
 import { AppError } from '../../platform/errors.js';
-import { LeafHashes, auditPath, merkleRoot, verifyInclusion } from './merkle.js';
+import { LeafHashes, auditPath, merkleRoot, verifyInclusion } from '../canonical/index.js';
 import type { SnapshotReader } from './snapshot-reader.js';
 
 export interface InclusionProof {

@@ -7,10 +7,10 @@ import { postgresMigrationsDir } from '../../platform/paths.js';
 import { migrate } from '../../stores/postgres/migrator.js';
 import { withTransaction, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
 import { AuditService } from '../audit/index.js';
-import { snapshotSections } from './sections.js';
+import { snapshotSections } from '../canonical/index.js';
 import { SnapshotReader } from './snapshot-reader.js';
 import { verifyOpened, type VerifyOptions, type VerifyReport } from './snapshot-verify.js';
-import { insertSql, restoreParams, type TableSpec } from './table-codec.js';
+import { insertSql, restoreParams, type TableSpec } from '../canonical/index.js';
 
 export interface RestoreResult {
   report: VerifyReport;

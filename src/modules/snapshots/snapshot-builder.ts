@@ -6,8 +6,8 @@ import type { PoolClient } from '../../stores/postgres/pool.js';
 import { encodeArrayOfEncoded } from './cbor-items.js';
 import { CarFileWriter, cidOf } from './car-io.js';
 import { columnsOf, encodeManifest, encodeSectionBlock, type Manifest } from './manifest.js';
-import { LeafHashes, merkleRoot } from './merkle.js';
-import { encodeRow, rowValues, selectSql, type Column, type TableSpec } from './table-codec.js';
+import { LeafHashes, merkleRoot } from '../canonical/index.js';
+import { encodeRow, rowValues, selectSql, type Column, type TableSpec } from '../canonical/index.js';
 
 export interface SectionSummary {
   name: string;

@@ -4,7 +4,7 @@ import * as dagCbor from '@ipld/dag-cbor';
 import { AppError } from '../../platform/errors.js';
 import { ChainVerifier, type AuditEntry, type JsonValue } from '../audit/index.js';
 import { CborFormatError, firstText, leadingScalars } from './cbor-items.js';
-import { LeafHashes, StreamingMerkle, leafHash, merkleRoot } from './merkle.js';
+import { LeafHashes, StreamingMerkle, leafHash, merkleRoot } from '../canonical/index.js';
 import { SnapshotReader } from './snapshot-reader.js';
 import { DeepChecker, deepSections, type LedgerTotals } from './snapshot-deep.js';
 

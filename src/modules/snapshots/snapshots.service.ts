@@ -38,7 +38,7 @@ import {
   type VerifyProgress,
   type VerifyReport,
 } from './snapshot-verify.js';
-import { snapshotSections } from './sections.js';
+import { snapshotSections } from '../canonical/index.js';
 import { SnapshotsRepository, type SnapshotRecord } from './snapshots.repository.js';
 
 export type ProgressFn = (p: VerifyProgress) => void | Promise<void>;

@@ -5,7 +5,7 @@ import { createTestStores, startTestServer, type TestStores } from '../../test/b
 import { heartbeat, openSessions, randomAddress } from '../../test/live-harness.js';
 import { createNamespaces } from '../../test/factories.js';
 import type { NodeExecutor } from '../modules/jobs/index.js';
-import type { Backbone } from './backbone.js';
+import type { Backbone } from './compose.js';
 import { waitTerminal } from '../../test/gateway-harness.js';
 import { scanKeys } from '../stores/redis/client.js';
 

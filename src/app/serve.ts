@@ -1,16 +1,19 @@
-// One backbone process: the stores and modules, then the surfaces of its roles — HTTP APIs (cloud, gate,
-// admin, status), the node gateway and the dispatch consumer (io), background workers (workers). Stops in
-// order: refuse new work → drain in-flight jobs → close sockets → flush → close stores, under a deadline.
+// One backbone process: the composed backbone (compose.ts), then the surfaces of its roles — HTTP APIs (cloud,
+// gate, admin, status), the node gateway and the dispatch consumer (io), background workers (workers). Stops in
+// named phases, whatever order the surfaces started in: refuse new work → drain in-flight jobs → close node
+// sockets → close HTTP → close the modules and stores, under one deadline.
 import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/config.js';
+import { ShutdownPlan } from '../platform/lifecycle.js';
 import type { Logger } from '../platform/logger.js';
 import type { JobConsumer } from '../modules/routing/index.js';
 import type { NodeExecutor } from '../modules/jobs/index.js';
 import { buildHttpApp } from '../http/app.js';
-import { NodeGateway } from '../ws/node-gateway.js';
-import { createRecordSink, startWorkers } from '../background/workers.js';
-import { createBackbone, type Backbone, type Role } from './backbone.js';
+import type { NodeGateway } from '../ws/node-gateway.js';
+import { startWorkers } from '../background/workers.js';
+import type { Role } from '../config/roles.js';
+import { createBackbone, type Backbone } from './compose.js';
 
 export interface RunningServer {
   backbone: Backbone;
@@ -33,13 +36,10 @@ export async function startServer(opts: {
   executor?: NodeExecutor;
 }): Promise<RunningServer> {
   const { config, log, roles } = opts;
-  let gateway!: NodeGateway;
-  const b = await createBackbone(config, log, (partial) => {
-    gateway = new NodeGateway(partial);
-    // Every process publishes record events; processes with the workers role write them to MongoDB.
-    return { executor: opts.executor ?? gateway, records: createRecordSink(partial) };
-  });
-  const stops = b.lifecycle;
+  const b = await createBackbone(config, log, opts.executor ? { executor: opts.executor } : {});
+  const gateway = b.gateway;
+  const plan = new ShutdownPlan(log);
+  plan.add('close-stores', 'backbone', () => b.lifecycle.stop(config.SHUTDOWN_DRAIN_MS + 10_000));
   let consumer: JobConsumer | undefined;
   let app: FastifyInstance | undefined;
   try {
@@ -48,14 +48,16 @@ export async function startServer(opts: {
     if (roles.has('io')) {
       await gateway.start();
       gateway.attach(httpApp.server);
-      stops.add('node-gateway', () => gateway.stop());
+      // Node sockets close before the HTTP server: its close waits for every upgraded socket to end.
+      plan.add('close-sockets', 'node-gateway', () => gateway.stop());
     }
     await httpApp.listen({ host: config.HTTP_HOST, port: opts.port ?? config.HTTP_PORT });
-    // Registered after the stores, so it closes before them (stops run in reverse order).
-    stops.add('http', () => httpApp.close());
-    // Node sockets close before the HTTP server: its close waits for every upgraded socket to end.
-    // (gateway.stop is idempotent; the earlier registration covers a failed start.)
-    if (roles.has('io')) stops.add('node-sockets', () => gateway.stop());
+    plan.add('close-http', 'http', () => httpApp.close());
+    if (roles.has('workers')) {
+      const workers = await startWorkers(b);
+      // No task starts and no record batch is taken once stopping begins (another process takes them over).
+      plan.add('refuse-new-work', 'workers', () => workers.stop());
+    }
     if (roles.has('io')) {
       const c = await b.routing.startConsumer({
         serves: ['testnet', 'mainnet'].map((environment) => ({ environment, model: '*', subcloud: '*' })),
@@ -64,7 +66,7 @@ export async function startServer(opts: {
         name: `rty-${b.instanceId}-dispatch`,
       });
       consumer = c;
-      stops.add('dispatch', async () => {
+      plan.add('drain', 'dispatch', async () => {
         // Together: the consumer cancels its subscriptions and waits for its handlers, while the jobs service
         // stops dispatches that still wait for a free node (their jobs are retried by another process) and
         // lets the ones running on nodes finish.
@@ -73,12 +75,8 @@ export async function startServer(opts: {
           log.warn({ left }, 'jobs still running at the drain deadline; their messages will be redelivered');
       });
     }
-    if (roles.has('workers')) {
-      const workers = await startWorkers(b);
-      stops.add('workers', () => workers.stop());
-    }
   } catch (err) {
-    await stops.stop();
+    await plan.stop();
     throw err;
   }
   const address = app.server.address() as AddressInfo;
@@ -93,6 +91,6 @@ export async function startServer(opts: {
     gateway,
     url,
     roles,
-    stop: () => stops.stop(config.SHUTDOWN_DRAIN_MS + 10_000),
+    stop: () => plan.stop(config.SHUTDOWN_DRAIN_MS + 10_000),
   };
 }
