@@ -5,9 +5,10 @@
 // mid-stream is one `error` event that ends the stream. Deltas come from the job's stream as the node makes
 // them; what a missed delta left out is completed from the final result (as cloud.stream.ts does for chat).
 import type { FastifyReply } from 'fastify';
-import type { JobResult, JobStreams, StreamEvent } from '../../modules/jobs/index.js';
+import type { JobResult, JobStreams } from '../../modules/jobs/index.js';
 import type { AppError } from '../../platform/errors.js';
 import type { ResultStream } from './cloud.answer.js';
+import { DeltaStream, type Delta, type DeltaStreamOptions } from './delta-stream.js';
 import {
   functionCallId,
   messageId,
@@ -19,75 +20,39 @@ import {
   type OutputText,
 } from './responses.render.js';
 
-type Delta = Extract<StreamEvent, { type: 'delta' }>;
 type CallFragment = NonNullable<Delta['toolCalls']>[number];
 
-export interface ResponseStreamOptions {
-  jobId: string;
+export interface ResponseStreamOptions extends DeltaStreamOptions {
   echo: Echo;
-  /** The stream became void (the attempt that produced it failed): the caller stops waiting. */
-  onReset: (reason: string) => void;
-  /** The client went away before the end, after `delivered` deltas were written to it. */
-  onDisconnect: (delivered: number) => void;
 }
 
-export class ResponseStream implements ResultStream {
-  private reply: FastifyReply | undefined;
-  private readonly early: StreamEvent[] = [];
+export class ResponseStream extends DeltaStream<ResponseStreamOptions> implements ResultStream {
   private createdAt = new Date();
-  private next = 0;
-  /** Deltas written to the client's socket while it was open (what a cancel at its disconnect bills). */
-  private delivered = 0;
   private sequence = 0;
-  /** A delta went missing on the way (pub/sub is at-most-once): the rest comes from the final result. */
-  private gap = false;
-  private ended = false;
-  private stopListening: (() => Promise<void>) | undefined;
   private readonly items: OutputItem[] = [];
   private message: { item: MessageItem; part: OutputText } | undefined;
   /** Function call items by the node's tool-call index, in the order they started. */
   private readonly calls = new Map<number, FunctionCallItem>();
 
-  private constructor(private readonly o: ResponseStreamOptions) {}
+  private constructor(o: ResponseStreamOptions) {
+    super(o);
+  }
 
   /** Listens to the job's deltas (before the job is submitted, so none is missed). */
-  static async open(streams: JobStreams, o: ResponseStreamOptions): Promise<ResponseStream> {
-    const s = new ResponseStream(o);
-    s.stopListening = await streams.listen(o.jobId, (e) => s.onEvent(e));
-    return s;
+  static open(streams: JobStreams, o: ResponseStreamOptions): Promise<ResponseStream> {
+    return new ResponseStream(o).listen(streams);
   }
 
   /** The job is submitted: headers, response.created and response.in_progress go out now, then early deltas. */
   start(reply: FastifyReply, createdAt: Date): void {
     this.createdAt = createdAt;
-    this.reply = reply;
-    reply.hijack();
-    const raw = reply.raw;
-    const left = () => {
-      // The client left: nothing more is written; the caller cancels the job or lets it run (its policy).
-      if (this.ended) return;
-      this.o.onDisconnect(this.delivered);
-      void this.close();
-    };
-    if (raw.destroyed) {
-      left();
-      return;
-    }
-    raw.on('close', left);
-    raw.writeHead(200, {
-      ...(reply.getHeaders() as Record<string, string>),
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-    });
-    const response = responseObject(this.o.jobId, createdAt, this.o.echo);
-    this.event('response.created', { response });
-    this.event('response.in_progress', { response });
-    for (const e of this.early.splice(0)) this.onEvent(e);
+    this.begin(reply);
   }
 
-  get started(): boolean {
-    return this.reply !== undefined;
+  protected opened(): void {
+    const response = responseObject(this.o.jobId, this.createdAt, this.o.echo);
+    this.event('response.created', { response });
+    this.event('response.in_progress', { response });
   }
 
   /** Completes every item from the job's result (what was not streamed), closes them, then the response. */
@@ -128,40 +93,13 @@ export class ResponseStream implements ResultStream {
     await this.close();
   }
 
-  async close(): Promise<void> {
-    if (!this.ended) {
-      this.ended = true;
-      this.reply?.raw.end();
-    }
-    const stop = this.stopListening;
-    this.stopListening = undefined;
-    await stop?.();
-  }
-
-  private onEvent(e: StreamEvent): void {
-    if (this.ended) return;
-    if (!this.reply) {
-      this.early.push(e);
-      return;
-    }
-    if (e.type === 'reset') {
-      this.o.onReset(e.reason);
-      return;
-    }
-    if (this.gap || e.seq !== this.next) {
-      this.gap = true;
-      return;
-    }
-    const raw = this.reply.raw;
-    if (raw.destroyed || raw.writableEnded) return; // the client is gone: this delta does not reach it
-    this.next += 1;
+  protected forward(e: Delta): void {
     if (e.text) this.appendText(e.text);
     for (const t of e.toolCalls ?? []) {
       const item = this.calls.get(t.index) ?? this.startCall(t.index, t);
       if (t.function?.name && !item.name) item.name = t.function.name;
       if (t.function?.arguments) this.argumentsDelta(item, t.function.arguments);
     }
-    this.delivered = this.next;
   }
 
   private openMessage(): { item: MessageItem; part: OutputText } {
@@ -237,8 +175,6 @@ export class ResponseStream implements ResultStream {
   }
 
   private event(type: string, body: Record<string, unknown>): void {
-    const raw = this.reply?.raw;
-    const data = JSON.stringify({ type, sequence_number: this.sequence++, ...body });
-    if (raw && !raw.writableEnded && !raw.destroyed) raw.write(`event: ${type}\ndata: ${data}\n\n`);
+    this.send(JSON.stringify({ type, sequence_number: this.sequence++, ...body }), type);
   }
 }
