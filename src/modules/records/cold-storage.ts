@@ -1,11 +1,13 @@
 // Cold storage targets for retention exports: an interface (object stores or IPFS can implement it) and the
-// default directory target, which makes a file visible only once it is completely written and synced.
+// default directory target, which makes a file visible only once it is completely written and synced (its
+// directory entry too).
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { publishDurably } from '../../platform/durable-file.js';
 import { AppError } from '../../platform/errors.js';
 
 export interface WrittenFile {
@@ -48,13 +50,7 @@ export class DirectoryTarget implements ColdStorageTarget {
       bytes += chunk.length;
     });
     await pipeline(data, createWriteStream(tmp));
-    const fh = await open(tmp, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
+    await publishDurably(tmp, path);
     return { sha256: hash.digest('hex'), bytes };
   }
 

@@ -1,7 +1,8 @@
 // Cold-storage targets for CAR files: the interface (object stores and IPFS implement it as adapters) and the
 // default, a directory, written crash-safely (temp file, fsync, rename).
-import { copyFile, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { publishDurably } from '../../platform/durable-file.js';
 
 export interface ArchiveTarget {
   /** Human-readable description for logs and the snapshot record, e.g. `dir:/var/archive`. */
@@ -42,20 +43,7 @@ export class DirectoryTarget implements ArchiveTarget {
     const local = resolve(localPath);
     const tmp = dirname(local) === this.dir ? local : join(this.dir, `.${key}.${process.pid}.tmp`);
     if (tmp !== local) await copyFile(local, tmp);
-    const fh = await open(tmp, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, final);
-    // The rename is durable only once the directory entry is.
-    const dh = await open(this.dir, 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+    await publishDurably(tmp, final);
     return { location: final, sizeBytes: (await stat(final)).size };
   }
 
