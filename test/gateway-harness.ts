@@ -46,6 +46,15 @@ export async function bindNodes(
   return account.id;
 }
 
+/** Binds the agents' nodes to a new operator account, then starts them (register, heartbeat, socket). */
+export async function startBoundAgents(b: Backbone, agents: NodeAgent[]): Promise<void> {
+  await bindNodes(
+    b,
+    agents.map((a) => a.address),
+  );
+  await Promise.all(agents.map((a) => a.start()));
+}
+
 /** A namespace with 100 credits. */
 export async function fundedNamespace(b: Backbone): Promise<string> {
   const account = await b.accounts.createAccount({ email: `${uniqueName('c')}@example.test` });

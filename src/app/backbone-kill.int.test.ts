@@ -8,6 +8,7 @@ import { waitForInvariants } from '../cli/invariants.js';
 import { spawnRty, type RtyProcess } from '../cli/rty-process.js';
 import { parseSimOptions, startSim, type RunningSim } from '../cli/commands/sim.js';
 import { LedgerService } from '../modules/credits/index.js';
+import { adminPost } from '../../test/admin-http.js';
 
 const ADMIN_TOKEN = 'kill-test-admin-token';
 const MODEL = 'llama3-8b';
@@ -64,15 +65,8 @@ afterAll(async () => {
   await stores?.drop();
 });
 
-async function admin<T>(url: string, path: string, body: unknown): Promise<T> {
-  const r = await fetch(`${url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` },
-    body: JSON.stringify(body),
-  });
-  expect(r.status).toBeLessThan(300);
-  return (await r.json()) as T;
-}
+const admin = <T>(url: string, path: string, body: unknown): Promise<T> =>
+  adminPost<T>(url, ADMIN_TOKEN, path, body);
 
 describe('a backbone killed with a full batch in flight', () => {
   it('loses nothing, charges nothing twice, and every invariant holds', async () => {

@@ -10,6 +10,7 @@ import { spawnRty, type RtyProcess } from '../cli/rty-process.js';
 import { parseSimOptions, startSim, type RunningSim } from '../cli/commands/sim.js';
 import { LedgerService } from '../modules/credits/index.js';
 import { testLog } from '../../test/harness.js';
+import { adminPost } from '../../test/admin-http.js';
 
 const ADMIN_TOKEN = 'two-process-admin-token';
 const MODEL = 'llama3-8b';
@@ -65,15 +66,8 @@ afterAll(async () => {
   await stores?.drop();
 });
 
-async function admin<T>(url: string, path: string, body: unknown): Promise<T> {
-  const r = await fetch(`${url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` },
-    body: JSON.stringify(body),
-  });
-  expect(r.status).toBeLessThan(300);
-  return (await r.json()) as T;
-}
+const admin = <T>(url: string, path: string, body: unknown): Promise<T> =>
+  adminPost<T>(url, ADMIN_TOKEN, path, body);
 
 describe('two backbone processes on the same stores', () => {
   it('dispatch each job to one node at a time and settle it once; every invariant holds', async () => {

@@ -4,7 +4,13 @@
 // settlement; reserved returns to 0; no job is lost.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../backbone-harness.js';
-import { bindNodes, fundedNamespace, gatewayOverrides, newAgent, submitChat } from '../gateway-harness.js';
+import {
+  fundedNamespace,
+  gatewayOverrides,
+  newAgent,
+  startBoundAgents,
+  submitChat,
+} from '../gateway-harness.js';
 import { waitForInvariants } from '../../src/cli/invariants.js';
 import type { NodeAgent } from '../../src/agent/node-agent.js';
 import type { RunningServer } from '../../src/app/serve.js';
@@ -31,11 +37,7 @@ beforeAll(async () => {
     },
   });
   agents = [0, 1, 2].map(() => newAgent(server));
-  await bindNodes(
-    server.backbone,
-    agents.map((a) => a.address),
-  );
-  await Promise.all(agents.map((a) => a.start()));
+  await startBoundAgents(server.backbone, agents);
 });
 afterAll(async () => {
   await Promise.all(agents.map((a) => a.stop()));
@@ -116,7 +118,7 @@ describe('a 3-node RabbitMQ cluster with quorum lanes', () => {
       `cluster run: ${accepted.length} accepted, ${refused.length} refused during failover, killed ${victim} at ` +
         `${killedAt - t0} ms; first job submitted after the kill answered ${fresh.length ? fresh[0]! - killedAt : NaN} ms ` +
         `after it (${fresh.length} such jobs); ` +
-        `statuses ${JSON.stringify(statuses.rows)}\n`,
+        `statuses ${JSON.stringify(statuses.rows)}; refusals ${JSON.stringify([...new Set(refused)].slice(0, 5))}\n`,
     );
     expect(killedAt).toBeGreaterThan(0);
     expect(checks.filter((c) => !c.ok)).toEqual([]);

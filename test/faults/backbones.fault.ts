@@ -32,6 +32,7 @@ import {
   type OwnRedis,
 } from './servers.js';
 import { startOwnRabbit, type OwnRabbit } from './rabbitmq-server.js';
+import { adminPost } from '../admin-http.js';
 
 const ADMIN_TOKEN = 'faults-suite-admin-token';
 const MODEL = 'llama3-8b';
@@ -109,15 +110,8 @@ afterAll(async () => {
   await pgServer?.destroy();
 }, 120_000);
 
-async function admin<T>(url: string, path: string, body: unknown): Promise<T> {
-  const r = await fetch(`${url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` },
-    body: JSON.stringify(body),
-  });
-  if (r.status >= 300) throw new Error(`${path}: ${r.status} ${await r.text()}`);
-  return (await r.json()) as T;
-}
+const admin = <T>(url: string, path: string, body: unknown): Promise<T> =>
+  adminPost<T>(url, ADMIN_TOKEN, path, body);
 
 interface Answer {
   /** When the request was sent and answered (ms since the epoch). */

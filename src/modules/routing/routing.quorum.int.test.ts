@@ -5,11 +5,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestStores, startTestServer, type TestStores } from '../../../test/backbone-harness.js';
 import {
-  bindNodes,
   fundedNamespace,
   gatewayOverrides,
   newAgent,
   settleCount,
+  startBoundAgents,
   submitChat,
   waitTerminal,
 } from '../../../test/gateway-harness.js';
@@ -43,11 +43,7 @@ beforeAll(async () => {
     }
   };
   agents = [newAgent(server, { beforeRun: failFirst }), newAgent(server, { beforeRun: failFirst })];
-  await bindNodes(
-    server.backbone,
-    agents.map((a) => a.address),
-  );
-  await Promise.all(agents.map((a) => a.start()));
+  await startBoundAgents(server.backbone, agents);
 });
 afterAll(async () => {
   await Promise.all(agents.map((a) => a.stop()));
