@@ -127,6 +127,31 @@ async function startRedis(): Promise<{ url: string; pid: number; stop(): void }>
   return { url, pid: child.pid!, stop: () => void child.kill('SIGTERM') };
 }
 
+/** Counts the commands a Redis server runs while it is watched: sent by clients, or run by Lua scripts. */
+async function monitorRedis(
+  url: string,
+): Promise<{ stop(): Promise<{ client: number; lua: number; byCommand: Map<string, number> }> }> {
+  const conn = new Redis(url);
+  const monitor = await conn.monitor();
+  const byCommand = new Map<string, number>();
+  let lua = 0;
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source === 'lua') lua += 1;
+    else {
+      const cmd = String(args[0]).toLowerCase();
+      byCommand.set(cmd, (byCommand.get(cmd) ?? 0) + 1);
+    }
+  });
+  return {
+    async stop() {
+      monitor.disconnect();
+      await conn.quit().catch(() => undefined);
+      const client = [...byCommand.values()].reduce((a, b) => a + b, 0);
+      return { client, lua, byCommand };
+    },
+  };
+}
+
 export async function main(): Promise<void> {
   const stores = await createTestStores();
   const redisServer = await startRedis();
@@ -276,7 +301,30 @@ export async function main(): Promise<void> {
     );
 
     // 3. Added latency: sequential sync requests to zero-latency nodes (node time ≈ 0: the simulator answers at once).
+    // MONITOR runs over this phase only: it tells the commands clients send (round trips) from those Lua scripts
+    // run inside the server, which INFO commandstats cannot; an idle window of the same length before it gives
+    // the background share (heartbeats, timers) to subtract.
+    const idleWindow = await monitorRedis(redisServer.url);
+    const tIdle = performance.now();
+    await sleep(3_000);
+    const idleCounts = await idleWindow.stop();
+    const idleS = (performance.now() - tIdle) / 1000;
+    const seqWindow = await monitorRedis(redisServer.url);
+    const tSeq = performance.now();
     const seq = await load({ ...base, mode: 'seq', count: SEQ });
+    const seqCounts = await seqWindow.stop();
+    const seqS = (performance.now() - tSeq) / 1000;
+    const perSync = (n: number, idle: number) => Math.max(0, n - (idle * seqS) / idleS) / SEQ;
+    console.log(
+      `per sync request (sequential phase, background of an idle ${round(idleS, 1)} s window subtracted): ` +
+        `Redis commands sent by clients (pipelined ones share a round trip) ${round(perSync(seqCounts.client, idleCounts.client), 2)} ` +
+        `(${[...seqCounts.byCommand]
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 6)
+          .map(([c, n]) => `${c} ${round(perSync(n, idleCounts.byCommand.get(c) ?? 0), 2)}`)
+          .join(', ')}), ` +
+        `commands run inside Lua scripts ${round(perSync(seqCounts.lua, idleCounts.lua), 2)}`,
+    );
     console.log(
       `added latency (${SEQ} sequential sync requests, zero-latency nodes): p50 ${round(seq.p50!, 2)} ms p99 ${round(seq.p99!, 2)} ms, ${seq.failed} failed`,
     );

@@ -85,7 +85,7 @@ export interface CloudDeps extends ApiKeyAuthDeps {
   >;
   rateLimiter: Pick<RateLimiter, 'take'>;
   jobs: Pick<JobsService, 'submit' | 'cancel' | 'interrupt' | 'stopOnNode' | 'getJob' | 'getResult'>;
-  results: Pick<JobResults, 'running' | 'wait'>;
+  results: Pick<JobResults, 'running' | 'wait' | 'expect'>;
   streams: JobStreams;
   nodes: { catalog: Pick<NodesModule['catalog'], 'catalog' | 'requireServed'> };
 }
@@ -143,6 +143,8 @@ export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
         reply.raw.on('close', () => {
           if (!reply.raw.writableEnded) onLeave(0);
         });
+      // Announced before the submit: a node this process dispatches to may answer before the submit returns.
+      const endExpect = mode === 'sync' ? b.results.expect(jobId) : undefined;
       try {
         return await run(sse);
       } catch (err) {
@@ -150,6 +152,7 @@ export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
         await sse.fail(err instanceof AppError ? err : new AppError('internal', 'the stream failed'));
         return reply;
       } finally {
+        endExpect?.();
         await sse?.close();
       }
 

@@ -31,6 +31,43 @@ const resultOf = (jobId: string): JobResult => ({
 });
 
 describe('JobResults', () => {
+  it('hands a result put before wait() over in process when the wait was announced (expect)', async () => {
+    // The sync path: a dispatcher of this process may finish the job while its submit still awaits the
+    // broker's confirm, before the route calls wait(). Redis is unreachable, so only the hand-over can answer.
+    const deadRedis = new Redis('redis://127.0.0.1:1', {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    deadRedis.on('error', () => undefined);
+    const sub = space.connect();
+    const results = new JobResults({
+      redis: deadRedis,
+      subscriber: sub,
+      prefix: space.prefix,
+      ttlMs: 60_000,
+      log: testLog,
+    });
+    await results.start();
+    try {
+      const id = '00000000-0000-4000-8000-0000000000cc';
+      const end = results.expect(id);
+      await expect(results.put(resultOf(id))).rejects.toThrow();
+      expect(await results.wait(id, 5_000, undefined, { readFirst: false })).toMatchObject({ jobId: id });
+      end();
+      // Ended without anyone waiting: the hand-over is dropped, so a later put is not kept for nobody.
+      const other = '00000000-0000-4000-8000-0000000000cd';
+      results.expect(other)();
+      await expect(results.put(resultOf(other))).rejects.toThrow();
+      await expect(results.wait(other, 1_500, undefined, { readFirst: false })).rejects.toThrow();
+    } finally {
+      await results.stop();
+      deadRedis.disconnect();
+      await sub.quit();
+    }
+  });
+
   it('answers a waiter in this process without Redis, and one on another process through pub/sub', async () => {
     // A client that cannot reach any Redis: every command on it fails at once.
     const deadRedis = new Redis('redis://127.0.0.1:1', {

@@ -91,6 +91,12 @@ export class JobResults {
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Results put in this process while someone here waits for them (handed over without a Redis read). */
   private readonly local = new Map<string, JobResult>();
+  /**
+   * Jobs a caller here is about to wait for (see expect): a result put before wait() is called is kept in
+   * `local` for it. Without this, a job that a dispatcher of this process finishes while its submit still
+   * awaits the broker's confirm lost its in-process hand-over, and the waiter sat until its 1 s re-read.
+   */
+  private readonly expected = new Map<string, number>();
   private readonly log: Logger;
   private started = false;
   private readonly onMessage = (channel: string, jobId: string) => {
@@ -133,7 +139,7 @@ export class JobResults {
 
   /** Stores a result and wakes every waiter on every process. */
   async put(result: JobResult): Promise<void> {
-    if (this.waiters.has(result.jobId)) {
+    if (this.waiters.has(result.jobId) || this.expected.has(result.jobId)) {
       // A waiter in this process: answered now, before (and whatever happens to) the Redis writes.
       this.local.set(result.jobId, result);
       this.wake(result.jobId);
@@ -146,6 +152,26 @@ export class JobResults {
       .exec();
     const failed = replies?.find(([err]) => err)?.[0];
     if (failed) throw failed;
+  }
+
+  /**
+   * Announces a wait before the job is submitted, so that a result put in this process in between is handed
+   * over in process; the returned function ends the announcement (call it once the wait is over or the
+   * submit failed).
+   */
+  expect(jobId: string): () => void {
+    this.expected.set(jobId, (this.expected.get(jobId) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.expected.get(jobId) ?? 1) - 1;
+      if (n > 0) this.expected.set(jobId, n);
+      else {
+        this.expected.delete(jobId);
+        if (!this.waiters.has(jobId)) this.local.delete(jobId);
+      }
+    };
   }
 
   async get(jobId: string): Promise<JobResult | undefined> {
@@ -170,7 +196,7 @@ export class JobResults {
       return await this.waitLoop(jobId, timeoutMs, signal, opts.readFirst ?? true);
     } finally {
       // The hand-over is for the waiters of this moment: the last one to leave drops it.
-      if (!this.waiters.has(jobId)) this.local.delete(jobId);
+      if (!this.waiters.has(jobId) && !this.expected.has(jobId)) this.local.delete(jobId);
     }
   }
 
