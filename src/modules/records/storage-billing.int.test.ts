@@ -18,10 +18,9 @@ import {
   RecordsRepository,
   RetentionPolicies,
   RetentionService,
-  RETENTION_PLANS,
   StorageBillingService,
 } from './index.js';
-import { storageChargeMicro } from './record.js';
+import { dayChargeMicro, spacePlanCatalogue } from './space-plan.js';
 
 const DAY = 86_400_000;
 let pg: PgTestSchema;
@@ -98,7 +97,7 @@ describe('storage charge', () => {
     await billing().setPlan(ns!.id, 'space-30');
     await record(ns!.id, 20, DAY);
     const bytes = await storedBytes(ns!.id);
-    const expected = storageChargeMicro(bytes, RETENTION_PLANS['space-30']!.priceMicroPerGbDay);
+    const expected = dayChargeMicro(bytes, spacePlanCatalogue().get('space-30')!);
     expect(expected).toBeGreaterThan(0n);
 
     const [first, second] = await Promise.all([billing().chargeAll(), billing().chargeAll()]);
