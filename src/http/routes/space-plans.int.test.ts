@@ -116,7 +116,7 @@ describe('Space plans', () => {
 
   it('choosing a plan pays its first day through the ledger, audited; a retry replays; an upgrade pays the difference', async () => {
     const { token, ns } = await newAccountWithNamespace(1_000_000);
-    const auditBefore = (await stateOf(ns)).audit[0].n;
+    const auditBefore = (await stateOf(ns)).audit[0]!.n;
     const url = `/gate/v1/namespaces/${ns}/plan`;
     const first = await call('POST', url, { token, body: { plan: 'space-30', idempotencyKey: 'k-1' } });
     expect(first.status, JSON.stringify(first.json)).toBe(201);
@@ -166,7 +166,7 @@ describe('Space plans', () => {
 
     // The same request again changes nothing.
     const before = await stateOf(ns);
-    expect(before.audit[0].n).toBe(auditBefore + 1);
+    expect(before.audit[0]!.n).toBe(auditBefore + 1);
     const replay = await call('POST', url, { token, body: { plan: 'space-30', idempotencyKey: 'k-1' } });
     expect(replay.status).toBe(200);
     expect(replay.json.change).toMatchObject({
