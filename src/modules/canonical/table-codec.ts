@@ -12,7 +12,8 @@ export type ColumnType =
   | 'date'
   | 'json'
   | 'bytea'
-  | 'int8[]';
+  | 'int8[]'
+  | 'float8';
 
 export interface Column {
   name: string;
@@ -39,6 +40,9 @@ export function selectExpression(c: Column): string {
     case 'date':
     case 'json':
     case 'int8[]':
+    // A double travels as PostgreSQL's shortest exact text (extra_float_digits 1): blocks hold no floats, and
+    // the text casts back to the same bits.
+    case 'float8':
       return `${q(c.name)}::text`;
     case 'ts':
       return `(extract(epoch from ${q(c.name)}) * 1000000)::int8`;
@@ -121,6 +125,7 @@ const paramType: Record<ColumnType, string> = {
   json: 'jsonb[]',
   bytea: 'bytea[]',
   'int8[]': 'text[]',
+  float8: 'float8[]',
 };
 
 function fromParam(c: Column, v: string): string {
