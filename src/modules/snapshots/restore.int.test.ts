@@ -1,6 +1,8 @@
 // Launch from a snapshot into a database of its own: every balance and registry row equal, the ledger and audit
 // chain verify there; a tampered file and a non-empty target are refused.
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
@@ -169,6 +171,17 @@ describe('restore from a snapshot', () => {
       `select count(*)::int as n from pg_tables where schemaname = 'public'`,
     );
     expect(tables.rows[0].n).toBe(0);
+  });
+
+  it('the standalone verifier accepts the snapshot with the network tables', async () => {
+    const tool = join(process.cwd(), 'tools', 'verify-snapshot.mjs');
+    const r = await promisify(execFile)(process.execPath, [
+      tool,
+      join(archive.dir, carKey(originCid)),
+      '--cid',
+      originCid,
+    ]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true });
   });
 
   it('carries account tokens as their HMAC only, never the token or its secret', async () => {
