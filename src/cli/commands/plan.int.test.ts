@@ -55,9 +55,10 @@ describe('rty plan', () => {
     expect(again.code).toBe(0);
     expect(again.out[0]).toContain('replayed');
     expect(
-      await count(`select count(*) as n from ledger_entries where namespace_id = $1 and kind = 'storage_charge'`, [
-        ns!.id,
-      ]),
+      await count(
+        `select count(*) as n from ledger_entries where namespace_id = $1 and kind = 'storage_charge'`,
+        [ns!.id],
+      ),
     ).toBe(1);
     expect(
       await count(
@@ -84,9 +85,9 @@ describe('rty plan', () => {
     const short = await rty('plan', 'set', poor!.id, 'space-30');
     expect(short.code).toBe(1);
     expect(short.out[0]).toMatch(/^REFUSED: .*lacks.*\(nothing changed\)/);
-    expect(await count('select count(*) as n from space_plan_changes where namespace_id = $1', [poor!.id])).toBe(
-      0,
-    );
+    expect(
+      await count('select count(*) as n from space_plan_changes where namespace_id = $1', [poor!.id]),
+    ).toBe(0);
     expect(await count('select count(*) as n from audit_log')).toBe(audit);
 
     const unknownPlan = await rty('plan', 'set', poor!.id, 'space-2');

@@ -34,14 +34,14 @@ export type CellValue = string | number | bigint | boolean | Uint8Array | bigint
 
 const q = (name: string) => `"${name}"`;
 
+// A double (float8) travels as PostgreSQL's shortest exact text (extra_float_digits 1): blocks hold no floats, and
+// the text casts back to the same bits.
 export function selectExpression(c: Column): string {
   switch (c.type) {
     case 'uuid':
     case 'date':
     case 'json':
     case 'int8[]':
-    // A double travels as PostgreSQL's shortest exact text (extra_float_digits 1): blocks hold no floats, and
-    // the text casts back to the same bits.
     case 'float8':
       return `${q(c.name)}::text`;
     case 'ts':
