@@ -191,10 +191,7 @@ export const configSchema = z.object({
     .pipe(
       z
         .record(
-          z
-            .string()
-            .regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'plan ids are 1-40 of a-z 0-9 -')
-            .refine((id) => id !== 'default', 'plan id "default" is reserved (no paid plan)'),
+          z.string(),
           z
             .object({
               retentionDays: z.number().int().min(1).max(3650),
@@ -203,6 +200,19 @@ export const configSchema = z.object({
             })
             .strict(),
         )
+        // Keys checked here: zod reports a bad record key without its message.
+        .superRefine((plans, ctx) => {
+          for (const id of Object.keys(plans)) {
+            if (id === 'default')
+              ctx.addIssue({
+                code: 'custom',
+                path: [id],
+                message: 'plan id "default" is reserved (no paid plan)',
+              });
+            else if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(id))
+              ctx.addIssue({ code: 'custom', path: [id], message: 'a plan id is 1-40 of a-z 0-9 -' });
+          }
+        })
         .optional(),
     ),
   /** Records stream consumer (workers role): unacked messages held, events per recorder call, and the

@@ -195,6 +195,24 @@ describe('Space plans', () => {
     expect((await server.backbone.audit.verify()).problems).toEqual([]);
   });
 
+  it('concurrent retries of one request charge once and all answer the same change', async () => {
+    const { token, ns } = await newAccountWithNamespace(1_000_000);
+    const body = { plan: 'space-90', idempotencyKey: 'race-1' };
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, () => call('POST', `/gate/v1/namespaces/${ns}/plan`, { token, body })),
+    );
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 200, 200, 200, 200, 201]);
+    expect(new Set(answers.map((a) => a.json.change.id)).size).toBe(1);
+    expect(
+      await q(`select amount from ledger_entries where namespace_id = $1 and kind = 'storage_charge'`, [ns]),
+    ).toEqual([{ amount: minOf('space-90') }]);
+    expect(
+      await q(`select seq from audit_log where action = 'space_plan.set' and target = $1`, [
+        `namespace:${ns}`,
+      ]),
+    ).toHaveLength(1);
+  });
+
   it('a namespace short of credits gets 402 and nothing changes', async () => {
     const { token, ns } = await newAccountWithNamespace(5_000); // less than any plan's daily minimum
     const before = await stateOf(ns);
