@@ -71,6 +71,7 @@ export function createRecordsModule(deps: {
     pool,
     repo,
     ledger: deps.ledger,
+    audit: deps.audit,
     clock: systemClock,
     log,
     options: {

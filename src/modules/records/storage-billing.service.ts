@@ -4,7 +4,8 @@
 import { AppError, isAppError } from '../../platform/errors.js';
 import type { Clock } from '../../platform/clock.js';
 import type { Logger } from '../../platform/logger.js';
-import { withTransaction, type Pool } from '../../stores/postgres/pool.js';
+import { withTransaction, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
+import type { AppendInput } from '../audit/index.js';
 import type { LedgerService } from '../credits/index.js';
 import { dayOf } from './record.js';
 import { dayChargeMicro, spacePlanCatalogue, type SpacePlan, type SpacePlanCatalogue } from './space-plan.js';
@@ -38,6 +39,8 @@ export class StorageBillingService {
       clock: Clock;
       log: Logger;
       options: StorageBillingOptions;
+      /** Where a lapse (a plan change the network makes) is audited, in the lapse's transaction. */
+      audit?: { append(input: AppendInput, tx: PoolClient): Promise<unknown> };
     },
   ) {
     this.log = deps.log.child({ component: 'storage-billing' });
@@ -179,6 +182,15 @@ export class StorageBillingService {
         [namespaceId, days],
       );
       await this.event(tx, namespaceId, 'plan_lapsed', { day, from: plan, retentionDays: days });
+      await this.deps.audit?.append(
+        {
+          actor: 'system:storage-billing',
+          action: 'space_plan.lapse',
+          target: `namespace:${namespaceId}`,
+          body: { day, from: plan, plan: 'default', days },
+        },
+        tx,
+      );
       this.log.warn(
         { namespaceId, plan, retentionDays: days },
         'retention plan lapsed; back to the default period',
