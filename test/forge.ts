@@ -13,7 +13,12 @@ type Manifest = Record<string, unknown> & {
 
 export interface Forgery {
   /** Rewrites the rows of one section (decoded); return the new rows. */
-  rows?: { section: string; edit: (rows: unknown[][]) => unknown[][] };
+  rows?: {
+    section: string;
+    edit: (rows: unknown[][]) => unknown[][];
+    /** Rewrites the section's column list too (an older or newer format). */
+    columns?: (columns: Array<[string, string]>) => Array<[string, string]>;
+  };
   /** Rewrites the manifest after sections are recomputed. */
   manifest?: (m: Manifest) => void;
 }
@@ -27,6 +32,7 @@ export async function forgeCar(bytes: Uint8Array, f: Forgery): Promise<{ bytes: 
   if (f.rows) {
     const name = f.rows.section;
     const section = dagCbor.decode(await get(manifest.sections[name]!)) as {
+      columns: Array<[string, string]>;
       chunks: CID[];
       count: number;
       root: Uint8Array;
@@ -40,6 +46,7 @@ export async function forgeCar(bytes: Uint8Array, f: Forgery): Promise<{ bytes: 
     const chunkCid = cidOf(chunkBytes);
     extra.push({ cid: chunkCid, bytes: chunkBytes });
     section.chunks = [chunkCid];
+    if (f.rows.columns) section.columns = f.rows.columns(section.columns);
     section.count = rows.length;
     section.root = merkleRoot(leaves);
     const sectionBytes = dagCbor.encode(section);

@@ -119,7 +119,7 @@ export async function createBackbone(
     lifecycle.add('routing', () => routing.routing.stop());
     const network = createNetworkModule({ config, stores });
     const status = createNetworkStatus({ config, stores, nodes, routing: routing.routing });
-    const records = createRecordsModule({ config, stores, log, ledger: credits.ledger });
+    const records = createRecordsModule({ config, stores, log, ledger: credits.ledger, audit });
     const rollups = createRollupsModule({ config, stores, log, audit });
     const channels = createJobChannels({ config, stores, log });
     await channels.results.start();

@@ -25,6 +25,7 @@ import {
   runQueuePrune,
   type QuarantineSelectionOptions,
 } from './commands/queue.js';
+import { runPlan } from './commands/plan.js';
 import { runRecordsTask } from './commands/records.js';
 import { runRecordsDead } from './commands/records-dead.js';
 import { runDemo } from './commands/demo.js';
@@ -197,6 +198,48 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .command('charge')
     .description("charge today's Space-plan storage of every namespace on a paid plan (idempotent per day)")
     .action(async () => setExit(await runRecordsTask(ctx, 'charge')));
+  const plan = program
+    .command('plan')
+    .description('Space plans of a namespace: paid extended retention, charged daily through the ledger');
+  plan
+    .command('list')
+    .description('the plans on offer (RECORDS_SPACE_PLANS): retention and price')
+    .action(async () => setExit(await runPlan(ctx, { kind: 'list' })));
+  plan
+    .command('show <namespace>')
+    .description("a namespace's plan, paid-through day, grace deadline and last changes")
+    .action(async (namespace: string) => setExit(await runPlan(ctx, { kind: 'show', namespace })));
+  plan
+    .command('set <namespace> <plan>')
+    .description('choose or change the plan; pays the first day now (audited, idempotent by key)')
+    .option('--idempotency-key <key>', 'repeat a request safely (default: a new key, printed)')
+    .action(async (namespace: string, p: string, o: { idempotencyKey?: string }) =>
+      setExit(
+        await runPlan(ctx, {
+          kind: 'set',
+          namespace,
+          plan: p,
+          ...(o.idempotencyKey !== undefined ? { idempotencyKey: o.idempotencyKey } : {}),
+        }),
+      ),
+    );
+  plan
+    .command('cancel <namespace>')
+    .description('back to the default retention (no refund of the day paid; the sweep exports the rest)')
+    .option('--idempotency-key <key>', 'repeat a request safely (default: a new key, printed)')
+    .action(async (namespace: string, o: { idempotencyKey?: string }) =>
+      setExit(
+        await runPlan(ctx, {
+          kind: 'cancel',
+          namespace,
+          ...(o.idempotencyKey !== undefined ? { idempotencyKey: o.idempotencyKey } : {}),
+        }),
+      ),
+    );
+  plan
+    .command('receipts <namespace>')
+    .description('retention runs of a namespace: cut-off, counts, export files with SHA-256')
+    .action(async (namespace: string) => setExit(await runPlan(ctx, { kind: 'receipts', namespace })));
   const dead = records
     .command('dead')
     .description('the records dead-letter queue: events the recorder refused, each with its reason');

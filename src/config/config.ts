@@ -171,6 +171,50 @@ export const configSchema = z.object({
   /** How long a namespace keeps its paid retention after a storage charge fails. */
   RECORDS_PLAN_GRACE_MS: intFrom(3 * 24 * 3600 * 1000, 0),
   RECORDS_RETENTION_INTERVAL_MS: intFrom(15 * 60 * 1000, 1000),
+  /**
+   * The Space-plan catalogue, as JSON: `{"<plan>": {"retentionDays": n, "priceMicroPerGbDay": n, "minMicroPerDay": n}}`
+   * (integer micro-credits). A day on a plan costs max(minMicroPerDay, stored GB × priceMicroPerGbDay); choosing
+   * or changing to a plan pays its first day at once. Empty: the built-in space-30/90/365.
+   */
+  RECORDS_SPACE_PLANS: z
+    .string()
+    .default('')
+    .transform((s, ctx) => {
+      if (s.trim() === '') return undefined;
+      try {
+        return JSON.parse(s) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'a JSON object of plans' });
+        return z.NEVER;
+      }
+    })
+    .pipe(
+      z
+        .record(
+          z.string(),
+          z
+            .object({
+              retentionDays: z.number().int().min(1).max(3650),
+              priceMicroPerGbDay: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+              minMicroPerDay: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+            })
+            .strict(),
+        )
+        // Keys checked here: zod reports a bad record key without its message.
+        .superRefine((plans, ctx) => {
+          for (const id of Object.keys(plans)) {
+            if (id === 'default')
+              ctx.addIssue({
+                code: 'custom',
+                path: [id],
+                message: 'plan id "default" is reserved (no paid plan)',
+              });
+            else if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(id))
+              ctx.addIssue({ code: 'custom', path: [id], message: 'a plan id is 1-40 of a-z 0-9 -' });
+          }
+        })
+        .optional(),
+    ),
   /** Records stream consumer (workers role): unacked messages held, events per recorder call, and the
    * longest a partial batch waits before it is written. */
   RECORDS_CONSUMER_PREFETCH: intFrom(64, 1),

@@ -1,5 +1,6 @@
 // `rty records sweep|charge`: runs the retention sweep or the daily Space-plan storage charge once, under the
 // same advisory lock as the background task (a second concurrent run is skipped, not doubled).
+import { createAuditModule } from '../../modules/audit/index.js';
 import { createCreditsModule } from '../../modules/credits/index.js';
 import { createRecordsModule } from '../../modules/records/index.js';
 import { TaskRunner } from '../../background/task-runner.js';
@@ -12,7 +13,13 @@ export async function runRecordsTask(ctx: CliContext, which: 'sweep' | 'charge')
   const mongo = await connectMongo(config.MONGO_URL, config.MONGO_DB);
   const { ledger } = createCreditsModule({ config, stores: { pool }, log: ctx.log, unbatched: true });
   // The same records module (and so the same tasks) as the workers role's.
-  const { tasks } = createRecordsModule({ config, stores: { pool, mongo }, log: ctx.log, ledger });
+  const { tasks } = createRecordsModule({
+    config,
+    stores: { pool, mongo },
+    log: ctx.log,
+    ledger,
+    audit: createAuditModule({ stores: { pool }, log: ctx.log }).audit,
+  });
   const task = tasks.find(
     (t) => t.name === (which === 'sweep' ? 'records-retention' : 'records-storage-charge'),
   )!;

@@ -6,13 +6,15 @@ import { adminAccountsRoutes, type AdminAccountsDeps } from './admin-accounts.ro
 import { adminNetworkRoutes, type AdminNetworkDeps } from './admin-network.routes.js';
 import { adminNodesRoutes, type AdminNodesDeps } from './admin-nodes.routes.js';
 import { adminRecordsRoutes, type RecordsRouteDeps } from './admin-records.routes.js';
+import { namespaceSpaceRoutes, type SpaceRouteDeps } from './space-plans.routes.js';
 
 /** What the Admin API uses: the admin token's digest and what each of its route groups names. */
 export type AdminDeps = AdminAuthDeps &
   AdminAccountsDeps &
   AdminNodesDeps &
   AdminNetworkDeps &
-  RecordsRouteDeps;
+  RecordsRouteDeps &
+  SpaceRouteDeps;
 
 export function adminRoutes(b: AdminDeps): FastifyPluginAsyncZod {
   return async (app) => {
@@ -23,6 +25,13 @@ export function adminRoutes(b: AdminDeps): FastifyPluginAsyncZod {
         await scope.register(adminNodesRoutes(b));
         await scope.register(adminNetworkRoutes(b));
         await scope.register(adminRecordsRoutes(b));
+        await scope.register(
+          namespaceSpaceRoutes(b, {
+            tags: ['admin'],
+            accountOf: async () => undefined,
+            actorOf: () => 'admin',
+          }),
+        );
       },
       { prefix: '/admin/v1' },
     );

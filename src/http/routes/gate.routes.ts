@@ -20,6 +20,7 @@ import {
   type AccountRouteDeps,
 } from './account-actions.js';
 import { namespaceRecordsRoutes, type RecordsRouteDeps } from './admin-records.routes.js';
+import { namespaceSpaceRoutes, type SpaceRouteDeps } from './space-plans.routes.js';
 import {
   adminSecurity as security,
   createKeyBody,
@@ -46,7 +47,7 @@ export const nodeBindBody = z
 
 /** What the Gate API uses. */
 export interface GateDeps extends Omit<AccountRouteDeps, 'records' | 'accounts'> {
-  records: RecordsRouteDeps['records'];
+  records: RecordsRouteDeps['records'] & SpaceRouteDeps['records'];
   config: Pick<Config, 'NODE_MESSAGE_MAX_SKEW_MS'>;
   accounts: AccountRouteDeps['accounts'] & Pick<AccountsService, 'verifyAccountToken'>;
   nodes: { admin: Pick<NodesModule['admin'], 'bindNode'> };
@@ -123,6 +124,9 @@ export function gateRoutes(b: GateDeps): FastifyPluginAsyncZod {
         );
 
         await scope.register(namespaceRecordsRoutes(b, { tags, accountOf: async (req) => accountOf(req) }));
+        await scope.register(
+          namespaceSpaceRoutes(b, { tags, accountOf: async (req) => accountOf(req), actorOf }),
+        );
 
         scope.post(
           '/nodes/bind',

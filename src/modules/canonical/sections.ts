@@ -44,8 +44,9 @@ export const snapshotSections: TableSpec[] = [
   },
   {
     name: 'namespaces',
+    // retention_grace_until (issue 18) is last: a snapshot written before it restores with the grace unset.
     columns: cols(`id uuid, account_id uuid, name text, retention_days int, retention_plan text,
-      extended_retention_until ts, created_at ts`),
+      extended_retention_until ts, created_at ts, retention_grace_until ts`),
     orderBy: ['id'],
   },
   {
@@ -119,6 +120,50 @@ export const snapshotSections: TableSpec[] = [
       `seq int8, at ts, actor text, action text, target text, body json, prev_hash bytea, hash bytea`,
     ),
     orderBy: ['seq'],
+  },
+  // What a launched network needs besides (issue 18), appended so that earlier sections keep their order. Account
+  // tokens travel as their HMAC only (as stored); the Space plan's receipts, charges, events and changes; reputation.
+  {
+    name: 'account_tokens',
+    columns: cols(
+      'id uuid, account_id uuid, prefix text, secret_hash bytea, created_at ts, last_used_at ts, revoked_at ts',
+    ),
+    orderBy: ['id'],
+  },
+  {
+    name: 'retention_runs',
+    columns:
+      cols(`id uuid, namespace_id uuid, collection text, cutoff ts, status text, target text, doc_count int8,
+      deleted_count int8, range_from ts, range_to ts, files json, manifest_sha256 text, started_at ts, exported_at ts,
+      finished_at ts`),
+    orderBy: ['id'],
+  },
+  {
+    name: 'storage_charge_days',
+    columns: cols(
+      'namespace_id uuid, day date, plan text, bytes int8, amount int8, status text, created_at ts',
+    ),
+    orderBy: ['namespace_id', 'day'],
+  },
+  {
+    name: 'retention_plan_events',
+    columns: cols('id int8, namespace_id uuid, kind text, body json, at ts'),
+    orderBy: ['id'],
+    identity: true,
+  },
+  {
+    name: 'space_plan_changes',
+    columns: cols(`id uuid, namespace_id uuid, idem_key text, action text, from_plan text, to_plan text,
+      retention_days int, day date, charged_micro int8, actor text, created_at ts`),
+    orderBy: ['id'],
+  },
+  {
+    name: 'node_reputation',
+    columns:
+      cols(`node_address text, as_of ts, attempts int8, ok float8, fail_error float8, fail_timeout float8,
+      fail_disconnect float8, latency_sum_ms float8, latency_n float8, tokens float8, token_seconds float8,
+      valid_ok float8, valid_n float8, score int, probation bool, updated_at ts`),
+    orderBy: ['node_address'],
   },
 ];
 

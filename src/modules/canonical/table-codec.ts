@@ -12,7 +12,8 @@ export type ColumnType =
   | 'date'
   | 'json'
   | 'bytea'
-  | 'int8[]';
+  | 'int8[]'
+  | 'float8';
 
 export interface Column {
   name: string;
@@ -33,12 +34,15 @@ export type CellValue = string | number | bigint | boolean | Uint8Array | bigint
 
 const q = (name: string) => `"${name}"`;
 
+// A double (float8) travels as PostgreSQL's shortest exact text (extra_float_digits 1): blocks hold no floats, and
+// the text casts back to the same bits.
 export function selectExpression(c: Column): string {
   switch (c.type) {
     case 'uuid':
     case 'date':
     case 'json':
     case 'int8[]':
+    case 'float8':
       return `${q(c.name)}::text`;
     case 'ts':
       return `(extract(epoch from ${q(c.name)}) * 1000000)::int8`;
@@ -121,6 +125,7 @@ const paramType: Record<ColumnType, string> = {
   json: 'jsonb[]',
   bytea: 'bytea[]',
   'int8[]': 'text[]',
+  float8: 'float8[]',
 };
 
 function fromParam(c: Column, v: string): string {

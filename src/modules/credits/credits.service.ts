@@ -261,6 +261,12 @@ export class LedgerService {
       namespaceId: requireId(namespaceId, 'namespaceId'),
       jobId: requireId(jobId, 'jobId'),
     }),
+    storageCharge: (namespaceId: string, amount: bigint, idemKey: string): LedgerOp => ({
+      kind: 'storage_charge',
+      namespaceId: requireId(namespaceId, 'namespaceId'),
+      amount: toMicro(amount, 'amount'),
+      idemKey: requireKey(idemKey),
+    }),
     earning: (nodeAddress: string, jobId: string, amount: bigint): LedgerOp => ({
       kind: 'earning',
       nodeAddress: requireId(nodeAddress, 'nodeAddress', address),

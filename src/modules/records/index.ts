@@ -15,14 +15,7 @@ export {
   type PageRequest,
   type AggregateRequest,
 } from './records.contracts.js';
-export {
-  COLLECTIONS,
-  RETENTION_PLANS,
-  type JobDoc,
-  type LogDoc,
-  type QcDoc,
-  type BlobRef,
-} from './record.js';
+export { COLLECTIONS, type JobDoc, type LogDoc, type QcDoc, type BlobRef } from './record.js';
 export {
   RetentionService,
   type RetentionOptions,
@@ -31,6 +24,21 @@ export {
 } from './retention.service.js';
 export type { RetentionRun, ExportFile } from './retention.repository.js';
 export { DirectoryTarget, type ColdStorageTarget, type WrittenFile } from './cold-storage.js';
+export {
+  DEFAULT_SPACE_PLANS,
+  dayChargeMicro,
+  renderSpacePlan,
+  spacePlanCatalogue,
+  type SpacePlan,
+  type SpacePlanCatalogue,
+  type SpacePlanSpec,
+} from './space-plan.js';
+export {
+  SpacePlansService,
+  type PlanChange,
+  type PlanChangeRequest,
+  type PlanView,
+} from './space-plans.service.js';
 export {
   StorageBillingService,
   type StorageBillingOptions,

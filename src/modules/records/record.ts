@@ -336,13 +336,6 @@ export function storageChargeMicro(bytes: number, priceMicroPerGbDay: bigint): b
   return (num + 999_999_999n) / 1_000_000_000n;
 }
 
-/** Paid retention plans (the Space plan); `default` keeps the configured short period for free. */
-export const RETENTION_PLANS: Record<string, { days: number; priceMicroPerGbDay: bigint }> = {
-  'space-30': { days: 30, priceMicroPerGbDay: 20_000n },
-  'space-90': { days: 90, priceMicroPerGbDay: 15_000n },
-  'space-365': { days: 365, priceMicroPerGbDay: 10_000n },
-};
-
 const csvColumns = [
   'job_id',
   'ts',

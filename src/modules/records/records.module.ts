@@ -8,6 +8,7 @@ import type { Logger } from '../../platform/logger.js';
 import type { RecurringTask } from '../../platform/tasks.js';
 import { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import type { Stores } from '../../stores/stores.js';
+import type { AuditService } from '../audit/index.js';
 import type { LedgerService } from '../credits/index.js';
 import { GridFsBlobStore } from './blob-store.js';
 import { DirectoryTarget } from './cold-storage.js';
@@ -20,6 +21,8 @@ import { RecordsRepository } from './records.repository.js';
 import { createRecordsTasks } from './records.tasks.js';
 import { RetentionPolicies } from './retention-policy.js';
 import { RetentionService } from './retention.service.js';
+import { spacePlanCatalogue } from './space-plan.js';
+import { SpacePlansService } from './space-plans.service.js';
 import { StorageBillingService } from './storage-billing.service.js';
 
 /** The workers role's records stream consumer with its own AMQP connection; stop() closes both. */
@@ -36,6 +39,8 @@ export interface RecordsModule {
   blobs: GridFsBlobStore;
   retention: RetentionService;
   billing: StorageBillingService;
+  /** Choosing, changing and cancelling Space plans (charged, audited, idempotent); retention receipts. */
+  plans: SpacePlansService;
   tasks: RecurringTask[];
   /** A consumer of the records stream into MongoDB (built on demand: only the workers role runs one). */
   createConsumer(opts: { name: string; registry?: Registry }): RecordsConsumer;
@@ -46,6 +51,8 @@ export function createRecordsModule(deps: {
   stores: Pick<Stores, 'pool' | 'mongo'>;
   log: Logger;
   ledger: LedgerService;
+  /** The audit log plan changes are recorded in (in their own transaction). */
+  audit: Pick<AuditService, 'append'>;
 }): RecordsModule {
   const { config: c, log } = deps;
   const { pool, mongo } = deps.stores;
@@ -64,9 +71,23 @@ export function createRecordsModule(deps: {
     pool,
     repo,
     ledger: deps.ledger,
+    audit: deps.audit,
     clock: systemClock,
     log,
-    options: { defaultRetentionDays: c.RECORDS_DEFAULT_RETENTION_DAYS, graceMs: c.RECORDS_PLAN_GRACE_MS },
+    options: {
+      defaultRetentionDays: c.RECORDS_DEFAULT_RETENTION_DAYS,
+      graceMs: c.RECORDS_PLAN_GRACE_MS,
+      plans: spacePlanCatalogue(c.RECORDS_SPACE_PLANS),
+    },
+  });
+  const plans = new SpacePlansService({
+    pool,
+    ledger: deps.ledger,
+    audit: deps.audit,
+    billing,
+    policies,
+    clock: systemClock,
+    options: { plans: billing.plans, defaultRetentionDays: c.RECORDS_DEFAULT_RETENTION_DAYS },
   });
   const createConsumer = (opts: { name: string; registry?: Registry }): RecordsConsumer => {
     const recorder = new RecorderService({
@@ -120,6 +141,7 @@ export function createRecordsModule(deps: {
     query: new RecordsQueryService({ repo, policies, blobs }),
     retention,
     billing,
+    plans,
     tasks: createRecordsTasks({ retention, billing, retentionIntervalMs: c.RECORDS_RETENTION_INTERVAL_MS }),
     createConsumer,
   };

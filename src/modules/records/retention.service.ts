@@ -253,4 +253,40 @@ export class RetentionService {
   listReceipts(namespaceId: string): Promise<RetentionRun[]> {
     return this.runs.listRuns(this.deps.pool, namespaceId);
   }
+
+  /**
+   * One verified export file of a namespace's run (a part or `manifest.json`), streamed from cold storage. A run of
+   * another namespace, an unverified run or a name the run does not list is not found.
+   */
+  async openExportFile(
+    namespaceId: string,
+    runId: string,
+    file: string,
+  ): Promise<{ run: RetentionRun; name: string; stream: Readable }> {
+    const run = (await this.runs.listRuns(this.deps.pool, namespaceId)).find((r) => r.id === runId);
+    if (!run || run.status === 'exporting')
+      throw new AppError('not_found', `namespace ${namespaceId} has no verified retention export ${runId}`);
+    const names = [...run.files.map((f) => f.name), `${this.prefixOf(run)}/manifest.json`];
+    const name = names.find((n) => n.slice(n.lastIndexOf('/') + 1) === file);
+    if (!name) throw new AppError('not_found', `retention export ${runId} has no file ${file}`);
+    const stream = this.deps.target.read(name);
+    // A file gone from cold storage is a 404 naming it, not a stream failing after the reply has started.
+    await new Promise<void>((resolve, reject) => {
+      stream.once('readable', resolve);
+      stream.once('error', (err) => {
+        stream.destroy();
+        reject(
+          new AppError(
+            'not_found',
+            `retention export ${runId}: ${file} is missing from cold storage`,
+            undefined,
+            {
+              cause: err,
+            },
+          ),
+        );
+      });
+    });
+    return { run, name, stream };
+  }
 }

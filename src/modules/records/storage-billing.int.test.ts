@@ -9,6 +9,7 @@ import { CREDIT, createNamespaces } from '../../../test/factories.js';
 import { createMongoTestDb, type MongoTestDb } from '../../../test/mongo-harness.js';
 import { jobEvents } from '../../../test/record-events.js';
 import type { Clock } from '../../platform/clock.js';
+import { AuditService } from '../audit/index.js';
 import { LedgerService } from '../credits/index.js';
 import {
   COLLECTIONS,
@@ -18,10 +19,9 @@ import {
   RecordsRepository,
   RetentionPolicies,
   RetentionService,
-  RETENTION_PLANS,
   StorageBillingService,
 } from './index.js';
-import { storageChargeMicro } from './record.js';
+import { dayChargeMicro, spacePlanCatalogue } from './space-plan.js';
 
 const DAY = 86_400_000;
 let pg: PgTestSchema;
@@ -50,6 +50,7 @@ const billing = () =>
     pool: pg.pool,
     repo: repo(),
     ledger,
+    audit: new AuditService({ pool: pg.pool, log: testLog }),
     clock,
     log: testLog,
     options: { defaultRetentionDays: 7, graceMs: 2 * DAY },
@@ -98,7 +99,7 @@ describe('storage charge', () => {
     await billing().setPlan(ns!.id, 'space-30');
     await record(ns!.id, 20, DAY);
     const bytes = await storedBytes(ns!.id);
-    const expected = storageChargeMicro(bytes, RETENTION_PLANS['space-30']!.priceMicroPerGbDay);
+    const expected = dayChargeMicro(bytes, spacePlanCatalogue().get('space-30')!);
     expect(expected).toBeGreaterThan(0n);
 
     const [first, second] = await Promise.all([billing().chargeAll(), billing().chargeAll()]);
@@ -143,6 +144,17 @@ describe('storage charge', () => {
       [ns!.id],
     );
     expect(events.rows.map((e) => e.kind)).toEqual(['plan_set', 'grace_started', 'plan_lapsed']);
+    // The lapse is a plan change the network made: audited with it.
+    const audited = await pg.pool.query(`select actor, action, body from audit_log where target = $1`, [
+      `namespace:${ns!.id}`,
+    ]);
+    expect(audited.rows).toEqual([
+      {
+        actor: 'system:storage-billing',
+        action: 'space_plan.lapse',
+        body: { day: '2026-04-03', from: 'space-90', plan: 'default', days: 7 },
+      },
+    ]);
     expect(await storageEntries(ns!.id)).toEqual([]);
 
     const retention = new RetentionService({

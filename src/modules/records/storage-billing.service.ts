@@ -4,14 +4,18 @@
 import { AppError, isAppError } from '../../platform/errors.js';
 import type { Clock } from '../../platform/clock.js';
 import type { Logger } from '../../platform/logger.js';
-import { withTransaction, type Pool } from '../../stores/postgres/pool.js';
+import { withTransaction, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
+import type { AppendInput } from '../audit/index.js';
 import type { LedgerService } from '../credits/index.js';
-import { dayOf, RETENTION_PLANS, storageChargeMicro } from './record.js';
+import { dayOf } from './record.js';
+import { dayChargeMicro, spacePlanCatalogue, type SpacePlan, type SpacePlanCatalogue } from './space-plan.js';
 import type { RecordsRepository } from './records.repository.js';
 
 export interface StorageBillingOptions {
   defaultRetentionDays: number;
   graceMs: number;
+  /** The plans on offer (default: the built-in catalogue). */
+  plans?: SpacePlanCatalogue;
 }
 
 export type ChargeOutcome = 'charged' | 'already_charged' | 'free' | 'unpaid' | 'grace_started' | 'lapsed';
@@ -25,6 +29,7 @@ type DayRow = {
 
 export class StorageBillingService {
   private readonly log: Logger;
+  readonly plans: SpacePlanCatalogue;
 
   constructor(
     private readonly deps: {
@@ -34,14 +39,21 @@ export class StorageBillingService {
       clock: Clock;
       log: Logger;
       options: StorageBillingOptions;
+      /** Where a lapse (a plan change the network makes) is audited, in the lapse's transaction. */
+      audit?: { append(input: AppendInput, tx: PoolClient): Promise<unknown> };
     },
   ) {
     this.log = deps.log.child({ component: 'storage-billing' });
+    this.plans = deps.options.plans ?? spacePlanCatalogue();
   }
 
-  /** Puts a namespace on a plan (`default` or a key of RETENTION_PLANS) and records the event. */
+  /**
+   * Puts a namespace on a plan (`default` or one of `plans`) and records the event, charging nothing: operators'
+   * and tests' tool. The product path (charged, audited, idempotent) is SpacePlansService.change.
+   */
   async setPlan(namespaceId: string, plan: string): Promise<void> {
-    const days = plan === 'default' ? this.deps.options.defaultRetentionDays : RETENTION_PLANS[plan]?.days;
+    const days =
+      plan === 'default' ? this.deps.options.defaultRetentionDays : this.plans.get(plan)?.retentionDays;
     if (days === undefined) throw new AppError('invalid_request', `unknown retention plan ${plan}`);
     await withTransaction(this.deps.pool, async (tx) => {
       const r = await tx.query(
@@ -84,9 +96,9 @@ export class StorageBillingService {
       [namespaceId],
     );
     const plan = ns.rows[0]?.retention_plan;
-    const price = plan ? RETENTION_PLANS[plan] : undefined;
+    const price = plan ? this.plans.get(plan) : undefined;
     if (!price) return 'free';
-    const row = await this.decideDay(namespaceId, day, plan!, price.priceMicroPerGbDay);
+    const row = await this.decideDay(namespaceId, day, price);
     if (row.status === 'charged') return 'already_charged';
     if (row.status === 'free') return 'free';
     try {
@@ -111,7 +123,7 @@ export class StorageBillingService {
   }
 
   /** Measures stored bytes once per namespace and day; later runs that day read the same decision. */
-  private async decideDay(namespaceId: string, day: string, plan: string, price: bigint): Promise<DayRow> {
+  private async decideDay(namespaceId: string, day: string, plan: SpacePlan): Promise<DayRow> {
     const read = () =>
       this.deps.pool.query<DayRow>(
         'select bytes, amount, status, plan from storage_charge_days where namespace_id = $1 and day = $2',
@@ -119,16 +131,22 @@ export class StorageBillingService {
       );
     const existing = await read();
     if (existing.rows[0]) return existing.rows[0];
-    const { repo } = this.deps;
-    let bytes = 0;
-    for (const c of [repo.jobs, repo.logs, repo.qc]) bytes += await repo.storedBytes(c as never, namespaceId);
-    const amount = storageChargeMicro(bytes, price);
+    const bytes = await this.storedBytes(namespaceId);
+    const amount = dayChargeMicro(bytes, plan);
     await this.deps.pool.query(
       `insert into storage_charge_days (namespace_id, day, plan, bytes, amount, status) values ($1, $2, $3, $4, $5, $6)
        on conflict (namespace_id, day) do nothing`,
-      [namespaceId, day, plan, bytes, amount, amount === 0n ? 'free' : 'pending'],
+      [namespaceId, day, plan.id, bytes, amount, amount === 0n ? 'free' : 'pending'],
     );
     return (await read()).rows[0]!;
+  }
+
+  /** Bytes a namespace keeps in MongoDB (job documents, logs, QC results): what a day on a plan is priced by. */
+  async storedBytes(namespaceId: string): Promise<number> {
+    const { repo } = this.deps;
+    let bytes = 0;
+    for (const c of [repo.jobs, repo.logs, repo.qc]) bytes += await repo.storedBytes(c as never, namespaceId);
+    return bytes;
   }
 
   private async onUnpaid(
@@ -164,6 +182,15 @@ export class StorageBillingService {
         [namespaceId, days],
       );
       await this.event(tx, namespaceId, 'plan_lapsed', { day, from: plan, retentionDays: days });
+      await this.deps.audit?.append(
+        {
+          actor: 'system:storage-billing',
+          action: 'space_plan.lapse',
+          target: `namespace:${namespaceId}`,
+          body: { day, from: plan, plan: 'default', days },
+        },
+        tx,
+      );
       this.log.warn(
         { namespaceId, plan, retentionDays: days },
         'retention plan lapsed; back to the default period',

@@ -43,10 +43,13 @@ export async function restoreSnapshot(
       });
       rows.push({ name: spec.name, count: await restoreSection(tx, snap, spec) });
     }
-    // Identity values were kept; the sequence continues after them.
-    await tx.query(
-      `select setval(pg_get_serial_sequence('ledger_entries', 'id'), coalesce((select max(id) from ledger_entries), 0) + 1, false)`,
-    );
+    // Identity values were kept; each sequence continues after them.
+    for (const spec of snapshotSections.filter((s) => s.identity)) {
+      const [table, col] = [spec.name, spec.orderBy[0]!];
+      await tx.query(
+        `select setval(pg_get_serial_sequence('${table}', '${col}'), coalesce((select max("${col}") from "${table}"), 0) + 1, false)`,
+      );
+    }
     await new AuditService({ pool: into.pool, log: into.log }).append(
       {
         actor: 'system:restore',
@@ -74,19 +77,21 @@ async function refuseNonEmpty(tx: PoolClient): Promise<void> {
 
 async function restoreSection(tx: PoolClient, snap: SnapshotReader, spec: TableSpec): Promise<number> {
   const section = await snap.section(spec.name);
-  const expected = spec.columns.map((c) => `${c.name}:${c.type}`).join(',');
-  const actual = section.columns.map(([n, t]) => `${n}:${t}`).join(',');
-  if (expected !== actual)
+  const expected = spec.columns.map((c) => `${c.name}:${c.type}`);
+  const actual = section.columns.map(([n, t]) => `${n}:${t}`);
+  // A snapshot of an earlier version may lack columns appended since (they take their defaults); nothing else.
+  if (actual.length === 0 || actual.length > expected.length || actual.some((c, i) => c !== expected[i]))
     throw new AppError(
       'invalid_request',
-      `section ${spec.name} has columns ${actual}; this version expects ${expected}`,
+      `section ${spec.name} has columns ${actual.join(',')}; this version expects ${expected.join(',')}`,
     );
-  const sql = insertSql(spec);
+  const written: TableSpec = { ...spec, columns: spec.columns.slice(0, actual.length) };
+  const sql = insertSql(written);
   let batch: unknown[][] = [];
   let count = 0;
   const flush = async () => {
     if (batch.length === 0) return;
-    await tx.query(sql, restoreParams(spec, batch));
+    await tx.query(sql, restoreParams(written, batch));
     count += batch.length;
     batch = [];
   };
