@@ -192,6 +192,7 @@ export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
                   attempts: 0,
                   cost: null,
                   maxCost: submitted.maxCost,
+                  priceVersion: submitted.priceVersion,
                 },
                 result: undefined,
               }

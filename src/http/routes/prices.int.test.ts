@@ -214,8 +214,11 @@ describe('per-model prices', () => {
         body: JSON.stringify({ model: SLOW, messages: [{ role: 'user', content: TEN_WORDS }] }),
       });
       expect(r.status).toBe(202);
-      return ((await r.json()) as { id: string }).id;
+      const job = (await r.json()) as { id: string; price_version: number };
+      versions.set(job.id, job.price_version);
+      return job.id;
     };
+    const versions = new Map<string, number>();
     const old = p(1_234, 5_678);
     const idem = `before-${Date.now()}`;
     const before = await submit(idem);
@@ -234,6 +237,12 @@ describe('per-model prices', () => {
     expect(second).toMatchObject({ status: 'succeeded', tokensIn: 10, tokensOut: 10, priceVersion: v2 });
     expect(second.cost).toBe(cost(p(10_000, 20_000), 10, 10));
     expect(second.cost).not.toBe(first.cost);
+    // The polling view shows each job's price version (the replay shows the first job's).
+    expect([versions.get(before), versions.get(after)]).toEqual([v1, v2]);
+    const polled = await fetch(`${server.url}/v1/jobs/${before}`, {
+      headers: { authorization: `Bearer ${apiKey}` },
+    });
+    expect(((await polled.json()) as { price_version: number }).price_version).toBe(v1);
 
     // The result and the MongoDB job document record the price each job was charged at.
     expect((await server.backbone.jobs.getResult(nsId, before))?.price).toEqual({ version: v1, ...old });

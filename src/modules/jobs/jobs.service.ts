@@ -75,6 +75,8 @@ export interface SubmitResult {
   created: boolean;
   /** The job row's creation time (its partition key). */
   createdAt: Date;
+  /** The network config version whose prices the job is reserved and charged at. */
+  priceVersion: number | null;
 }
 
 export class JobsService {
@@ -198,6 +200,7 @@ export class JobsService {
         maxCost: first?.maxCost ?? maxCost,
         created: false,
         createdAt: first?.createdAt ?? createdAt,
+        priceVersion: first ? (first.priceVersion ?? null) : price.version,
       };
     }
     const message: JobMessage = {
@@ -240,7 +243,7 @@ export class JobsService {
       price,
     });
     if (this.submissions.size > 20_000) this.submissions.delete(this.submissions.keys().next().value!);
-    return { jobId, maxCost, created: true, createdAt };
+    return { jobId, maxCost, created: true, createdAt, priceVersion: price.version };
   }
 
   /** The consumer's handler: returns only after the job's outcome is committed in PostgreSQL. */
