@@ -282,8 +282,27 @@ export class UpstreamRuntime implements NodeRuntime {
     let usage = { tokensIn: 0, tokensOut: 0 };
     let pieces = 0;
     const calls = new Map<number, UpstreamToolCall>();
+    // Choice 0 streams live; the other choices of `n > 1` and every choice's logprobs ride in the final result.
+    type Other = UpstreamChoice & { text: string; calls: Map<number, UpstreamToolCall> };
+    const others = new Map<number, Other>();
+    const logprobs: NonNullable<NonNullable<UpstreamChoice['logprobs']>['content']> = [];
     try {
       await this.readChunks(body, (chunk) => {
+        for (const c of chunk.choices ?? []) {
+          if (c.logprobs?.content && (c.index ?? 0) === 0) logprobs.push(...c.logprobs.content);
+          if ((c.index ?? 0) === 0) continue;
+          const o: Other = others.get(c.index!) ?? {
+            index: c.index!,
+            text: '',
+            calls: new Map(),
+            logprobs: {},
+          };
+          o.text += c.delta?.content ?? c.text ?? '';
+          if (c.finish_reason) o.finish_reason = c.finish_reason;
+          if (c.logprobs?.content) (o.logprobs!.content ??= []).push(...c.logprobs.content);
+          accumulateToolCalls(o.calls, c.delta?.tool_calls ?? []);
+          others.set(c.index!, o);
+        }
         const piece = this.onChunk(chunk, calls);
         if (piece.usage) usage = piece.usage;
         if (piece.finish) finish = piece.finish;
@@ -304,7 +323,24 @@ export class UpstreamRuntime implements NodeRuntime {
       };
     }
     const toolCalls = completeToolCalls([...calls.values()].sort((a, b) => (a.index ?? 0) - (b.index ?? 0)));
-    return { ...usage, output, finishReason: finish, ...(toolCalls.length ? { toolCalls } : {}) };
+    const choices = [...others.values()]
+      .sort((a, b) => a.index! - b.index!)
+      .map((o) =>
+        choiceOf({
+          ...o,
+          message: { content: o.text, tool_calls: [...o.calls.values()] },
+          ...(o.logprobs?.content ? {} : { logprobs: null }),
+        }),
+      );
+    const lp = logprobs.length ? logprobsOf({ content: logprobs }) : undefined;
+    return {
+      ...usage,
+      output,
+      finishReason: finish,
+      ...(toolCalls.length ? { toolCalls } : {}),
+      ...(lp ? { logprobs: lp } : {}),
+      ...(choices.length ? { choices } : {}),
+    };
   }
 
   private async readChunks(
@@ -320,7 +356,7 @@ export class UpstreamRuntime implements NodeRuntime {
     const out: ChunkPiece = {};
     if (chunk.usage)
       out.usage = { tokensIn: chunk.usage.prompt_tokens ?? 0, tokensOut: chunk.usage.completion_tokens ?? 0 };
-    const choice = chunk.choices?.[0];
+    const choice = chunk.choices?.find((c) => (c.index ?? 0) === 0);
     if (!choice) return out;
     const text = choice.delta?.content ?? choice.text ?? '';
     const tools = (choice.delta?.tool_calls ?? []).map((t, i) => ({
@@ -336,13 +372,7 @@ export class UpstreamRuntime implements NodeRuntime {
           }
         : {}),
     }));
-    for (const t of tools) {
-      const c = calls.get(t.index) ?? { index: t.index, function: { name: '', arguments: '' } };
-      if (t.id) c.id = t.id;
-      c.function!.name += t.function?.name ?? '';
-      c.function!.arguments += t.function?.arguments ?? '';
-      calls.set(t.index, c);
-    }
+    accumulateToolCalls(calls, tools);
     if (text || tools.length)
       out.delta = { ...(text ? { text } : {}), ...(tools.length ? { toolCalls: tools } : {}) };
     if (choice.finish_reason) out.finish = finishOf(choice.finish_reason);
@@ -350,11 +380,25 @@ export class UpstreamRuntime implements NodeRuntime {
   }
 }
 
+/** Adds streamed tool-call fragments to the calls being assembled (by their index). */
+function accumulateToolCalls(calls: Map<number, UpstreamToolCall>, tools: UpstreamToolCall[]): void {
+  tools.forEach((t, i) => {
+    const index = t.index ?? i;
+    const c = calls.get(index) ?? { index, function: { name: '', arguments: '' } };
+    if (t.id) c.id = t.id;
+    c.function!.name += t.function?.name ?? '';
+    c.function!.arguments += t.function?.arguments ?? '';
+    calls.set(index, c);
+  });
+}
+
 interface UpstreamChunk {
   choices?: Array<{
+    index?: number;
     delta?: { content?: string | null; tool_calls?: UpstreamToolCall[] };
     text?: string;
     finish_reason?: string | null;
+    logprobs?: UpstreamChoice['logprobs'];
   }>;
   usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
   error?: { message?: string };

@@ -117,7 +117,7 @@ export async function createBackbone(
     const routing = createRoutingModule({ config, stores, log, connectionName: `rty-${instanceId}` });
     await routing.routing.start();
     lifecycle.add('routing', () => routing.routing.stop());
-    const network = createNetworkModule({ config, stores });
+    const network = createNetworkModule({ config, stores, log });
     const status = createNetworkStatus({ config, stores, nodes, routing: routing.routing });
     const records = createRecordsModule({ config, stores, log, ledger: credits.ledger, audit });
     const rollups = createRollupsModule({ config, stores, log, audit });
@@ -157,6 +157,7 @@ export async function createBackbone(
       matchmaking: nodes.matchmaking,
       executor: opts.executor ?? gateway,
       records: recordSink,
+      prices: network.prices,
     });
     // After the dispatch drain (serve stops it first): the last batched commits finish here.
     lifecycle.add('job-commits', () => jobs.jobs.stop());

@@ -264,8 +264,13 @@ export const configSchema = z.object({
     .default(DEV_NETWORK_KEY),
   /** Node messages whose timestamp is further than this from server time are refused (and nonces live 2×). */
   NODE_MESSAGE_MAX_SKEW_MS: intFrom(30_000, 1000),
-  /** Price per token (input and output) in micro-credits; the maximum cost reserved is max_tokens × this. */
-  PRICE_PER_TOKEN_MICRO: intFrom(20, 0),
+  /**
+   * Price per token (input and output) in micro-credits while the network config has no `prices` table (and for
+   * jobs from before tables): a job then costs (prompt + output tokens) × this.
+   */
+  PRICE_PER_TOKEN_MICRO: intFrom(20, 0).pipe(z.number().max(1_000_000_000)),
+  /** How often a process re-reads the latest network config version for its in-memory price table. */
+  PRICE_TABLE_REFRESH_MS: intFrom(1_000, 50),
   /** Share of each settled charge credited to the node that ran the job, in percent. */
   NODE_SHARE_PERCENT: intFrom(80, 0).pipe(z.number().max(100)),
   /** A node's earnings younger than this are held back: no payout includes them (a proven cheat can forfeit them). */

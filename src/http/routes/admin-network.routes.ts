@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { NetworkConfigVersion } from '../../modules/network/index.js';
 import type { AuditService } from '../../modules/audit/index.js';
-import type { NetworkConfigService } from '../../modules/network/index.js';
+import type { NetworkConfigService, PriceBook } from '../../modules/network/index.js';
 import type { RoutingService } from '../../modules/routing/index.js';
 import { auditedTx, type AccountRouteDeps } from './account-actions.js';
 import { adminSecurity as security, uuid } from './gate-admin.contracts.js';
@@ -30,6 +30,7 @@ const quarantineSelection = z
 export interface AdminNetworkDeps extends Pick<AccountRouteDeps, 'actions'> {
   audit: Pick<AuditService, 'append' | 'verify'>;
   networkConfig: Pick<NetworkConfigService, 'list' | 'networkAddress' | 'publish'>;
+  prices: Pick<PriceBook, 'refresh'>;
   routing: Pick<RoutingService, 'health' | 'listQuarantine' | 'purgeQuarantine' | 'replayQuarantine'>;
 }
 
@@ -41,7 +42,8 @@ export function adminNetworkRoutes(b: AdminNetworkDeps): FastifyPluginAsyncZod {
         schema: {
           tags,
           security,
-          summary: 'Publish the next network config version, signed by the network key',
+          summary:
+            'Publish the next network config version, signed by the network key (its `prices` table is checked)',
           body: z.object({ body: z.record(z.string(), z.unknown()) }).strict(),
         },
       },
@@ -56,6 +58,9 @@ export function adminNetworkRoutes(b: AdminNetworkDeps): FastifyPluginAsyncZod {
           }),
           (tx) => b.networkConfig.publish(req.body.body, actor, tx),
         );
+        // Committed: jobs submitted through this process from now on are priced by it (others within
+        // PRICE_TABLE_REFRESH_MS). A failed read here leaves that to the next refresh.
+        await b.prices.refresh().catch(() => undefined);
         return reply.status(201).send(renderVersion(v));
       },
     );

@@ -51,7 +51,10 @@ export const responseFormat = z.discriminatedUnion('type', [
   }),
 ]);
 
-/** Streamed chunks carry neither a choice index other than 0 nor logprobs yet: refused rather than lost. */
+/**
+ * Streamed legacy completions carry neither a choice index other than 0 nor logprobs: refused rather than lost
+ * (chat streams them: see ChunkStream.finish).
+ */
 function refuseStreamedExtras(
   body: { stream?: boolean | null; n?: number | null; logprobs?: unknown },
   ctx: z.RefinementCtx,
@@ -95,7 +98,6 @@ export const chatCompletionBody = z
       .optional(),
   })
   .superRefine((body, ctx) => {
-    refuseStreamedExtras(body, ctx);
     if ((body.top_logprobs ?? 0) > 0 && body.logprobs !== true)
       ctx.addIssue({ code: 'custom', path: ['top_logprobs'], message: 'top_logprobs needs logprobs: true' });
   });

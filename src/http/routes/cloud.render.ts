@@ -141,7 +141,10 @@ export function renderResult(r: JobResult, opts: { encodingFormat?: 'float' | 'b
 
 /** The polling view of a job. */
 export function renderJob(
-  row: Pick<JobRow, 'id' | 'status' | 'model' | 'createdAt' | 'attempts' | 'cost' | 'maxCost'>,
+  row: Pick<
+    JobRow,
+    'id' | 'status' | 'model' | 'createdAt' | 'attempts' | 'cost' | 'maxCost' | 'priceVersion'
+  >,
   result: JobResult | undefined,
   encodingFormat?: 'float' | 'base64',
 ): unknown {
@@ -155,6 +158,8 @@ export function renderJob(
     attempts: row.attempts,
     cost_micro: row.cost?.toString() ?? null,
     max_cost_micro: row.maxCost.toString(),
+    // The network config version whose prices the job is reserved and charged at (null before price tables).
+    price_version: row.priceVersion ?? result?.price?.version ?? null,
   };
   // A job cancelled while running shows the output it was charged for beside its error.
   if (result?.status === 'succeeded' || (result?.status === 'cancelled' && result.output))

@@ -12,6 +12,7 @@ import { AppError } from '../../platform/errors.js';
 import type { Config } from '../../config/config.js';
 import type { RateLimiter } from '../../modules/accounts/index.js';
 import type { JobResults, JobStreams, JobsService } from '../../modules/jobs/index.js';
+import type { PriceBook, QuotedPrice } from '../../modules/network/index.js';
 import type { NodesModule } from '../../modules/nodes/index.js';
 import { authenticateApiKey, type ApiKeyAuthDeps } from '../auth.js';
 import type { AnswerShape, ResultStream, SubmitChat } from './cloud.answer.js';
@@ -31,18 +32,15 @@ import { ChunkStream } from './cloud.stream.js';
 
 const security = [{ apiKey: [] }];
 
-/** Conservative token estimate for sizing the reservation (real tokenizers average ~4 bytes per token). */
-function estimateTokens(text: string): number {
-  return Math.ceil(Buffer.byteLength(text, 'utf8') / 2) + 4;
-}
-
 interface Submission {
   kind: RequestKind;
   model: string;
   body: Record<string, unknown>;
-  /** Output tokens the node may produce (what it is told), and the input estimate (what is reserved on top). */
+  /**
+   * Output tokens the node may produce per choice (what it is told); the reservation adds the prompt at the
+   * backbone's bound on it (promptTokenBound, computed by the job flow from the request).
+   */
   maxOutputTokens: number;
-  promptTokens: number;
   stream?: boolean;
   includeUsage?: boolean;
   encodingFormat?: 'float' | 'base64';
@@ -52,21 +50,18 @@ interface Submission {
 
 /** A chat completion request as a submission: the reservation's input estimate and per-choice output budget. */
 function chatSubmission(body: ChatCompletionBody, defaultMaxTokens: number): Submission {
-  const text = body.messages
-    .map((m) => (typeof m.content === 'string' ? m.content : JSON.stringify(m.content ?? '')))
-    .join('\n');
   return {
     kind: 'chat',
     model: body.model,
     body,
     maxOutputTokens: body.max_completion_tokens ?? body.max_tokens ?? defaultMaxTokens,
-    promptTokens: estimateTokens(text) + 4 * body.messages.length,
     stream: body.stream === true,
     includeUsage: body.stream_options?.include_usage === true,
   };
 }
 
-function modelView(m: { model: string; onlineNodes: number; idleNodes: number }) {
+/** A model as listed, with its price in force on this environment (an extra field OpenAI clients ignore). */
+function modelView(m: { model: string; onlineNodes: number; idleNodes: number }, price: QuotedPrice) {
   return {
     id: m.model,
     object: 'model',
@@ -74,6 +69,12 @@ function modelView(m: { model: string; onlineNodes: number; idleNodes: number })
     owned_by: 'rty-network',
     online_nodes: m.onlineNodes,
     idle_nodes: m.idleNodes,
+    pricing: {
+      input_micro_per_1k_tokens: price.inputMicroPer1kTokens,
+      output_micro_per_1k_tokens: price.outputMicroPer1kTokens,
+      /** The network config version whose price table this is. */
+      price_version: price.version,
+    },
   };
 }
 
@@ -88,6 +89,7 @@ export interface CloudDeps extends ApiKeyAuthDeps {
   results: Pick<JobResults, 'running' | 'wait' | 'expect'>;
   streams: JobStreams;
   nodes: { catalog: Pick<NodesModule['catalog'], 'catalog' | 'requireServed'> };
+  prices: Pick<PriceBook, 'quote'>;
 }
 
 export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
@@ -164,7 +166,7 @@ export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
           environment,
           priority: h['x-rty-priority'] ?? 'urgent',
           // n choices run on one node in one job: the hold covers n × the output budget, settled once.
-          maxTokens: s.promptTokens + s.maxOutputTokens * choicesAsked({ body: s.body }),
+          maxTokens: s.maxOutputTokens * choicesAsked({ body: s.body }),
           ttlMs: b.config.JOB_DEFAULT_TTL_MS,
           mode,
           request: { kind: s.kind, body: s.body, maxTokens: s.maxOutputTokens },
@@ -193,6 +195,7 @@ export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
                   attempts: 0,
                   cost: null,
                   maxCost: submitted.maxCost,
+                  priceVersion: submitted.priceVersion,
                 },
                 result: undefined,
               }
@@ -312,8 +315,11 @@ export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
       async (req, reply) => {
         await authorize(req, reply);
         const env = (req.headers as SubmitHeaders)['x-rty-environment'] ?? b.config.CLOUD_DEFAULT_ENVIRONMENT;
-        const catalog = await b.nodes.catalog.catalog(env);
-        return { object: 'list', data: catalog.filter((m) => m.onlineNodes > 0).map(modelView) };
+        const served = (await b.nodes.catalog.catalog(env)).filter((m) => m.onlineNodes > 0);
+        const data = await Promise.all(
+          served.map(async (m) => modelView(m, await b.prices.quote(m.model, env, null))),
+        );
+        return { object: 'list', data };
       },
     );
 
@@ -338,7 +344,7 @@ export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
             'model_not_found',
             `The model '${req.params.model}' is not served on ${env}; GET /v1/models lists those that are`,
           );
-        return modelView(found);
+        return modelView(found, await b.prices.quote(found.model, env, null));
       },
     );
 
@@ -353,13 +359,11 @@ export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
       { schema: { tags: ['cloud'], security, body: completionBody, headers: submitHeaders } },
       async (req, reply) => {
         const body = req.body;
-        const prompt = Array.isArray(body.prompt) ? body.prompt.join('\n') : body.prompt;
         return submit(req, reply, {
           kind: 'completion',
           model: body.model,
           body,
           maxOutputTokens: body.max_tokens ?? b.config.JOB_DEFAULT_MAX_TOKENS,
-          promptTokens: estimateTokens(prompt),
           stream: body.stream === true,
           includeUsage: body.stream_options?.include_usage === true,
         });
@@ -371,16 +375,14 @@ export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
       { schema: { tags: ['cloud'], security, body: embeddingBody, headers: submitHeaders } },
       async (req, reply) => {
         const body = req.body;
-        const inputs = Array.isArray(body.input) ? body.input : [body.input];
         // The node always returns floats; the server encodes them as the client asked.
         const { encoding_format: _encoding, ...nodeBody } = body;
         return submit(req, reply, {
           kind: 'embedding',
           model: body.model,
           body: nodeBody,
-          // An embedding produces no output tokens: the reservation covers the input estimate.
+          // An embedding produces no output tokens (billed 0): the reservation covers its input bound.
           maxOutputTokens: 1,
-          promptTokens: inputs.reduce((n, t) => n + estimateTokens(t), 0),
           encodingFormat: body.encoding_format ?? 'float',
         });
       },

@@ -5,6 +5,7 @@
 import type { FastifyReply } from 'fastify';
 import type { JobResult, JobStreams } from '../../modules/jobs/index.js';
 import type { AppError } from '../../platform/errors.js';
+import { chatLogprobs } from './cloud.render.js';
 import { DeltaStream, type Delta, type DeltaStreamOptions } from './delta-stream.js';
 
 export interface ChunkStreamOptions extends DeltaStreamOptions {
@@ -50,7 +51,20 @@ export class ChunkStream extends DeltaStream<ChunkStreamOptions> {
     const calls = r.output?.toolCalls ?? [];
     if (this.o.kind === 'chat' && calls.length > 0 && (this.toolDeltas === 0 || this.gap))
       this.chunk({ tool_calls: calls.map((c, index) => ({ index, ...c })) });
+    // Choice 0's logprobs and the other choices of `n > 1` arrive with the result (a node streams choice 0's
+    // text only): each goes out as OpenAI's chunks for its `index` (clients append logprobs.content per choice).
+    const extra = this.o.kind === 'chat' ? (r.output?.choices ?? []) : [];
+    if (this.o.kind === 'chat' && r.output?.logprobs)
+      this.chunk({}, null, 0, chatLogprobs(r.output.logprobs));
+    extra.forEach((c, i) => {
+      // Its role chunk first, as for choice 0 (and as OpenAI does: a choice's first chunk carries no logprobs).
+      this.chunk({ role: 'assistant', content: '', refusal: null }, null, i + 1);
+      const delta: Record<string, unknown> = { content: c.text };
+      if (c.toolCalls?.length) delta.tool_calls = c.toolCalls.map((t, index) => ({ index, ...t }));
+      this.chunk(delta, null, i + 1, chatLogprobs(c.logprobs));
+    });
     this.chunk(this.o.kind === 'chat' ? {} : { text: '' }, r.output?.finishReason ?? 'stop');
+    extra.forEach((c, i) => this.chunk({}, c.finishReason ?? 'stop', i + 1));
     if (this.o.includeUsage) {
       const p = r.usage?.promptTokens ?? 0;
       const c = r.usage?.completionTokens ?? 0;
@@ -99,11 +113,16 @@ export class ChunkStream extends DeltaStream<ChunkStreamOptions> {
       : { id: `cmpl-${this.o.jobId}`, object: 'text_completion', created: this.created, model: this.o.model };
   }
 
-  private chunk(delta: Record<string, unknown>, finish: string | null = null): void {
+  private chunk(
+    delta: Record<string, unknown>,
+    finish: string | null = null,
+    index = 0,
+    logprobs: unknown = null,
+  ): void {
     const choice =
       this.o.kind === 'chat'
-        ? { index: 0, delta, logprobs: null, finish_reason: finish }
-        : { index: 0, text: (delta.text as string | undefined) ?? '', logprobs: null, finish_reason: finish };
+        ? { index, delta, logprobs, finish_reason: finish }
+        : { index, text: (delta.text as string | undefined) ?? '', logprobs: null, finish_reason: finish };
     this.write({
       ...this.base(),
       choices: [choice],

@@ -13,8 +13,9 @@ const cols = (spec: string): Column[] =>
 export const jobRollupsSpec: TableSpec = {
   name: 'job_rollups',
   columns: cols(`day date, namespace_id uuid, model text, node_address text, status text, jobs int8,
-    tokens_in int8, tokens_out int8, credits int8, latency_count int8, latency_sum_ms int8, latency_buckets int8[]`),
-  orderBy: ['day', 'namespace_id', 'model', 'node_address', 'status'],
+    tokens_in int8, tokens_out int8, credits int8, latency_count int8, latency_sum_ms int8, latency_buckets int8[],
+    price_version int`),
+  orderBy: ['day', 'namespace_id', 'model', 'node_address', 'status', 'price_version'],
 };
 
 export const ledgerRollupsSpec: TableSpec = {
@@ -173,6 +174,6 @@ export const activeJobsSpec: TableSpec = {
   columns:
     cols(`id uuid, namespace_id uuid, api_key_id uuid, model text, mode text, priority text, environment text,
     subcloud_id uuid, status text, node_address text, attempts int, tokens_in int, tokens_out int, max_cost int8,
-    cost int8, latency_ms int, created_at ts, dispatched_at ts, finished_at ts`),
+    cost int8, latency_ms int, created_at ts, dispatched_at ts, finished_at ts, price_version int`),
   orderBy: ['created_at', 'id'],
 };

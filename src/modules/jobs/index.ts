@@ -18,6 +18,7 @@ export {
 } from './job-results.js';
 export { JobStreams, streamEventSchema, type StreamEvent } from './job-stream.js';
 export { choicesAsked, type FinishReason, type NodeChoice, type TokenLogprob, type ToolCall } from './job.js';
+export { costMicro, flatPrice, reservationMicro, type JobPrice, type PriceQuoter } from './job-price.js';
 export { DeliveryError } from './jobs.attempt.js';
 export {
   boundUsage,

@@ -98,6 +98,7 @@ export function finishedEvent(
       retries: Math.max(0, r.attempts - 1),
     },
     costMicro: r.costMicro,
+    ...(r.price ? { price: r.price } : {}),
     ...(r.errorCode ? { code: r.errorCode } : {}),
     ...(r.cause ? { cause: r.cause } : {}),
     ...(submission

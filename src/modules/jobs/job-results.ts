@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { Logger } from '../../platform/logger.js';
 import type { Redis } from '../../stores/redis/client.js';
 import { RedisKeys } from '../../stores/redis/keys.js';
-import { ATTEMPT_CAUSES, REQUEST_KINDS } from '../routing/index.js';
+import { ATTEMPT_CAUSES, jobPriceSchema, REQUEST_KINDS } from '../routing/index.js';
 
 export const JOB_ERROR_CODES = [
   'no_capacity',
@@ -64,6 +64,8 @@ export const jobResultSchema = z.object({
   usage: z.object({ promptTokens: z.number().int(), completionTokens: z.number().int() }).optional(),
   /** Micro-credits charged (decimal string). */
   costMicro: z.string(),
+  /** The price the job was charged at (its config version and prices); absent before per-model prices. */
+  price: jobPriceSchema.optional(),
   error: z.string().optional(),
   /** Why a job that did not succeed ended that way (what the API renders; `error` is the human text). */
   errorCode: z.enum(JOB_ERROR_CODES).optional(),

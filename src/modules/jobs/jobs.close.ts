@@ -14,7 +14,7 @@ import type { NodeResult } from './job.js';
 
 /** What identifies a job for closing it: its namespace, id, partition key, and what its result shows. */
 export type JobRef = Pick<JobMessage, 'namespaceId' | 'jobId' | 'model' | 'attempt'> &
-  Partial<Pick<JobMessage, 'request' | 'priority' | 'failures'>> & {
+  Partial<Pick<JobMessage, 'request' | 'priority' | 'failures' | 'price'>> & {
     createdAt: Date;
     apiKeyId?: string | null;
   };
@@ -80,6 +80,7 @@ export class JobCloser {
       attempts,
       createdAt: job.createdAt.toISOString(),
       finishedAt: now.toISOString(),
+      ...(job.price ? { price: job.price } : {}),
       ...(c.status === 'succeeded'
         ? {
             status: cut ? 'cancelled' : 'succeeded',

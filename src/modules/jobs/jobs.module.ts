@@ -14,6 +14,7 @@ import { JobResults } from './job-results.js';
 import { JobStreams } from './job-stream.js';
 import { createRecentJobsTask } from './jobs.recovery.js';
 import type { NodeExecutor } from './job.js';
+import type { PriceQuoter } from './job-price.js';
 import { JobsService } from './jobs.service.js';
 import { createResultRetentionTask, createStaleJobsTask } from './jobs.tasks.js';
 
@@ -62,6 +63,8 @@ export function createJobsModule(deps: {
   executor: NodeExecutor;
   /** Where job record events go (RabbitMQ → recorder). */
   records: JobRecordSink;
+  /** The price table in force (without one, every job pays PRICE_PER_TOKEN_MICRO per token). */
+  prices?: PriceQuoter;
 }): JobsModule {
   const { config: c, log, records } = deps;
   const { pool } = deps.stores;
@@ -75,6 +78,7 @@ export function createJobsModule(deps: {
     results: deps.channels.results,
     metrics: deps.metrics,
     records,
+    ...(deps.prices ? { prices: deps.prices } : {}),
     options: {
       pricePerTokenMicro: BigInt(c.PRICE_PER_TOKEN_MICRO),
       nodeSharePercent: BigInt(c.NODE_SHARE_PERCENT),

@@ -15,6 +15,8 @@ export interface JobRowInput {
   createdAt: Date;
   /** SHA-256 (hex) of the request body when the job was submitted under an Idempotency-Key. */
   requestHash?: string | null;
+  /** The network config version whose price table priced the job (0: none published). */
+  priceVersion?: number | null;
 }
 
 /** A job's terminal transition, with the compact result stored beside it. */
@@ -51,6 +53,8 @@ export interface JobRow {
   finishedAt: Date | null;
   requestHash?: string | null;
   environment?: 'testnet' | 'mainnet';
+  /** The network config version whose prices the job was reserved and settled at; null before prices. */
+  priceVersion?: number | null;
 }
 
 export class JobsRepository {
@@ -74,9 +78,10 @@ export class JobsRepository {
       finished_at: Date | null;
       request_hash: string | null;
       environment: 'testnet' | 'mainnet';
+      price_version: number | null;
     }>(
       `select id, namespace_id, api_key_id, model, mode, status, node_address, attempts, tokens_in, tokens_out,
-              max_cost, cost, created_at, dispatched_at, finished_at, request_hash, environment
+              max_cost, cost, created_at, dispatched_at, finished_at, request_hash, environment, price_version
          from jobs where id = $1 and namespace_id = $2`,
       [jobId, namespaceId],
     );
@@ -100,6 +105,7 @@ export class JobsRepository {
       finishedAt: x.finished_at,
       requestHash: x.request_hash,
       environment: x.environment,
+      priceVersion: x.price_version,
     };
   }
 
@@ -113,10 +119,10 @@ export class JobsRepository {
     if (rows.length === 0) return;
     await tx.query({
       name: 'jobs_insert_batch',
-      text: `insert into jobs (id, namespace_id, api_key_id, model, mode, priority, environment, status, max_cost, created_at, published, request_hash)
-             select id, ns, key, model, mode, prio, env, 'queued', max_cost, created_at, false, h
-               from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::timestamptz[], $10::text[])
-                 as v(id, ns, key, model, mode, prio, env, max_cost, created_at, h)`,
+      text: `insert into jobs (id, namespace_id, api_key_id, model, mode, priority, environment, status, max_cost, created_at, published, request_hash, price_version)
+             select id, ns, key, model, mode, prio, env, 'queued', max_cost, created_at, false, h, pv
+               from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::timestamptz[], $10::text[], $11::int[])
+                 as v(id, ns, key, model, mode, prio, env, max_cost, created_at, h, pv)`,
       values: [
         rows.map((j) => j.id),
         rows.map((j) => j.namespaceId),
@@ -128,6 +134,7 @@ export class JobsRepository {
         rows.map((j) => j.maxCost.toString()),
         rows.map((j) => j.createdAt),
         rows.map((j) => j.requestHash ?? null),
+        rows.map((j) => j.priceVersion ?? null),
       ],
     });
   }

@@ -4,7 +4,7 @@
 // group-committed finish transaction). Whoever closes the job's hold owns its terminal state, so a late
 // success and a cancellation can never both count.
 import { randomUUID } from 'node:crypto';
-import { AppError } from '../../platform/errors.js';
+import { AppError, isAppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Metrics } from '../../platform/metrics.js';
 import type { Pool } from '../../stores/postgres/pool.js';
@@ -12,6 +12,8 @@ import type { LedgerService } from '../credits/index.js';
 import type { MatchmakingService } from '../nodes/index.js';
 import type { JobMessage, JobOutcome, JobRequest, PriorityClass, RoutingService } from '../routing/index.js';
 import type { NodeExecutor } from './job.js';
+import { costMicro, flatPrice, reservationMicro, type JobPrice, type PriceQuoter } from './job-price.js';
+import { promptTokenBound } from './usage-bound.js';
 import { Attempt, CapacityWaiters } from './jobs.attempt.js';
 import { JobCloser, type Closed, type Closing, type JobRef } from './jobs.close.js';
 import { JobCommits, type JobCommitOptions } from './jobs.commits.js';
@@ -28,7 +30,10 @@ export type { NodeExecutor, NodeResult } from './job.js';
 const INTERRUPT_WAIT_MS = 6_000;
 
 export interface JobsOptions {
-  /** Micro-credits per token (input and output alike; a price table per model is the next step). */
+  /**
+   * Micro-credits per token, input and output alike: the price of a job when no price table quotes one (no
+   * `prices` given, or a message from before prices rode along).
+   */
   pricePerTokenMicro: bigint;
   /** Share of the settled charge credited to the node operator, in percent. */
   nodeSharePercent: bigint;
@@ -46,7 +51,13 @@ export interface SubmitRequest {
   model: string;
   environment: 'testnet' | 'mainnet';
   priority: PriorityClass;
+  /** The output tokens the reservation covers (every choice of an `n > 1` request). */
   maxTokens: number;
+  /**
+   * The prompt tokens it covers when there is no `request` (with one, the backbone's own bound on its prompt,
+   * promptTokenBound, is used: what a node may bill at most). Default 0.
+   */
+  promptTokens?: number;
   ttlMs: number;
   /** A caller-chosen id (e.g. derived from an Idempotency-Key): submitting it again returns the first job. */
   jobId?: string;
@@ -64,6 +75,8 @@ export interface SubmitResult {
   created: boolean;
   /** The job row's creation time (its partition key). */
   createdAt: Date;
+  /** The network config version whose prices the job is reserved and charged at. */
+  priceVersion: number | null;
 }
 
 export class JobsService {
@@ -81,7 +94,12 @@ export class JobsService {
    * cancel): its request and priority, until it closes (bounded; the oldest forgotten first, whose record then
    * lacks the input).
    */
-  private readonly submissions = new Map<string, Pick<JobRef, 'request' | 'priority' | 'apiKeyId'>>();
+  private readonly submissions = new Map<
+    string,
+    Pick<JobRef, 'request' | 'priority' | 'apiKeyId' | 'price'>
+  >();
+  /** The price of a job no price table quotes. */
+  private readonly flat: JobPrice;
 
   constructor(
     private readonly deps: {
@@ -92,12 +110,15 @@ export class JobsService {
       executor: NodeExecutor;
       log: Logger;
       options: JobsOptions;
+      /** The price table in force (the network config's); without one every job pays the flat price. */
+      prices?: PriceQuoter;
       results?: JobResults;
       records?: JobRecordSink;
       metrics?: Metrics;
     },
   ) {
     this.log = deps.log.child({ component: 'jobs' });
+    this.flat = flatPrice(deps.options.pricePerTokenMicro);
     this.commits = new JobCommits({
       pool: deps.pool,
       ledger: deps.ledger,
@@ -124,8 +145,16 @@ export class JobsService {
   async submit(req: SubmitRequest): Promise<SubmitResult> {
     if (!Number.isSafeInteger(req.maxTokens) || req.maxTokens <= 0)
       throw new AppError('invalid_request', 'maxTokens must be a positive integer');
+    if (req.promptTokens !== undefined && (!Number.isSafeInteger(req.promptTokens) || req.promptTokens < 0))
+      throw new AppError('invalid_request', 'promptTokens must be a non-negative integer');
     const jobId = req.jobId ?? randomUUID();
-    const maxCost = BigInt(req.maxTokens) * this.deps.options.pricePerTokenMicro;
+    // The price in force now (in memory, no statement) is the job's for good: the row records its version and
+    // the message carries it to dispatch, which settles at it even if the table changes meanwhile.
+    const price = this.deps.prices
+      ? await this.deps.prices.quote(req.model, req.environment, req.subcloud ?? null)
+      : this.flat;
+    const promptBound = req.request ? promptTokenBound(req.request) : (req.promptTokens ?? 0);
+    const maxCost = reservationMicro(price, promptBound, req.maxTokens);
     const createdAt = new Date();
     const o = this.deps.options;
     // The hold outlives every retry and the TTL, so a late result can still settle; the sweeper refunds after.
@@ -147,8 +176,15 @@ export class JobsService {
       maxCost,
       createdAt,
       requestHash: req.requestHash ?? null,
+      priceVersion: price.version,
     } as const;
-    const committed = await this.commits.submit({ row, reserve });
+    const committed = await this.commits.submit({ row, reserve }).catch(async (err: unknown) => {
+      // A replay priced at another table version (the table changed between the two) reserves another amount:
+      // the ledger calls that a conflict, yet the job exists in this namespace and the replay answers it.
+      if (!req.jobId || !isAppError(err, 'idempotency_conflict')) throw err;
+      if (!(await this.repo.findJob(this.deps.pool, req.namespaceId, jobId))) throw err;
+      return { created: false };
+    });
     if (!committed.created) {
       // A replay (rare): the first job's row has its own partition key.
       const first = await this.repo.findJob(this.deps.pool, req.namespaceId, jobId);
@@ -159,7 +195,13 @@ export class JobsService {
           'this Idempotency-Key was already used with another request body; use a new key for a new request',
           { jobId },
         );
-      return { jobId, maxCost, created: false, createdAt: first?.createdAt ?? createdAt };
+      return {
+        jobId,
+        maxCost: first?.maxCost ?? maxCost,
+        created: false,
+        createdAt: first?.createdAt ?? createdAt,
+        priceVersion: first ? (first.priceVersion ?? null) : price.version,
+      };
     }
     const message: JobMessage = {
       v: 1,
@@ -179,6 +221,7 @@ export class JobsService {
       holdMicro: maxCost.toString(),
       ...(req.apiKeyId ? { apiKeyId: req.apiKeyId } : {}),
       createdAt: createdAt.toISOString(),
+      price,
     };
     try {
       await this.deps.routing.submit(message);
@@ -197,9 +240,10 @@ export class JobsService {
       request: message.request,
       priority: message.priority,
       apiKeyId: req.apiKeyId ?? null,
+      price,
     });
     if (this.submissions.size > 20_000) this.submissions.delete(this.submissions.keys().next().value!);
-    return { jobId, maxCost, created: true, createdAt };
+    return { jobId, maxCost, created: true, createdAt, priceVersion: price.version };
   }
 
   /** The consumer's handler: returns only after the job's outcome is committed in PostgreSQL. */
@@ -278,7 +322,8 @@ export class JobsService {
     // No job.assigned event: the node and assignedAt travel in the finished event (routing of the job document).
     // Usage is already capped at the backbone's bounds (the attempt's boundUsage); never more than the hold.
     const result = out.result;
-    const cost = BigInt(result.tokensIn + result.tokensOut) * this.deps.options.pricePerTokenMicro;
+    // At the job's own price (from its message; the flat one for a message from before prices rode along).
+    const cost = costMicro(job.price ?? this.flat, result.tokensIn, result.tokensOut);
     const charged = cost < hold ? cost : hold;
     const closed = await this.close(job, { status: 'succeeded', ...out, charged });
     if (!closed.closed) this.log.info({ jobId: job.jobId }, 'result discarded: the job was closed otherwise');
@@ -474,6 +519,7 @@ export class JobsService {
       request: job.request ?? known.request,
       priority: job.priority ?? known.priority,
       apiKeyId: job.apiKeyId ?? known.apiKeyId,
+      price: job.price ?? known.price,
     };
     return this.closer.close(ref, c).then((closed) => {
       this.submissions.delete(job.jobId); // closed here or already by another path: not needed any more

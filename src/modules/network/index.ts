@@ -26,6 +26,15 @@ export {
   type Eip191,
   type Eip191Backend,
 } from './eip191.js';
+export { PriceBook } from './price-book.js';
+export {
+  checkPriceSection,
+  priceOf,
+  priceTableOf,
+  type Prices,
+  type PriceTable,
+  type QuotedPrice,
+} from './price-table.js';
 export { NetworkStatusService, type NetworkStatusSummary } from './network-status.service.js';
 export * from './node-protocol.js';
 export {

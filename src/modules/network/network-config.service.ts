@@ -7,6 +7,7 @@ import { AppError } from '../../platform/errors.js';
 import { withTransaction, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
 import { canonicalJson } from './canonical-json.js';
 import { eip191 } from './eip191.js';
+import { checkPriceSection } from './price-table.js';
 
 export interface NetworkConfigVersion {
   version: number;
@@ -78,6 +79,8 @@ export class NetworkConfigService {
   ): Promise<NetworkConfigVersion> {
     if (typeof body !== 'object' || body === null || Array.isArray(body))
       throw new AppError('invalid_request', 'a network config body is a JSON object');
+    // A bad price table (negative, fractional, unknown keys) is refused here: a signed version is never wrong.
+    checkPriceSection(body.prices);
     const digest = configDigest(body);
     const run = async (c: PoolClient) => {
       // One publisher at a time: versions are dense and ordered.

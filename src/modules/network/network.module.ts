@@ -2,6 +2,7 @@
 // (Redis, one for every surface that verifies node messages).
 import type { Config } from '../../config/config.js';
 import { AppError } from '../../platform/errors.js';
+import type { Logger } from '../../platform/logger.js';
 import { topologyNames } from '../../stores/rabbitmq/topology.js';
 import type { Stores } from '../../stores/stores.js';
 import type { NodesModule } from '../nodes/index.js';
@@ -11,23 +12,38 @@ import { NetworkStatusService } from './network-status.service.js';
 import { NetworkConfigService } from './network-config.service.js';
 import type { NonceStore } from './node-message.js';
 import { RedisNonceStore } from './nonce-store.js';
+import { PriceBook } from './price-book.js';
 
 export interface NetworkModule {
   networkConfig: NetworkConfigService;
   nonces: NonceStore;
+  /** The price table in force (the latest config version's), in process memory. */
+  prices: PriceBook;
 }
 
 export function createNetworkModule(deps: {
-  config: Pick<Config, 'NETWORK_SIGNING_KEY' | 'REDIS_KEY_PREFIX'>;
+  config: Pick<
+    Config,
+    'NETWORK_SIGNING_KEY' | 'REDIS_KEY_PREFIX' | 'PRICE_PER_TOKEN_MICRO' | 'PRICE_TABLE_REFRESH_MS'
+  >;
   stores: Pick<Stores, 'pool' | 'redis'>;
+  log: Logger;
 }): NetworkModule {
   const { config, stores } = deps;
+  const networkConfig = new NetworkConfigService({
+    pool: stores.pool,
+    signingKey: config.NETWORK_SIGNING_KEY as `0x${string}`,
+  });
+  const flat = config.PRICE_PER_TOKEN_MICRO * 1000;
   return {
-    networkConfig: new NetworkConfigService({
-      pool: stores.pool,
-      signingKey: config.NETWORK_SIGNING_KEY as `0x${string}`,
-    }),
+    networkConfig,
     nonces: new RedisNonceStore(stores.redis, config.REDIS_KEY_PREFIX),
+    prices: new PriceBook({
+      latest: () => networkConfig.latest(),
+      flat: { inputMicroPer1kTokens: flat, outputMicroPer1kTokens: flat },
+      refreshMs: config.PRICE_TABLE_REFRESH_MS,
+      log: deps.log.child({ component: 'prices' }),
+    }),
   };
 }
 

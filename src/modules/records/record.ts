@@ -69,6 +69,8 @@ export interface JobDoc {
   tokensIn: number;
   tokensOut: number;
   costMicro: number;
+  /** The price the job was charged at (config version and prices per 1,000 tokens), when its producer said. */
+  price?: { version: number; inputMicroPer1kTokens: number; outputMicroPer1kTokens: number };
   finishedAt: Date;
   bytes: number;
 }
@@ -283,6 +285,7 @@ export function buildJobDoc(submitted: LogDoc, finished: LogDoc): JobDoc {
     tokensIn: output.tokensIn,
     tokensOut: output.tokensOut,
     costMicro: Number(f.costMicro),
+    ...(f.price ? { price: f.price } : {}),
     finishedAt: finished.ts,
     // Stored size of what this document holds (its two events' bodies, blobs included).
     bytes: submitted.bytes + finished.bytes,

@@ -12,6 +12,9 @@ const count = z
   .min(0)
   .max(2 ** 31);
 
+/** Micro-credits per 1,000 tokens (a price; the routing contract's bound). */
+const perThousand = z.number().int().min(0).max(1e12);
+
 export const LOG_TYPES = ['routing', 'execution', 'error', 'anomaly', 'qc'] as const;
 export type LogType = (typeof LOG_TYPES)[number];
 export const JOB_STATUSES = ['succeeded', 'failed', 'expired', 'cancelled'] as const;
@@ -99,6 +102,14 @@ export const jobFinishedEvent = z.object({
     .object({ moderation: z.boolean(), lowConfidence: z.boolean() })
     .default({ moderation: false, lowConfidence: false }),
   costMicro: micro,
+  /** The price the job was charged at: the network config version of its price table, and its prices. */
+  price: z
+    .object({
+      version: count,
+      inputMicroPer1kTokens: perThousand,
+      outputMicroPer1kTokens: perThousand,
+    })
+    .optional(),
   /** The routing history: each failed attempt before the last one (node and reason). */
   history: z
     .array(

@@ -48,13 +48,14 @@ export class RollupsRepository {
 
   async aggregateJobs(tx: PoolClient, from: Date, to: Date): Promise<number> {
     const r = await tx.query(
+      // One row per price version too: a row's credits are then one price table's prices over its tokens.
       `insert into job_rollups (day, namespace_id, model, node_address, status, jobs, tokens_in, tokens_out, credits,
-         latency_count, latency_sum_ms, latency_buckets)
+         latency_count, latency_sum_ms, latency_buckets, price_version)
        select (created_at at time zone 'UTC')::date, namespace_id, model, coalesce(node_address, ''), status,
          count(*), coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), coalesce(sum(cost), 0)::int8,
-         count(latency_ms), coalesce(sum(latency_ms), 0), ${latencyBucketsSql()}
+         count(latency_ms), coalesce(sum(latency_ms), 0), ${latencyBucketsSql()}, coalesce(price_version, 0)
        from jobs where created_at >= $1 and created_at < $2 and status in ${finished}
-       group by 1, 2, 3, 4, 5`,
+       group by 1, 2, 3, 4, 5, coalesce(price_version, 0)`,
       [from, to],
     );
     return r.rowCount ?? 0;

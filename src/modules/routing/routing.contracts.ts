@@ -50,6 +50,22 @@ export const jobRequestSchema = z.object({
 });
 export type JobRequest = z.infer<typeof jobRequestSchema>;
 
+/** The most micro-credits per 1,000 tokens a price may be (2^31 tokens at this price still fit a bigint). */
+export const MAX_PRICE_MICRO_PER_1K = 1_000_000_000_000;
+const pricePer1k = z.number().int().min(0).max(MAX_PRICE_MICRO_PER_1K);
+
+/**
+ * What a job pays per token, fixed at submit: the network config version whose price table priced it (0: no
+ * config was published) and that table's input and output prices for its model, in micro-credits per 1,000
+ * tokens. Dispatch settles from this alone, whatever the table says by then.
+ */
+export const jobPriceSchema = z.object({
+  version: z.number().int().min(0),
+  inputMicroPer1kTokens: pricePer1k,
+  outputMicroPer1kTokens: pricePer1k,
+});
+export type JobPrice = z.infer<typeof jobPriceSchema>;
+
 export const jobMessageSchema = z.object({
   v: z.literal(JOB_MESSAGE_VERSION),
   jobId: uuid,
@@ -80,6 +96,8 @@ export const jobMessageSchema = z.object({
   createdAt: z.string().datetime().optional(),
   /** The submitting API key (for the job's records when they are rebuilt from the message). */
   apiKeyId: uuid.optional(),
+  /** The job's price (see jobPriceSchema); absent on messages from before per-model prices: the flat price. */
+  price: jobPriceSchema.optional(),
 });
 export type JobMessage = z.infer<typeof jobMessageSchema>;
 
