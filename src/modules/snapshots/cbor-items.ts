@@ -1,5 +1,5 @@
-// Byte-level DAG-CBOR helpers (pure): an array header for pre-encoded items, and splitting an array into its items'
-// bytes without decoding them (verification hashes each item as a Merkle leaf).
+// Byte-level DAG-CBOR helpers (pure): an array header for pre-encoded items, splitting an array into its items'
+// bytes without decoding them, and scanning the leading values of a chunk's rows in place (streaming verify).
 
 /** The minimal CBOR header of an array of `n` items (major type 4), as DAG-CBOR requires. */
 export function arrayHeader(n: number): Uint8Array {
@@ -96,50 +96,6 @@ export function firstText(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset + t.next, t.arg).toString('utf8');
 }
 
-/**
- * The first `n` values of an array item whose leading values are scalars (integers, text, bytes, null, booleans),
- * without decoding the rest: verification reads five columns of millions of ledger rows this way. Integers wider than
- * 32 bits come back as bigint. A non-scalar among the first `n` values is a format error.
- */
-export function leadingScalars(b: Uint8Array, n: number): unknown[] {
-  const arr = readHead(b, 0);
-  if (arr.major !== 4) throw new CborFormatError('not an array');
-  const out: unknown[] = [];
-  let p = arr.next;
-  for (let i = 0; i < Math.min(n, arr.arg); i += 1) {
-    const first = b[p];
-    if (first === 0xf6 || first === 0xf7) {
-      out.push(null);
-      p += 1;
-      continue;
-    }
-    if (first === 0xf4 || first === 0xf5) {
-      out.push(first === 0xf5);
-      p += 1;
-      continue;
-    }
-    const h = readHead(b, p);
-    if (h.major === 0 || h.major === 1) {
-      const wide = (b[p]! & 0x1f) === 27;
-      let v: number | bigint = h.arg;
-      if (wide) {
-        v = 0n;
-        for (let k = 1; k <= 8; k += 1) v = (v << 8n) | BigInt(b[p + k]!);
-      }
-      out.push(h.major === 0 ? v : typeof v === 'bigint' ? -1n - v : -1 - v);
-      p = h.next;
-    } else if (h.major === 3 || h.major === 2) {
-      if (h.next + h.arg > b.length) throw new CborFormatError('truncated string');
-      const bytes = b.subarray(h.next, h.next + h.arg);
-      out.push(
-        h.major === 3 ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8') : bytes,
-      );
-      p = h.next + h.arg;
-    } else throw new CborFormatError(`value ${i} is not a scalar`);
-  }
-  return out;
-}
-
 // Head of the item last read by scanHead (module state: no object per value on the millions-of-rows path).
 let headArg = 0;
 let headNext = 0;
@@ -213,7 +169,8 @@ export function scanRows(chunk: Uint8Array, n: number, visit: (vals: unknown[]) 
       } else if (major === 2 || major === 3) {
         const end = headNext + headArg;
         if (end > b.length) throw new CborFormatError('truncated string');
-        vals[i] = major === 3 ? b.toString('utf8', headNext, end) : b.subarray(headNext, end);
+        // Bytes are copied: the chunk may sit in a reused buffer.
+        vals[i] = major === 3 ? b.toString('utf8', headNext, end) : new Uint8Array(b.subarray(headNext, end));
         p = end;
       } else throw new CborFormatError(`value ${i} of row ${r} is not a scalar`);
     }
