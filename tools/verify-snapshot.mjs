@@ -60,7 +60,8 @@ const big = (v) => (v === null || v === undefined ? 0n : BigInt(v));
 
 function verifySnapshot(car) {
   const m = car.get(car.root, 'manifest');
-  if (m.version !== 2) throw new Bad(`snapshot format version ${m.version} is not supported (version 2 only)`);
+  if (m.version !== 2)
+    throw new Bad(`snapshot format version ${m.version} is not supported (version 2 only)`);
   if (m.kind !== 'snapshot' && m.kind !== 'freeze') throw new Bad('root is not a snapshot manifest');
   const rows = {};
   for (const [name, link] of Object.entries(m.sections)) {

@@ -108,7 +108,13 @@ export class CarFile {
         for await (const b of decoder.blocksIndex()) {
           if (b.blockOffset + b.blockLength > size)
             throw new Error(`block ${entries.length} runs past the end of the file (truncated)`);
-          const e = { cid: b.cid, offset: b.blockOffset, length: b.blockLength, index: entries.length, checked: false };
+          const e = {
+            cid: b.cid,
+            offset: b.blockOffset,
+            length: b.blockLength,
+            index: entries.length,
+            checked: false,
+          };
           entries.push(e);
           index.set(b.cid.toString(), e);
         }

@@ -101,6 +101,7 @@ describe('scanRows and countItems', () => {
       /trailing bytes/,
     );
     expect(() => countItems(Buffer.concat([chunk, Buffer.from([0])]))).toThrow(/trailing bytes/);
+    expect(() => countItems(dagCbor.encode([[1], 2]))).toThrow(/row 1 is not an array/);
   });
 });
 

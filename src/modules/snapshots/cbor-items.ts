@@ -182,12 +182,15 @@ export function scanRows(chunk: Uint8Array, n: number, visit: (vals: unknown[]) 
   return rows;
 }
 
-/** The number of items of the top-level array in `b`, each skipped over (the array must fill `b` exactly). */
+/** The number of rows of a chunk, each skipped over: every item must be an array and the chunk exactly that array. */
 export function countItems(b: Uint8Array): number {
   if (scanHead(b, 0) !== 4) throw new CborFormatError('block is not a CBOR array');
   const n = headArg;
   let p = headNext;
-  for (let i = 0; i < n; i += 1) p = skipItem(b, p);
+  for (let i = 0; i < n; i += 1) {
+    if (p >= b.length || b[p]! >> 5 !== 4) throw new CborFormatError(`row ${i} is not an array`);
+    p = skipItem(b, p);
+  }
   if (p !== b.length) throw new CborFormatError(`trailing bytes after the array (${b.length - p})`);
   return n;
 }

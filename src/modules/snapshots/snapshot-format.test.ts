@@ -43,7 +43,17 @@ beforeAll(async () => {
     for (let id = 1n; id <= 300n; id += 1n) {
       const n = Number(id % 3n);
       sums[n]! += 1000n + id;
-      yield encodeRow([id, 'topup', ns(n), null, null, 1000n + id, `k${id}`, null, 1_767_225_600_000_000n + id]);
+      yield encodeRow([
+        id,
+        'topup',
+        ns(n),
+        null,
+        null,
+        1000n + id,
+        `k${id}`,
+        null,
+        1_767_225_600_000_000n + id,
+      ]);
     }
   }
   const limits = { rows: 50, bytes: 64 * 1024 };
@@ -174,7 +184,9 @@ describe('snapshot format version 2', () => {
       const stray = dagCbor.encode(['stray']);
       blocks.splice(1, 0, { cid: cidOf(stray), bytes: dagCbor.encode(['strays']) });
     });
-    await expect(verifySnapshotFile(path, { expectedCid: cid })).rejects.toThrow(/bad block .* \(block 1 of /);
+    await expect(verifySnapshotFile(path, { expectedCid: cid })).rejects.toThrow(
+      /bad block .* \(block 1 of /,
+    );
     const cut = join(dir.dir, 'cut.car');
     await writeFile(cut, await readFile(file));
     await truncate(cut, (await readFile(file)).length - 100);

@@ -71,7 +71,8 @@ export async function verifySnapshotFile(path: string, opts: VerifyOptions = {})
 }
 
 const malformed = (fail: (m: string) => Error, name: string, i: number) => (err: unknown) => {
-  if (err instanceof CborFormatError) return fail(`chunk ${i} of section ${name} is malformed (${err.message})`);
+  if (err instanceof CborFormatError)
+    return fail(`chunk ${i} of section ${name} is malformed (${err.message})`);
   return err;
 };
 
