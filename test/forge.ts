@@ -40,10 +40,11 @@ export async function forgeCar(bytes: Uint8Array, f: Forgery): Promise<{ bytes: 
     let rows: unknown[][] = [];
     for (const c of section.chunks) rows.push(...(dagCbor.decode(await get(c)) as unknown[][]));
     rows = f.rows.edit(rows);
-    const leaves = new LeafHashes();
-    for (const r of rows) leaves.addLeaf(dagCbor.encode(r));
     const chunkBytes = dagCbor.encode(rows);
     const chunkCid = cidOf(chunkBytes);
+    // Format version 2: one leaf per chunk, its CID digest.
+    const leaves = new LeafHashes();
+    leaves.addHash(chunkCid.multihash.digest);
     extra.push({ cid: chunkCid, bytes: chunkBytes });
     section.chunks = [chunkCid];
     if (f.rows.columns) section.columns = f.rows.columns(section.columns);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Standalone snapshot verifier, written from docs/snapshot-format.md alone: depends only on @ipld/car, @ipld/dag-cbor,
+// Standalone snapshot verifier (format version 2), written from docs/snapshot-format.md alone: depends only on @ipld/car, @ipld/dag-cbor,
 // multiformats and node:crypto (never on the project's modules). Prints one JSON line; exit 0 ok, 3 tampered, 2 usage.
 //   node tools/verify-snapshot.mjs <file.car> --cid <cid> [--checkpoints <checkpoints.jsonl> --key <hex public key>]
 import { createHash, createPublicKey, verify as verifySig } from 'node:crypto';
@@ -48,37 +48,42 @@ async function loadCar(path, cid) {
     blocks.set(b.cid.toString(), b.bytes);
     i += 1;
   }
-  const get = (c, what) => {
+  const raw = (c, what) => {
     const b = blocks.get(CID.asCID(c)?.toString() ?? '');
     if (!b) throw new Bad(`missing block ${c} (${what})`);
-    return dagCbor.decode(b);
+    return b;
   };
-  return { get, root: roots[0] };
+  return { raw, get: (c, what) => dagCbor.decode(raw(c, what)), root: roots[0] };
 }
 
 const big = (v) => (v === null || v === undefined ? 0n : BigInt(v));
 
 function verifySnapshot(car) {
   const m = car.get(car.root, 'manifest');
-  if (m.version !== 1 || (m.kind !== 'snapshot' && m.kind !== 'freeze'))
-    throw new Bad('root is not a version 1 manifest');
+  if (m.version !== 2)
+    throw new Bad(`snapshot format version ${m.version} is not supported (version 2 only)`);
+  if (m.kind !== 'snapshot' && m.kind !== 'freeze') throw new Bad('root is not a snapshot manifest');
   const rows = {};
   for (const [name, link] of Object.entries(m.sections)) {
     const s = car.get(link, `section ${name}`);
     if (s.name !== name) throw new Bad(`section block of ${name} names ${s.name}`);
     if (!Buffer.from(s.root).equals(Buffer.from(m.roots[name])))
       throw new Bad(`section ${name}: root differs from the manifest`);
+    // Leaves are the chunks: leaf hash = SHA-256 of the chunk block = its CID digest (checked in loadCar).
     const leaves = [];
     const list = [];
     for (const [i, c] of s.chunks.entries()) {
-      const chunk = car.get(c, `chunk ${i} of ${name}`);
-      for (const row of chunk) {
-        leaves.push(leafHash(dagCbor.encode(row)));
-        list.push(row);
-      }
+      const cid = CID.asCID(c);
+      const bytes = car.raw(c, `chunk ${i} of ${name}`);
+      if (bytes[0] < 0x80 || bytes[0] > 0x9b) throw new Bad(`chunk ${i} of ${name} is not an array`);
+      const chunk = dagCbor.decode(bytes);
+      if (chunk.length === 0 || !chunk.every(Array.isArray))
+        throw new Bad(`chunk ${i} of ${name} is not a non-empty array of rows`);
+      leaves.push(Buffer.from(cid.multihash.digest));
+      for (const row of chunk) list.push(row);
     }
-    if (Number(s.count) !== leaves.length)
-      throw new Bad(`section ${name}: ${leaves.length} rows, block says ${s.count}`);
+    if (Number(s.count) !== list.length)
+      throw new Bad(`section ${name}: ${list.length} rows, block says ${s.count}`);
     if (!merkleRoot(leaves).equals(Buffer.from(s.root)))
       throw new Bad(`section ${name}: Merkle root mismatch`);
     rows[name] = list;

@@ -10,7 +10,7 @@ import { CREDIT, createNamespaces } from '../../../test/factories.js';
 import { insertJobs, insertTopups } from '../../../test/archive-factories.js';
 import { createScratchDatabase, tempArchiveDir } from '../../../test/archive-harness.js';
 import { forgeCar } from '../../../test/forge.js';
-import { leafHash } from '../../modules/snapshots/index.js';
+import { chunkLeafHash } from '../../modules/snapshots/index.js';
 import { buildProgram } from '../program.js';
 
 let db: PgTestSchema;
@@ -118,20 +118,22 @@ describe('pinning by CID', () => {
     expect((await rty('snapshot', 'verify-proof', file, '--cid', cids[1]!)).out).toEqual([
       `proof OK against section credit_balances of snapshot ${cids[1]} (root ${balancesRoot})`,
     ]);
-    // A made-up one-leaf proof of any balance: its own root is its leaf hash, so it "proves" itself.
-    const leaf = dagCbor.encode([namespaceIds[1], 999_000n * CREDIT, 0n, 0n, 0n]);
+    // A made-up one-chunk proof of any balance: its own root is its chunk's hash, so it "proves" itself.
+    const block = dagCbor.encode([[namespaceIds[1], 999_000n * CREDIT, 0n, 0n, 0n]]);
     const madeUp = {
       ...proof,
-      index: 0,
-      size: 1,
+      chunk: 0,
+      chunks: 1,
+      row: 0,
       path: [],
-      leaf: Buffer.from(leaf).toString('hex'),
-      record: [namespaceIds[1], String(999_000n * CREDIT), '0', '0', '0'],
-      root: leafHash(leaf).toString('hex'),
+      block: Buffer.from(block).toString('base64'),
+      record: [namespaceIds[1], Number(999_000n * CREDIT), 0, 0, 0],
+      root: chunkLeafHash(block).toString('hex'),
     };
     await writeFile(file, JSON.stringify(madeUp));
+    expect((await rty('snapshot', 'verify-proof', file, '--root', madeUp.root)).code).toBe(0);
     const r = await rty('snapshot', 'verify-proof', file, '--cid', cids[1]!);
-    expect(r).toEqual({ code: 3, out: ['proof INVALID: the leaf and path do not lead to the root'] });
+    expect(r).toEqual({ code: 3, out: ['proof INVALID: the chunk and path do not lead to the root'] });
   });
 
   it('a consistent forgery named <its cid>.car is not pinned by its name: verify and restore need --cid (exit 2)', async () => {

@@ -72,7 +72,7 @@ describe('rty archive commands', () => {
       code: 0,
       out: [`proof OK against root ${proof.root}`],
     });
-    await writeFile(file, JSON.stringify({ ...proof, index: proof.index + 1 }));
+    await writeFile(file, JSON.stringify({ ...proof, chunk: proof.chunk + 1 }));
     expect((await rty('snapshot', 'verify-proof', file, '--cid', cid)).code).toBe(3);
   });
 

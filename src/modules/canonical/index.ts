@@ -27,6 +27,8 @@ export {
   LeafHashes,
   StreamingMerkle,
   auditPath,
+  chunkLeafHash,
+  isArrayHead,
   leafHash,
   merkleRoot,
   nodeHash,

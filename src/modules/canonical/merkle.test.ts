@@ -68,6 +68,18 @@ describe('RFC 6962 Merkle tree', () => {
   });
 });
 
+describe('chunk leaves (snapshot format version 2)', () => {
+  it('hash a chunk with no prefix (its CID digest) and refuse bytes that are not a CBOR array', async () => {
+    const { chunkLeafHash } = await import('./merkle.js');
+    const chunk = Buffer.from([0x82, 0x81, 0x01, 0x81, 0x02]); // [[1], [2]]
+    expect(chunkLeafHash(chunk)).toEqual(sha256(chunk));
+    // A node preimage (0x01 || l || r) can never pass as a chunk leaf.
+    expect(() => chunkLeafHash(Buffer.concat([Buffer.of(1), Buffer.alloc(64)]))).toThrow(/DAG-CBOR array/);
+    expect(() => chunkLeafHash(Buffer.of(0xa0))).toThrow(/DAG-CBOR array/);
+    expect(() => chunkLeafHash(Buffer.alloc(0))).toThrow(/DAG-CBOR array/);
+  });
+});
+
 describe('streaming Merkle root', () => {
   it('equals the RFC 6962 root for every size from 0 to 130', async () => {
     const { LeafHashes, StreamingMerkle, leafHash, merkleRoot } = await import('./merkle.js');

@@ -36,6 +36,20 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
   return sha256(b);
 }
 
+/**
+ * The leaf hash of a snapshot chunk (format version 2): SHA-256 of the chunk block's bytes, i.e. the digest of its
+ * CID, so checking a block against its CID and building the section tree share one hash pass. RFC 6962's 0x00 prefix
+ * only keeps leaf preimages apart from node preimages (which begin 0x01); a chunk is a DAG-CBOR array, whose first
+ * byte is 0x80..0x9b, so it can never be a node preimage. Callers must refuse a chunk that is not an array.
+ */
+export function chunkLeafHash(chunk: Uint8Array): Buffer {
+  if (!isArrayHead(chunk[0])) throw new RangeError('a chunk leaf must be a DAG-CBOR array');
+  return sha256(chunk);
+}
+
+/** 0x80..0x97 (short array) or 0x98..0x9b (array with a 1..8-byte length). */
+export const isArrayHead = (b: number | undefined): boolean => b !== undefined && b >= 0x80 && b <= 0x9b;
+
 /** The root of an empty tree is the hash of the empty string (RFC 6962 2.1). */
 export const EMPTY_ROOT: Buffer = sha256();
 

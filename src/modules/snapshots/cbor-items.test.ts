@@ -74,24 +74,49 @@ describe('row encoder', () => {
   });
 });
 
-describe('leadingScalars', () => {
-  it('reads the leading values exactly as dag-cbor decodes them, wide and negative integers included', async () => {
-    const { leadingScalars } = await import('./cbor-items.js');
-    const dagCbor = await import('@ipld/dag-cbor');
+describe('scanRows and countItems', () => {
+  it('read the leading values of every row exactly as dag-cbor decodes them, wide and negative integers included', async () => {
+    const { scanRows, countItems } = await import('./cbor-items.js');
     const rows: unknown[][] = [
       [1n, 'topup', 'ns', null, null, 1000n, 'k', null, 5n],
       [2n ** 60n, 'settle', null, '0xabc', 'job', -(2n ** 40n), null],
       [0, '', true, false, new Uint8Array([1, 2]), -1, [1, 2]],
       [4294967296n, 'é', null],
+      [2n ** 53n - 1n, -(2n ** 53n) - 5n, 2n ** 64n - 1n, 'x'.repeat(300), null, { a: [1] }],
+      [],
     ];
-    for (const row of rows) {
-      const bytes = dagCbor.encode(row);
-      const want = (dagCbor.decode(bytes) as unknown[])
-        .slice(0, 5)
-        .map((v) => (typeof v === 'number' ? BigInt(v) : v));
-      const got = leadingScalars(bytes, 5).map((v) => (typeof v === 'number' ? BigInt(v) : v));
-      expect(got).toEqual(want);
+    const chunk = dagCbor.encode(rows);
+    const want = (dagCbor.decode(chunk) as unknown[][]).map((r) =>
+      Array.from({ length: 5 }, (_, i) => r[i]).map((v) => (typeof v === 'number' ? BigInt(v) : v)),
+    );
+    const got: unknown[][] = [];
+    const n = scanRows(chunk, 5, (v) => got.push(v.map((x) => (typeof x === 'number' ? BigInt(x) : x))));
+    expect(n).toBe(rows.length);
+    expect(got).toEqual(want);
+    expect(countItems(chunk)).toBe(rows.length);
+    expect(() => scanRows(dagCbor.encode([[[1], 2]]), 1, () => undefined)).toThrow(/not a scalar/);
+    expect(() => scanRows(dagCbor.encode([1]), 1, () => undefined)).toThrow(/row 0 is not an array/);
+    expect(() => scanRows(chunk.subarray(0, chunk.length - 1), 5, () => undefined)).toThrow(CborFormatError);
+    expect(() => scanRows(Buffer.concat([chunk, Buffer.from([0])]), 5, () => undefined)).toThrow(
+      /trailing bytes/,
+    );
+    expect(() => countItems(Buffer.concat([chunk, Buffer.from([0])]))).toThrow(/trailing bytes/);
+    expect(() => countItems(dagCbor.encode([[1], 2]))).toThrow(/row 1 is not an array/);
+  });
+});
+
+describe('Sum', () => {
+  it('stays exact past 2^53 and back, as a bigint sum would', async () => {
+    const { Sum } = await import('./snapshot-deep.js');
+    const s = new Sum();
+    let want = 0n;
+    const xs = [2 ** 52, 2 ** 52, 2 ** 52, 7, -(2 ** 53), 3n * 2n ** 70n, -1, -(3n * 2n ** 70n), 2 ** 53 - 1];
+    for (const x of xs) {
+      s.add(x);
+      want += BigInt(x);
+      expect(s.value()).toBe(want);
     }
-    expect(() => leadingScalars(dagCbor.encode([[1], 2]), 1)).toThrow(/not a scalar/);
+    s.sub(2 ** 53 - 1);
+    expect(s.value()).toBe(want - BigInt(2 ** 53 - 1));
   });
 });

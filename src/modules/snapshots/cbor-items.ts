@@ -1,5 +1,5 @@
-// Byte-level DAG-CBOR helpers (pure): an array header for pre-encoded items, and splitting an array into its items'
-// bytes without decoding them (verification hashes each item as a Merkle leaf).
+// Byte-level DAG-CBOR helpers (pure): an array header for pre-encoded items, splitting an array into its items'
+// bytes without decoding them, and scanning the leading values of a chunk's rows in place (streaming verify).
 
 /** The minimal CBOR header of an array of `n` items (major type 4), as DAG-CBOR requires. */
 export function arrayHeader(n: number): Uint8Array {
@@ -96,46 +96,101 @@ export function firstText(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset + t.next, t.arg).toString('utf8');
 }
 
+// Head of the item last read by scanHead (module state: no object per value on the millions-of-rows path).
+let headArg = 0;
+let headNext = 0;
+let headWide = false;
+
+function scanHead(b: Uint8Array, pos: number): number {
+  if (pos >= b.length) throw new CborFormatError(`truncated CBOR at byte ${pos}`);
+  const first = b[pos]!;
+  const info = first & 0x1f;
+  headWide = false;
+  if (info < 24) {
+    headArg = info;
+    headNext = pos + 1;
+  } else if (info === 24) {
+    if (pos + 2 > b.length) throw new CborFormatError(`truncated CBOR at byte ${pos}`);
+    headArg = b[pos + 1]!;
+    headNext = pos + 2;
+  } else if (info === 25) {
+    if (pos + 3 > b.length) throw new CborFormatError(`truncated CBOR at byte ${pos}`);
+    headArg = (b[pos + 1]! << 8) | b[pos + 2]!;
+    headNext = pos + 3;
+  } else if (info === 26) {
+    if (pos + 5 > b.length) throw new CborFormatError(`truncated CBOR at byte ${pos}`);
+    headArg = b[pos + 1]! * 0x1000000 + ((b[pos + 2]! << 16) | (b[pos + 3]! << 8) | b[pos + 4]!);
+    headNext = pos + 5;
+  } else if (info === 27) {
+    if (pos + 9 > b.length) throw new CborFormatError(`truncated CBOR at byte ${pos}`);
+    const hi = b[pos + 1]! * 0x1000000 + ((b[pos + 2]! << 16) | (b[pos + 3]! << 8) | b[pos + 4]!);
+    const lo = b[pos + 5]! * 0x1000000 + ((b[pos + 6]! << 16) | (b[pos + 7]! << 8) | b[pos + 8]!);
+    headWide = hi >= 0x200000; // beyond 2^53: the caller reads it as a bigint
+    headArg = hi * 0x100000000 + lo;
+    headNext = pos + 9;
+  } else throw new CborFormatError(`unsupported CBOR additional info ${info} at byte ${pos}`);
+  return first >> 5;
+}
+
+function wideAt(b: Uint8Array, pos: number): bigint {
+  let v = 0n;
+  for (let k = 1; k <= 8; k += 1) v = (v << 8n) | BigInt(b[pos + k]!);
+  return v;
+}
+
 /**
- * The first `n` values of an array item whose leading values are scalars (integers, text, bytes, null, booleans),
- * without decoding the rest: verification reads five columns of millions of ledger rows this way. Integers wider than
- * 32 bits come back as bigint. A non-scalar among the first `n` values is a format error.
+ * Visits every row of a chunk (a DAG-CBOR array of row arrays), reading only its first `n` values — scalars: integers
+ * (bigint beyond 2^53), text, bytes, null, booleans — into one reused array and skipping the rest of the row. Returns
+ * the row count; the chunk must be exactly that array. The streaming verify reads millions of ledger rows this way.
  */
-export function leadingScalars(b: Uint8Array, n: number): unknown[] {
-  const arr = readHead(b, 0);
-  if (arr.major !== 4) throw new CborFormatError('not an array');
-  const out: unknown[] = [];
-  let p = arr.next;
-  for (let i = 0; i < Math.min(n, arr.arg); i += 1) {
-    const first = b[p];
-    if (first === 0xf6 || first === 0xf7) {
-      out.push(null);
-      p += 1;
-      continue;
-    }
-    if (first === 0xf4 || first === 0xf5) {
-      out.push(first === 0xf5);
-      p += 1;
-      continue;
-    }
-    const h = readHead(b, p);
-    if (h.major === 0 || h.major === 1) {
-      const wide = (b[p]! & 0x1f) === 27;
-      let v: number | bigint = h.arg;
-      if (wide) {
-        v = 0n;
-        for (let k = 1; k <= 8; k += 1) v = (v << 8n) | BigInt(b[p + k]!);
+export function scanRows(chunk: Uint8Array, n: number, visit: (vals: unknown[]) => void): number {
+  const b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+  if (scanHead(b, 0) !== 4) throw new CborFormatError('chunk is not a CBOR array');
+  const rows = headArg;
+  let p = headNext;
+  const vals: unknown[] = new Array<unknown>(n).fill(null);
+  for (let r = 0; r < rows; r += 1) {
+    if (scanHead(b, p) !== 4) throw new CborFormatError(`row ${r} is not an array`);
+    const width = headArg;
+    p = headNext;
+    const take = Math.min(n, width);
+    for (let i = 0; i < take; i += 1) {
+      const first = b[p];
+      if (first === 0xf6 || first === 0xf7 || first === 0xf4 || first === 0xf5) {
+        vals[i] = first === 0xf4 ? false : first === 0xf5 ? true : null;
+        p += 1;
+        continue;
       }
-      out.push(h.major === 0 ? v : typeof v === 'bigint' ? -1n - v : -1 - v);
-      p = h.next;
-    } else if (h.major === 3 || h.major === 2) {
-      if (h.next + h.arg > b.length) throw new CborFormatError('truncated string');
-      const bytes = b.subarray(h.next, h.next + h.arg);
-      out.push(
-        h.major === 3 ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8') : bytes,
-      );
-      p = h.next + h.arg;
-    } else throw new CborFormatError(`value ${i} is not a scalar`);
+      const major = scanHead(b, p);
+      if (major === 0 || major === 1) {
+        const v = headWide ? wideAt(b, p) : headArg;
+        vals[i] = major === 0 ? v : typeof v === 'bigint' ? -1n - v : -1 - v;
+        p = headNext;
+      } else if (major === 2 || major === 3) {
+        const end = headNext + headArg;
+        if (end > b.length) throw new CborFormatError('truncated string');
+        // Bytes are copied: the chunk may sit in a reused buffer.
+        vals[i] = major === 3 ? b.toString('utf8', headNext, end) : new Uint8Array(b.subarray(headNext, end));
+        p = end;
+      } else throw new CborFormatError(`value ${i} of row ${r} is not a scalar`);
+    }
+    for (let i = take; i < n; i += 1) vals[i] = undefined;
+    for (let i = take; i < width; i += 1) p = skipItem(b, p);
+    visit(vals);
   }
-  return out;
+  if (p !== b.length) throw new CborFormatError(`trailing bytes after the array (${b.length - p})`);
+  return rows;
+}
+
+/** The number of rows of a chunk, each skipped over: every item must be an array and the chunk exactly that array. */
+export function countItems(b: Uint8Array): number {
+  if (scanHead(b, 0) !== 4) throw new CborFormatError('block is not a CBOR array');
+  const n = headArg;
+  let p = headNext;
+  for (let i = 0; i < n; i += 1) {
+    if (p >= b.length || b[p]! >> 5 !== 4) throw new CborFormatError(`row ${i} is not an array`);
+    p = skipItem(b, p);
+  }
+  if (p !== b.length) throw new CborFormatError(`trailing bytes after the array (${b.length - p})`);
+  return n;
 }

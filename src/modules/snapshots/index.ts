@@ -2,7 +2,7 @@
 export { periodHash } from '../canonical/index.js';
 export { encodeRow, rowValues, selectSql, type TableSpec } from '../canonical/index.js';
 export { jobRollupsSpec, ledgerRollupsSpec, snapshotSections } from '../canonical/index.js';
-export { leafHash, merkleRoot, verifyInclusion } from '../canonical/index.js';
+export { chunkLeafHash, leafHash, merkleRoot, verifyInclusion } from '../canonical/index.js';
 export { DirectoryTarget, carKey, type ArchiveTarget } from './archive-target.js';
 export {
   SnapshotsService,
@@ -20,7 +20,7 @@ export {
   type VerifyReport,
   type VerifyProgress,
 } from './snapshot-verify.js';
-export { checkProof, type InclusionProof } from './proofs.js';
+export { checkProof, PROOF_VERSION, type InclusionProof } from './proofs.js';
 export { restoreSnapshot, type RestoreResult } from './restore.js';
 export { freezeNetwork, sortedSetOnlineNodes, type OnlineNodesSource, type FreezeResult } from './freeze.js';
 export {

@@ -5,6 +5,12 @@ import { CID } from 'multiformats/cid';
 import { AppError } from '../../platform/errors.js';
 import type { Column, ColumnType } from '../canonical/index.js';
 
+/**
+ * Version 2: a section's Merkle leaves are its chunk blocks (leaf hash = the chunk's CID digest); version 1 hashed
+ * every row as a leaf. Version 1 files are refused by name, not read under the wrong tree.
+ */
+export const SNAPSHOT_FORMAT_VERSION = 2;
+
 export type SnapshotKind = 'snapshot' | 'freeze';
 
 /** Ledger totals of one snapshot (decimal strings: DAG-CBOR and JSON carry them without a 64-bit concern). */
@@ -21,7 +27,7 @@ export interface LedgerTotals {
 }
 
 export interface Manifest {
-  version: 1;
+  version: typeof SNAPSHOT_FORMAT_VERSION;
   kind: SnapshotKind;
   /** Position in the chain (null for a freeze, which is not chained). */
   seq: number | null;
@@ -64,7 +70,14 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   } catch (err) {
     throw bad(`root block does not decode (${(err as Error).message})`);
   }
-  if (!isObj(v) || v.version !== 1) throw bad('root block is not a version 1 manifest');
+  if (!isObj(v) || !('version' in v)) throw bad('the root block is not a snapshot manifest');
+  if (v.version !== SNAPSHOT_FORMAT_VERSION)
+    throw new AppError(
+      'integrity_failed',
+      `snapshot format version ${String(v.version)} is not supported: this build reads version ${SNAPSHOT_FORMAT_VERSION} only ` +
+        '(version 1 hashed single rows as Merkle leaves; version 2 hashes chunks, see docs/snapshot-format.md)',
+      { version: typeof v.version === 'number' ? v.version : String(v.version) },
+    );
   if (v.kind !== 'snapshot' && v.kind !== 'freeze') throw bad('unknown kind');
   if (!isObj(v.roots) || !isObj(v.sections)) throw bad('manifest lacks roots or sections');
   for (const [k, c] of Object.entries(v.sections)) {
@@ -78,7 +91,7 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   const ledger =
     isObj(v.ledger) && Object.values(v.ledger).every((x) => typeof x === 'string') ? v.ledger : null;
   return {
-    version: 1,
+    version: SNAPSHOT_FORMAT_VERSION,
     kind: v.kind,
     seq: num(v.seq),
     prev,

@@ -1,18 +1,35 @@
-// Inclusion proofs for one snapshot record: built from a snapshot, checked against a Merkle root alone.
+// Inclusion proofs for one snapshot record (its chunk plus the audit path over the section's chunk hashes): built
+// from a snapshot, checked against a trusted Merkle root alone.
 import * as dagCbor from '@ipld/dag-cbor';
 import { z } from 'zod';
 import { AppError } from '../../platform/errors.js';
-import { LeafHashes, auditPath, merkleRoot, verifyInclusion } from '../canonical/index.js';
+import {
+  LeafHashes,
+  auditPath,
+  chunkLeafHash,
+  isArrayHead,
+  merkleRoot,
+  rootFromPath,
+} from '../canonical/index.js';
 import type { SnapshotReader } from './snapshot-reader.js';
 
+export const PROOF_VERSION = 2;
+
+/**
+ * Format version 2: the Merkle leaf is the chunk holding the record, so a proof carries the whole chunk block and the
+ * audit path over the section's chunk hashes (docs/snapshot-format.md §8).
+ */
 export interface InclusionProof {
-  version: 1;
+  version: typeof PROOF_VERSION;
   snapshot: string;
   section: string;
-  index: number;
-  size: number;
-  /** The record as the snapshot encodes it (DAG-CBOR, hex); the leaf hash is H(0x00 || leaf). */
-  leaf: string;
+  /** The chunk's position among the section's chunks (the leaf index) and their number (the tree size). */
+  chunk: number;
+  chunks: number;
+  /** The chunk block's bytes, base64: SHA-256 of them is the leaf hash (and the chunk's CID digest). */
+  block: string;
+  /** The record's position in the chunk's array of rows. */
+  row: number;
   /** The decoded record, for people; bigints as decimal strings, bytes as hex. */
   record: unknown[];
   path: string[];
@@ -20,12 +37,13 @@ export interface InclusionProof {
 }
 
 export const inclusionProofSchema = z.object({
-  version: z.literal(1),
+  version: z.literal(PROOF_VERSION),
   snapshot: z.string(),
   section: z.string(),
-  index: z.number().int().min(0),
-  size: z.number().int().min(1),
-  leaf: z.string().regex(/^[0-9a-f]*$/),
+  chunk: z.number().int().min(0),
+  chunks: z.number().int().min(1),
+  block: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/),
+  row: z.number().int().min(0),
   record: z.array(z.unknown()),
   path: z.array(z.string().regex(/^[0-9a-f]{64}$/)),
   root: z.string().regex(/^[0-9a-f]{64}$/),
@@ -40,6 +58,8 @@ const readable = (v: unknown): unknown =>
         ? v.map(readable)
         : v;
 
+const asU8 = (b: Uint8Array) => new Uint8Array(b.buffer, b.byteOffset, b.length);
+
 /** Proof for the first row of `section` whose decoded values satisfy `match`. */
 export async function buildProof(
   snap: SnapshotReader,
@@ -48,59 +68,71 @@ export async function buildProof(
 ): Promise<InclusionProof> {
   const s = await snap.section(section);
   const leaves = new LeafHashes();
-  let found: { index: number; leaf: Uint8Array } | undefined;
-  for (let i = 0; i < s.chunks.length; i += 1) {
-    for (const item of await snap.chunkItems(s, i)) {
-      if (!found && match(dagCbor.decode(item) as unknown[])) found = { index: leaves.size, leaf: item };
-      leaves.addLeaf(item);
-    }
-  }
-  if (!found) throw new AppError('not_found', `no matching record in section ${section} of ${snap.cid}`);
+  for (const c of s.chunks) leaves.addHash(c.multihash.digest);
   const root = merkleRoot(leaves);
   if (!root.equals(Buffer.from(snap.manifest.roots[section]!)))
     throw new AppError('integrity_failed', `section ${section} does not hash to its manifest root`);
-  return {
-    version: 1,
-    snapshot: snap.cid,
-    section,
-    index: found.index,
-    size: leaves.size,
-    leaf: Buffer.from(found.leaf).toString('hex'),
-    record: readable(dagCbor.decode(found.leaf)) as unknown[],
-    path: auditPath(leaves, found.index).map((h) => h.toString('hex')),
-    root: root.toString('hex'),
-  };
+  for (let i = 0; i < s.chunks.length; i += 1) {
+    const block = await snap.chunkBytes(s, i);
+    const rows = dagCbor.decode(asU8(block)) as unknown[][];
+    const row = rows.findIndex((r) => match(r));
+    if (row < 0) continue;
+    return {
+      version: PROOF_VERSION,
+      snapshot: snap.cid,
+      section,
+      chunk: i,
+      chunks: s.chunks.length,
+      block: Buffer.from(block).toString('base64'),
+      row,
+      record: readable(rows[row]) as unknown[],
+      path: auditPath(leaves, i).map((h) => h.toString('hex')),
+      root: root.toString('hex'),
+    };
+  }
+  throw new AppError('not_found', `no matching record in section ${section} of ${snap.cid}`);
 }
 
 /**
- * Checks a proof against a trusted `root` (hex, e.g. a pinned snapshot's section root): the leaf must hash up to it and
- * the shown record must be what the leaf encodes. The proof's own `root` field is never trusted.
+ * Checks a proof against a trusted `root` (hex, e.g. a pinned snapshot's section root): the chunk must hash up to it
+ * along the path and hold the shown record at `row`. The proof's own `root` field is never trusted.
  */
 export function checkProof(input: unknown, root: string): { ok: boolean; reason?: string } {
   if (!/^[0-9a-f]{64}$/.test(root)) return { ok: false, reason: 'the trusted root is not 64 hex digits' };
+  const version = (input as { version?: unknown } | null)?.version;
+  if (version !== undefined && version !== PROOF_VERSION)
+    return {
+      ok: false,
+      reason: `proof format version ${String(version)} is not supported: this build checks version ${PROOF_VERSION} (chunk leaves); prove again against the snapshot`,
+    };
   const parsed = inclusionProofSchema.safeParse(input);
   if (!parsed.success)
     return { ok: false, reason: `not an inclusion proof: ${parsed.error.issues[0]?.message}` };
   const p = parsed.data;
-  const leaf = Buffer.from(p.leaf, 'hex');
-  const expectedRoot = Buffer.from(root, 'hex');
-  if (
-    !verifyInclusion(
-      leaf,
-      p.index,
-      p.size,
-      p.path.map((h) => Buffer.from(h, 'hex')),
-      expectedRoot,
-    )
-  )
-    return { ok: false, reason: 'the leaf and path do not lead to the root' };
-  let decoded: unknown;
+  const block = asU8(Buffer.from(p.block, 'base64'));
+  if (!isArrayHead(block[0])) return { ok: false, reason: 'the chunk is not a DAG-CBOR array' };
+  let reached: Buffer;
   try {
-    decoded = readable(dagCbor.decode(leaf));
+    reached = rootFromPath(
+      chunkLeafHash(block),
+      p.chunk,
+      p.chunks,
+      p.path.map((h) => Buffer.from(h, 'hex')),
+    );
   } catch {
-    return { ok: false, reason: 'the leaf is not DAG-CBOR' };
+    return { ok: false, reason: 'the chunk and path do not lead to the root' };
   }
-  if (JSON.stringify(decoded) !== JSON.stringify(p.record))
-    return { ok: false, reason: 'the record shown differs from the record the leaf encodes' };
+  if (!reached.equals(Buffer.from(root, 'hex')))
+    return { ok: false, reason: 'the chunk and path do not lead to the root' };
+  let rows: unknown;
+  try {
+    rows = dagCbor.decode(block);
+  } catch {
+    return { ok: false, reason: 'the chunk is not DAG-CBOR' };
+  }
+  if (!Array.isArray(rows) || p.row >= rows.length || !Array.isArray(rows[p.row]))
+    return { ok: false, reason: `the chunk has no row ${p.row}` };
+  if (JSON.stringify(readable(rows[p.row])) !== JSON.stringify(p.record))
+    return { ok: false, reason: 'the record shown differs from the record in the chunk' };
   return { ok: true };
 }

@@ -1,11 +1,17 @@
-// Writes sections into a CAR: rows stream from a PostgreSQL cursor (or any source), are encoded once each, hashed as
-// Merkle leaves and packed into chunk blocks of bounded size.
+// Writes sections into a CAR: rows stream from a PostgreSQL cursor (or any source), are encoded once each and packed
+// into chunk blocks of bounded size; each chunk is one Merkle leaf, its CID digest (format version 2).
 import { randomBytes } from 'node:crypto';
 import type { CID } from 'multiformats/cid';
 import type { PoolClient } from '../../stores/postgres/pool.js';
 import { encodeArrayOfEncoded } from './cbor-items.js';
 import { CarFileWriter, cidOf } from './car-io.js';
-import { columnsOf, encodeManifest, encodeSectionBlock, type Manifest } from './manifest.js';
+import {
+  SNAPSHOT_FORMAT_VERSION,
+  columnsOf,
+  encodeManifest,
+  encodeSectionBlock,
+  type Manifest,
+} from './manifest.js';
 import { LeafHashes, merkleRoot } from '../canonical/index.js';
 import { encodeRow, rowValues, selectSql, type Column, type TableSpec } from '../canonical/index.js';
 
@@ -31,6 +37,7 @@ export async function writeSection(
 ): Promise<SectionSummary> {
   const leaves = new LeafHashes();
   const chunks: CID[] = [];
+  let count = 0;
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
   const flush = async () => {
@@ -39,22 +46,24 @@ export async function writeSection(
     const cid = cidOf(bytes);
     await car.put({ cid, bytes });
     chunks.push(cid);
+    // The chunk's CID digest is its leaf hash: no per-row hashing (see chunkLeafHash).
+    leaves.addHash(cid.multihash.digest);
+    count += pending.length;
     await onRows?.(pending.length);
     pending = [];
     pendingBytes = 0;
   };
   for await (const row of rows) {
-    leaves.addLeaf(row);
     pending.push(row);
     pendingBytes += row.length;
     if (pending.length >= limits.rows || pendingBytes >= limits.bytes) await flush();
   }
   await flush();
   const root = merkleRoot(leaves);
-  const bytes = encodeSectionBlock({ name, columns: columnsOf(columns), count: leaves.size, root, chunks });
+  const bytes = encodeSectionBlock({ name, columns: columnsOf(columns), count, root, chunks });
   const cid = cidOf(bytes);
   await car.put({ cid, bytes });
-  return { name, cid, count: leaves.size, root };
+  return { name, cid, count, root };
 }
 
 /** Writes the manifest over the written sections as the CAR's root block and finishes the CAR. */
@@ -64,7 +73,7 @@ export async function finishWithManifest(
   sections: SectionSummary[],
 ): Promise<{ cid: CID; manifest: Manifest }> {
   const manifest: Manifest = {
-    version: 1,
+    version: SNAPSHOT_FORMAT_VERSION,
     ...head,
     roots: Object.fromEntries(sections.map((s) => [s.name, s.root])),
     sections: Object.fromEntries(sections.map((s) => [s.name, s.cid])),

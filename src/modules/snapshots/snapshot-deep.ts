@@ -19,11 +19,39 @@ export const deepSections = new Set([
   'rollup_periods',
 ]);
 
+/** An exact integer sum: a double while every partial sum is a safe integer, the excess moved into a bigint. */
+export class Sum {
+  private n = 0;
+  private b = 0n;
+
+  add(x: number | bigint): void {
+    if (typeof x === 'number') {
+      const s = this.n + x;
+      if (Number.isSafeInteger(s)) {
+        this.n = s;
+        return;
+      }
+    }
+    this.b += BigInt(this.n) + BigInt(x);
+    this.n = 0;
+  }
+
+  sub(x: number | bigint): void {
+    this.add(-x);
+  }
+
+  value(): bigint {
+    return this.b + BigInt(this.n);
+  }
+}
+
 const big = (v: unknown): bigint => (v === null || v === undefined ? 0n : BigInt(v as number | bigint));
 
 export class DeepChecker {
-  private readonly derived = new Map<string, { available: bigint; reserved: bigint }>();
-  private readonly nodeDerived = new Map<string, { earned: bigint; paid: bigint }>();
+  private readonly derived = new Map<string, { available: Sum; reserved: Sum }>();
+  private readonly nodeDerived = new Map<string, { earned: Sum; paid: Sum }>();
+  private entryCount = 0;
+  private maxEntryId: number | bigint = 0;
   private readonly pending = new Map<string, bigint>();
   private readonly balances = new Map<string, { available: bigint; reserved: bigint }>();
   private readonly nodes = new Map<string, { earned: bigint; paid: bigint }>();
@@ -84,29 +112,50 @@ export class DeepChecker {
   }
 
   private entry(r: unknown[]): void {
-    const [id, kind, ns, node] = r as [bigint | number, string, string | null, string | null];
-    const amount = big(r[5]);
-    this.t.entries += 1n;
-    if (big(id) > this.t.lastEntryId) this.t.lastEntryId = big(id);
+    this.ledgerEntry(
+      r[0] as number | bigint,
+      r[1] as string,
+      r[2] as string | null,
+      r[3] as string | null,
+      r[5] as number | bigint | null,
+    );
+  }
+
+  /**
+   * One ledger entry (id, kind, namespace, node, amount). Millions of them per snapshot: sums are kept as exact
+   * doubles while they stay below 2^53 and spill into bigints beyond (see Sum), so the common row costs no bigint.
+   */
+  ledgerEntry(
+    id: number | bigint,
+    kind: string,
+    ns: string | null,
+    node: string | null,
+    amount: number | bigint | null,
+  ): void {
+    this.seen.add('ledger_entries');
+    const a = amount ?? 0;
+    this.entryCount += 1;
+    if (id > this.maxEntryId) this.maxEntryId = id;
     if (ns !== null) {
       let d = this.derived.get(ns);
-      if (!d) this.derived.set(ns, (d = { available: 0n, reserved: 0n }));
-      if (ADDS_AVAILABLE.has(kind)) d.available += amount;
-      if (TAKES_AVAILABLE.has(kind)) d.available -= amount;
-      if (kind === 'reserve') d.reserved += amount;
-      if (CLOSES_HOLD.has(kind)) d.reserved -= amount;
+      if (!d) this.derived.set(ns, (d = { available: new Sum(), reserved: new Sum() }));
+      if (ADDS_AVAILABLE.has(kind)) d.available.add(a);
+      if (TAKES_AVAILABLE.has(kind)) d.available.sub(a);
+      if (kind === 'reserve') d.reserved.add(a);
+      if (CLOSES_HOLD.has(kind)) d.reserved.sub(a);
     }
     if (node !== null) {
       let d = this.nodeDerived.get(node);
-      if (!d) this.nodeDerived.set(node, (d = { earned: 0n, paid: 0n }));
-      if (kind === 'earning') d.earned += amount;
-      if (kind === 'payout') d.paid += amount;
+      if (!d) this.nodeDerived.set(node, (d = { earned: new Sum(), paid: new Sum() }));
+      if (kind === 'earning') d.earned.add(a);
+      if (kind === 'payout') d.paid.add(a);
     }
   }
 
   totals(): LedgerTotals {
+    const t = { ...this.t, entries: BigInt(this.entryCount), lastEntryId: big(this.maxEntryId) };
     return Object.fromEntries(
-      Object.entries(this.t).map(([k, v]) => [k, v.toString()]),
+      Object.entries(t).map(([k, v]) => [k, v.toString()]),
     ) as unknown as LedgerTotals;
   }
 
@@ -121,7 +170,8 @@ export class DeepChecker {
     if (this.seen.has('ledger_entries') && this.seen.has('credit_balances')) {
       const ids = new Set([...this.derived.keys(), ...this.balances.keys()]);
       for (const ns of [...ids].sort()) {
-        const d = this.derived.get(ns) ?? { available: 0n, reserved: 0n };
+        const sums = this.derived.get(ns);
+        const d = { available: sums?.available.value() ?? 0n, reserved: sums?.reserved.value() ?? 0n };
         const b = this.balances.get(ns) ?? { available: 0n, reserved: 0n };
         if (d.available !== b.available)
           out.push(`balance of namespace ${ns}: available ${b.available}, its entries give ${d.available}`);
@@ -139,7 +189,8 @@ export class DeepChecker {
     if (this.seen.has('ledger_entries') && this.seen.has('node_balances')) {
       const ids = new Set([...this.nodeDerived.keys(), ...this.nodes.keys()]);
       for (const n of [...ids].sort()) {
-        const d = this.nodeDerived.get(n) ?? { earned: 0n, paid: 0n };
+        const sums = this.nodeDerived.get(n);
+        const d = { earned: sums?.earned.value() ?? 0n, paid: sums?.paid.value() ?? 0n };
         const b = this.nodes.get(n) ?? { earned: 0n, paid: 0n };
         if (d.earned !== b.earned || d.paid !== b.paid)
           out.push(

@@ -1,4 +1,4 @@
-// Opens a snapshot CAR for reading: every block already checked against its CID; the manifest, sections and their
+// Opens a snapshot CAR for reading: every block checked against its CID before its bytes are used; the manifest, sections and their
 // rows are reached by link, and a missing block is named.
 import * as dagCbor from '@ipld/dag-cbor';
 import { CID } from 'multiformats/cid';
@@ -14,6 +14,12 @@ export interface BlockSource {
   readonly totalBytes: number;
   readonly blockCount: number;
   get(cid: CID): Promise<Uint8Array | undefined>;
+  /** Bytes valid only until the next transient read (a file source reuses one buffer); defaults to get(). */
+  getTransient?(cid: CID): Promise<Uint8Array | undefined>;
+  /** Checks the blocks no read reached yet (a file source checks lazily). */
+  checkRest?(): Promise<void>;
+  /** On a failure: the first block in file order that does not match its CID, if any. */
+  firstBadBlock?(): Promise<Error | undefined>;
 }
 
 function memorySource(car: VerifiedCar): BlockSource {
@@ -41,7 +47,22 @@ export class SnapshotReader {
 
   /** A CAR file read with bounded memory (streaming verify). */
   static async openFile(path: string, expectedCid?: string): Promise<SnapshotReader> {
-    return SnapshotReader.fromSource(await CarFile.open(path), expectedCid);
+    const car = await CarFile.open(path);
+    try {
+      return await SnapshotReader.fromSource(car, expectedCid);
+    } catch (err) {
+      // A file that is not the pinned one is refused as such, whatever it holds.
+      if (err instanceof AppError && err.details?.expected !== undefined) throw err;
+      // Blocks are checked when read: a bad block earlier in the file is the failure to name (fromSource closed it).
+      const bad = await CarFile.open(path).then(async (c) => {
+        try {
+          return await c.firstBadBlock();
+        } finally {
+          await c.close();
+        }
+      });
+      throw bad ?? err;
+    }
   }
 
   static async fromSource(car: BlockSource, expectedCid?: string): Promise<SnapshotReader> {
@@ -92,6 +113,20 @@ export class SnapshotReader {
     const cid = this.manifest.sections[name];
     if (!cid) throw new AppError('not_found', `the snapshot has no section ${name}`);
     return parseSectionBlock(await this.block(cid, `section block of ${name}`), name);
+  }
+
+  /**
+   * The bytes of chunk `i` of a section, checked against its CID; `transient` bytes are valid only until the next
+   * transient read (a streaming verify reads millions of rows through one buffer).
+   */
+  async chunkBytes(section: SectionBlock, i: number, transient = false): Promise<Uint8Array> {
+    const cid = section.chunks[i]!;
+    const b = transient && this.car.getTransient ? await this.car.getTransient(cid) : await this.car.get(cid);
+    if (!b)
+      throw new AppError('integrity_failed', `missing block ${cid} (chunk ${i} of section ${section.name})`, {
+        block: cid.toString(),
+      });
+    return b;
   }
 
   /** The encoded rows of chunk `i` of a section (not decoded). */

@@ -3,8 +3,8 @@
 import * as dagCbor from '@ipld/dag-cbor';
 import { AppError } from '../../platform/errors.js';
 import { ChainVerifier, type AuditEntry, type JsonValue } from '../audit/index.js';
-import { CborFormatError, firstText, leadingScalars } from './cbor-items.js';
-import { LeafHashes, StreamingMerkle, leafHash, merkleRoot } from '../canonical/index.js';
+import { CborFormatError, countItems, firstText, scanRows, splitArray } from './cbor-items.js';
+import { LeafHashes, isArrayHead, merkleRoot } from '../canonical/index.js';
 import { SnapshotReader } from './snapshot-reader.js';
 import { DeepChecker, deepSections, type LedgerTotals } from './snapshot-deep.js';
 
@@ -43,6 +43,7 @@ export interface VerifyReport {
   auditHead: { seq: number; hash: string } | null;
 }
 
+const SHA2_256 = 0x12;
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 /** Sections whose rows are decoded during verification (small); rollup rows are kept as bytes, grouped by day. */
 const decodedSections = new Set(['rollup_periods', 'audit_log']);
@@ -53,18 +54,27 @@ export async function verifySnapshot(bytes: Uint8Array, opts: VerifyOptions = {}
 }
 
 /**
- * Streams a CAR file: one indexing pass checks every block in file order, then sections are walked block by block.
- * Memory is bounded by one chunk, the block index, O(log n) Merkle state, per-namespace/node sums and the (small)
- * rollup and audit sections, not by the file size.
+ * Streams a CAR file: one pass over its framing indexes the blocks, then sections are walked block by block, each
+ * block read once and checked against its CID. Memory is bounded by one chunk buffer, the block index, 32 bytes per
+ * chunk of a section, per-namespace/node sums and the (small) rollup and audit sections, not by the file size.
  */
 export async function verifySnapshotFile(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const snap = await SnapshotReader.openFile(path, opts.expectedCid);
   try {
     return await verifyOpened(snap, opts);
+  } catch (err) {
+    // Blocks are checked as they are read: a bad block earlier in the file is the failure to name.
+    throw (await snap.car.firstBadBlock?.()) ?? err;
   } finally {
     await snap.close();
   }
 }
+
+const malformed = (fail: (m: string) => Error, name: string, i: number) => (err: unknown) => {
+  if (err instanceof CborFormatError)
+    return fail(`chunk ${i} of section ${name} is malformed (${err.message})`);
+  return err;
+};
 
 export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const m = snap.manifest;
@@ -75,7 +85,7 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
     );
   const fail = (msg: string) => new AppError('integrity_failed', `snapshot ${snap.cid}: ${msg}`);
   const decoded = new Map<string, unknown[][]>();
-  // Leaf hashes of rollup rows by day, reused for the period hashes (each row is hashed once).
+  // Leaf hashes of rollup rows by day for the period hashes (per row: rollups define them so; they are few rows).
   const rollupLeaves = new Map<string, Map<string, LeafHashes>>();
   const sections: VerifyReport['sections'] = [];
   const deep = new DeepChecker();
@@ -84,47 +94,39 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
     const s = await snap.section(name);
     if (!Buffer.from(s.root).equals(Buffer.from(m.roots[name]!)))
       throw fail(`section ${name}: root in its block differs from the manifest`);
-    // O(log n) per section: a 1 GB CAR's millions of leaves are never held at once.
-    const leaves = new StreamingMerkle();
+    // Format version 2: the leaves are the chunks' CID digests, so the tree needs no chunk read; reading each chunk
+    // below checks its bytes against that digest (one hash pass over the file in all).
+    const leaves = new LeafHashes();
+    for (const c of s.chunks) {
+      if (c.multihash.code !== SHA2_256 || c.multihash.digest.length !== 32)
+        throw fail(`section ${name}: chunk ${c} is not addressed by sha2-256`);
+      leaves.addHash(c.multihash.digest);
+    }
+    const root = merkleRoot(leaves);
+    if (!root.equals(Buffer.from(s.root)))
+      throw fail(`section ${name}: Merkle root ${root.toString('hex')} differs from ${hex(s.root)}`);
     const keep: unknown[][] | undefined = decodedSections.has(name) ? [] : undefined;
     const isDeep = deepSections.has(name);
     const byDay = rollupSections.has(name) ? new Map<string, LeafHashes>() : undefined;
     if (byDay) rollupLeaves.set(name, byDay);
+    let count = 0;
     for (let i = 0; i < s.chunks.length; i += 1) {
-      for (const item of await snap.chunkItems(s, i)) {
-        const h = leafHash(item);
-        leaves.addHash(h);
-        if (name === 'ledger_entries') {
-          // Millions of rows: only the five leading columns the balance check needs, without a full decode.
-          try {
-            deep.row(name, leadingScalars(item, 6));
-          } catch (err) {
-            if (err instanceof CborFormatError)
-              throw fail(`section ${name}: a row is malformed (${err.message})`);
-            throw err;
-          }
-        } else if (keep || isDeep) {
-          const row = dagCbor.decode(item) as unknown[];
-          keep?.push(row);
-          if (isDeep) deep.row(name, row);
-        }
-        if (byDay) {
-          const day = firstText(item);
-          let list = byDay.get(day);
-          if (!list) byDay.set(day, (list = new LeafHashes()));
-          list.addHash(h);
-        }
+      const chunk = await snap.chunkBytes(s, i, true);
+      if (!isArrayHead(chunk[0]) || chunk[0] === 0x80)
+        throw fail(`chunk ${i} of section ${name} is not a non-empty DAG-CBOR array`);
+      try {
+        count += chunkRows(name, chunk, { deep, keep, isDeep, byDay });
+      } catch (err) {
+        throw malformed(fail, name, i)(err);
       }
       if (i % 50 === 0)
         await opts.onProgress?.({ stage: 'verify', done: si, total: names.length, detail: name });
     }
-    if (leaves.size !== s.count) throw fail(`section ${name}: ${leaves.size} rows, block says ${s.count}`);
-    const root = leaves.root();
-    if (!root.equals(Buffer.from(s.root)))
-      throw fail(`section ${name}: Merkle root ${root.toString('hex')} differs from ${hex(s.root)}`);
+    if (count !== s.count) throw fail(`section ${name}: ${count} rows, block says ${s.count}`);
     if (keep) decoded.set(name, keep);
     sections.push({ name, count: s.count });
   }
+  await snap.car.checkRest?.();
   const periods = checkPeriods(decoded, rollupLeaves, fail);
   const auditEntries = checkAudit(decoded, m.auditHead, fail);
   const deepProblems = deep.problems(m);
@@ -146,6 +148,51 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
     roots: Object.fromEntries(Object.entries(m.roots).map(([k, v]) => [k, hex(v)])),
     auditHead: m.auditHead ? { seq: m.auditHead.seq, hash: hex(m.auditHead.hash) } : null,
   };
+}
+
+interface RowSinks {
+  deep: DeepChecker;
+  keep: unknown[][] | undefined;
+  isDeep: boolean;
+  byDay: Map<string, LeafHashes> | undefined;
+}
+
+/** Checks and consumes the rows of one chunk (its bytes may be a reused buffer: nothing keeps a view of them). */
+function chunkRows(name: string, chunk: Uint8Array, sink: RowSinks): number {
+  if (name === 'ledger_entries')
+    // Millions of rows: the leading columns the balance check needs, scanned in place without a full decode.
+    return scanRows(chunk, 6, (v) =>
+      sink.deep.ledgerEntry(
+        v[0] as number | bigint,
+        v[1] as string,
+        v[2] as string | null,
+        v[3] as string | null,
+        v[5] as number | bigint | null,
+      ),
+    );
+  if (sink.byDay) {
+    const items = splitArray(chunk);
+    for (const item of items) {
+      const day = firstText(item);
+      let list = sink.byDay.get(day);
+      if (!list) sink.byDay.set(day, (list = new LeafHashes()));
+      list.addLeaf(item);
+    }
+    return items.length;
+  }
+  if (sink.keep || sink.isDeep) {
+    // A plain Uint8Array view: dag-cbor then copies byte strings out (Uint8Array#slice; a Buffer's slice is a view),
+    // so the decoded rows outlive the reused buffer.
+    const rows = dagCbor.decode(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length)) as unknown;
+    if (!Array.isArray(rows) || rows.some((r) => !Array.isArray(r)))
+      throw new CborFormatError('a row is not an array');
+    for (const row of rows as unknown[][]) {
+      sink.keep?.push(row);
+      if (sink.isDeep) sink.deep.row(name, row);
+    }
+    return rows.length;
+  }
+  return countItems(chunk);
 }
 
 /** Each rolled-up day's stored hash must equal the root over its rows in the snapshot. */

@@ -200,16 +200,22 @@ describe('snapshot create and verify', () => {
     expect(checkProof(proof, pinnedRoot)).toEqual({ ok: true });
     const changed = { ...proof, record: [proof.record[0], '999999999', ...proof.record.slice(2)] };
     expect(checkProof(changed, pinnedRoot).ok).toBe(false);
-    const leaf = dagCbor.decode(Buffer.from(proof.leaf, 'hex')) as unknown[];
-    leaf[1] = 999_999_999n;
+    // The chunk (the Merkle leaf) with the balance changed in place: it no longer hashes up to the pinned root.
+    const rows = dagCbor.decode(new Uint8Array(Buffer.from(proof.block, 'base64'))) as unknown[][];
+    rows[proof.row]![1] = 999_999_999n;
     const forged = {
       ...proof,
-      leaf: Buffer.from(dagCbor.encode(leaf)).toString('hex'),
+      block: Buffer.from(dagCbor.encode(rows)).toString('base64'),
       record: [...proof.record.slice(0, 1), '999999999', ...proof.record.slice(2)],
     };
     expect(checkProof(forged, pinnedRoot)).toEqual({
       ok: false,
-      reason: 'the leaf and path do not lead to the root',
+      reason: 'the chunk and path do not lead to the root',
+    });
+    // A version 1 proof (a single-row leaf) is refused by its version, not misread.
+    expect(checkProof({ ...proof, version: 1 }, pinnedRoot)).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('proof format version 1 is not supported') as unknown,
     });
     const otherRoot = Buffer.from(
       (await snapshots.prove(second.record.cid, { rollupKey: ['2026-03-01'] })).root,

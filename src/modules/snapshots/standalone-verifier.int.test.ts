@@ -176,6 +176,20 @@ describe('the standalone verifier agrees with the project', () => {
     ).toBe(0);
   });
 
+  it('format version: a version 1 manifest (single-row leaves) is refused by both, naming the version', async () => {
+    const forged = await forgeCar(await readFile(car(cids[1]!)), {
+      manifest: (m) => {
+        m.version = 1;
+      },
+    });
+    const file = join(archive.dir, 'v1.car');
+    await writeFile(file, forged.bytes);
+    const r = await both(file, forged.cid);
+    expect(r).toMatchObject({ project: 3, standalone: 3 });
+    expect(r.error).toBe('snapshot format version 1 is not supported (version 2 only)');
+    expect(r.out).toContain('snapshot format version 1 is not supported');
+  });
+
   it('usage: no pinned CID is a usage error for both', async () => {
     expect((await standalone(car(cids[0]!))).code).toBe(2);
     expect((await rty('snapshot', 'verify', join(archive.dir, CHECKPOINT_LOG))).code).toBe(2);
