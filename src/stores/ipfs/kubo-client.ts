@@ -20,7 +20,11 @@ export class KuboClient {
     return `ipfs:${this.base}`;
   }
 
-  private async call(path: string, params: Record<string, string>, body?: RequestInit['body']): Promise<Response> {
+  private async call(
+    path: string,
+    params: Record<string, string>,
+    body?: RequestInit['body'],
+  ): Promise<Response> {
     const url = `${this.base}/api/v0/${path}?${new URLSearchParams(params)}`;
     let res: Response;
     try {
