@@ -10,6 +10,7 @@ import pg from 'pg';
 import { MongoClient } from 'mongodb';
 import { Redis } from 'ioredis';
 import amqp from 'amqplib';
+import { ensureKubo } from './kubo-node.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const runDir = join(root, '.run');
@@ -257,6 +258,12 @@ const stores: Array<[string, () => Promise<string>, string]> = [
   ['rabbitmq', ensureRabbit, urls.amqp],
   ['mongo', ensureMongo, urls.mongo],
 ];
+
+// A local IPFS node (Kubo) only when asked: `IPFS=1 npm run services` or `npm run services -- --ipfs`.
+if (process.env.IPFS === '1' || process.argv.includes('--ipfs')) {
+  const ipfsUrl = process.env.IPFS_API_URL ?? 'http://127.0.0.1:5001';
+  stores.push(['ipfs', () => ensureKubo(ipfsUrl, (l) => process.stdout.write(`${l}\n`)), ipfsUrl]);
+}
 
 let failed = 0;
 for (const [name, ensure, url] of stores) {

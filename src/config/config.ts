@@ -109,6 +109,12 @@ export const configSchema = z.object({
   // --- Archive: rollups, snapshots, audit (issue 7) ---
   /** Cold-storage directory for snapshot CAR files (the default archive target). */
   ARCHIVE_DIR: z.string().min(1).default('./var/archive'),
+  /** Where snapshot CARs are archived: `dir` (ARCHIVE_DIR, the default) or `ipfs` (a Kubo node at IPFS_API_URL,
+   * imported with the root pinned and read back by CID; ARCHIVE_DIR then holds only scratch files, fetched copies and
+   * the checkpoint log). */
+  COLD_STORAGE: z.enum(['dir', 'ipfs']).default('dir'),
+  /** Kubo's RPC API (`npm run services -- --ipfs` starts a local node here). */
+  IPFS_API_URL: z.string().url().default('http://127.0.0.1:5001'),
   /** Comma-separated witness directories that mirror the signed checkpoint log (besides ARCHIVE_DIR). */
   SNAPSHOT_WITNESS_DIRS: z.string().default(''),
   /** Finished jobs stay as detail rows this long before they are rolled up (and become prunable). */

@@ -4,7 +4,7 @@ import { createAuditModule, type AuditService } from '../../modules/audit/index.
 import { createRollupsModule, type RollupsService } from '../../modules/rollups/index.js';
 import {
   createSnapshotsModule,
-  type DirectoryTarget,
+  type ArchiveTarget,
   type SnapshotsService,
 } from '../../modules/snapshots/index.js';
 import { openCliPool, type CliContext } from '../context.js';
@@ -14,7 +14,7 @@ export interface ArchiveServices {
   audit: AuditService;
   rollups: RollupsService;
   snapshots: SnapshotsService;
-  target: DirectoryTarget;
+  target: ArchiveTarget;
 }
 
 export async function withArchive<T>(ctx: CliContext, fn: (s: ArchiveServices) => Promise<T>): Promise<T> {

@@ -1,24 +1,28 @@
-// Builds the snapshots module: content-addressed snapshots in the archive directory, signed checkpoints (the
+// Builds the snapshots module: content-addressed snapshots in the archive directory or an IPFS node (COLD_STORAGE), signed checkpoints (the
 // network key that signs config versions signs them too; the log lives beside the CARs and its witnesses).
 import type { Config } from '../../config/config.js';
 import { systemClock } from '../../platform/clock.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Stores } from '../../stores/stores.js';
 import type { AuditService } from '../audit/index.js';
-import { DirectoryTarget } from './archive-target.js';
+import { KuboClient } from '../../stores/ipfs/kubo-client.js';
+import { DirectoryTarget, type ArchiveTarget } from './archive-target.js';
+import { IpfsTarget } from './ipfs-target.js';
 import { CheckpointSigner } from './checkpoint.js';
 import { CheckpointLog } from './checkpoint-log.js';
 import { SnapshotsService } from './snapshots.service.js';
 
 export interface SnapshotsModule {
   snapshots: SnapshotsService;
-  target: DirectoryTarget;
+  target: ArchiveTarget;
 }
 
 export function createSnapshotsModule(deps: {
   config: Pick<
     Config,
     | 'ARCHIVE_DIR'
+    | 'COLD_STORAGE'
+    | 'IPFS_API_URL'
     | 'SNAPSHOT_CHUNK_ROWS'
     | 'SNAPSHOT_CHUNK_MAX_BYTES'
     | 'NETWORK_SIGNING_KEY'
@@ -29,7 +33,10 @@ export function createSnapshotsModule(deps: {
   audit: AuditService;
 }): SnapshotsModule {
   const { config, log } = deps;
-  const target = new DirectoryTarget(config.ARCHIVE_DIR);
+  const target: ArchiveTarget =
+    config.COLD_STORAGE === 'ipfs'
+      ? new IpfsTarget(new KuboClient(config.IPFS_API_URL), config.ARCHIVE_DIR)
+      : new DirectoryTarget(config.ARCHIVE_DIR);
   const snapshots = new SnapshotsService({
     pool: deps.stores.pool,
     log,
