@@ -10,7 +10,7 @@ import pg from 'pg';
 import { MongoClient } from 'mongodb';
 import { Redis } from 'ioredis';
 import amqp from 'amqplib';
-import { ensureKubo } from './kubo-node.js';
+import { buildKubo, ensureKubo } from './kubo-node.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const runDir = join(root, '.run');
@@ -259,11 +259,18 @@ const stores: Array<[string, () => Promise<string>, string]> = [
   ['mongo', ensureMongo, urls.mongo],
 ];
 
-// A local IPFS node (Kubo) only when asked: `IPFS=1 npm run services` or `npm run services -- --ipfs`.
+// A local IPFS node (Kubo) only when asked: `IPFS=1 npm run services` or `npm run services -- --ipfs`. The
+// binary is built every time (a no-op once cached): the IPFS tests start nodes of their own from it, and a
+// build inside a test worker would block it for minutes.
 if (process.env.IPFS === '1' || process.argv.includes('--ipfs')) {
   const ipfsUrl = process.env.IPFS_API_URL ?? 'http://127.0.0.1:5001';
   stores.push(['ipfs', () => ensureKubo(ipfsUrl, (l) => process.stdout.write(`${l}\n`)), ipfsUrl]);
-}
+} else
+  stores.push([
+    'kubo',
+    async () => `built (no node started): ${buildKubo((l) => process.stdout.write(`${l}\n`))}`,
+    'scripts/kubo',
+  ]);
 
 let failed = 0;
 for (const [name, ensure, url] of stores) {
