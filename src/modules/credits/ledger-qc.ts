@@ -26,7 +26,10 @@ type QcEntryKind = QcLedgerOp['kind'];
 export interface QcState {
   balances: Map<string, { available: bigint; dirty: boolean }>;
   holds: Map<string, { namespaceId: string; status: string; settledAmount: bigint | null }>;
-  entries: Map<string, { kind: string; namespaceId: string | null; nodeAddress: string | null; amount: bigint }>;
+  entries: Map<
+    string,
+    { kind: string; namespaceId: string | null; nodeAddress: string | null; amount: bigint }
+  >;
 }
 
 export interface QcNode {
@@ -89,7 +92,13 @@ export function applyQcOp(state: QcState, op: QcLedgerOp, io: QcIo): QcOpResult 
       n.earned += op.amount;
       n.deltaEarned += op.amount;
       n.heldBack += op.amount;
-      io.record({ kind: op.kind, idemKey: key, amount: op.amount, nodeAddress: op.nodeAddress, jobId: op.jobId });
+      io.record({
+        kind: op.kind,
+        idemKey: key,
+        amount: op.amount,
+        nodeAddress: op.nodeAddress,
+        jobId: op.jobId,
+      });
       return { kind: op.kind, amount: op.amount, replayed: false };
     }
     case 'refund': {

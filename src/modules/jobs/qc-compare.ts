@@ -56,7 +56,8 @@ function texts(r: NodeResult): string[] {
 }
 
 function shape(r: NodeResult): string {
-  const calls = (tc: NodeResult['toolCalls']) => (tc ?? []).map((t) => [t.function.name, t.function.arguments]);
+  const calls = (tc: NodeResult['toolCalls']) =>
+    (tc ?? []).map((t) => [t.function.name, t.function.arguments]);
   return JSON.stringify([
     r.finishReason ?? 'stop',
     calls(r.toolCalls),
@@ -92,11 +93,7 @@ export function similarity(a: string, b: string): number {
   return (2 * both) / (nx + ny);
 }
 
-export function compareResults(
-  request: JobRequest | undefined,
-  a: NodeResult,
-  b: NodeResult,
-): Comparison {
+export function compareResults(request: JobRequest | undefined, a: NodeResult, b: NodeResult): Comparison {
   if (isDeterministic(request)) {
     const ta = texts(a);
     const tb = texts(b);

@@ -235,13 +235,13 @@ export class LiveStore {
 
   /**
    * Leases a node of one cell for a blind copy (live_select_check.lua): any usable node serving the model outside
-   * `excludeNodes`, shadow-banned ones included (preferred with `preferBanned`); `start` spreads the choice.
+   * `excludeNodes`, shadow-banned ones included (only those with `bannedOnly`); `start` spreads the choice.
    */
   async selectCheckInCell(
     base: string,
     req: { jobId: string; environment: Environment; model: string; excludeNodes: string[] },
     start: number,
-    preferBanned: boolean,
+    bannedOnly: boolean,
   ): Promise<Lease | undefined> {
     const r = asArray(
       await runScript(
@@ -255,7 +255,7 @@ export class LiveStore {
           this.opts.heartbeatTtlMs,
           req.excludeNodes.join(','),
           start,
-          preferBanned ? '1' : '0',
+          bannedOnly ? '1' : '0',
         ],
       ),
     );

@@ -81,10 +81,14 @@ export class MatchmakingService {
     validate(req);
     const { live } = this.deps;
     const start = randomInt(0, 1 << 30);
-    for (const c of cellOrder(req.jobId, live.opts.cells)) {
-      const base = live.keys.liveCellBase(req.environment, c);
-      const lease = await live.selectCheckInCell(base, req, start, req.preferBanned);
-      if (lease) return lease;
+    const cells = cellOrder(req.jobId, live.opts.cells);
+    // Preferred: a shadow-banned node in any cell first, then any usable node.
+    for (const bannedOnly of req.preferBanned ? [true, false] : [false]) {
+      for (const c of cells) {
+        const base = live.keys.liveCellBase(req.environment, c);
+        const lease = await live.selectCheckInCell(base, req, start, bannedOnly);
+        if (lease) return lease;
+      }
     }
     return undefined;
   }

@@ -5,7 +5,7 @@
 --         and the ready pools of the node taken (re-placed unless a flag keeps it out).
 -- ARGV[1] blind job id   ARGV[2] model   ARGV[3] lease TTL (ms)   ARGV[4] heartbeat TTL (ms)
 -- ARGV[5] excluded node addresses "a,b" (the original's operator account)   ARGV[6] start index (random, >= 0)
--- ARGV[7] '1': prefer a shadow-banned node when one is usable
+-- ARGV[7] '1': only a shadow-banned node (the caller tries every cell so first), '0': any usable node
 -- returns {'OK', address, fencing token, expiry ms} | {'NONE', examined}
 local base = KEYS[1]
 local job, model = ARGV[1], ARGV[2]
@@ -31,7 +31,7 @@ for _, addr in ipairs(seen) do
   end
 end
 local from = usable
-if ARGV[7] == '1' and #banned > 0 then from = banned end
+if ARGV[7] == '1' then from = banned end
 if #from == 0 then return {'NONE', #seen} end
 local addr = from[(start % #from) + 1]
 local nkey = base .. 'node:' .. addr
