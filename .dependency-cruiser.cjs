@@ -10,12 +10,11 @@ const path = (layer) => (layer === 'surfaces' ? `^src/${surfaces}/` : `^src/${la
 
 /** Each remaining import of stores/ by a surface, and why it stays. */
 const storeExceptions = [
-  // The one HTTP error handler's last resort: a driver error that escaped its store boundary is still
-  // classified (outage → 503 + Retry-After) rather than shown; goes once every query translates at the boundary.
+  // The one HTTP error handler's last resort (classifyStoreError): every PostgreSQL query is translated at its
+  // pool, but Redis, RabbitMQ and MongoDB calls have no single client-level hook (ioredis auto-pipelining,
+  // amqplib channels, mongodb cursors and GridFS streams each fail on their own path), so an outage that
+  // escaped a repository's translation is still classified (503 + Retry-After) rather than shown.
   '^src/http/store-errors\\.ts$',
-  // Unique-violation translation of the nodes repository's writes (Subcloud create/member), done in the route
-  // today; belongs in modules/nodes (its repository), whose internals another change owns.
-  '^src/http/routes/admin-nodes\\.routes\\.ts$',
   // The task runner's single-runner election is a PostgreSQL advisory lock held on its own connection.
   '^src/background/task-runner\\.ts$',
 ];

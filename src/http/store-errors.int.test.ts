@@ -6,6 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgTestSchema, type PgTestSchema } from '../../test/harness.js';
 import { AppError } from '../platform/errors.js';
+import { StoreError } from '../platform/store-error.js';
 import { translatePgError } from '../stores/postgres/pool.js';
 import { isStoreUnavailable, publicErrorOf } from './store-errors.js';
 
@@ -14,11 +15,14 @@ const DRIVER_TEXT =
 
 let db: PgTestSchema;
 
+/** The driver's own error under the pool's translation (a bug such as bad SQL is not translated). */
+const driverErrorOf = (err: unknown): unknown => (err instanceof StoreError ? err.cause : err);
+
 async function pgErrorOf(sql: string, params: unknown[] = []): Promise<unknown> {
   try {
     await db.pool.query(sql, params);
   } catch (err) {
-    return err;
+    return driverErrorOf(err);
   }
   throw new Error(`expected ${sql} to fail`);
 }
@@ -114,7 +118,7 @@ describe('PostgreSQL retryable failures that are not outages', () => {
       await client.query("set statement_timeout = '50ms'");
       raw = await client.query('select pg_sleep(2)').then(
         () => undefined,
-        (err: unknown) => err,
+        (err: unknown) => driverErrorOf(err),
       );
       await client.query('set statement_timeout = 0');
     } finally {
@@ -142,7 +146,9 @@ describe('PostgreSQL retryable failures that are not outages', () => {
         a.query('update people set doc = doc where id = 2'),
         b.query('update people set doc = doc where id = 1'),
       ]);
-      const raw = results.find((r) => r.status === 'rejected')?.reason as { code?: string } | undefined;
+      const raw = driverErrorOf(results.find((r) => r.status === 'rejected')?.reason) as
+        | { code?: string }
+        | undefined;
       expect(raw?.code).toBe('40P01');
       for (const e of bothWays(raw)) {
         expect([e.code, e.status, e.retryable]).toEqual(['store_unavailable', 503, true]);

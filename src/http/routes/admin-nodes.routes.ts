@@ -6,20 +6,11 @@ import { nodeFlags } from '../../modules/nodes/index.js';
 import { AppError } from '../../platform/errors.js';
 import type { AuditService } from '../../modules/audit/index.js';
 import type { NodesModule } from '../../modules/nodes/index.js';
-import { translatePgError } from '../../stores/postgres/pool.js';
 import { address, adminSecurity as security, environment, uuid } from './gate-admin.contracts.js';
 
 const tags = ['admin'];
 const actor = 'admin';
 const addressParams = z.object({ address });
-
-async function translated<T>(p: Promise<T>): Promise<T> {
-  try {
-    return await p;
-  } catch (err) {
-    throw translatePgError(err);
-  }
-}
 
 /** What the Admin API's node routes use. */
 export interface AdminNodesDeps {
@@ -171,7 +162,7 @@ export function adminNodesRoutes(b: AdminNodesDeps): FastifyPluginAsyncZod {
         },
       },
       async (req, reply) => {
-        await translated(b.nodes.admin.addSubcloudMember(req.params.id, req.body.address));
+        await b.nodes.admin.addSubcloudMember(req.params.id, req.body.address);
         await b.audit.append({
           actor,
           action: 'subcloud.member.add',
@@ -193,7 +184,7 @@ export function adminNodesRoutes(b: AdminNodesDeps): FastifyPluginAsyncZod {
         },
       },
       async (req) => {
-        await translated(b.nodes.admin.removeSubcloudMember(req.params.id, req.params.address));
+        await b.nodes.admin.removeSubcloudMember(req.params.id, req.params.address);
         await b.audit.append({
           actor,
           action: 'subcloud.member.remove',

@@ -1,6 +1,6 @@
 // Accounts, namespaces and API keys: creation, key verification by prefix + hash, revocation.
 import { AppError } from '../../platform/errors.js';
-import { translatePgError, withTransaction, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
+import { withTransaction, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
 import { generateAccountToken, parseAccountToken } from './account-token.js';
 import { AccountTokensRepository, type AccountTokenRecord } from './account-tokens.repository.js';
 import {
@@ -44,11 +44,7 @@ export class AccountsService {
         'walletAddress must be a lower-case 0x-prefixed 20-byte hex address',
       );
     }
-    try {
-      return await this.repo.insertAccount(tx ?? this.pool, a);
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    return this.repo.insertAccount(tx ?? this.pool, a);
   }
 
   async createNamespace(
@@ -61,13 +57,9 @@ export class AccountsService {
         'namespace name: 1-63 of a-z 0-9 _ -, starting with a letter or digit',
       );
     }
-    try {
-      return await (tx
-        ? this.repo.insertNamespace(tx, n)
-        : withTransaction(this.pool, (c) => this.repo.insertNamespace(c, n)));
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    return tx
+      ? this.repo.insertNamespace(tx, n)
+      : withTransaction(this.pool, (c) => this.repo.insertNamespace(c, n));
   }
 
   async findNamespace(namespaceId: string): Promise<Namespace | undefined> {
@@ -85,16 +77,12 @@ export class AccountsService {
   /** A new account-scoped token (Gate API); the plaintext is returned once, only its hash is stored. */
   async createAccountToken(accountId: string, tx?: PoolClient): Promise<CreatedAccountToken> {
     const generated = generateAccountToken(this.pepper);
-    try {
-      const token = await this.tokens.insertToken(tx ?? this.pool, {
-        accountId,
-        prefix: generated.prefix,
-        secretHash: generated.secretHash,
-      });
-      return { token, plaintext: generated.plaintext };
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    const token = await this.tokens.insertToken(tx ?? this.pool, {
+      accountId,
+      prefix: generated.prefix,
+      secretHash: generated.secretHash,
+    });
+    return { token, plaintext: generated.plaintext };
   }
 
   /** The account of a presented token, or `unauthorized` (one error for every failure: no token oracle). */
@@ -124,16 +112,12 @@ export class AccountsService {
     tx?: PoolClient,
   ): Promise<CreatedApiKey> {
     const generated = generateApiKey(this.pepper);
-    try {
-      const key = await this.repo.insertApiKey(tx ?? this.pool, {
-        ...k,
-        prefix: generated.prefix,
-        secretHash: generated.secretHash,
-      });
-      return { key, plaintext: generated.plaintext };
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    const key = await this.repo.insertApiKey(tx ?? this.pool, {
+      ...k,
+      prefix: generated.prefix,
+      secretHash: generated.secretHash,
+    });
+    return { key, plaintext: generated.plaintext };
   }
 
   /** Returns the active key for a presented secret, or throws `unauthorized` (same error for every failure). */

@@ -2,7 +2,7 @@
 // into live state. A node with no live record picks its flags up on its next heartbeat (hydration).
 import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
-import { translatePgError, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
+import type { Pool, PoolClient } from '../../stores/postgres/pool.js';
 import type { LiveStore } from './live.store.js';
 import { NodesRepository, type FlagRecord, type RegisteredNode, type Subcloud } from './nodes.repository.js';
 import { nodeFlags, type Environment, type NodeFlag } from './node-status.js';
@@ -25,11 +25,7 @@ export class NodeAdminService {
   }): Promise<void> {
     if (!/^0x[0-9a-f]{40}$/.test(n.address))
       throw new AppError('invalid_request', 'address must be lower-case hex');
-    try {
-      await this.repo.upsertNode(this.deps.pool, n);
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    await this.repo.upsertNode(this.deps.pool, n);
   }
 
   /**
@@ -50,12 +46,7 @@ export class NodeAdminService {
   ): Promise<void> {
     if (!/^0x[0-9a-f]{40}$/.test(n.address))
       throw new AppError('invalid_request', 'address must be lower-case hex');
-    let r: { bound: boolean };
-    try {
-      r = await this.repo.bindNode(tx ?? this.deps.pool, n);
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    const r = await this.repo.bindNode(tx ?? this.deps.pool, n);
     if (!r.bound) throw new AppError('already_exists', `node ${n.address} is bound to another account`);
   }
 
@@ -76,9 +67,7 @@ export class NodeAdminService {
       throw new AppError('invalid_request', `flag must be one of ${nodeFlags.join(', ')}`);
     const node = await this.requireNode(f.nodeAddress);
     const expiresAt = f.expiresAt ?? null;
-    await this.repo.upsertFlag(this.deps.pool, { ...f, expiresAt }).catch((err: unknown) => {
-      throw translatePgError(err);
-    });
+    await this.repo.upsertFlag(this.deps.pool, { ...f, expiresAt });
     await this.deps.live.mirrorFlag(node.environment, f.nodeAddress, f.flag, 'set', expiresAt);
     this.log.info({ nodeId: f.nodeAddress, flag: f.flag, setBy: f.setBy, expiresAt }, 'node flag set');
   }
@@ -129,11 +118,7 @@ export class NodeAdminService {
   }
 
   async createSubcloud(s: { name: string; environment: Environment }): Promise<Subcloud> {
-    try {
-      return await this.repo.insertSubcloud(this.deps.pool, s);
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    return this.repo.insertSubcloud(this.deps.pool, s);
   }
 
   async addSubcloudMember(subcloudId: string, nodeAddress: string): Promise<void> {

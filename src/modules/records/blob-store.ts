@@ -3,7 +3,8 @@
 import { createHash } from 'node:crypto';
 import { GridFSBucket, type Db } from 'mongodb';
 import { AppError } from '../../platform/errors.js';
-import { DUPLICATE_KEY } from '../../stores/mongo/bulk.js';
+import { isStoreError } from '../../platform/store-error.js';
+import { translateMongoError } from '../../stores/mongo/bulk.js';
 import { BLOB_BUCKET, type BlobRef } from './record.js';
 
 export interface BlobStore {
@@ -36,9 +37,10 @@ export class GridFsBlobStore implements BlobStore {
         upload.end(data);
       });
     } catch (err) {
+      const translated = translateMongoError(err);
       // Another recorder stored the same content at the same time: the blob is there.
-      if ((err as { code?: number }).code === DUPLICATE_KEY) return;
-      throw err;
+      if (isStoreError(translated, 'unique_violation')) return;
+      throw translated;
     }
   }
 

@@ -1,6 +1,7 @@
 // Idempotent bulk writes: unordered insertMany where a duplicate key (11000) means "already written".
 import { MongoBulkWriteError, MongoServerError, type Collection, type Document } from 'mongodb';
 import { AppError } from '../../platform/errors.js';
+import { StoreError } from '../../platform/store-error.js';
 import { NETWORK_ERROR_CODES } from '../net-errors.js';
 
 export const DUPLICATE_KEY = 11000;
@@ -134,15 +135,23 @@ export function isMongoOutage(err: unknown, depth = 0): boolean {
   return e.cause !== undefined && isMongoOutage(e.cause, depth + 1);
 }
 
-/** Driver errors become catalogue errors at the store boundary. */
+/** MongoDB's one driver-error translation: an outage or a duplicate key becomes a typed StoreError. */
 export function translateMongoError(err: unknown): unknown {
   if (err instanceof AppError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  if (isMongoOutage(err)) {
-    return new AppError('store_unavailable', `MongoDB unavailable: ${message}`, undefined, { cause: err });
-  }
-  if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) {
-    return new AppError('already_exists', message, { mongoCode: err.code }, { cause: err });
-  }
+  if (isMongoOutage(err))
+    return new StoreError(
+      { store: 'mongo', kind: 'unavailable' },
+      `MongoDB unavailable: ${message}`,
+      undefined,
+      { cause: err },
+    );
+  if (err instanceof MongoServerError && err.code === DUPLICATE_KEY)
+    return new StoreError(
+      { store: 'mongo', kind: 'unique_violation' },
+      message,
+      { mongoCode: DUPLICATE_KEY },
+      { cause: err },
+    );
   return err;
 }

@@ -1,7 +1,10 @@
-// PostgreSQL pool, transactions, advisory locks and driver-error translation. Nothing domain-specific.
+// PostgreSQL pool (every query's failure translated at this boundary), transactions, advisory locks. Nothing
+// domain-specific.
 import pg from 'pg';
 import { AppError } from '../../platform/errors.js';
-import { isNetworkError } from '../net-errors.js';
+import { translatePgError, translatingErrors } from './pg-errors.js';
+
+export { translatePgError };
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -18,8 +21,22 @@ export interface PgPoolOptions {
   applicationName?: string;
 }
 
+/** A client whose every query fails with a translated error (pool.query runs on these clients too). */
+class TranslatingClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    this.query = translatingErrors(pg.Client.prototype.query, this);
+  }
+}
+
+/**
+ * A pool whose every query, connect and checked-out client's query fails with a typed StoreError (unique
+ * violation, unavailable, …) or, for a bug such as bad SQL, with the driver's error: one translation for every
+ * caller, inside a transaction or not.
+ */
 export function createPgPool(opts: PgPoolOptions): Pool {
   const pool = new pg.Pool({
+    Client: TranslatingClient,
     connectionString: opts.url,
     max: opts.size,
     application_name: opts.applicationName ?? 'rty',
@@ -31,6 +48,9 @@ export function createPgPool(opts: PgPoolOptions): Pool {
   });
   // A terminated idle connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
+  // pool.query reaches its client through this.connect, so its connect failures are translated here too.
+  pool.query = translatingErrors(pool.query, pool);
+  pool.connect = translatingErrors(pool.connect, pool);
   return pool;
 }
 
@@ -202,80 +222,6 @@ function lockLostError(key: string, cause: unknown): AppError {
     { lock: key },
     { cause },
   );
-}
-
-// 08xxx connection exceptions, 57P01-03 admin shutdown / crash shutdown / cannot connect now (starting up),
-// 57P05 idle session timeout, 25P03 idle-in-transaction timeout, 53300 too many connections, 53200 out of
-// memory, 58030 I/O error: the server is restarting or overloaded, not the request wrong. All retryable.
-const connectionLost = /^(08...|57P0[1-3]|57P05|25P03|53300|53200|58030)$/;
-
-/** Maps SQLSTATE codes to catalogue errors with a public message (the driver's text stays in `cause`); leaves AppErrors alone. */
-export function translatePgError(err: unknown): unknown {
-  if (err instanceof AppError) return err;
-  const code = (err as { code?: string } | null)?.code;
-  const message = err instanceof Error ? err.message : String(err);
-  if (code && connectionLost.test(code))
-    return new AppError(
-      'store_unavailable',
-      'PostgreSQL is unavailable or restarting; retry after a moment',
-      { sqlstate: code, store: 'postgres' },
-      { cause: err },
-    );
-  if (code === '23505')
-    return new AppError('already_exists', 'this record already exists', { sqlstate: code }, { cause: err });
-  if (code === '23503')
-    return new AppError(
-      'not_found',
-      'a record this refers to does not exist',
-      { sqlstate: code },
-      { cause: err },
-    );
-  if (code === '22003')
-    return new AppError(
-      'invalid_amount',
-      'a number is out of the range its field can hold',
-      { sqlstate: code },
-      { cause: err },
-    );
-  if (code === '22021' || code === '22007' || code === '22P02')
-    return new AppError(
-      'invalid_request',
-      'a value is not in the expected format or encoding',
-      { sqlstate: code },
-      { cause: err },
-    );
-  if (code === '57014')
-    return new AppError(
-      'store_unavailable',
-      'PostgreSQL took too long to answer (statement timeout); retry after a moment',
-      { sqlstate: code },
-      { cause: err },
-    );
-  if (code === '23514')
-    return new AppError(
-      'internal',
-      'a database invariant refused the write',
-      { sqlstate: code },
-      { cause: err },
-    );
-  if (code === '40001' || code === '40P01')
-    return new AppError(
-      'store_unavailable',
-      code === '40P01'
-        ? 'the operation conflicted with a concurrent one (deadlock); retry'
-        : 'the operation conflicted with a concurrent one (serialization failure); retry',
-      { sqlstate: code },
-      { cause: err },
-    );
-  if (isNetworkError(err) || /Connection terminated|the database system is/i.test(message)) {
-    return new AppError(
-      'store_unavailable',
-      'PostgreSQL is unavailable or restarting; retry after a moment',
-      { store: 'postgres' },
-      { cause: err },
-    );
-  }
-  return err;
 }
 
 export async function pgHealth(pool: Pool): Promise<{ version: string; rttMs: number }> {

@@ -1,6 +1,7 @@
 // RabbitMQ connection and confirm channels. Exchanges, queues and bindings live in topology.ts.
 import amqp from 'amqplib';
 import { AppError } from '../../platform/errors.js';
+import { StoreError } from '../../platform/store-error.js';
 import { isNetworkError } from '../net-errors.js';
 
 export type AmqpConnection = amqp.ChannelModel;
@@ -68,8 +69,8 @@ export function translateAmqpError(err: unknown): unknown {
     amqpUnavailable.test(message) ||
     isNetworkError(err)
   )
-    return new AppError(
-      'store_unavailable',
+    return new StoreError(
+      { store: 'rabbitmq', kind: 'unavailable' },
       'RabbitMQ is unavailable or restarting; retry after a moment',
       { store: 'rabbitmq' },
       { cause: err },

@@ -1,6 +1,7 @@
 // Redis client factory and health check. Key names live in keys.ts, scripts in scripts/*.lua.
 import { Redis } from 'ioredis';
 import { AppError } from '../../platform/errors.js';
+import { StoreError } from '../../platform/store-error.js';
 import type { Logger } from '../../platform/logger.js';
 import { isNetworkError } from '../net-errors.js';
 
@@ -79,8 +80,8 @@ export function translateRedisError(err: unknown): unknown {
     redisUnavailable.test(message) ||
     isNetworkError(err)
   )
-    return new AppError(
-      'store_unavailable',
+    return new StoreError(
+      { store: 'redis', kind: 'unavailable' },
       'Redis is unavailable or restarting; retry after a moment',
       { store: 'redis' },
       { cause: err },
