@@ -161,11 +161,13 @@ describe('node gateway on fake ports', () => {
     await a.start();
     net.listeners.set('silent', { onMessage: () => undefined, onDrop: () => undefined });
     net.owners.set(node, 'silent');
-    const pending = a.run(lease, job, new AbortController().signal);
+    const refused = expect(a.run(lease, job, new AbortController().signal)).rejects.toThrow(
+      'node gateway stopped',
+    );
     await new Promise((r) => setImmediate(r));
     await a.stop();
     await a.stop();
-    await expect(pending).rejects.toThrow('node gateway stopped');
+    await refused;
     expect(net.listeners.has('a')).toBe(false);
     await expect(a.run(lease, job, new AbortController().signal)).rejects.toThrow('not running');
   });

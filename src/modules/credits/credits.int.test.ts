@@ -272,7 +272,12 @@ describe('crash safety and verification', () => {
       `insert into ledger_entries (kind, namespace_id, job_id, amount, idem_key) values ('reserve', $1, $2, 1, $3)`,
       [ns!.id, job, `reserve:${job}`],
     );
-    const pending = ledger.reserve(ns!.id, job, 40n);
+    // The assertion attaches its handler now: the rejection can arrive while the test still awaits the
+    // terminate query below, and a rejection nobody handles yet fails the run as unhandled.
+    const refused = expect(ledger.reserve(ns!.id, job, 40n)).rejects.toMatchObject({
+      code: 'store_unavailable',
+      retryable: true,
+    });
     let pid: number | undefined;
     for (let i = 0; i < 100 && pid === undefined; i += 1) {
       const r = await db.pool.query(
@@ -286,7 +291,7 @@ describe('crash safety and verification', () => {
     const progress = await db.pool.query(`select query from pg_stat_activity where pid = $1`, [pid]);
     expect(progress.rows[0].query).toMatch(/insert into ledger_entries/);
     await db.pool.query('select pg_terminate_backend($1)', [pid]);
-    await expect(pending).rejects.toMatchObject({ code: 'store_unavailable', retryable: true });
+    await refused;
     await blocker.query('rollback');
     blocker.release();
     expect(await setup.getBalance(ns!.id)).toMatchObject({ available: 100n, reserved: 0n });
