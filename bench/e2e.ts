@@ -9,6 +9,8 @@
 // server-wide parts (background writers, the broker, FerretDB) include whatever else runs on the machine.
 // Knobs (env): E2E_NODES, E2E_CONCURRENCY, E2E_WARMUP_S, E2E_SUSTAIN_S, E2E_OPEN_LOOP_S, E2E_SEQ,
 // E2E_RSS_NODES, E2E_PGBOSS_JOBS. Quick form: E2E_SUSTAIN_S=10 E2E_OPEN_LOOP_S=5 E2E_RSS_NODES=0.
+// Profile: RTY_CPU_PROF_DIR=<dir> makes the backbone and the simulator write V8 CPU profiles there on exit;
+// `npx tsx scripts/cpu-profile-summary.ts <file>` prints where the busy time went.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';

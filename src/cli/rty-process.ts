@@ -21,7 +21,10 @@ export function spawnRty(
   env: Record<string, string>,
   opts: { onLine?: (line: string) => void } = {},
 ): RtyProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+  // RTY_CPU_PROF_DIR (benchmarks only): each child writes a V8 CPU profile there when it exits.
+  const prof = process.env.RTY_CPU_PROF_DIR;
+  const nodeArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', CLI, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
