@@ -2,6 +2,7 @@
 // namespace, job submission and bounded waits for a job's terminal state.
 import { randomUUID } from 'node:crypto';
 import type { Backbone } from '../src/app/compose.js';
+import type { Environment } from '../src/config/vocabulary.js';
 import type { JobMessage } from '../src/modules/routing/index.js';
 import type { RunningServer } from '../src/app/serve.js';
 import type { TerminalStatus } from '../src/modules/jobs/index.js';
@@ -38,7 +39,7 @@ export function newAgent(server: RunningServer, over: Partial<NodeAgentOptions> 
 export async function bindNodes(
   b: Backbone,
   addresses: string[],
-  environment: 'testnet' | 'mainnet' = 'testnet',
+  environment: Environment = 'testnet',
 ): Promise<string> {
   const account = await b.accounts.createAccount({ email: `${uniqueName('op')}@example.test` });
   for (const address of addresses)

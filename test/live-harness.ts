@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
 import type { Config } from '../src/config/config.js';
+import type { Environment } from '../src/config/vocabulary.js';
 import { createNodesModule, type Heartbeat, type NodesModule } from '../src/modules/nodes/index.js';
 import { baseConfig, createPgTestSchema, testLog, type PgTestSchema } from './harness.js';
 import { createExclusiveRedisDb, createRedisTestSpace, type RedisTestSpace } from './redis-harness.js';
@@ -71,7 +72,7 @@ export function heartbeat(address: string, over: Partial<Heartbeat> = {}): Heart
 /** Registers many nodes in one statement. */
 export async function registerNodes(
   pool: Pool,
-  nodes: Array<{ address: string; environment: 'testnet' | 'mainnet' }>,
+  nodes: Array<{ address: string; environment: Environment }>,
 ): Promise<void> {
   await pool.query(
     `insert into nodes (address, environment) select * from unnest($1::text[], $2::text[])
@@ -86,7 +87,7 @@ export async function registerNodes(
  */
 export async function openSessions(
   nodes: Pick<NodesModule, 'live'>,
-  list: Array<{ address: string; environment: 'testnet' | 'mainnet' }>,
+  list: Array<{ address: string; environment: Environment }>,
 ): Promise<void> {
   await nodes.live.claimSessions(
     'open',

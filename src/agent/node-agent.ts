@@ -10,7 +10,8 @@ import {
   verifyNetworkConfig,
   type NetworkConfigVersion,
 } from '../modules/network/index.js';
-import type { Environment, Heartbeat } from '../modules/nodes/index.js';
+import type { Environment } from '../config/vocabulary.js';
+import type { Heartbeat } from '../modules/nodes/index.js';
 import { NodeKey, signNodeMessage } from '../modules/network/index.js';
 import type { NodeRuntime } from './node-runtime.js';
 import {

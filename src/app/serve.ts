@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/config.js';
+import { ENVIRONMENTS } from '../config/vocabulary.js';
 import { ShutdownPlan } from '../platform/lifecycle.js';
 import type { Logger } from '../platform/logger.js';
 import type { JobConsumer } from '../modules/routing/index.js';
@@ -60,7 +61,7 @@ export async function startServer(opts: {
     }
     if (roles.has('io')) {
       const c = await b.routing.startConsumer({
-        serves: ['testnet', 'mainnet'].map((environment) => ({ environment, model: '*', subcloud: '*' })),
+        serves: ENVIRONMENTS.map((environment) => ({ environment, model: '*', subcloud: '*' })),
         handler: b.jobs.handle,
         onExpired: b.jobs.onExpired,
         name: `rty-${b.instanceId}-dispatch`,

@@ -1,5 +1,6 @@
 // The `rty` command tree; each command lives in commands/ and returns an exit code.
 import { Command } from 'commander';
+import { ENVIRONMENTS } from '../config/vocabulary.js';
 import type { CliContext } from './context.js';
 import { runDoctor } from './commands/doctor.js';
 import { runMigrate } from './commands/migrate.js';
@@ -283,7 +284,7 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .option('--keys-file <path>', 'node keys, one a line: reused, and new ones appended (0600)')
     .option('--nodes <n>', 'number of nodes', '4')
     .option('--models <list>', 'comma-separated models every node serves', 'llama3-8b')
-    .option('--environment <env>', 'testnet or mainnet', 'testnet')
+    .option('--environment <env>', ENVIRONMENTS.join(' or '), 'testnet')
     .option('--capacity <n>', 'concurrent jobs per node', '4')
     .option('--region <name>', 'region of the nodes')
     .option('--latency-ms <ms>', 'time a job takes', '20')

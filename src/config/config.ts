@@ -1,6 +1,7 @@
 // The one reader of process.env: parses every setting once into a frozen, typed Config.
 import proxyAddr from '@fastify/proxy-addr';
 import { z } from 'zod';
+import { environmentSchema } from './vocabulary.js';
 
 const DEV_PEPPER = 'dev-only-pepper-change-me';
 const DEV_ADMIN_TOKEN = 'dev-only-admin-token';
@@ -296,7 +297,7 @@ export const configSchema = z.object({
   /** max_tokens used to size the reservation when a request sets none. */
   JOB_DEFAULT_MAX_TOKENS: intFrom(512, 1),
   /** Environment of Cloud API requests that do not name one (header X-Rty-Environment). */
-  CLOUD_DEFAULT_ENVIRONMENT: z.enum(['testnet', 'mainnet']).default('testnet'),
+  CLOUD_DEFAULT_ENVIRONMENT: environmentSchema.default('testnet'),
   /** Deliveries a node holds unanswered before the gateway stops sending more (backpressure). */
   WS_MAX_IN_FLIGHT_PER_NODE: intFrom(64, 1),
   /**

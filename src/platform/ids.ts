@@ -8,8 +8,3 @@ export function newId(): string {
 export function randomToken(bytes: number): string {
   return randomBytes(bytes).toString('base64url');
 }
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export function isUuid(value: string): boolean {
-  return uuidPattern.test(value);
-}

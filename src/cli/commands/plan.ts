@@ -10,12 +10,11 @@ import {
   type PlanChange,
   type RecordsModule,
 } from '../../modules/records/index.js';
+import { isUuid } from '../../config/vocabulary.js';
 import { AppError, isAppError } from '../../platform/errors.js';
 import { connectMongo } from '../../stores/mongo/client.js';
 import { openCliPool, type CliContext } from '../context.js';
 import { EXIT } from './archive-exit.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export type PlanCommand =
   | { kind: 'list' }
@@ -42,7 +41,7 @@ async function run(ctx: CliContext, cmd: PlanCommand, records: RecordsModule): P
       );
     return EXIT.ok;
   }
-  if (!UUID.test(cmd.namespace))
+  if (!isUuid(cmd.namespace))
     throw new AppError(
       'invalid_request',
       `namespace must be a namespace id (a UUID), not "${cmd.namespace}"`,

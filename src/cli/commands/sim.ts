@@ -4,7 +4,7 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { generatePrivateKey } from 'viem/accounts';
 import type { Logger } from '../../platform/logger.js';
-import { environments, type Environment } from '../../modules/nodes/index.js';
+import { ENVIRONMENTS, isEnvironment, type Environment } from '../../config/vocabulary.js';
 import { signNodeMessage } from '../../modules/network/index.js';
 import { NodeAgent, type AgentBehaviour } from '../../agent/node-agent.js';
 import { BuiltinRuntime, UpstreamRuntime, type NodeRuntime } from '../../agent/node-runtime.js';
@@ -153,8 +153,8 @@ export interface SimCliOptions {
 }
 
 export function parseSimOptions(o: SimCliOptions, defaultAdminToken: string): SimOptions {
-  if (!(environments as readonly string[]).includes(o.environment))
-    throw new Error(`--environment must be one of ${environments.join(', ')}`);
+  if (!isEnvironment(o.environment))
+    throw new Error(`--environment must be one of ${ENVIRONMENTS.join(', ')}`);
   const behaviour: AgentBehaviour = {
     latencyMs: intFlag('latency-ms', o.latencyMs, 0),
     jitterMs: intFlag('jitter-ms', o.jitterMs, 0),

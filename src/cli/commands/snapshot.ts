@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { ENVIRONMENTS } from '../../config/vocabulary.js';
 import { AppError } from '../../platform/errors.js';
 import { systemClock } from '../../platform/clock.js';
 import { createPgPool } from '../../stores/postgres/pool.js';
@@ -275,7 +276,7 @@ function liveCellsOnline(
     async onlineNodes() {
       const since = String(Date.now() - config.HEARTBEAT_TTL_MS);
       const all: Array<{ node: string; score: string }> = [];
-      for (const env of ['testnet', 'mainnet']) {
+      for (const env of ENVIRONMENTS) {
         for (let cell = 0; cell < config.LIVE_CELLS; cell += 1) {
           all.push(
             ...(await sortedSetOnlineNodes(

@@ -7,7 +7,8 @@ import type { AuditService } from '../../modules/audit/index.js';
 import type { NetworkConfigService, PriceBook } from '../../modules/network/index.js';
 import type { RoutingService } from '../../modules/routing/index.js';
 import { auditedTx, type AccountRouteDeps } from './account-actions.js';
-import { adminSecurity as security, uuid } from './gate-admin.contracts.js';
+import { adminSecurity as security } from './gate-admin.contracts.js';
+import { uuidSchema as uuid } from '../../config/vocabulary.js';
 
 const tags = ['admin'];
 const actor = 'admin';

@@ -6,7 +6,12 @@ import { nodeFlags } from '../../modules/nodes/index.js';
 import { AppError } from '../../platform/errors.js';
 import type { AuditService } from '../../modules/audit/index.js';
 import type { NodesModule } from '../../modules/nodes/index.js';
-import { address, adminSecurity as security, environment, uuid } from './gate-admin.contracts.js';
+import { adminSecurity as security } from './gate-admin.contracts.js';
+import {
+  addressSchema as address,
+  environmentSchema as environment,
+  uuidSchema as uuid,
+} from '../../config/vocabulary.js';
 
 const tags = ['admin'];
 const actor = 'admin';

@@ -1,5 +1,6 @@
 // Request schemas of the OpenAI-compatible Cloud API (zod; fields we do not use pass through to the node).
 import { z } from 'zod';
+import { environmentSchema, jobIdSchema, priorityClassSchema } from '../../config/vocabulary.js';
 
 const model = z.string().min(1).max(200);
 const maxTokens = z.number().int().min(1).max(1_000_000);
@@ -124,7 +125,7 @@ export const embeddingBody = z.looseObject({
 export type EmbeddingBody = z.infer<typeof embeddingBody>;
 
 export const jobParams = z.object({
-  id: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'a job id (UUID)'),
+  id: jobIdSchema,
 });
 
 /** Optional headers of a submission. */
@@ -132,8 +133,8 @@ export const submitHeaders = z.looseObject({
   'idempotency-key': z.string().max(255).optional(),
   /** `sync` (default: wait for the result) or `polling` (202 with the job id at once). */
   'x-rty-mode': z.enum(['sync', 'polling']).optional(),
-  'x-rty-priority': z.enum(['urgent', 'bulk', 'test']).optional(),
-  'x-rty-environment': z.enum(['testnet', 'mainnet']).optional(),
+  'x-rty-priority': priorityClassSchema.optional(),
+  'x-rty-environment': environmentSchema.optional(),
   /**
    * What happens to a sync or streamed job whose client disconnects before the answer: `cancel` (the default
    * for streams: the node is stopped, the job charged for the prompt and the output delivered) or `continue`

@@ -5,6 +5,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { DEFAULT_PRIORITY_CLASS } from '../../config/vocabulary.js';
 import { rateLimitHeaders, type AuthenticatedKey } from '../../modules/accounts/index.js';
 import { choicesAsked, jobIdForIdempotencyKey, type JobResult } from '../../modules/jobs/index.js';
 import type { RequestKind } from '../../modules/routing/index.js';
@@ -164,7 +165,7 @@ export function cloudRoutes(b: CloudDeps): FastifyPluginAsyncZod {
           apiKeyId: key.keyId,
           model: s.model,
           environment,
-          priority: h['x-rty-priority'] ?? 'urgent',
+          priority: h['x-rty-priority'] ?? DEFAULT_PRIORITY_CLASS,
           // n choices run on one node in one job: the hold covers n × the output budget, settled once.
           maxTokens: s.maxOutputTokens * choicesAsked({ body: s.body }),
           ttlMs: b.config.JOB_DEFAULT_TTL_MS,

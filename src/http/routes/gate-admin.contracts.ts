@@ -1,15 +1,12 @@
 // Zod contracts shared by the Gate and Admin APIs (bodies, params, queries) and the renderers of their replies.
 // Amounts are integer micro-credits: decimal strings (or safe integers) in, decimal strings out.
 import { z } from 'zod';
+import { addressSchema as address, uuidSchema as uuid } from '../../config/vocabulary.js';
 import type { Account, ApiKeyRecord, Namespace } from '../../modules/accounts/index.js';
 import type { BalanceView } from '../../modules/credits/index.js';
 import { JOB_STATUSES } from '../../modules/records/index.js';
 
 export const adminSecurity = [{ adminToken: [] }];
-
-export const uuid = z.uuid();
-export const address = z.string().regex(/^0x[0-9a-f]{40}$/, 'a lower-case 0x-prefixed 20-byte address');
-export const environment = z.enum(['testnet', 'mainnet']);
 
 export const idParams = z.object({ id: uuid });
 export const keyParams = z.object({ id: uuid, keyId: uuid });

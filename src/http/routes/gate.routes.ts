@@ -25,12 +25,11 @@ import {
   adminSecurity as security,
   createKeyBody,
   createNamespaceBody,
-  environment,
   idParams,
   keyParams,
   renderBalance,
-  uuid,
 } from './gate-admin.contracts.js';
+import { environmentSchema as environment, uuidSchema as uuid } from '../../config/vocabulary.js';
 
 const tags = ['gate'];
 

@@ -3,8 +3,9 @@
 // 401 naming the reason, nodes not bound to an account get 403 node_not_registered.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { environments, heartbeatSchema } from '../../modules/nodes/index.js';
-import { nodeAddressSchema, type SignedNodeMessage } from '../../modules/network/index.js';
+import { addressSchema, environmentSchema } from '../../config/vocabulary.js';
+import { heartbeatSchema } from '../../modules/nodes/index.js';
+import type { SignedNodeMessage } from '../../modules/network/index.js';
 import type { RegisteredNode } from '../../modules/nodes/index.js';
 import { AppError, isAppError } from '../../platform/errors.js';
 import type { Config } from '../../config/config.js';
@@ -24,7 +25,7 @@ function signedMessage(type: string, body: z.ZodType) {
   return z.object({
     v: z.literal(1),
     type: z.literal(type),
-    node: nodeAddressSchema,
+    node: addressSchema,
     ts: z.number().int().describe('node clock, ms; within NODE_MESSAGE_MAX_SKEW_MS of the server'),
     nonce: z.string().describe('16–64 of [A-Za-z0-9_-]; never reused'),
     body,
@@ -35,7 +36,7 @@ function signedMessage(type: string, body: z.ZodType) {
 // Loose objects: a field a newer agent adds is kept (the signature covers it) rather than stripped into a
 // confusing bad_signature.
 export const registerBodySchema = z.looseObject({
-  environment: z.enum(environments),
+  environment: environmentSchema,
   region: z
     .string()
     .regex(/^[a-z0-9][a-z0-9-]{0,31}$/)
@@ -113,7 +114,7 @@ export function nodeRoutes(b: NodeRouteDeps, gateway: NodeConnections): FastifyP
             200: z.object({
               address: z.string(),
               accountId: z.string(),
-              environment: z.enum(environments),
+              environment: environmentSchema,
               heartbeatIntervalMs: z.number().int(),
               heartbeatTtlMs: z.number().int(),
               networkAddress: z.string(),

@@ -13,7 +13,8 @@ import {
   type SpacePlansService,
 } from '../../modules/records/index.js';
 import { requireNamespace, type AccountRouteDeps } from './account-actions.js';
-import { adminSecurity as security, idParams, renderBalance, uuid } from './gate-admin.contracts.js';
+import { adminSecurity as security, idParams, renderBalance } from './gate-admin.contracts.js';
+import { uuidSchema as uuid } from '../../config/vocabulary.js';
 
 export interface SpaceScope {
   tags: string[];

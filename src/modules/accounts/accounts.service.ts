@@ -1,4 +1,5 @@
 // Accounts, namespaces and API keys: creation, key verification by prefix + hash, revocation.
+import { isAddress } from '../../config/vocabulary.js';
 import { AppError } from '../../platform/errors.js';
 import { withTransaction, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
 import { generateAccountToken, parseAccountToken } from './account-token.js';
@@ -38,7 +39,7 @@ export class AccountsService {
   async createAccount(a: { email?: string; walletAddress?: string }, tx?: PoolClient): Promise<Account> {
     if (!a.email && !a.walletAddress)
       throw new AppError('invalid_request', 'an account needs an email or a wallet address');
-    if (a.walletAddress && !/^0x[0-9a-f]{40}$/.test(a.walletAddress)) {
+    if (a.walletAddress && !isAddress(a.walletAddress)) {
       throw new AppError(
         'invalid_request',
         'walletAddress must be a lower-case 0x-prefixed 20-byte hex address',

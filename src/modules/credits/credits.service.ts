@@ -1,5 +1,6 @@
 // The credit ledger: two-phase holds with group commit. Each operation keeps its own result and idempotency;
 // many operations share one PostgreSQL transaction.
+import { isAddress, isUuid } from '../../config/vocabulary.js';
 import { AppError, isAppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import { GroupCommitter, type Outcome } from '../../platform/group-commit.js';
@@ -36,12 +37,8 @@ type ResultOf<K extends OpResult['kind']> = OpResult extends infer R
     : never
   : never;
 
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const address = /^0x[0-9a-f]{40}$/;
-
-function requireId(value: string, name: string, pattern = uuid): string {
-  if (typeof value !== 'string' || !pattern.test(value))
-    throw new AppError('invalid_request', `${name} is not a valid id: ${String(value)}`);
+function requireId(value: string, name: string, valid: (v: unknown) => boolean = isUuid): string {
+  if (!valid(value)) throw new AppError('invalid_request', `${name} is not a valid id: ${String(value)}`);
   return value;
 }
 
@@ -177,7 +174,7 @@ export class LedgerService {
   ): Promise<ResultOf<'earning'>> {
     return this.submit<'earning'>({
       kind: 'earning',
-      nodeAddress: requireId(nodeAddress, 'nodeAddress', address),
+      nodeAddress: requireId(nodeAddress, 'nodeAddress', isAddress),
       jobId: requireId(jobId, 'jobId'),
       amount: toMicro(amount, 'amount'),
     });
@@ -186,7 +183,7 @@ export class LedgerService {
   async payout(nodeAddress: string, amount: bigint | number, idemKey: string): Promise<ResultOf<'payout'>> {
     return this.submit<'payout'>({
       kind: 'payout',
-      nodeAddress: requireId(nodeAddress, 'nodeAddress', address),
+      nodeAddress: requireId(nodeAddress, 'nodeAddress', isAddress),
       amount: toMicro(amount, 'amount'),
       idemKey: requireKey(idemKey),
     });
@@ -269,7 +266,7 @@ export class LedgerService {
     }),
     earning: (nodeAddress: string, jobId: string, amount: bigint): LedgerOp => ({
       kind: 'earning',
-      nodeAddress: requireId(nodeAddress, 'nodeAddress', address),
+      nodeAddress: requireId(nodeAddress, 'nodeAddress', isAddress),
       jobId: requireId(jobId, 'jobId'),
       amount: toMicro(amount, 'amount'),
     }),

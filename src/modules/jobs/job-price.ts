@@ -5,13 +5,14 @@
 // job over the sum (never per token, never fractional): at most 1 micro-credit above the exact amount, and a job
 // with any priced token costs at least 1. The reservation is the same formula at the bounds, so a bounded charge
 // never exceeds its hold.
+import type { Environment } from '../../config/vocabulary.js';
 import type { JobPrice } from '../routing/index.js';
 
 export type { JobPrice } from '../routing/index.js';
 
 /** Where a submit gets the price in force for a job (the network config's price table, held in memory). */
 export interface PriceQuoter {
-  quote(model: string, environment: 'testnet' | 'mainnet', subcloud: string | null): Promise<JobPrice>;
+  quote(model: string, environment: Environment, subcloud: string | null): Promise<JobPrice>;
 }
 
 /** One price per token for input and output alike (PRICE_PER_TOKEN_MICRO): the table's fallback. */

@@ -1,6 +1,7 @@
 // Builds the records-contract events the job flow emits for MongoDB (normally one job.finished per job carrying
 // its submission and routing history; job.fallback per failed attempt), and the sink they go to (RabbitMQ in a
 // backbone; the recorder consumes them in batches).
+import type { PriorityClass } from '../../config/vocabulary.js';
 import type { RecordEventInput } from '../records/index.js';
 import type { JobMessage } from '../routing/index.js';
 import type { JobResult } from './job-results.js';
@@ -48,7 +49,7 @@ export function fallbackEvent(job: JobMessage, nodeAddress: string, reason: stri
 export interface Submission {
   at: string;
   apiKeyId: string | null;
-  priority: 'urgent' | 'bulk' | 'test';
+  priority: PriorityClass;
   request?: JobMessage['request'];
   failures?: JobMessage['failures'];
 }

@@ -1,6 +1,7 @@
 // The one place a job is closed: its hold operation (settle + the node's earning, or void), the terminal row
 // and the compact result commit together in a shared finish transaction; then the result goes to the waiters
 // and its one record event (job.finished, carrying the submission) to the record stream.
+import { DEFAULT_PRIORITY_CLASS } from '../../config/vocabulary.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Metrics } from '../../platform/metrics.js';
 import type { LedgerOp, LedgerService } from '../credits/index.js';
@@ -136,7 +137,7 @@ export class JobCloser {
       ...result,
       record: {
         apiKeyId: job.apiKeyId ?? null,
-        priority: job.priority ?? 'urgent',
+        priority: job.priority ?? DEFAULT_PRIORITY_CLASS,
         assignedAt: timing.assignedAt?.toISOString() ?? null,
         executionMs: Math.round(timing.executionMs),
       },
@@ -174,7 +175,7 @@ export class JobCloser {
     const submission = {
       at: job.createdAt.toISOString(),
       apiKeyId: job.apiKeyId ?? null,
-      priority: job.priority ?? 'urgent',
+      priority: job.priority ?? DEFAULT_PRIORITY_CLASS,
       request: job.request,
       failures: job.failures,
     };

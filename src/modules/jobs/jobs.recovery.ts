@@ -2,6 +2,7 @@
 // transaction committed but whose message the broker never confirmed (the process died in between) is
 // refunded; a closed job whose record events were never confirmed has them re-emitted (submitted too: the
 // recorder keeps the first copy of each event, so a re-emitted one changes nothing when the original arrived).
+import { DEFAULT_PRIORITY_CLASS, isPriorityClass, type PriorityClass } from '../../config/vocabulary.js';
 import type { Logger } from '../../platform/logger.js';
 import type { RecordEventInput } from '../records/index.js';
 import type { Pool } from '../../stores/postgres/pool.js';
@@ -115,8 +116,7 @@ export function recordEventsOf(rows: unknown[]): { events: RecordEventInput[]; i
           };
         }
       ).record ?? {};
-    const priority: 'urgent' | 'bulk' | 'test' =
-      rec.priority === 'bulk' || rec.priority === 'test' ? rec.priority : 'urgent';
+    const priority = isPriorityClass(rec.priority) ? rec.priority : DEFAULT_PRIORITY_CLASS;
     events.push(
       minimalSubmitted(r.namespaceId, r.jobId, r.model, r.createdAt, rec.apiKeyId ?? null, priority),
       finishedEvent(r, {
@@ -136,7 +136,7 @@ function minimalSubmitted(
   model: string,
   at: string,
   apiKeyId: string | null,
-  priority: 'urgent' | 'bulk' | 'test',
+  priority: PriorityClass,
 ): RecordEventInput {
   return {
     version: 1,

@@ -1,4 +1,5 @@
 // SQL for job metadata rows: created at submit, moved to exactly one terminal state.
+import type { Environment, PriorityClass } from '../../config/vocabulary.js';
 import type { Queryable } from '../../stores/postgres/pool.js';
 
 export type TerminalStatus = 'succeeded' | 'failed' | 'expired' | 'cancelled';
@@ -9,8 +10,8 @@ export interface JobRowInput {
   apiKeyId?: string | null;
   model: string;
   mode: 'sync' | 'polling' | 'stream';
-  priority: 'urgent' | 'bulk' | 'test';
-  environment: 'testnet' | 'mainnet';
+  priority: PriorityClass;
+  environment: Environment;
   maxCost: bigint;
   createdAt: Date;
   /** SHA-256 (hex) of the request body when the job was submitted under an Idempotency-Key. */
@@ -52,7 +53,7 @@ export interface JobRow {
   dispatchedAt: Date | null;
   finishedAt: Date | null;
   requestHash?: string | null;
-  environment?: 'testnet' | 'mainnet';
+  environment?: Environment;
   /** The network config version whose prices the job was reserved and settled at; null before prices. */
   priceVersion?: number | null;
 }
@@ -77,7 +78,7 @@ export class JobsRepository {
       dispatched_at: Date | null;
       finished_at: Date | null;
       request_hash: string | null;
-      environment: 'testnet' | 'mainnet';
+      environment: Environment;
       price_version: number | null;
     }>(
       `select id, namespace_id, api_key_id, model, mode, status, node_address, attempts, tokens_in, tokens_out,

@@ -10,7 +10,8 @@ import type { Metrics } from '../../platform/metrics.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { LedgerService } from '../credits/index.js';
 import type { MatchmakingService } from '../nodes/index.js';
-import type { JobMessage, JobOutcome, JobRequest, PriorityClass, RoutingService } from '../routing/index.js';
+import type { Environment, PriorityClass } from '../../config/vocabulary.js';
+import type { JobMessage, JobOutcome, JobRequest, RoutingService } from '../routing/index.js';
 import type { NodeExecutor } from './job.js';
 import { costMicro, flatPrice, reservationMicro, type JobPrice, type PriceQuoter } from './job-price.js';
 import { promptTokenBound } from './usage-bound.js';
@@ -49,7 +50,7 @@ export interface SubmitRequest {
   namespaceId: string;
   apiKeyId?: string;
   model: string;
-  environment: 'testnet' | 'mainnet';
+  environment: Environment;
   priority: PriorityClass;
   /** The output tokens the reservation covers (every choice of an `n > 1` request). */
   maxTokens: number;

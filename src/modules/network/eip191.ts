@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { bytesToHex, keccak256, recoverMessageAddress } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
+import { normalizeAddress } from '../../config/vocabulary.js';
 
 /** The subset of the `secp256k1` package's API used here (Uint8Array in, Uint8Array out; throws on bad input). */
 interface NativeSecp256k1 {
@@ -78,13 +79,13 @@ export function nativeEip191(lib: NativeSecp256k1): Eip191 {
 /** viem / @noble/curves: ~2 ms per recover on this machine kind; the fallback only. */
 export const jsEip191: Eip191 = {
   backend: 'js',
-  address: (privateKey) => privateKeyToAccount(privateKey).address.toLowerCase(),
+  address: (privateKey) => normalizeAddress(privateKeyToAccount(privateKey).address),
   sign: (privateKey, text) => privateKeyToAccount(privateKey).signMessage({ message: text }),
   recover: async (text, signature) => {
     if (!SIGNATURE.test(signature)) throw new Error('a signature is 65 bytes of 0x hex');
-    return (
-      await recoverMessageAddress({ message: text, signature: signature as `0x${string}` })
-    ).toLowerCase();
+    return normalizeAddress(
+      await recoverMessageAddress({ message: text, signature: signature as `0x${string}` }),
+    );
   },
 };
 

@@ -2,7 +2,6 @@
 export { canonicalJson } from './canonical-json.js';
 export {
   NODE_MESSAGE_VERSION,
-  nodeAddressSchema,
   signedNodeMessageSchema,
   signingText,
   verifyNodeMessage,

@@ -3,6 +3,7 @@
 // can check that a config came from the network whichever gateway served it. Versions are append-only.
 import { createHash } from 'node:crypto';
 import { privateKeyToAccount } from 'viem/accounts';
+import { normalizeAddress } from '../../config/vocabulary.js';
 import { AppError } from '../../platform/errors.js';
 import { withTransaction, type Pool, type PoolClient } from '../../stores/postgres/pool.js';
 import { canonicalJson } from './canonical-json.js';
@@ -36,7 +37,7 @@ export async function verifyNetworkConfig(
   const signer = await eip191
     .recover(configSigningText(c.version, c.digest), c.signature)
     .catch(() => undefined);
-  return signer === networkAddress.toLowerCase();
+  return signer === normalizeAddress(networkAddress);
 }
 
 interface Row {
@@ -65,7 +66,7 @@ export class NetworkConfigService {
 
   /** The address nodes verify config signatures against. */
   get networkAddress(): string {
-    return this.account.address.toLowerCase();
+    return normalizeAddress(this.account.address);
   }
 
   /**

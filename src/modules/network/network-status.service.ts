@@ -1,16 +1,14 @@
 // The public network status: online nodes, GPUs and models per environment, queue depths, requests per second
 // and latency over the last minute. Cached in Redis for `ttlMs` (and computed once per process at a time), so
 // a burst of status calls costs one computation.
+import { ENVIRONMENTS, type Environment } from '../../config/vocabulary.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { Redis } from '../../stores/redis/client.js';
 import { RedisKeys } from '../../stores/redis/keys.js';
 
-const ENVIRONMENTS = ['testnet', 'mainnet'] as const;
-type Env = (typeof ENVIRONMENTS)[number];
-
 export interface NetworkStatusSummary {
   environments: Record<
-    Env,
+    Environment,
     {
       onlineNodes: number;
       gpus: number;
@@ -52,9 +50,9 @@ export interface NetworkStatusDeps {
   prefix: string;
   ttlMs: number;
   windowMs?: number;
-  liveStatus: () => Promise<{ environments: Record<Env, { onlineNodes: number; gpus: number }> }>;
+  liveStatus: () => Promise<{ environments: Record<Environment, { onlineNodes: number; gpus: number }> }>;
   catalog: (
-    environment: Env,
+    environment: Environment,
   ) => Promise<
     Array<{ model: string; onlineNodes: number; idleNodes: number; versions: Record<string, number> }>
   >;

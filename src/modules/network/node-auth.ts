@@ -2,6 +2,7 @@
 // verification with the binding check (node registered with an account).
 import { randomBytes } from 'node:crypto';
 import type { LocalAccount } from 'viem/accounts';
+import { normalizeAddress } from '../../config/vocabulary.js';
 import { AppError, isAppError } from '../../platform/errors.js';
 import type { RegisteredNode } from '../nodes/index.js';
 import { eip191 } from './eip191.js';
@@ -38,7 +39,7 @@ export async function signNodeMessage(
   const unsigned = {
     v: NODE_MESSAGE_VERSION as typeof NODE_MESSAGE_VERSION,
     type,
-    node: account.address.toLowerCase(),
+    node: normalizeAddress(account.address),
     ts: opts.ts ?? Date.now(),
     nonce: opts.nonce ?? randomBytes(16).toString('base64url'),
     body,

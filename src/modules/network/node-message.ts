@@ -1,20 +1,17 @@
 // Signed node messages: every message a node sends is an EIP-191 personal signature over the canonical
 // encoding of {v, type, node, ts, nonce, body}; verification checks the signer, the clock skew and replay.
 import { z } from 'zod';
+import { addressSchema } from '../../config/vocabulary.js';
 import { AppError } from '../../platform/errors.js';
 import { canonicalJson } from './canonical-json.js';
 import { eip191 } from './eip191.js';
 
 export const NODE_MESSAGE_VERSION = 1;
 
-export const nodeAddressSchema = z
-  .string()
-  .regex(/^0x[0-9a-f]{40}$/, 'a lower-case 0x-prefixed 20-byte address');
-
 export const signedNodeMessageSchema = z.object({
   v: z.literal(NODE_MESSAGE_VERSION),
   type: z.string().regex(/^[a-z][a-z0-9_.]{0,63}$/),
-  node: nodeAddressSchema,
+  node: addressSchema,
   ts: z.number().int().positive(),
   nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
   body: z.unknown(),

@@ -2,7 +2,7 @@
 // messages sent over it, and the relay messages gateway processes exchange on Redis pub/sub.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { environments } from '../nodes/index.js';
+import { environmentSchema } from '../../config/vocabulary.js';
 import { jobRequestSchema } from '../routing/index.js';
 
 export const WS_PROTOCOL_VERSION = 1;
@@ -14,7 +14,7 @@ const fencingToken = z.string().min(1).max(100);
 // --- Node → server: the `body` of signed node messages (src/modules/network/node-message.ts) ---
 
 export const helloBodySchema = z.object({
-  environment: z.enum(environments),
+  environment: environmentSchema,
   capacity: z.number().int().min(1).max(1024).optional(),
   models: z.array(z.string().max(128)).max(64).optional(),
   agent: z.string().max(64).optional(),
@@ -223,7 +223,7 @@ export const CLOSE = {
 
 const leaseSchema = z.object({
   jobId,
-  environment: z.enum(environments),
+  environment: environmentSchema,
   nodeAddress: z.string(),
   fencingToken,
   expiresAtMs: z.number(),

@@ -15,7 +15,8 @@
 // `default`. A config without `prices` prices every job at the flat PRICE_PER_TOKEN_MICRO (× 1000 per 1k).
 import { z } from 'zod';
 import { AppError } from '../../platform/errors.js';
-import { ENVIRONMENTS, MAX_PRICE_MICRO_PER_1K as MAX_PRICE_PER_1K } from '../routing/index.js';
+import { ENVIRONMENTS, environmentSchema } from '../../config/vocabulary.js';
+import { MAX_PRICE_MICRO_PER_1K as MAX_PRICE_PER_1K } from '../routing/index.js';
 
 export interface Prices {
   inputMicroPer1kTokens: number;
@@ -49,7 +50,7 @@ const tableSchema = z.strictObject({
     .array(
       z.strictObject({
         model: name,
-        environment: z.enum(ENVIRONMENTS).optional(),
+        environment: environmentSchema.optional(),
         subcloud: name.optional(),
         ...prices,
       }),

@@ -23,10 +23,8 @@ export {
 export {
   heartbeatSchema,
   nodeFlags,
-  environments,
   type Heartbeat,
   type JobRequirements,
-  type Environment,
   type NodeFlag,
 } from './node-status.js';
 export { GATEWAY_OWNER_TTL_MS, RedisGatewayDirectory, type GatewayDirectory } from './gateways.repository.js';

@@ -1,12 +1,12 @@
 // Read-mostly views over live state, cached in Redis for LIVE_CACHE_TTL_MS: model catalog and
 // availability per environment, Subcloud lists, network status metrics. The catalog (read by every job
 // submit) is also held in process memory, so the hot path makes no Redis call for it.
+import { ENVIRONMENTS, type Environment } from '../../config/vocabulary.js';
 import { AppError } from '../../platform/errors.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { Redis } from '../../stores/redis/client.js';
 import type { LiveStore } from './live.store.js';
 import { NodesRepository, type Subcloud } from './nodes.repository.js';
-import { environments, type Environment } from './node-status.js';
 
 export interface ModelAvailability {
   model: string;
@@ -66,7 +66,7 @@ export class LiveCatalogService {
     this.local.clear();
     const keys = this.deps.live.keys;
     await this.deps.redis.del(
-      ...environments.flatMap((e) => [keys.catalogCache(e), keys.subcloudListCache(e)]),
+      ...ENVIRONMENTS.flatMap((e) => [keys.catalogCache(e), keys.subcloudListCache(e)]),
       keys.statusCache(),
     );
     return n;
@@ -160,7 +160,7 @@ export class LiveCatalogService {
   ): Promise<NetworkStatus> {
     return this.cached(this.deps.live.keys.statusCache(), async () => {
       const out = {} as NetworkStatus['environments'];
-      for (const env of environments) {
+      for (const env of ENVIRONMENTS) {
         let onlineNodes = 0;
         let gpus = 0;
         const models = new Set<string>();

@@ -1,5 +1,6 @@
 // Redis side of live node state: runs the live_* scripts on the right cell and maps their replies.
 import { createHash } from 'node:crypto';
+import { ENVIRONMENTS, type Environment } from '../../config/vocabulary.js';
 import type { Redis } from '../../stores/redis/client.js';
 import { RedisKeys, liveSuffix } from '../../stores/redis/keys.js';
 import { getScript, runScript, type LuaReply } from '../../stores/redis/scripts.js';
@@ -8,9 +9,7 @@ import {
   baseScoreOf,
   cellOf,
   encodeActiveModels,
-  environments,
   gpuClassOf,
-  type Environment,
   type Heartbeat,
   type JobRequirements,
   type NodeFlag,
@@ -130,7 +129,7 @@ export class LiveStore {
   }
 
   cellBases(environment?: Environment): Array<{ environment: Environment; base: string }> {
-    const envs = environment ? [environment] : environments;
+    const envs = environment ? [environment] : ENVIRONMENTS;
     return envs.flatMap((env) =>
       Array.from({ length: this.opts.cells }, (_, c) => ({
         environment: env,

@@ -1,4 +1,5 @@
 // Select-and-lease over the cells of an environment, lease completion with fencing, failure penalties.
+import { isAddress, isEnvironment } from '../../config/vocabulary.js';
 import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import { liveSuffix } from '../../stores/redis/keys.js';
@@ -6,14 +7,7 @@ import type { LiveStore, Lease } from './live.store.js';
 import type { NodeAdminService } from './node-admin.service.js';
 import type { Observation } from './reputation.js';
 import type { ReputationService } from './reputation.service.js';
-import {
-  cellOrder,
-  environments,
-  modelName,
-  modelVersion,
-  regionName,
-  type JobRequirements,
-} from './node-status.js';
+import { cellOrder, modelName, modelVersion, regionName, type JobRequirements } from './node-status.js';
 
 export interface CooldownPolicy {
   /** Penalty at which a failing node is paused. */
@@ -129,11 +123,11 @@ export class MatchmakingService {
 function validate(req: JobRequirements): void {
   const bad = (what: string) => new AppError('invalid_request', `job requirements: ${what}`);
   if (!req.jobId || req.jobId.length > 128 || /[,|]/.test(req.jobId)) throw bad('jobId');
-  if (!(environments as readonly string[]).includes(req.environment)) throw bad('environment');
+  if (!isEnvironment(req.environment)) throw bad('environment');
   if (!modelName.safeParse(req.model).success) throw bad('model');
   if (req.version !== undefined && !modelVersion.safeParse(req.version).success) throw bad('version');
   if (req.region !== undefined && !regionName.safeParse(req.region).success) throw bad('region');
   if (req.subcloudId !== undefined && !/^[0-9a-f-]{36}$/.test(req.subcloudId)) throw bad('subcloudId');
   if (req.minGpuMemoryMb !== undefined && !(req.minGpuMemoryMb >= 0)) throw bad('minGpuMemoryMb');
-  if ((req.excludeNodes ?? []).some((a) => !/^0x[0-9a-f]{40}$/.test(a))) throw bad('excludeNodes');
+  if ((req.excludeNodes ?? []).some((a) => !isAddress(a))) throw bad('excludeNodes');
 }

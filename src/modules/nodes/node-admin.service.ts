@@ -1,11 +1,12 @@
 // Registry, moderation flags and Subcloud membership: written to PostgreSQL (the truth), then mirrored
 // into live state. A node with no live record picks its flags up on its next heartbeat (hydration).
+import { isAddress, type Environment } from '../../config/vocabulary.js';
 import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Pool, PoolClient } from '../../stores/postgres/pool.js';
 import type { LiveStore } from './live.store.js';
 import { NodesRepository, type FlagRecord, type RegisteredNode, type Subcloud } from './nodes.repository.js';
-import { nodeFlags, type Environment, type NodeFlag } from './node-status.js';
+import { nodeFlags, type NodeFlag } from './node-status.js';
 
 export class NodeAdminService {
   private readonly repo = new NodesRepository();
@@ -23,8 +24,7 @@ export class NodeAdminService {
     gpuModel?: string;
     gpuMemoryMb?: number;
   }): Promise<void> {
-    if (!/^0x[0-9a-f]{40}$/.test(n.address))
-      throw new AppError('invalid_request', 'address must be lower-case hex');
+    if (!isAddress(n.address)) throw new AppError('invalid_request', 'address must be lower-case hex');
     await this.repo.upsertNode(this.deps.pool, n);
   }
 
@@ -44,8 +44,7 @@ export class NodeAdminService {
     },
     tx?: PoolClient,
   ): Promise<void> {
-    if (!/^0x[0-9a-f]{40}$/.test(n.address))
-      throw new AppError('invalid_request', 'address must be lower-case hex');
+    if (!isAddress(n.address)) throw new AppError('invalid_request', 'address must be lower-case hex');
     const r = await this.repo.bindNode(tx ?? this.deps.pool, n);
     if (!r.bound) throw new AppError('already_exists', `node ${n.address} is bound to another account`);
   }

@@ -1,13 +1,10 @@
 // Node heartbeat contract and the pure rules of live state: cells, GPU classes, scores, flags, eligibility.
 import { z } from 'zod';
-
-export const environments = ['testnet', 'mainnet'] as const;
-export type Environment = (typeof environments)[number];
+import { addressSchema as address, environmentSchema, type Environment } from '../../config/vocabulary.js';
 
 export const nodeFlags = ['pause', 'freeze', 'shadow_ban'] as const;
 export type NodeFlag = (typeof nodeFlags)[number];
 
-const address = z.string().regex(/^0x[0-9a-f]{40}$/, 'a lower-case 0x-prefixed 20-byte hex address');
 // Names end up inside Redis key names and the scripts' CSV arguments: no `,` `=` `|` or spaces.
 export const modelName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/, 'a model name');
 export const modelVersion = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, 'a model version');
@@ -19,7 +16,7 @@ export const heartbeatSchema = z.object({
   address,
   /** The node's own clock (ms) at signing; strictly increasing per node. Later ones win. */
   timestampMs: z.number().int().positive(),
-  environment: z.enum(environments),
+  environment: environmentSchema,
   region: regionName.optional(),
   software: z.record(z.string().max(64), z.string().max(128)).default({}),
   gpu: z.object({

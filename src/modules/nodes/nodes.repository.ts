@@ -1,6 +1,7 @@
 // SQL for the node registry, moderation flags and Subcloud membership (the truth live state rebuilds from).
+import type { Environment } from '../../config/vocabulary.js';
 import type { Queryable } from '../../stores/postgres/pool.js';
-import type { Environment, FlagState, NodeFlag } from './node-status.js';
+import type { FlagState, NodeFlag } from './node-status.js';
 
 export interface RegisteredNode {
   address: string;

@@ -1,19 +1,13 @@
 // Presence: heartbeat ingestion (hydrated from PostgreSQL when a node has no live record), the live
 // sweep (offline detection, lease expiry, cooldown ends) and node events.
+import type { Environment } from '../../config/vocabulary.js';
 import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { LiveStore, HeartbeatReply } from './live.store.js';
 import { NodesRepository } from './nodes.repository.js';
 import { PRIOR_SCORE } from './reputation.js';
-import {
-  encodeFlags,
-  heartbeatSchema,
-  nodeFlags,
-  type Environment,
-  type Heartbeat,
-  type NodeFlag,
-} from './node-status.js';
+import { encodeFlags, heartbeatSchema, nodeFlags, type Heartbeat, type NodeFlag } from './node-status.js';
 
 export type LiveEvent =
   | { type: 'node.online'; environment: Environment; address: string }

@@ -1,10 +1,10 @@
 // Measured reputation, the moving parts: observations are added in memory on the job path (no I/O there),
 // flushed every REPUTATION_FLUSH_INTERVAL_MS in one PostgreSQL statement (decay, then add), scored from the
 // rows that statement returns, and mirrored into the Redis matchmaking score in one script call per cell.
+import type { Environment } from '../../config/vocabulary.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Pool } from '../../stores/postgres/pool.js';
 import type { LiveStore } from './live.store.js';
-import type { Environment } from './node-status.js';
 import {
   addObservation,
   decaySums,

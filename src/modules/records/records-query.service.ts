@@ -2,6 +2,7 @@
 // and streamed CSV/JSONL exports. Nothing past the namespace's retention is ever returned.
 import { Readable } from 'node:stream';
 import type { Filter } from 'mongodb';
+import { isUuid } from '../../config/vocabulary.js';
 import { AppError } from '../../platform/errors.js';
 import type { BlobStore } from './blob-store.js';
 import {
@@ -74,10 +75,8 @@ function parse<T>(
   return r.data;
 }
 
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 function requireNamespace(namespaceId: string): string {
-  if (typeof namespaceId !== 'string' || !uuid.test(namespaceId))
-    throw new AppError('invalid_request', 'namespaceId must be a UUID');
+  if (!isUuid(namespaceId)) throw new AppError('invalid_request', 'namespaceId must be a UUID');
   return namespaceId;
 }
 
@@ -143,8 +142,7 @@ export class RecordsQueryService {
   /** The job document, every event (routing history, logs) in time order and its QC results. */
   async getTrace(namespaceId: string, jobId: string): Promise<JobTrace> {
     requireNamespace(namespaceId);
-    if (typeof jobId !== 'string' || !uuid.test(jobId))
-      throw new AppError('invalid_filter', 'jobId must be a UUID');
+    if (!isUuid(jobId)) throw new AppError('invalid_filter', 'jobId must be a UUID');
     const cutoff = await this.deps.policies.cutoff(namespaceId);
     const [job, events, qc] = await Promise.all([
       this.deps.repo.findJob(namespaceId, jobId, cutoff),

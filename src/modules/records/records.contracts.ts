@@ -1,8 +1,11 @@
 // The job-event contract (version 1) that producers publish and the recorder accepts, and the query filters.
 import { z } from 'zod';
+import {
+  addressSchema as address,
+  priorityClassSchema,
+  uuidSchema as uuid,
+} from '../../config/vocabulary.js';
 
-const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'a UUID');
-const address = z.string().regex(/^0x[0-9a-f]{40}$/, 'a lower-case 0x address');
 /** Producer-chosen ids of log events: deterministic per event so a redelivery maps to the same document. */
 const eventId = z.string().regex(/^[A-Za-z0-9:_-]{1,160}$/, '1-160 of A-Z a-z 0-9 : _ -');
 const micro = z.string().regex(/^\d{1,15}$/, 'integer micro-credits as a decimal string (< 10^15)');
@@ -32,7 +35,7 @@ const base = {
 
 const submission = {
   apiKeyId: uuid.nullable(),
-  priority: z.enum(['urgent', 'bulk', 'test']),
+  priority: priorityClassSchema,
   input: z.object({
     prompt: z.string().optional(),
     messages: z.array(z.object({ role: z.string().max(32), content: z.string() })).optional(),

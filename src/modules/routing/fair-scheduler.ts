@@ -6,7 +6,7 @@
 // other lanes' queues, since each lane has its own prefetch and the broker never puts one namespace's
 // backlog in front of another's. Across classes, out of every (sum of weights) starts, a class with
 // buffered work gets exactly its weight: urgent goes first, bulk is never starved.
-import type { PriorityClass } from './routing.contracts.js';
+import type { PriorityClass } from '../../config/vocabulary.js';
 
 export type ClassWeights = Record<PriorityClass, number>;
 

@@ -16,7 +16,6 @@ export type {
 export {
   ATTEMPT_CAUSES,
   type AttemptCause,
-  ENVIRONMENTS,
   decodeEvent,
   decodeJob,
   JOB_EVENT_VERSION,
@@ -27,14 +26,12 @@ export {
   jobRequestSchema,
   MAX_PRICE_MICRO_PER_1K,
   type JobPrice,
-  type Environment,
   type JobEvent,
   type JobEventType,
   type JobMessage,
   type JobRequest,
   type RequestKind,
   REQUEST_KINDS,
-  type PriorityClass,
 } from './routing.contracts.js';
 export type { QuarantinedJob, Selection } from './quarantine.js';
 export type { QueueDepth } from './health.js';

@@ -19,13 +19,8 @@ import {
 import { FairScheduler, type ClassWeights } from './fair-scheduler.js';
 import type { QueueCounters } from './health.js';
 import { LanesRepository, type LaneFilter } from './lanes.repository.js';
-import {
-  decodeJob,
-  PRIORITY_CLASSES,
-  type AttemptCause,
-  type JobMessage,
-  type PriorityClass,
-} from './routing.contracts.js';
+import { isPriorityClass, type PriorityClass } from '../../config/vocabulary.js';
+import { decodeJob, type AttemptCause, type JobMessage } from './routing.contracts.js';
 import type { JobPublisher, LaneAnnouncement } from './routing.publisher.js';
 import { decideFailure, isExpired, type RetryPolicy } from './routing.rules.js';
 
@@ -197,7 +192,7 @@ export class JobConsumer {
   }
 
   private async addLane(key: LaneKey): Promise<void> {
-    if (this.stopped || !(PRIORITY_CLASSES as readonly string[]).includes(key.priority)) return;
+    if (this.stopped || !isPriorityClass(key.priority)) return;
     const queue = laneQueueName(key, this.names.deployment);
     if (this.laneKeys.has(queue)) return;
     this.laneKeys.set(queue, { ...key });

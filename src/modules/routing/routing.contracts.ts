@@ -2,13 +2,8 @@
 // A job message carries the request itself (bounded by HTTP_BODY_LIMIT_BYTES): dispatch must not depend on
 // MongoDB (an outage there delays records, never inference). Outputs live in Redis/MongoDB, money in PostgreSQL.
 import { z } from 'zod';
+import { environmentSchema, priorityClassSchema, uuidSchema as uuid } from '../../config/vocabulary.js';
 
-export const ENVIRONMENTS = ['testnet', 'mainnet'] as const;
-export const PRIORITY_CLASSES = ['urgent', 'bulk', 'test'] as const;
-export type Environment = (typeof ENVIRONMENTS)[number];
-export type PriorityClass = (typeof PRIORITY_CLASSES)[number];
-
-const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i);
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}$/, 'a model/Subcloud name');
 
 /**
@@ -71,8 +66,8 @@ export const jobMessageSchema = z.object({
   jobId: uuid,
   namespaceId: uuid,
   model: name,
-  environment: z.enum(ENVIRONMENTS),
-  priority: z.enum(PRIORITY_CLASSES),
+  environment: environmentSchema,
+  priority: priorityClassSchema,
   /** Null: any eligible node; otherwise only members of this Subcloud. */
   subcloud: name.nullable(),
   /** Attempts already made (our own counter; broker delivery counts are not used). */
@@ -124,7 +119,7 @@ export const jobEventSchema = z.object({
   jobId: uuid,
   namespaceId: uuid,
   model: name,
-  environment: z.enum(ENVIRONMENTS),
+  environment: environmentSchema,
   attempt: z.number().int().min(0),
   at: z.string().datetime(),
   reason: z.string().max(500).optional(),

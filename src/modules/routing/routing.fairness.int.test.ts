@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
 import { createAmqpTestVhost, type AmqpTestVhost } from '../../../test/amqp-harness.js';
 import { makeJob, routingOptionsFor, sleep, waitFor } from '../../../test/routing-fixtures.js';
-import { RoutingService, type JobMessage, type PriorityClass } from './index.js';
+import type { PriorityClass } from '../../config/vocabulary.js';
+import { RoutingService, type JobMessage } from './index.js';
 
 let db: PgTestSchema;
 let vhost: AmqpTestVhost;
