@@ -45,9 +45,17 @@ export class SnapshotReader {
     return SnapshotReader.fromSource(memorySource(await readVerifiedCar(bytes)), expectedCid);
   }
 
-  /** A CAR file read with bounded memory (streaming verify). */
-  static async openFile(path: string, expectedCid?: string): Promise<SnapshotReader> {
-    const car = await CarFile.open(path);
+  /** A CAR file read with bounded memory (streaming verify); `onClose` runs when the reader closes (or fails to open). */
+  static async openFile(
+    path: string,
+    expectedCid?: string,
+    onClose?: () => Promise<void>,
+  ): Promise<SnapshotReader> {
+    const car = await CarFile.open(path).catch(async (err: unknown) => {
+      await onClose?.();
+      throw err;
+    });
+    car.onClose = onClose;
     try {
       return await SnapshotReader.fromSource(car, expectedCid);
     } catch (err) {
