@@ -2,6 +2,8 @@
 // earlier snapshot listed, one row per export file and one per run manifest, with the file's CID and SHA-256. A
 // deleted document stays provable: its export is pinned by CID in cold storage, and the CID is in a chained, signed
 // snapshot (docs/snapshot-format.md §3.3 and §13). Not a table: restore skips it (the runs travel in `retention_runs`).
+import { CID } from 'multiformats/cid';
+import * as dagCbor from '@ipld/dag-cbor';
 import type { PoolClient, Queryable } from '../../stores/postgres/pool.js';
 import { encodeRow, rowValues, type TableSpec } from '../canonical/index.js';
 
@@ -66,4 +68,25 @@ export async function markExportsReferenced(tx: Queryable, runIds: string[], seq
     'update retention_runs set snapshot_seq = $2 where id = any($1::uuid[]) and snapshot_seq is null',
     [runIds, seq],
   );
+}
+
+/** The first row that does not name a file DAG root (CIDv1 dag-cbor/sha2-256) and a SHA-256, as a message. */
+export function checkRecordExportRows(rows: unknown[][]): string | undefined {
+  for (const r of rows) {
+    let cid: CID | undefined;
+    try {
+      cid = CID.parse(String(r[RECORD_EXPORT_CID]));
+    } catch {
+      cid = undefined;
+    }
+    const sha = r[RECORD_EXPORT_SHA256];
+    if (
+      !cid ||
+      cid.code !== dagCbor.code ||
+      cid.multihash.code !== 0x12 ||
+      !/^[0-9a-f]{64}$/.test(String(sha))
+    )
+      return `record export ${String(r[1])} of run ${String(r[0])}: bad CID or SHA-256`;
+  }
+  return undefined;
 }
