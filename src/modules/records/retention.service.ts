@@ -215,7 +215,11 @@ export class RetentionService {
       hash.update(c);
       dag.update(c);
     });
-    const rl = createInterface({ input: raw.pipe(createGunzip()), crlfDelay: Infinity });
+    // pipe() does not forward errors: a store read that fails (a missing file, a block that does not match its CID)
+    // must end the iteration below with that error, not escape as an unhandled stream error.
+    const gunzip = createGunzip();
+    raw.on('error', (err) => gunzip.destroy(err));
+    const rl = createInterface({ input: raw.pipe(gunzip), crlfDelay: Infinity });
     for await (const line of rl) {
       if (!line) continue;
       const entry = set.parseLine(line);

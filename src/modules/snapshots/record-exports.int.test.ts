@@ -241,5 +241,37 @@ describe.each(['dir', 'ipfs'] as const)(
           code: 'ENOENT',
         });
       });
+
+    it('a resumed run whose export is gone from cold storage fails and deletes nothing', async () => {
+      await recordJobs(12, 3 * DAY);
+      const crashing = new RetentionService({
+        pool: pg.pool,
+        repo: new RecordsRepository(mongo.store.db),
+        target: exportsStore,
+        clock: systemClock,
+        log: testLog,
+        options: { fileMaxDocs: 10, deleteBatchSize: 25 },
+        onStep: (step) => {
+          if (step === 'verified') throw new Error('simulated crash after verify');
+        },
+      });
+      await expect(crashing.sweepNamespace(namespaceId, 1)).rejects.toThrow(/simulated crash/);
+      const open = (await retention.listReceipts(namespaceId)).find((r) => r.status === 'exported')!;
+      const f = open.files[0]!;
+      if (kubo) {
+        // Unpinned and garbage-collected: the node no longer holds the blocks.
+        await kubo.unpin(f.cid!);
+        expect((await fetch(`${node!.apiUrl}/api/v0/repo/gc`, { method: 'POST' })).ok).toBe(true);
+        await expect(readAll(exportsStore.read(f.name, f.cid))).rejects.toMatchObject({
+          code: 'not_found',
+        });
+      } else await rm(join(dir, 'records', f.name));
+      expect(await jobsLeft()).toBe(12);
+      // The read error ends the resumed verify (it does not escape as an unhandled stream error).
+      await expect(retention.sweepNamespace(namespaceId, 1)).rejects.toThrow(
+        kubo ? /is not in ipfs:/ : /ENOENT/,
+      );
+      expect(await jobsLeft()).toBe(12);
+    });
   },
 );
