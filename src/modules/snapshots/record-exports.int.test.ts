@@ -35,6 +35,7 @@ import {
   RetentionPolicies,
   RetentionService,
   type RetentionRun,
+  type RetentionStep,
 } from '../records/index.js';
 import { checkProof, SnapshotsService } from './index.js';
 
@@ -66,14 +67,7 @@ describe.each(['dir', 'ipfs'] as const)(
       const store = (sub: string) =>
         kubo ? new IpfsStore(kubo, join(dir, sub)) : new DirectoryStore(join(dir, sub));
       exportsStore = store('records');
-      retention = new RetentionService({
-        pool: pg.pool,
-        repo: new RecordsRepository(mongo.store.db),
-        target: exportsStore,
-        clock: systemClock,
-        log: testLog,
-        options: { fileMaxDocs: 10, deleteBatchSize: 25 },
-      });
+      retention = retentionService();
       snapshots = new SnapshotsService({
         pool: pg.pool,
         log: testLog,
@@ -89,6 +83,17 @@ describe.each(['dir', 'ipfs'] as const)(
       await node?.stop({ removeRepo: true });
       await Promise.all([mongo?.drop(), pg?.drop(), rm(dir, { recursive: true, force: true })]);
     });
+
+    const retentionService = (onStep?: (step: RetentionStep) => void) =>
+      new RetentionService({
+        pool: pg.pool,
+        repo: new RecordsRepository(mongo.store.db),
+        target: exportsStore,
+        clock: systemClock,
+        log: testLog,
+        options: { fileMaxDocs: 10, deleteBatchSize: 25 },
+        ...(onStep ? { onStep } : {}),
+      });
 
     async function recordJobs(count: number, ageMs: number): Promise<string[]> {
       const recorder = new RecorderService({
@@ -244,16 +249,8 @@ describe.each(['dir', 'ipfs'] as const)(
 
     it('a resumed run whose export is gone from cold storage fails and deletes nothing', async () => {
       await recordJobs(12, 3 * DAY);
-      const crashing = new RetentionService({
-        pool: pg.pool,
-        repo: new RecordsRepository(mongo.store.db),
-        target: exportsStore,
-        clock: systemClock,
-        log: testLog,
-        options: { fileMaxDocs: 10, deleteBatchSize: 25 },
-        onStep: (step) => {
-          if (step === 'verified') throw new Error('simulated crash after verify');
-        },
+      const crashing = retentionService((step) => {
+        if (step === 'verified') throw new Error('simulated crash after verify');
       });
       await expect(crashing.sweepNamespace(namespaceId, 1)).rejects.toThrow(/simulated crash/);
       const open = (await retention.listReceipts(namespaceId)).find((r) => r.status === 'exported')!;
