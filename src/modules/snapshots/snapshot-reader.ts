@@ -55,22 +55,30 @@ export class SnapshotReader {
       await onClose?.();
       throw err;
     });
-    car.onClose = onClose;
+    let reader: SnapshotReader;
     try {
-      return await SnapshotReader.fromSource(car, expectedCid);
+      reader = await SnapshotReader.fromSource(car, expectedCid);
     } catch (err) {
       // A file that is not the pinned one is refused as such, whatever it holds.
-      if (err instanceof AppError && err.details?.expected !== undefined) throw err;
-      // Blocks are checked when read: a bad block earlier in the file is the failure to name (fromSource closed it).
-      const bad = await CarFile.open(path).then(async (c) => {
-        try {
-          return await c.firstBadBlock();
-        } finally {
-          await c.close();
-        }
-      });
+      if (err instanceof AppError && err.details?.expected !== undefined) {
+        await onClose?.();
+        throw err;
+      }
+      // Blocks are checked when read: a bad block earlier in the file is the failure to name (fromSource closed it;
+      // the file is released only after this second look).
+      const bad = await CarFile.open(path)
+        .then(async (c) => {
+          try {
+            return await c.firstBadBlock();
+          } finally {
+            await c.close();
+          }
+        })
+        .finally(() => onClose?.());
       throw bad ?? err;
     }
+    car.onClose = onClose;
+    return reader;
   }
 
   static async fromSource(car: BlockSource, expectedCid?: string): Promise<SnapshotReader> {
