@@ -6,13 +6,14 @@ import { readFile } from 'node:fs/promises';
 import { createLogger } from '../src/platform/logger.js';
 import { AuditService } from '../src/modules/audit/index.js';
 import { RollupsService } from '../src/modules/rollups/index.js';
-import { DirectoryTarget, SnapshotsService, carKey, verifySnapshot } from '../src/modules/snapshots/index.js';
+import { SnapshotsService, verifySnapshot } from '../src/modules/snapshots/index.js';
 import { createPgTestSchema } from '../test/harness.js';
 import { createNamespacesBulk } from '../test/factories.js';
 import { insertJobs, insertTopups } from '../test/archive-factories.js';
 import { tempArchiveDir } from '../test/archive-harness.js';
 import { benchLine, round } from './stats.js';
 import { benchStreamingVerify } from './archive-verify.js';
+import { DirectoryStore, carKey } from '../src/stores/cold/index.js';
 
 const JOBS = Number(process.env.BENCH_ARCHIVE_JOBS ?? 1_000_000);
 const NAMESPACES = Number(process.env.BENCH_ARCHIVE_NAMESPACES ?? 100_000);
@@ -106,7 +107,7 @@ export async function main(): Promise<void> {
       log,
       clock,
       audit,
-      target: new DirectoryTarget(archive.dir),
+      target: new DirectoryStore(archive.dir),
       limits: { rows: 4096, bytes: 512 * 1024 },
     });
     t0 = performance.now();

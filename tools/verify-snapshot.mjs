@@ -2,11 +2,13 @@
 // Standalone snapshot verifier (format version 2), written from docs/snapshot-format.md alone: depends only on @ipld/car, @ipld/dag-cbor,
 // multiformats and node:crypto (never on the project's modules). Prints one JSON line; exit 0 ok, 3 tampered, 2 usage.
 //   node tools/verify-snapshot.mjs <file.car> --cid <cid> [--checkpoints <checkpoints.jsonl> --key <hex public key>]
+//     [--export <record export file> ...]   (each must be listed, by its file DAG CID, in the record_exports section)
 import { createHash, createPublicKey, verify as verifySig } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CarReader } from '@ipld/car';
 import * as dagCbor from '@ipld/dag-cbor';
 import { CID } from 'multiformats/cid';
+import * as Digest from 'multiformats/hashes/digest';
 
 class Bad extends Error {}
 const sha256 = (...parts) => {
@@ -123,8 +125,51 @@ function verifySnapshot(car) {
     )
       throw new Bad('manifest audit head is not the last audit entry');
   }
+  // Record exports (§13): each row names a file DAG root (CIDv1 dag-cbor/sha2-256) and a SHA-256.
+  for (const r of rows.record_exports ?? []) {
+    let cid;
+    try {
+      cid = CID.parse(r[4]);
+    } catch {
+      cid = undefined;
+    }
+    if (
+      !cid ||
+      cid.code !== dagCbor.code ||
+      cid.multihash.code !== 0x12 ||
+      !/^[0-9a-f]{64}$/.test(r[5] ?? '')
+    )
+      throw new Bad(`record export ${r[1]} of run ${r[0]}: bad CID or SHA-256`);
+  }
   const ledger = checkBalances(rows, m);
-  return { m, ledger };
+  return { m, ledger, rows };
+}
+
+const FILE_CHUNK = 256 * 1024;
+const RAW = 0x55;
+
+/** The file DAG CID of a file (§13): raw leaves of 256 KiB, then a DAG-CBOR root {type, bytes, sha256, chunks}. */
+function fileDagCid(bytes) {
+  const chunks = [];
+  for (let o = 0; o < bytes.length; o += FILE_CHUNK)
+    chunks.push(CID.createV1(RAW, Digest.create(0x12, sha256(bytes.subarray(o, o + FILE_CHUNK)))));
+  const root = dagCbor.encode({ type: 'rty-file/1', bytes: bytes.length, sha256: sha256(bytes), chunks });
+  return CID.createV1(dagCbor.code, Digest.create(0x12, sha256(root))).toString();
+}
+
+/** Each export file must be listed in the snapshot's record_exports with its CID, SHA-256 and size. */
+async function checkExports(files, rows, cid) {
+  const out = [];
+  for (const f of files) {
+    const bytes = await readFile(f);
+    const c = fileDagCid(bytes);
+    const row = (rows.record_exports ?? []).find((r) => r[4] === c);
+    if (!row) throw new Bad(`record export ${f} (CID ${c}) is not referenced by snapshot ${cid}`);
+    if (row[5] !== hex(sha256(bytes)) || (row[6] !== null && big(row[6]) !== BigInt(bytes.length)))
+      throw new Bad(`record export ${f} (CID ${c}) differs from its reference`);
+    out.push({ file: row[1], run: row[0], cid: c });
+  }
+  return out;
 }
 
 function checkBalances(rows, m) {
@@ -269,25 +314,27 @@ async function checkCheckpoints(file, key, cid, m, ledger) {
 }
 
 async function main(argv) {
-  const args = { file: undefined, cid: undefined, checkpoints: undefined, key: undefined };
+  const args = { file: undefined, cid: undefined, checkpoints: undefined, key: undefined, exports: [] };
   for (let i = 0; i < argv.length; i += 1) {
     const a = argv[i];
     if (a === '--cid' || a === '--checkpoints' || a === '--key') args[a.slice(2)] = argv[++i];
+    else if (a === '--export') args.exports.push(argv[++i]);
     else args.file = a;
   }
   if (!args.file || !args.cid || !args.checkpoints !== !args.key) {
     process.stdout.write(
-      `${JSON.stringify({ ok: false, usage: 'verify-snapshot.mjs <file.car> --cid <cid> [--checkpoints <log> --key <hex>]' })}\n`,
+      `${JSON.stringify({ ok: false, usage: 'verify-snapshot.mjs <file.car> --cid <cid> [--checkpoints <log> --key <hex>] [--export <file> ...]' })}\n`,
     );
     return 2;
   }
   try {
     const car = await loadCar(args.file, args.cid);
-    const { m, ledger } = verifySnapshot(car);
+    const { m, ledger, rows } = verifySnapshot(car);
     const checkpoint = args.checkpoints
       ? await checkCheckpoints(args.checkpoints, args.key, args.cid, m, ledger)
       : null;
-    process.stdout.write(`${JSON.stringify({ ok: true, cid: args.cid, seq: m.seq, checkpoint })}\n`);
+    const exports = await checkExports(args.exports, rows, args.cid);
+    process.stdout.write(`${JSON.stringify({ ok: true, cid: args.cid, seq: m.seq, checkpoint, exports })}\n`);
     return 0;
   } catch (e) {
     if (!(e instanceof Bad)) throw e;

@@ -128,12 +128,16 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .action(async (ref: string, o: { cid?: string }) => setExit(await runSnapshotRoots(ctx, ref, o)));
   snapshot
     .command('prove <fileOrCid>')
-    .description('inclusion proof of one balance (--namespace) or one rollup row (--rollup)')
+    .description(
+      'inclusion proof of one balance (--namespace), one rollup row (--rollup) or one record export (--record-export)',
+    )
     .option('--namespace <id>', 'namespace id')
     .option('--rollup <key>', 'day,namespace,model,node,status (a prefix matches the first such row)')
+    .option('--record-export <cid>', 'the CID of a record export file (listed in the record_exports section)')
     .option('--cid <cid>', 'the CID the file must have (default: its <cid>.car name)')
-    .action(async (ref: string, o: { namespace?: string; rollup?: string; cid?: string }) =>
-      setExit(await runSnapshotProve(ctx, ref, o)),
+    .action(
+      async (ref: string, o: { namespace?: string; rollup?: string; recordExport?: string; cid?: string }) =>
+        setExit(await runSnapshotProve(ctx, ref, o)),
     );
   snapshot
     .command('verify-proof <proofFile>')

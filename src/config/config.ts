@@ -110,9 +110,9 @@ export const configSchema = z.object({
   // --- Archive: rollups, snapshots, audit (issue 7) ---
   /** Cold-storage directory for snapshot CAR files (the default archive target). */
   ARCHIVE_DIR: z.string().min(1).default('./var/archive'),
-  /** Where snapshot CARs are archived: `dir` (ARCHIVE_DIR, the default) or `ipfs` (a Kubo node at IPFS_API_URL,
-   * imported with the root pinned and read back by CID; ARCHIVE_DIR then holds only scratch files, fetched copies and
-   * the checkpoint log). */
+  /** Where snapshot CARs and record exports are kept: `dir` (ARCHIVE_DIR and RECORDS_EXPORT_DIR, the default) or
+   * `ipfs` (a Kubo node at IPFS_API_URL, imported with the root pinned and read back by CID; the two directories then
+   * hold only scratch files, fetched copies being read, export pointers and the checkpoint log). */
   COLD_STORAGE: z.enum(['dir', 'ipfs']).default('dir'),
   /** Kubo's RPC API (`npm run services -- --ipfs` starts a local node here). */
   IPFS_API_URL: z.string().url().default('http://127.0.0.1:5001'),

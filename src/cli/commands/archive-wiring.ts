@@ -2,11 +2,8 @@
 import type { Pool } from '../../stores/postgres/pool.js';
 import { createAuditModule, type AuditService } from '../../modules/audit/index.js';
 import { createRollupsModule, type RollupsService } from '../../modules/rollups/index.js';
-import {
-  createSnapshotsModule,
-  type ArchiveTarget,
-  type SnapshotsService,
-} from '../../modules/snapshots/index.js';
+import { createSnapshotsModule, type SnapshotsService } from '../../modules/snapshots/index.js';
+import type { ColdStore } from '../../stores/cold/index.js';
 import { openCliPool, type CliContext } from '../context.js';
 
 export interface ArchiveServices {
@@ -14,7 +11,7 @@ export interface ArchiveServices {
   audit: AuditService;
   rollups: RollupsService;
   snapshots: SnapshotsService;
-  target: ArchiveTarget;
+  target: ColdStore;
 }
 
 export async function withArchive<T>(ctx: CliContext, fn: (s: ArchiveServices) => Promise<T>): Promise<T> {

@@ -145,10 +145,12 @@ export async function runSnapshotRoots(
 export async function runSnapshotProve(
   ctx: CliContext,
   ref: string,
-  opts: { namespace?: string; rollup?: string; cid?: string },
+  opts: { namespace?: string; rollup?: string; recordExport?: string; cid?: string },
 ): Promise<number> {
-  if (!opts.namespace === !opts.rollup) {
-    ctx.out('give exactly one of --namespace <id> or --rollup <day,namespace,model,node,status>');
+  if ([opts.namespace, opts.rollup, opts.recordExport].filter(Boolean).length !== 1) {
+    ctx.out(
+      'give exactly one of --namespace <id>, --rollup <day,namespace,model,node,status> or --record-export <cid>',
+    );
     return EXIT.usage;
   }
   return withArchive(ctx, (s) =>
@@ -156,7 +158,11 @@ export async function runSnapshotProve(
       const p = await pinned(ctx, ref, opts.cid);
       const proof = await s.snapshots.prove(
         p.cid,
-        opts.namespace ? { namespaceId: opts.namespace } : { rollupKey: opts.rollup!.split(',') },
+        opts.namespace
+          ? { namespaceId: opts.namespace }
+          : opts.recordExport
+            ? { recordExportCid: opts.recordExport }
+            : { rollupKey: opts.rollup!.split(',') },
         p.path ? await readFile(p.path) : undefined,
       );
       ctx.out(JSON.stringify(proof, null, 2));

@@ -23,7 +23,6 @@ export {
   type RetentionSummary,
 } from './retention.service.js';
 export type { RetentionRun, ExportFile } from './retention.repository.js';
-export { DirectoryTarget, type ColdStorageTarget, type WrittenFile } from './cold-storage.js';
 export {
   DEFAULT_SPACE_PLANS,
   dayChargeMicro,

@@ -6,12 +6,12 @@ import type { Config } from '../../config/config.js';
 import { systemClock } from '../../platform/clock.js';
 import type { Logger } from '../../platform/logger.js';
 import type { RecurringTask } from '../../platform/tasks.js';
+import { createColdStore } from '../../stores/cold/index.js';
 import { ManagedConnection } from '../../stores/rabbitmq/reconnect.js';
 import type { Stores } from '../../stores/stores.js';
 import type { AuditService } from '../audit/index.js';
 import type { LedgerService } from '../credits/index.js';
 import { GridFsBlobStore } from './blob-store.js';
-import { DirectoryTarget } from './cold-storage.js';
 import { RecorderService } from './recorder.service.js';
 import { RecordStreamConsumer } from './record-stream.consumer.js';
 import { recordStreamDeployment } from './record-stream.deployment.js';
@@ -62,7 +62,7 @@ export function createRecordsModule(deps: {
   const retention = new RetentionService({
     pool,
     repo,
-    target: new DirectoryTarget(c.RECORDS_EXPORT_DIR),
+    target: createColdStore({ kind: c.COLD_STORAGE, dir: c.RECORDS_EXPORT_DIR, ipfsApiUrl: c.IPFS_API_URL }),
     clock: systemClock,
     log,
     options: { fileMaxDocs: c.RECORDS_EXPORT_FILE_MAX_DOCS, deleteBatchSize: c.RECORDS_DELETE_BATCH_SIZE },

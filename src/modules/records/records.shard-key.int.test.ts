@@ -14,7 +14,6 @@ import { jobEvents } from '../../../test/record-events.js';
 import { systemClock } from '../../platform/clock.js';
 import { missingShardKeyFields, SHARD_KEYS } from '../../stores/mongo/shard-keys.js';
 import {
-  DirectoryTarget,
   GridFsBlobStore,
   RecorderService,
   RecordsQueryService,
@@ -22,6 +21,7 @@ import {
   RetentionPolicies,
   RetentionService,
 } from './index.js';
+import { DirectoryStore } from '../../stores/cold/index.js';
 
 const DAY = 86_400_000;
 let pg: PgTestSchema;
@@ -111,7 +111,7 @@ describe('records commands carry the shard key', () => {
     const retention = new RetentionService({
       pool: pg.pool,
       repo,
-      target: new DirectoryTarget(dir),
+      target: new DirectoryStore(dir),
       clock: systemClock,
       log: testLog,
       options: { fileMaxDocs: 40, deleteBatchSize: 25 },

@@ -17,7 +17,6 @@ import { TaskRunner } from '../../background/task-runner.js';
 import { systemClock } from '../../platform/clock.js';
 import {
   COLLECTIONS,
-  DirectoryTarget,
   GridFsBlobStore,
   RecorderService,
   RecordsRepository,
@@ -26,6 +25,7 @@ import {
   type RetentionRun,
   type RetentionStep,
 } from './index.js';
+import { DirectoryStore } from '../../stores/cold/index.js';
 
 let pg: PgTestSchema;
 let mongo: MongoTestDb;
@@ -51,7 +51,7 @@ function retention(
   return new RetentionService({
     pool: pg.pool,
     repo: new RecordsRepository(mongo.store.db),
-    target: new DirectoryTarget(dir),
+    target: new DirectoryStore(dir),
     clock: systemClock,
     log: testLog,
     options: { fileMaxDocs: 40, deleteBatchSize: 25 },

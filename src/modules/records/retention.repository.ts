@@ -6,6 +6,8 @@ export interface ExportFile {
   sha256: string;
   count: number;
   bytes: number;
+  /** File DAG CID (stores/cold/file-dag.ts); absent on exports written before CIDs were recorded. */
+  cid?: string;
 }
 
 export interface RetentionRun {
@@ -21,6 +23,7 @@ export interface RetentionRun {
   rangeTo: Date | null;
   files: ExportFile[];
   manifestSha256: string | null;
+  manifestCid: string | null;
 }
 
 type RunRow = {
@@ -36,6 +39,7 @@ type RunRow = {
   range_to: Date | null;
   files: ExportFile[];
   manifest_sha256: string | null;
+  manifest_cid: string | null;
 };
 const toRun = (r: RunRow): RetentionRun => ({
   id: r.id,
@@ -50,6 +54,7 @@ const toRun = (r: RunRow): RetentionRun => ({
   rangeTo: r.range_to,
   files: r.files,
   manifestSha256: r.manifest_sha256,
+  manifestCid: r.manifest_cid,
 });
 
 export class RetentionRepository {
@@ -98,12 +103,13 @@ export class RetentionRepository {
       rangeFrom: Date | null;
       rangeTo: Date | null;
       manifestSha256: string;
+      manifestCid: string;
     },
   ): Promise<void> {
     await db.query(
       `update retention_runs set status = 'exported', files = $2, doc_count = $3, range_from = $4, range_to = $5,
-         manifest_sha256 = $6, exported_at = now() where id = $1 and status = 'exporting'`,
-      [id, JSON.stringify(e.files), e.docCount, e.rangeFrom, e.rangeTo, e.manifestSha256],
+         manifest_sha256 = $6, manifest_cid = $7, exported_at = now() where id = $1 and status = 'exporting'`,
+      [id, JSON.stringify(e.files), e.docCount, e.rangeFrom, e.rangeTo, e.manifestSha256, e.manifestCid],
     );
   }
 

@@ -8,8 +8,8 @@ import { createGunzip, createGzip } from 'node:zlib';
 import { AppError } from '../../platform/errors.js';
 import type { Clock } from '../../platform/clock.js';
 import type { Logger } from '../../platform/logger.js';
+import { FileDagBuilder, type ColdStore } from '../../stores/cold/index.js';
 import type { Pool } from '../../stores/postgres/pool.js';
-import type { ColdStorageTarget } from './cold-storage.js';
 import { retentionCutoff } from './record.js';
 import { blobSet, collectionSet, type ExportedEntry, type RetainedSet } from './retained-sets.js';
 import type { RecordsRepository } from './records.repository.js';
@@ -37,7 +37,7 @@ export class RetentionService {
     private readonly deps: {
       pool: Pool;
       repo: RecordsRepository;
-      target: ColdStorageTarget;
+      target: ColdStore;
       clock: Clock;
       log: Logger;
       options: RetentionOptions;
@@ -173,7 +173,7 @@ export class RetentionService {
       `${this.prefixOf(run)}/manifest.json`,
       Readable.from([Buffer.from(JSON.stringify(manifest, null, 2))]),
     );
-    return { files, docCount, rangeFrom, rangeTo, manifestSha256: m.sha256 };
+    return { files, docCount, rangeFrom, rangeTo, manifestSha256: m.sha256, manifestCid: m.cid };
   }
 
   /**
@@ -201,17 +201,25 @@ export class RetentionService {
     }
   }
 
-  /** Yields the _ids of one export file while checking the file's SHA-256 as it streams. */
+  /** Yields the _ids of one export file while checking the file's SHA-256 (and CID, once recorded) as it streams. */
   private async *readIds(
     set: RetainedSet,
     run: RetentionRun,
     f: ExportFile,
     check?: (e: ExportedEntry) => void,
   ): AsyncGenerator<string> {
-    const raw = this.deps.target.read(f.name);
+    const raw = this.deps.target.read(f.name, f.cid);
     const hash = createHash('sha256');
-    raw.on('data', (c: Buffer) => hash.update(c));
-    const rl = createInterface({ input: raw.pipe(createGunzip()), crlfDelay: Infinity });
+    const dag = new FileDagBuilder();
+    raw.on('data', (c: Buffer) => {
+      hash.update(c);
+      dag.update(c);
+    });
+    // pipe() does not forward errors: a store read that fails (a missing file, a block that does not match its CID)
+    // must end the iteration below with that error, not escape as an unhandled stream error.
+    const gunzip = createGunzip();
+    raw.on('error', (err) => gunzip.destroy(err));
+    const rl = createInterface({ input: raw.pipe(gunzip), crlfDelay: Infinity });
     for await (const line of rl) {
       if (!line) continue;
       const entry = set.parseLine(line);
@@ -223,6 +231,13 @@ export class RetentionService {
       throw new AppError(
         'export_verification_failed',
         `${f.name}: SHA-256 ${sha}, expected ${f.sha256} (run ${run.id})`,
+      );
+    // Exports written before CIDs were recorded have none: their SHA-256 is the reference.
+    const cid = dag.finish().root.cid.toString();
+    if (f.cid !== undefined && cid !== f.cid)
+      throw new AppError(
+        'export_verification_failed',
+        `${f.name}: CID ${cid}, expected ${f.cid} (run ${run.id})`,
       );
   }
 
@@ -269,7 +284,8 @@ export class RetentionService {
     const names = [...run.files.map((f) => f.name), `${this.prefixOf(run)}/manifest.json`];
     const name = names.find((n) => n.slice(n.lastIndexOf('/') + 1) === file);
     if (!name) throw new AppError('not_found', `retention export ${runId} has no file ${file}`);
-    const stream = this.deps.target.read(name);
+    const cid = run.files.find((f) => f.name === name)?.cid ?? run.manifestCid ?? undefined;
+    const stream = this.deps.target.read(name, cid);
     // A file gone from cold storage is a 404 naming it, not a stream failing after the reply has started.
     await new Promise<void>((resolve, reject) => {
       stream.once('readable', resolve);

@@ -13,7 +13,6 @@ import { AuditService } from '../audit/index.js';
 import { LedgerService } from '../credits/index.js';
 import {
   COLLECTIONS,
-  DirectoryTarget,
   GridFsBlobStore,
   RecorderService,
   RecordsRepository,
@@ -22,6 +21,7 @@ import {
   StorageBillingService,
 } from './index.js';
 import { dayChargeMicro, spacePlanCatalogue } from './space-plan.js';
+import { DirectoryStore } from '../../stores/cold/index.js';
 
 const DAY = 86_400_000;
 let pg: PgTestSchema;
@@ -160,7 +160,7 @@ describe('storage charge', () => {
     const retention = new RetentionService({
       pool: pg.pool,
       repo: repo(),
-      target: new DirectoryTarget(dir),
+      target: new DirectoryStore(dir),
       clock,
       log: testLog,
       options: { fileMaxDocs: 1000, deleteBatchSize: 100 },

@@ -6,8 +6,9 @@ import { createNamespaces } from '../../../test/factories.js';
 import { insertJobs, insertTopups } from '../../../test/archive-factories.js';
 import { tempArchiveDir } from '../../../test/archive-harness.js';
 import { AuditService } from '../audit/index.js';
-import { DirectoryTarget, SnapshotsService } from '../snapshots/index.js';
+import { SnapshotsService } from '../snapshots/index.js';
 import { RollupsService } from './index.js';
+import { DirectoryStore } from '../../stores/cold/index.js';
 
 let db: PgTestSchema;
 let archive: { dir: string; remove(): Promise<void> };
@@ -57,7 +58,7 @@ beforeAll(async () => {
     log: testLog,
     clock,
     audit,
-    target: new DirectoryTarget(archive.dir),
+    target: new DirectoryStore(archive.dir),
     limits: { rows: 1000, bytes: 256 * 1024 },
   });
 });

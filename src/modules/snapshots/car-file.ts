@@ -73,6 +73,8 @@ function headReader(fh: FileHandle, size: number) {
 
 export class CarFile {
   private scratch = Buffer.alloc(0);
+  /** Runs once the file is closed (a fetched copy removes itself). */
+  onClose?: () => Promise<void>;
 
   private constructor(
     readonly path: string,
@@ -182,7 +184,13 @@ export class CarFile {
     return undefined;
   }
 
-  close(): Promise<void> {
-    return this.fh.close();
+  async close(): Promise<void> {
+    try {
+      await this.fh.close();
+    } finally {
+      const done = this.onClose;
+      this.onClose = undefined;
+      await done?.();
+    }
   }
 }

@@ -3,9 +3,9 @@
 import type { Clock } from '../../platform/clock.js';
 import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
+import { carKey, type ColdStore } from '../../stores/cold/index.js';
 import { withTransaction, type Pool } from '../../stores/postgres/pool.js';
 import type { AuditService } from '../audit/index.js';
-import { carKey, type ArchiveTarget } from './archive-target.js';
 import { checkAgainstReport } from './chain-verify.js';
 import { checkSignature, type CheckpointSigner } from './checkpoint.js';
 import type { CheckpointLog } from './checkpoint-log.js';
@@ -18,7 +18,7 @@ export interface AnchorContext {
   log: Logger;
   clock: Clock;
   audit: AuditService;
-  target: ArchiveTarget;
+  target: ColdStore;
   checkpoints?: { signer: CheckpointSigner; log: CheckpointLog };
   repo: SnapshotsRepository;
   verifyArchived(cid: string): Promise<VerifyReport>;
@@ -58,13 +58,12 @@ export async function rollForwardHead(ctx: AnchorContext): Promise<void> {
   const snap = src instanceof SnapshotReader ? src : await SnapshotReader.open(src!, c.cid);
   const m = snap.manifest;
   await snap.close();
-  const path = await target.localPath?.(carKey(c.cid));
   const record: SnapshotRecord = {
     seq: c.seq,
     cid: c.cid,
     prevCid: c.prev,
     sizeBytes: BigInt(report.bytes),
-    location: path ?? `${target.description}/${carKey(c.cid)}`,
+    location: target.locate(carKey(c.cid)),
     rollupFrom: m.rollupRange?.from ?? null,
     rollupTo: m.rollupRange?.to ?? null,
     auditSeq: c.auditHead ? BigInt(c.auditHead.seq) : null,

@@ -10,14 +10,8 @@ import { createNamespaces } from '../../../test/factories.js';
 import { insertTopups } from '../../../test/archive-factories.js';
 import { tempArchiveDir } from '../../../test/archive-harness.js';
 import { AuditService } from '../audit/index.js';
-import {
-  CHECKPOINT_LOG,
-  CheckpointLog,
-  CheckpointSigner,
-  DirectoryTarget,
-  SnapshotsService,
-  carKey,
-} from './index.js';
+import { CHECKPOINT_LOG, CheckpointLog, CheckpointSigner, SnapshotsService } from './index.js';
+import { DirectoryStore, carKey } from '../../stores/cold/index.js';
 
 let db: PgTestSchema;
 let archive: { dir: string; remove(): Promise<void> };
@@ -46,7 +40,7 @@ beforeAll(async () => {
     log: testLog,
     clock: { now: () => new Date() },
     audit,
-    target: new DirectoryTarget(archive.dir),
+    target: new DirectoryStore(archive.dir),
     limits: { rows: 500, bytes: 64 * 1024 },
     checkpoints: {
       signer: new CheckpointSigner(randomBytes(32).toString('hex')),

@@ -13,8 +13,9 @@ import { insertJobs } from '../../../test/archive-factories.js';
 import { tempArchiveDir } from '../../../test/archive-harness.js';
 import { createRedis, type Redis } from '../../stores/redis/client.js';
 import { LedgerService } from '../credits/index.js';
-import { DirectoryTarget, freezeNetwork, sortedSetOnlineNodes, verifySnapshot } from './index.js';
+import { freezeNetwork, sortedSetOnlineNodes, verifySnapshot } from './index.js';
 import { SnapshotReader } from './snapshot-reader.js';
+import { DirectoryStore } from '../../stores/cold/index.js';
 
 let db: PgTestSchema;
 let redis: Redis;
@@ -66,7 +67,7 @@ describe('freeze', () => {
     const source = sortedSetOnlineNodes(redis, key);
     const result = await freezeNetwork({
       pool: db.pool,
-      target: new DirectoryTarget(archive.dir),
+      target: new DirectoryStore(archive.dir),
       limits: { rows: 100, bytes: 64 * 1024 },
       clock: { now: () => new Date() },
       online: {

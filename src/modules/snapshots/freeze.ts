@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Redis } from '../../stores/redis/client.js';
 import { withTransaction, type Pool } from '../../stores/postgres/pool.js';
 import type { Clock } from '../../platform/clock.js';
-import { carKey, type ArchiveTarget } from './archive-target.js';
+import { carKey, type ColdStore } from '../../stores/cold/index.js';
 import { CarFileWriter } from './car-io.js';
 import { activeJobsSpec, snapshotSections } from '../canonical/index.js';
 import {
@@ -64,7 +64,7 @@ export interface FreezeResult {
 export async function freezeNetwork(deps: {
   pool: Pool;
   online: OnlineNodesSource;
-  target: ArchiveTarget;
+  target: ColdStore;
   limits: ChunkLimits;
   clock: Clock;
 }): Promise<FreezeResult> {

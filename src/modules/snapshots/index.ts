@@ -3,8 +3,6 @@ export { periodHash } from '../canonical/index.js';
 export { encodeRow, rowValues, selectSql, type TableSpec } from '../canonical/index.js';
 export { jobRollupsSpec, ledgerRollupsSpec, snapshotSections } from '../canonical/index.js';
 export { chunkLeafHash, leafHash, merkleRoot, verifyInclusion } from '../canonical/index.js';
-export { DirectoryTarget, carKey, type ArchiveTarget } from './archive-target.js';
-export { IpfsTarget } from './ipfs-target.js';
 export {
   SnapshotsService,
   type ArchiveCover,

@@ -1,7 +1,7 @@
 // The IPFS archive target against a real Kubo node of this file's own: snapshots imported as CAR with the root pinned,
 // fetched back by CID, verified after retrieval, restored from the fetched copy; a CAR whose root is not the CID it
 // is stored as, and tampered fetched bytes, are refused.
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgTestSchema, testLog, type PgTestSchema } from '../../../test/harness.js';
@@ -12,21 +12,15 @@ import { startOwnKubo } from '../../../test/ipfs-harness.js';
 import type { KuboNode } from '../../../scripts/kubo-node.js';
 import { KuboClient } from '../../stores/ipfs/kubo-client.js';
 import { AuditService } from '../audit/index.js';
-import {
-  carKey,
-  IpfsTarget,
-  restoreSnapshot,
-  selectSql,
-  snapshotSections,
-  SnapshotsService,
-} from './index.js';
+import { restoreSnapshot, selectSql, snapshotSections, SnapshotsService } from './index.js';
+import { IpfsStore, carKey } from '../../stores/cold/index.js';
 
 let db: PgTestSchema;
 let node: KuboNode;
 let kubo: KuboClient;
 let scratch: { dir: string; remove(): Promise<void> };
 let snapshots: SnapshotsService;
-let target: IpfsTarget;
+let target: IpfsStore;
 const cids: string[] = [];
 
 const service = (dir: string) =>
@@ -35,7 +29,7 @@ const service = (dir: string) =>
     log: testLog,
     clock: { now: () => new Date('2026-04-15T00:00:00Z') },
     audit: new AuditService({ pool: db.pool, log: testLog }),
-    target: new IpfsTarget(kubo, dir),
+    target: new IpfsStore(kubo, dir),
     limits: { rows: 100, bytes: 16 * 1024 },
   });
 
@@ -48,7 +42,7 @@ beforeAll(async () => {
   const to = new Date('2026-03-20T00:00:00Z');
   await insertTopups(db.pool, { count: 600, from, to, namespaceIds: ns.map((n) => n.id), tag: 'ipfs' });
   snapshots = service(scratch.dir);
-  target = new IpfsTarget(kubo, scratch.dir);
+  target = new IpfsStore(kubo, scratch.dir);
   for (let i = 0; i < 2; i++) cids.push((await snapshots.create()).record.cid);
 }, 300_000);
 
@@ -78,6 +72,8 @@ describe('IPFS archive target (Kubo)', () => {
       const report = await reader.verifyStored(cids[1]!);
       expect(report.cid).toBe(cids[1]);
       expect(report.prev).toBe(cids[0]);
+      // Every copy fetched to verify (the snapshot and its predecessor) was removed once read.
+      expect(await readdir(join(fresh.dir, '.fetched'))).toEqual([]);
       // Restored from the first snapshot as fetched (no predecessor to look up; both hold the same rows).
       const fetched = await reader.fetch(cids[0]!);
       const restored = await restoreSnapshot(
@@ -137,10 +133,13 @@ describe('IPFS archive target (Kubo)', () => {
     await expect(snapshots.fetch(missing)).rejects.toMatchObject({ code: 'not_found' });
   });
 
-  it('the fetched CAR keeps the pinned root in its header', async () => {
-    const bytes = await readFile((await target.localPath(carKey(cids[0]!)))!);
+  it('the fetched CAR keeps the pinned root in its header, and is removed once released', async () => {
+    const local = (await target.openLocal(carKey(cids[0]!)))!;
+    const bytes = await readFile(local.path);
     const { CarReader } = await import('@ipld/car');
     const roots = await (await CarReader.fromBytes(bytes)).getRoots();
     expect(roots.map((r) => r.toString())).toEqual([cids[0]]);
+    await local.release();
+    await expect(stat(local.path)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });

@@ -15,14 +15,8 @@ import { AuditService } from '../audit/index.js';
 import { LedgerService } from '../credits/index.js';
 import { RollupsService } from '../rollups/index.js';
 import type { Pool } from '../../stores/postgres/pool.js';
-import {
-  DirectoryTarget,
-  SnapshotsService,
-  carKey,
-  restoreSnapshot,
-  selectSql,
-  snapshotSections,
-} from './index.js';
+import { SnapshotsService, restoreSnapshot, selectSql, snapshotSections } from './index.js';
+import { DirectoryStore, carKey } from '../../stores/cold/index.js';
 
 let db: PgTestSchema;
 let archive: { dir: string; remove(): Promise<void> };
@@ -138,7 +132,7 @@ beforeAll(async () => {
     log: testLog,
     clock,
     audit,
-    target: new DirectoryTarget(archive.dir),
+    target: new DirectoryStore(archive.dir),
     limits: { rows: 300, bytes: 32 * 1024 },
   });
   const created = await snapshots.create();
@@ -272,7 +266,7 @@ describe('restore from a snapshot', () => {
         log: testLog,
         clock: { now: () => new Date('2026-04-16T00:00:00Z') },
         audit: new AuditService({ pool: target.pool, log: testLog }),
-        target: new DirectoryTarget(dir.dir),
+        target: new DirectoryStore(dir.dir),
         limits: { rows: 300, bytes: 32 * 1024 },
       }).create();
       expect(first.record).toMatchObject({ seq: 1, prevCid: null });

@@ -45,24 +45,40 @@ export class SnapshotReader {
     return SnapshotReader.fromSource(memorySource(await readVerifiedCar(bytes)), expectedCid);
   }
 
-  /** A CAR file read with bounded memory (streaming verify). */
-  static async openFile(path: string, expectedCid?: string): Promise<SnapshotReader> {
-    const car = await CarFile.open(path);
+  /** A CAR file read with bounded memory (streaming verify); `onClose` runs when the reader closes (or fails to open). */
+  static async openFile(
+    path: string,
+    expectedCid?: string,
+    onClose?: () => Promise<void>,
+  ): Promise<SnapshotReader> {
+    const car = await CarFile.open(path).catch(async (err: unknown) => {
+      await onClose?.();
+      throw err;
+    });
+    let reader: SnapshotReader;
     try {
-      return await SnapshotReader.fromSource(car, expectedCid);
+      reader = await SnapshotReader.fromSource(car, expectedCid);
     } catch (err) {
       // A file that is not the pinned one is refused as such, whatever it holds.
-      if (err instanceof AppError && err.details?.expected !== undefined) throw err;
-      // Blocks are checked when read: a bad block earlier in the file is the failure to name (fromSource closed it).
-      const bad = await CarFile.open(path).then(async (c) => {
-        try {
-          return await c.firstBadBlock();
-        } finally {
-          await c.close();
-        }
-      });
+      if (err instanceof AppError && err.details?.expected !== undefined) {
+        await onClose?.();
+        throw err;
+      }
+      // Blocks are checked when read: a bad block earlier in the file is the failure to name (fromSource closed it;
+      // the file is released only after this second look).
+      const bad = await CarFile.open(path)
+        .then(async (c) => {
+          try {
+            return await c.firstBadBlock();
+          } finally {
+            await c.close();
+          }
+        })
+        .finally(() => onClose?.());
       throw bad ?? err;
     }
+    car.onClose = onClose;
+    return reader;
   }
 
   static async fromSource(car: BlockSource, expectedCid?: string): Promise<SnapshotReader> {

@@ -7,6 +7,7 @@ import { CborFormatError, countItems, firstText, scanRows, splitArray } from './
 import { LeafHashes, isArrayHead, merkleRoot } from '../canonical/index.js';
 import { SnapshotReader } from './snapshot-reader.js';
 import { DeepChecker, deepSections, type LedgerTotals } from './snapshot-deep.js';
+import { checkRecordExportRows, RECORD_EXPORTS } from './record-exports.js';
 
 export interface VerifyProgress {
   stage: string;
@@ -46,7 +47,7 @@ export interface VerifyReport {
 const SHA2_256 = 0x12;
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 /** Sections whose rows are decoded during verification (small); rollup rows are kept as bytes, grouped by day. */
-const decodedSections = new Set(['rollup_periods', 'audit_log']);
+const decodedSections = new Set(['rollup_periods', 'audit_log', RECORD_EXPORTS]);
 const rollupSections = new Set(['job_rollups', 'ledger_rollups']);
 
 export async function verifySnapshot(bytes: Uint8Array, opts: VerifyOptions = {}): Promise<VerifyReport> {
@@ -129,6 +130,8 @@ export async function verifyOpened(snap: SnapshotReader, opts: VerifyOptions = {
   await snap.car.checkRest?.();
   const periods = checkPeriods(decoded, rollupLeaves, fail);
   const auditEntries = checkAudit(decoded, m.auditHead, fail);
+  const badExport = checkRecordExportRows(decoded.get(RECORD_EXPORTS) ?? []);
+  if (badExport) throw fail(badExport);
   const deepProblems = deep.problems(m);
   if (deepProblems.length > 0) throw fail(deepProblems[0]!);
   const chain = await checkChain(snap, opts);

@@ -12,14 +12,13 @@ import { indexCar, tempArchiveDir, withoutBlock } from '../../../test/archive-ha
 import { AuditService } from '../audit/index.js';
 import { RollupsService } from '../rollups/index.js';
 import {
-  DirectoryTarget,
   SnapshotsService,
-  carKey,
   checkProof,
   snapshotSections,
   verifySnapshot,
   type CreateResult,
 } from './index.js';
+import { DirectoryStore, carKey } from '../../stores/cold/index.js';
 
 let db: PgTestSchema;
 let archive: { dir: string; remove(): Promise<void> };
@@ -56,7 +55,7 @@ beforeAll(async () => {
     log: testLog,
     clock,
     audit,
-    target: new DirectoryTarget(archive.dir),
+    target: new DirectoryStore(archive.dir),
     // Small blocks so that sections span many chunks.
     limits: { rows: 500, bytes: 64 * 1024 },
   });

@@ -3,18 +3,16 @@
 import type { Config } from '../../config/config.js';
 import { systemClock } from '../../platform/clock.js';
 import type { Logger } from '../../platform/logger.js';
+import { createColdStore, type ColdStore } from '../../stores/cold/index.js';
 import type { Stores } from '../../stores/stores.js';
 import type { AuditService } from '../audit/index.js';
-import { KuboClient } from '../../stores/ipfs/kubo-client.js';
-import { DirectoryTarget, type ArchiveTarget } from './archive-target.js';
-import { IpfsTarget } from './ipfs-target.js';
 import { CheckpointSigner } from './checkpoint.js';
 import { CheckpointLog } from './checkpoint-log.js';
 import { SnapshotsService } from './snapshots.service.js';
 
 export interface SnapshotsModule {
   snapshots: SnapshotsService;
-  target: ArchiveTarget;
+  target: ColdStore;
 }
 
 export function createSnapshotsModule(deps: {
@@ -33,10 +31,11 @@ export function createSnapshotsModule(deps: {
   audit: AuditService;
 }): SnapshotsModule {
   const { config, log } = deps;
-  const target: ArchiveTarget =
-    config.COLD_STORAGE === 'ipfs'
-      ? new IpfsTarget(new KuboClient(config.IPFS_API_URL), config.ARCHIVE_DIR)
-      : new DirectoryTarget(config.ARCHIVE_DIR);
+  const target = createColdStore({
+    kind: config.COLD_STORAGE,
+    dir: config.ARCHIVE_DIR,
+    ipfsApiUrl: config.IPFS_API_URL,
+  });
   const snapshots = new SnapshotsService({
     pool: deps.stores.pool,
     log,

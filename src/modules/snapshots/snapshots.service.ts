@@ -7,9 +7,9 @@ import type { CID } from 'multiformats/cid';
 import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Clock } from '../../platform/clock.js';
+import { carKey, type ColdStore } from '../../stores/cold/index.js';
 import { withAdvisoryLock, withTransaction, type Pool } from '../../stores/postgres/pool.js';
 import type { AuditService } from '../audit/index.js';
-import { carKey, type ArchiveTarget } from './archive-target.js';
 import { CarFileWriter } from './car-io.js';
 import { buildProof, type InclusionProof } from './proofs.js';
 import {
@@ -39,6 +39,14 @@ import {
   type VerifyReport,
 } from './snapshot-verify.js';
 import { snapshotSections } from '../canonical/index.js';
+import {
+  RECORD_EXPORTS,
+  RECORD_EXPORT_CID,
+  markExportsReferenced,
+  recordExportRows,
+  recordExportsSpec,
+  unreferencedExportRuns,
+} from './record-exports.js';
 import { SnapshotsRepository, type SnapshotRecord } from './snapshots.repository.js';
 
 export type ProgressFn = (p: VerifyProgress) => void | Promise<void>;
@@ -77,7 +85,7 @@ export interface SnapshotsDeps {
   log: Logger;
   clock: Clock;
   audit: AuditService;
-  target: ArchiveTarget;
+  target: ColdStore;
   limits: ChunkLimits;
   /** Signs each snapshot's checkpoint with the network key and appends it to the log outside the database. */
   checkpoints?: { signer: CheckpointSigner; log: CheckpointLog };
@@ -132,6 +140,12 @@ export class SnapshotsService {
               await writeSection(car, spec.name, spec.columns, tableRows(tx, spec), this.deps.limits),
             );
           }
+          // The record exports since the predecessor (marked as referenced once this snapshot is recorded).
+          const exportRuns = await unreferencedExportRuns(tx);
+          const { columns } = recordExportsSpec;
+          sections.push(
+            await writeSection(car, RECORD_EXPORTS, columns, recordExportRows(tx), this.deps.limits),
+          );
           const { cid, manifest } = await finishWithManifest(
             car,
             {
@@ -147,7 +161,7 @@ export class SnapshotsService {
             },
             sections,
           );
-          return { cid: cid.toString(), manifest, blocks: car.blocks, head };
+          return { cid: cid.toString(), manifest, blocks: car.blocks, head, exportRuns };
         } catch (err) {
           await car.abort();
           await unlink(scratch).catch(() => undefined);
@@ -187,6 +201,7 @@ export class SnapshotsService {
       const signed = await this.nextCheckpoint(built.cid, m, report);
       await withTransaction(pool, async (tx) => {
         await this.repo.insert(tx, { ...record, verifiedAt: record.verifiedAt! });
+        await markExportsReferenced(tx, built.exportRuns, record.seq);
         await this.deps.audit.append(
           {
             actor: 'system:snapshots',
@@ -328,20 +343,23 @@ export class SnapshotsService {
     return bytes;
   }
 
-  /** An archived snapshot as a streaming reader over its file when the target has one, else its bytes. */
-  private async source(cid: string): Promise<SnapshotReader | Uint8Array | undefined> {
-    const path = await this.deps.target.localPath?.(carKey(cid));
-    if (path) return SnapshotReader.openFile(path);
-    return this.deps.target.get(carKey(cid));
+  /** An archived snapshot as a streaming reader over a local copy (released when the reader closes), or undefined. */
+  private async source(cid: string): Promise<SnapshotReader | undefined> {
+    const local = await this.deps.target.openLocal(carKey(cid));
+    return local && SnapshotReader.openFile(local.path, undefined, local.release);
   }
 
-  /** Verifies an archived snapshot pinned to `cid`, streaming its file (bounded memory) when it is local. */
+  /** Verifies an archived snapshot pinned to `cid`, streaming a local copy of its file (bounded memory). */
   async verifyArchived(cid: string, onProgress?: ProgressFn): Promise<VerifyReport> {
     SnapshotReader.parseCid(cid);
-    const path = await this.deps.target.localPath?.(carKey(cid));
+    const local = await this.deps.target.openLocal(carKey(cid));
+    if (!local) throw new AppError('not_found', `snapshot ${cid} is not in ${this.deps.target.description}`);
     const opts = { expectedCid: cid, onProgress, loadPrevious: (prev: string) => this.source(prev) };
-    if (path) return verifySnapshotFile(path, opts);
-    return this.verifyBytes(await this.fetch(cid), cid, onProgress);
+    try {
+      return await verifySnapshotFile(local.path, opts);
+    } finally {
+      await local.release();
+    }
   }
 
   /** Verifies bytes pinned to `cid`, offline; the predecessor is looked up in the archive (missing = failure). */
@@ -427,11 +445,13 @@ export class SnapshotsService {
    */
   async prove(
     cid: string,
-    what: { namespaceId: string } | { rollupKey: string[] },
+    what: { namespaceId: string } | { rollupKey: string[] } | { recordExportCid: string },
     bytes?: Uint8Array,
   ): Promise<InclusionProof> {
     const { snap } = await this.openVerified(cid, undefined, bytes);
     if ('namespaceId' in what) return buildProof(snap, 'credit_balances', (r) => r[0] === what.namespaceId);
+    if ('recordExportCid' in what)
+      return buildProof(snap, RECORD_EXPORTS, (r) => r[RECORD_EXPORT_CID] === what.recordExportCid);
     const key = what.rollupKey;
     return buildProof(snap, 'job_rollups', (r) => key.every((k, i) => String(r[i] ?? '') === k));
   }

@@ -2,6 +2,7 @@
 // project produces and a consistent forgery at every level (chunk, section, manifest, checkpoint): it must agree with
 // the project's own verifier on each.
 import { execFile } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -12,7 +13,8 @@ import { insertJobs, insertRegistry, insertTopups } from '../../../test/archive-
 import { indexCar, tempArchiveDir } from '../../../test/archive-harness.js';
 import { forgeCar } from '../../../test/forge.js';
 import { buildProgram } from '../../cli/program.js';
-import { CHECKPOINT_LOG, CheckpointSigner, type SignedCheckpoint } from './index.js';
+import { fileCid } from '../../stores/cold/index.js';
+import { CHECKPOINT_LOG, CheckpointSigner, SnapshotReader, type SignedCheckpoint } from './index.js';
 
 const run = promisify(execFile);
 let db: PgTestSchema;
@@ -188,6 +190,89 @@ describe('the standalone verifier agrees with the project', () => {
     expect(r).toMatchObject({ project: 3, standalone: 3 });
     expect(r.error).toBe('snapshot format version 1 is not supported (version 2 only)');
     expect(r.out).toContain('snapshot format version 1 is not supported');
+  });
+
+  it('record exports: an export verifies against the snapshot that lists it; a changed file or an older snapshot does not', async () => {
+    // A finished retention run as the records module leaves it (the module's own path: record-exports.int.test.ts).
+    const content = randomBytes(600_000);
+    const file = join(archive.dir, 'part-00000.jsonl.gz');
+    await writeFile(file, content);
+    const cid = fileCid(content);
+    const sha = createHash('sha256').update(content).digest('hex');
+    const manifest = Buffer.from('{"version":1}');
+    const runId = randomUUID();
+    const ns = (await db.pool.query<{ id: string }>('select id from namespaces order by id limit 1')).rows[0]!
+      .id;
+    const name = `${ns}/record_jobs/${runId}/part-00000.jsonl.gz`;
+    await db.pool.query(
+      `insert into retention_runs (id, namespace_id, collection, cutoff, status, target, doc_count, deleted_count,
+         files, manifest_sha256, manifest_cid, exported_at, finished_at)
+       values ($1, $2, 'record_jobs', now(), 'done', 'dir:/x', 7, 7, $3, $4, $5, now(), now())`,
+      [
+        runId,
+        ns,
+        JSON.stringify([{ name, sha256: sha, count: 7, bytes: content.length, cid }]),
+        createHash('sha256').update(manifest).digest('hex'),
+        fileCid(manifest),
+      ],
+    );
+    const created = await rty('snapshot', 'create');
+    expect(created.code, created.out.join('\n')).toBe(0);
+    const latest = /^snapshot \d+ (\S+):/.exec(created.out.at(-1)!)![1]!;
+    const ok = await standalone(
+      car(latest),
+      '--cid',
+      latest,
+      '--checkpoints',
+      logFile(),
+      '--key',
+      key,
+      '--export',
+      file,
+    );
+    expect(ok).toMatchObject({ code: 0, exports: [{ file: name, run: runId, cid }] });
+    const proved = await rty('snapshot', 'prove', latest, '--record-export', cid);
+    expect(proved.code).toBe(0);
+    const proof = JSON.parse(proved.out.join('\n')) as { section: string; record: unknown[] };
+    expect(proof.section).toBe('record_exports');
+    expect(proof.record.slice(4, 7)).toEqual([cid, sha, content.length]);
+    // One byte changed: another CID, referenced by no snapshot.
+    const changed = Buffer.from(content);
+    changed[123_456]! ^= 1;
+    await writeFile(join(archive.dir, 'changed.gz'), changed);
+    const bad = await standalone(car(latest), '--cid', latest, '--export', join(archive.dir, 'changed.gz'));
+    expect(bad.code).toBe(3);
+    expect(bad.error).toMatch(/is not referenced by snapshot/);
+    // The earlier snapshot predates the export: it does not list it.
+    expect((await standalone(car(cids[1]!), '--cid', cids[1]!, '--export', file)).code).toBe(3);
+    // A consistent forgery whose reference is not a CID is refused by both.
+    const forged = await forgeCar(await readFile(car(latest)), {
+      rows: {
+        section: 'record_exports',
+        edit: (rows) => rows.map((r) => [...r.slice(0, 4), 'not-a-cid', ...r.slice(5)]),
+      },
+    });
+    const forgedFile = join(archive.dir, 'bad-export-ref.car');
+    await writeFile(forgedFile, forged.bytes);
+    const refused = await both(forgedFile, forged.cid);
+    expect(refused).toMatchObject({ project: 3, standalone: 3 });
+    expect(refused.error).toMatch(/bad CID or SHA-256/);
+  });
+
+  it('a snapshot of the shape before record exports (no record_exports section) verifies as before', async () => {
+    const old = await forgeCar(await readFile(car(cids[1]!)), {
+      manifest: (m) => {
+        delete m.sections.record_exports;
+        delete m.roots.record_exports;
+      },
+    });
+    expect((await SnapshotReader.open(await readFile(car(cids[1]!)))).sectionNames()).toContain(
+      'record_exports',
+    );
+    expect((await SnapshotReader.open(old.bytes, old.cid)).sectionNames()).not.toContain('record_exports');
+    const file = join(archive.dir, 'old-shape.car');
+    await writeFile(file, old.bytes);
+    expect(await both(file, old.cid)).toMatchObject({ project: 0, standalone: 0 });
   });
 
   it('usage: no pinned CID is a usage error for both', async () => {

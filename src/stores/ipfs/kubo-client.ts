@@ -1,5 +1,5 @@
-// The Kubo HTTP RPC API (/api/v0) as the archive needs it: import a CAR with its roots pinned, export a DAG as a CAR
-// stream, pin state, unpin, version. Every call is a POST (Kubo refuses GET on the RPC API); errors name the call.
+// The Kubo HTTP RPC API (/api/v0) as cold storage needs it: import a CAR with its roots pinned, export a DAG as a CAR
+// stream, read one block, pin state, unpin, version. Every call is a POST (Kubo refuses GET on the RPC API); errors name the call.
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { AppError } from '../../platform/errors.js';
@@ -96,6 +96,15 @@ export class KuboClient {
     const res = await this.call('dag/export', { arg: cid });
     if (!res.ok || !res.body) await this.fail('dag/export', res);
     return Readable.fromWeb(res.body as never);
+  }
+
+  /** One block's raw bytes (`block/get`), or undefined when the node does not hold it (it runs offline). */
+  async getBlock(cid: string): Promise<Uint8Array | undefined> {
+    const res = await this.call('block/get', { arg: cid });
+    if (res.ok) return new Uint8Array(await res.arrayBuffer());
+    const text = await res.text();
+    if (/not found|could not find/i.test(text)) return undefined;
+    throw new AppError('store_unavailable', `IPFS block/get failed (${res.status}): ${text.slice(0, 300)}`);
   }
 
   /** Whether `cid` is pinned recursively on the node. */
