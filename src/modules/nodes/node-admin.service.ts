@@ -80,9 +80,8 @@ export class NodeAdminService {
     tx: PoolClient,
     f: { nodeAddress: string; flag: NodeFlag; setBy: string; reason?: string },
   ): Promise<void> {
-    await this.repo.upsertFlag(tx, { ...f, expiresAt: null }).catch((err: unknown) => {
-      throw translatePgError(err);
-    });
+    // Driver errors are already translated at the store boundary (the pool's query wrapper).
+    await this.repo.upsertFlag(tx, { ...f, expiresAt: null });
   }
 
   async mirrorFlag(nodeAddress: string, flag: NodeFlag): Promise<void> {
