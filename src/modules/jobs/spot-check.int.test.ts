@@ -17,6 +17,7 @@ import {
   startTrustNetwork,
   type TrustNetwork,
 } from '../../../test/trust-harness.js';
+import { checkInvariants } from '../../cli/invariants.js';
 import { AuditService } from '../audit/index.js';
 import { QcChecksRepository } from './qc-checks.repository.js';
 
@@ -227,6 +228,16 @@ describe('spot checks in the job flow', () => {
     expect(await count()).toBe(before.entries);
     expect(await net.ledger.getBalance(ns!.id)).toEqual(before.balance);
     await net.stop();
+    // Every DESIGN.md invariant still holds (the balance one counting refunds), job documents included.
+    const checks = await checkInvariants({
+      pool: db.pool,
+      ledger: net.ledger,
+      redis: space.redis,
+      redisPrefix: `${space.prefix}cheat:`,
+      namespaceIds: [ns!.id],
+      mongo: mongo.store.db,
+    });
+    expect(checks.filter((c) => !c.ok)).toEqual([]);
   });
 
   it('never shadow-bans an honest node in a long run with honest peers (300 jobs, half of them checked)', async () => {
