@@ -43,6 +43,10 @@ export interface SimNode {
   address: string;
   /** Share of text answers the node gets wrong (0: honest). */
   wrongShare?: number;
+  /** Time the node takes per job (a slow node). */
+  delayMs?: number;
+  /** What its heartbeat claims (a liar claims quality 1, latency 0). */
+  claims?: { quality: number; latencyMs: number };
 }
 
 export interface TrustNetwork {
@@ -70,6 +74,8 @@ export async function startTrustNetwork(opts: {
   mongo: MongoStore;
   nodes: SimNode[];
   sampleBasisPoints: number;
+  /** For nodes on probation (default: sampleBasisPoints). */
+  probationSampleBasisPoints?: number;
   shadowBanFailures: number;
   seed: number;
   capacity?: number;
@@ -91,6 +97,7 @@ export async function startTrustNetwork(opts: {
         environment: 'testnet',
         models: [{ name: MODEL, version: 'v1', active: true }],
         capacity: opts.capacity ?? 8,
+        ...(n.claims ?? {}),
       }),
     );
   const random = seeded(opts.seed);
@@ -100,6 +107,7 @@ export async function startTrustNetwork(opts: {
       new BuiltinRuntime({ wrongShare: n.wrongShare ?? 0, random: seeded(opts.seed * 31 + i) }),
     ]),
   );
+  const delays = new Map(opts.nodes.map((n) => [n.address, n.delayMs ?? 0]));
   const deliveries = new Map<string, { node: string; message: JobMessage }>();
   const submitted = new Set<string>();
   let gate: Promise<void> | undefined;
@@ -107,6 +115,8 @@ export async function startTrustNetwork(opts: {
     async run(lease, job) {
       deliveries.set(job.jobId, { node: lease.nodeAddress, message: job });
       if (gate && !submitted.has(job.jobId)) await gate;
+      const delay = delays.get(lease.nodeAddress) ?? 0;
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       return runtimes.get(lease.nodeAddress)!.run(job.model, job.request!);
     },
   };
@@ -145,7 +155,7 @@ export async function startTrustNetwork(opts: {
     random,
     options: {
       sampleBasisPoints: opts.sampleBasisPoints,
-      probationSampleBasisPoints: opts.sampleBasisPoints,
+      probationSampleBasisPoints: opts.probationSampleBasisPoints ?? opts.sampleBasisPoints,
       nodeSharePercent: 80n,
       jobTimeoutMs: 5_000,
     },
@@ -159,7 +169,13 @@ export async function startTrustNetwork(opts: {
     log: testLog,
     records,
     spotChecks,
-    options: { pricePerTokenMicro: 100n, nodeSharePercent: 80n, maxAttempts: 3, jobTimeoutMs: 5_000 },
+    options: {
+      pricePerTokenMicro: 100n,
+      nodeSharePercent: 80n,
+      maxAttempts: 3,
+      jobTimeoutMs: 5_000,
+      capacityWaitMs: 2_000,
+    },
   });
   const consumer = await routing.startConsumer({
     serves: [{ environment: 'testnet', model: MODEL }],

@@ -49,7 +49,8 @@ export class SpotChecks {
   private readonly log: Logger;
   private readonly running = new Set<Promise<unknown>>();
   /** Checks started and settled so far (benchmarks and tests read them). */
-  readonly stats = { sampled: 0, settled: 0, skipped: 0 };
+  /** compareMs: CPU time of the comparisons (synchronous, in this process; the blind runs are the nodes' work). */
+  readonly stats = { sampled: 0, settled: 0, skipped: 0, compareMs: 0 };
 
   constructor(
     private readonly deps: {
@@ -100,7 +101,7 @@ export class SpotChecks {
     const a = job.lease.nodeAddress;
     const b = await this.runBlind(job, 'b', await this.deps.admin.operatorNodes([a]));
     if (!b) return this.skip(m.jobId, 'no node of another operator could run the blind copy');
-    const ab = compareResults(m.request, job.result, b.result);
+    const ab = this.compare(m.request, job.result, b.result);
     const base = {
       jobId: m.jobId,
       namespaceId: m.namespaceId,
@@ -117,10 +118,17 @@ export class SpotChecks {
     const c = await this.runBlind(job, 'c', await this.deps.admin.operatorNodes([a, b.node]));
     const tie = { nodeC: c?.node ?? null, tieJobId: c ? blindJobId(m.jobId, 'c') : null, payC: c?.pay ?? 0n };
     if (!c) return this.settle(job, { ...base, ...tie, ...verdictOf(ab, 'inconclusive'), payB: b.pay });
-    const ac = compareResults(m.request, job.result, c.result).agreed;
-    const bc = compareResults(m.request, b.result, c.result).agreed;
+    const ac = this.compare(m.request, job.result, c.result).agreed;
+    const bc = this.compare(m.request, b.result, c.result).agreed;
     const verdict: QcVerdict = ac && !bc ? 'blind_wrong' : bc && !ac ? 'original_wrong' : 'inconclusive';
     return this.settle(job, { ...base, ...tie, ...verdictOf(ab, verdict), payB: b.pay });
+  }
+
+  private compare(request: JobMessage['request'], x: NodeResult, y: NodeResult): Comparison {
+    const t0 = performance.now();
+    const c = compareResults(request, x, y);
+    this.stats.compareMs += performance.now() - t0;
+    return c;
   }
 
   private skip(jobId: string, why: string): undefined {
