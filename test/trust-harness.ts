@@ -58,6 +58,8 @@ export interface TrustNetwork {
   recordsRepo: RecordsRepository;
   /** Every delivery: job id → node and the message it was given (blind copies included). */
   deliveries: Map<string, { node: string; message: JobMessage }>;
+  /** Changes both sampling shares (basis points) for the jobs that follow. */
+  setSampling(basisPoints: number): void;
   /** Holds blind copies (any job id not submitted by `submit`) until the returned release is called. */
   gateBlind(): () => void;
   submit(namespaceId: string, prompt: string): Promise<SubmitResult>;
@@ -146,6 +148,10 @@ export async function startTrustNetwork(opts: {
     log: testLog,
     shadowBanFailures: opts.shadowBanFailures,
   });
+  const sampling = {
+    sampleBasisPoints: opts.sampleBasisPoints,
+    probationSampleBasisPoints: opts.probationSampleBasisPoints ?? opts.sampleBasisPoints,
+  };
   const spotChecks = new SpotChecks({
     matchmaking: nodes.matchmaking,
     admin: nodes.admin,
@@ -154,8 +160,13 @@ export async function startTrustNetwork(opts: {
     log: testLog,
     random,
     options: {
-      sampleBasisPoints: opts.sampleBasisPoints,
-      probationSampleBasisPoints: opts.probationSampleBasisPoints ?? opts.sampleBasisPoints,
+      // Read per job: setSampling changes it for the jobs that follow.
+      get sampleBasisPoints() {
+        return sampling.sampleBasisPoints;
+      },
+      get probationSampleBasisPoints() {
+        return sampling.probationSampleBasisPoints;
+      },
       nodeSharePercent: 80n,
       jobTimeoutMs: 5_000,
     },
@@ -182,6 +193,7 @@ export async function startTrustNetwork(opts: {
     handler: jobs.handle,
     onExpired: jobs.onExpired,
   });
+  let stopped = false;
   return {
     jobs,
     spotChecks,
@@ -190,6 +202,10 @@ export async function startTrustNetwork(opts: {
     nodes,
     recordsRepo,
     deliveries,
+    setSampling(basisPoints) {
+      sampling.sampleBasisPoints = basisPoints;
+      sampling.probationSampleBasisPoints = basisPoints;
+    },
     gateBlind() {
       let open!: () => void;
       gate = new Promise<void>((r) => (open = r));
@@ -218,6 +234,8 @@ export async function startTrustNetwork(opts: {
       });
     },
     async stop() {
+      if (stopped) return;
+      stopped = true;
       await consumer.stop();
       await jobs.drain(10_000);
       await jobs.stop();

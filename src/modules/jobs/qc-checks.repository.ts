@@ -46,6 +46,14 @@ export class QcChecksRepository {
     return (res.rowCount ?? 0) === 1;
   }
 
+  /**
+   * Locks the node's registry row until the transaction ends: two verdicts against one node then count its
+   * failures one after the other (each sees the other's row), so neither misses the ban threshold.
+   */
+  async lockNode(tx: PoolClient, nodeAddress: string): Promise<void> {
+    await tx.query('select 1 from nodes where address = $1 for update', [nodeAddress]);
+  }
+
   /** Checks the node was found wrong on (a tie-break decided against it). */
   async countWrong(db: Queryable, nodeAddress: string): Promise<number> {
     const r = await db.query<{ n: number }>(

@@ -72,6 +72,7 @@ export class QcSettler {
       }
       let banned = false;
       if (wrong) {
+        await this.repo.lockNode(tx, wrong);
         const failures = await this.repo.countWrong(tx, wrong);
         if (failures >= this.deps.shadowBanFailures) {
           banned = true;
