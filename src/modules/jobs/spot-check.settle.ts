@@ -5,7 +5,7 @@
 // mirror, the QC result documents (MongoDB, through the record stream) and the reputation restore of the node a
 // tie-break found right. A replayed or duplicated verdict finds its row and changes nothing.
 import type { AuditService } from '../audit/index.js';
-import type { LedgerOp, LedgerService } from '../credits/index.js';
+import { isBatchRace, type LedgerOp, type LedgerService } from '../credits/index.js';
 import type { MatchmakingService, NodeAdminService } from '../nodes/index.js';
 import type { RecordEventInput } from '../records/index.js';
 import { withTransaction, type Pool } from '../../stores/postgres/pool.js';
@@ -50,6 +50,17 @@ export class QcSettler {
   ) {}
 
   async settle(v: QcVerdictInput): Promise<QcSettled> {
+    // A race with a ledger batch over the same rows (deadlock, unique key) re-runs the verdict from fresh state.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.settleOnce(v);
+      } catch (err) {
+        if (!isBatchRace(err) || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  private async settleOnce(v: QcVerdictInput): Promise<QcSettled> {
     const ops = this.deps.ledger.ops;
     const settled = await withTransaction(this.deps.pool, async (tx) => {
       const none: QcSettled = {
