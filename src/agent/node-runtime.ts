@@ -78,11 +78,27 @@ export function embeddingOf(model: string, text: string, dimensions: number): nu
  */
 export class BuiltinRuntime implements NodeRuntime {
   readonly name = 'builtin';
-  /** `tokenDelayMs`: time to produce each output word (0: all at once). */
-  constructor(private readonly opts: { dimensions?: number; tokenDelayMs?: number } = {}) {}
+  /**
+   * `tokenDelayMs`: time to produce each output word (0: all at once). `wrongShare`: a cheating node's knob, the
+   * share of text answers it gets wrong (every letter shifted by one: same length and token count, so only a
+   * comparison with another node's answer can tell); `random` draws in [0, 1) for it (default Math.random).
+   */
+  constructor(
+    private readonly opts: {
+      dimensions?: number;
+      tokenDelayMs?: number;
+      wrongShare?: number;
+      random?: () => number;
+    } = {},
+  ) {}
 
   async run(model: string, request: JobRequest, run: RunOptions = {}): Promise<NodeResult> {
-    const result = runBuiltin(model, request, this.opts.dimensions ?? 16);
+    const honest = runBuiltin(model, request, this.opts.dimensions ?? 16);
+    const wrong =
+      request.kind !== 'embedding' &&
+      (this.opts.wrongShare ?? 0) > 0 &&
+      (this.opts.random ?? Math.random)() < this.opts.wrongShare!;
+    const result = wrong ? wrongAnswer(honest) : honest;
     const delay = this.opts.tokenDelayMs ?? 0;
     if (request.kind === 'embedding' || (!run.onDelta && delay <= 0)) return result;
     const pieces = result.output.split(' ');
@@ -105,6 +121,16 @@ export class BuiltinRuntime implements NodeRuntime {
     }
     return result;
   }
+}
+
+/** The cheat's answer: every lower-case letter a–y shifted by one (the similarity rule's measured wrong answer). */
+export function wrongAnswer(r: NodeResult): NodeResult {
+  const shift = (t: string) => t.replace(/[a-y]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 1));
+  return {
+    ...r,
+    output: shift(r.output),
+    ...(r.choices ? { choices: r.choices.map((c) => ({ ...c, output: shift(c.output) })) } : {}),
+  };
 }
 
 function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -158,6 +158,8 @@ export async function createBackbone(
       executor: opts.executor ?? gateway,
       records: recordSink,
       prices: network.prices,
+      admin: nodes.admin,
+      audit,
     });
     // After the dispatch drain (serve stops it first): the last batched commits finish here.
     lifecycle.add('job-commits', () => jobs.jobs.stop());

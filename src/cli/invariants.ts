@@ -2,7 +2,7 @@
 // tests assert them): every job terminal exactly once, one settlement per succeeded job (and per cancelled job
 // charged for what it delivered) and none for the others,
 // no pending hold, reserved = 0, balance = top-ups + bonuses − settled charges (− storage charges, − expired
-// bonuses), the ledger recomputes to the stored balances, node earnings never exceed what was charged, every
+// bonuses, + refunds of jobs a spot check found wrong), the ledger recomputes to the stored balances, node earnings never exceed what was charged, every
 // succeeded job has exactly one earning, no lease
 // left in Redis, and (optionally) one MongoDB job document per job.
 import type { Db } from 'mongodb';
@@ -86,7 +86,7 @@ export async function checkInvariants(s: InvariantScope): Promise<InvariantCheck
 
   const flows = await s.pool.query<{ namespace_id: string; inflow: string; outflow: string }>(
     `select namespace_id,
-            coalesce(sum(amount) filter (where kind in ('topup', 'bonus')), 0)::text as inflow,
+            coalesce(sum(amount) filter (where kind in ('topup', 'bonus', 'refund')), 0)::text as inflow,
             coalesce(sum(amount) filter (where kind in ('settle', 'storage_charge', 'bonus_expire')), 0)::text as outflow
        from ledger_entries where namespace_id = any($1) group by namespace_id`,
     [ns],
@@ -96,7 +96,7 @@ export async function checkInvariants(s: InvariantScope): Promise<InvariantCheck
     (r) => BigInt(r.available) + BigInt(r.reserved) !== (flowOf.get(r.namespace_id) ?? 0n),
   );
   add(
-    'balance = top-ups + bonuses − settled charges',
+    'balance = top-ups + bonuses − settled charges + spot-check refunds',
     unbalanced.length === 0,
     unbalanced.length === 0
       ? `${balances.rows.length} namespaces balance`

@@ -88,6 +88,14 @@ export const configSchema = z.object({
   REPUTATION_FLUSH_INTERVAL_MS: intFrom(2_000, 50),
   /** Share of jobs (percent) that go to nodes on probation (their first 20 attempts) when established nodes could take them. */
   REPUTATION_PROBATION_SHARE_PERCENT: intFrom(10, 0).pipe(z.number().max(100)),
+  /**
+   * Spot checks (issue 16): the share of succeeded jobs, in basis points (100 = 1%), also run blind on a node of
+   * another operator and compared; for a node still on probation, the second share. 0 turns checks off.
+   */
+  QC_SAMPLE_BASIS_POINTS: intFrom(100, 0).pipe(z.number().max(10_000)),
+  QC_PROBATION_SAMPLE_BASIS_POINTS: intFrom(1_000, 0).pipe(z.number().max(10_000)),
+  /** Checks a node must be found wrong on (by a tie-break) before it is shadow-banned and forfeits held-back earnings. */
+  QC_SHADOW_BAN_FAILURES: intFrom(2, 1),
   /** Score points a failed job costs a node, and points a success gives back. */
   NODE_FAILURE_PENALTY: intFrom(500),
   NODE_SUCCESS_RECOVERY: intFrom(50),

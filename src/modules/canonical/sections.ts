@@ -166,6 +166,14 @@ export const snapshotSections: TableSpec[] = [
       valid_ok float8, valid_n float8, score int, probation bool, updated_at ts`),
     orderBy: ['node_address'],
   },
+  {
+    // Spot-check verdicts (issue 16): who was checked, against whom, and who was found wrong.
+    name: 'qc_checks',
+    columns: cols(`job_id uuid, namespace_id uuid, model text, environment text, rule text, verdict text,
+      node_a text, node_b text, node_c text, blind_job_id uuid, tie_job_id uuid, wrong_node text,
+      similarity float8, decided_at ts`),
+    orderBy: ['job_id'],
+  },
 ];
 
 /** Live view exported by a freeze: jobs in flight (no detail history) besides the registry and balances. */

@@ -98,12 +98,14 @@ export class CreditsRepository {
       entries.set(x.i, { kind: x.k, namespaceId: x.n, nodeAddress: x.a, amount: BigInt(x.amt) });
     const nodes = new Map<string, NodeBalance>();
     if (ids.nodeAddresses.length > 0) {
-      // Only batches with payouts load node rows (rare): the held-back sum reads the node's earnings through the
-      // node index of ledger_entries.
+      // Only batches with payouts or spot-check consequences load node rows (rare): the held-back sum reads the
+      // node's earnings (less what was reversed or forfeited of them) through the node index of ledger_entries.
       const n = await tx.query<{ node_address: string; earned: bigint; paid_out: bigint; held: string }>(
         `select b.node_address, b.earned, b.paid_out,
-                (select coalesce(sum(e.amount), 0) from ledger_entries e
-                  where e.node_address = b.node_address and e.kind = 'earning'
+                (select coalesce(sum(case when e.kind in ('earning', 'network_expense') then e.amount else -e.amount end), 0)
+                   from ledger_entries e
+                  where e.node_address = b.node_address
+                    and e.kind in ('earning', 'network_expense', 'earning_reversal', 'forfeit')
                     and e.created_at > now() - make_interval(secs => $2::float8 / 1000))::text as held
            from node_balances b where b.node_address = any($1::text[]) order by b.node_address for update`,
         [ids.nodeAddresses, holdBackMs],
@@ -112,7 +114,7 @@ export class CreditsRepository {
         nodes.set(x.node_address, {
           earned: x.earned,
           paidOut: x.paid_out,
-          heldBack: BigInt(x.held),
+          heldBack: BigInt(x.held) > 0n ? BigInt(x.held) : 0n,
           deltaEarned: 0n,
           deltaPaidOut: 0n,
         });
@@ -182,7 +184,7 @@ export class CreditsRepository {
     }
     // Sorted: two batches that first credit the same new nodes must insert them in the same order (no deadlock).
     const nodes = [...s.nodes.entries()]
-      .filter(([, n]) => n.deltaEarned > 0n || n.deltaPaidOut > 0n)
+      .filter(([, n]) => n.deltaEarned !== 0n || n.deltaPaidOut > 0n)
       .sort(([a], [b]) => (a < b ? -1 : 1));
     if (nodes.length > 0) {
       // Deltas, not absolute values: a node row may not exist yet (and so could not be locked) when the batch
@@ -194,7 +196,8 @@ export class CreditsRepository {
         nodes.map(([, n]) => str(n.deltaPaidOut)),
         s.now,
       ];
-      if (nodes.every(([, n]) => n.deltaPaidOut === 0n)) {
+      // A reversal or forfeit (negative delta) takes the second path too: its proposed row would fail the CHECK.
+      if (nodes.every(([, n]) => n.deltaPaidOut === 0n && n.deltaEarned >= 0n)) {
         await tx.query({
           name: 'ledger_node_earnings',
           text: `insert into node_balances (node_address, earned, updated_at)
@@ -296,7 +299,7 @@ export class CreditsRepository {
     }>(`
       with d as (
         select namespace_id,
-          coalesce(sum(case when kind in ('topup','bonus','release','void','hold_expire') then amount
+          coalesce(sum(case when kind in ('topup','bonus','release','void','hold_expire','refund') then amount
                             when kind in ('reserve','bonus_expire','storage_charge') then -amount else 0 end), 0) as available,
           coalesce(sum(case when kind = 'reserve' then amount
                             when kind in ('settle','release','void','hold_expire') then -amount else 0 end), 0) as reserved
@@ -354,7 +357,12 @@ export class CreditsRepository {
         from credit_holds h left join e on e.job_id = h.job_id where h.status <> 'pending' and h.amount <> coalesce(e.closed, 0)
       union all
       select h.job_id::text, 'settled_amount', coalesce(h.settled_amount, 0)::text, coalesce(e.settled, 0)::text
-        from credit_holds h left join e on e.job_id = h.job_id where coalesce(h.settled_amount, 0) <> coalesce(e.settled, 0)`);
+        from credit_holds h left join e on e.job_id = h.job_id where coalesce(h.settled_amount, 0) <> coalesce(e.settled, 0)
+      union all
+      -- A refund gives back exactly the settled charge of a posted hold of its own namespace.
+      select r.job_id::text, 'refund', r.amount::text, coalesce(h.status || ' ' || h.settled_amount::text, 'no hold')
+        from ledger_entries r left join credit_holds h on h.job_id = r.job_id and h.namespace_id = r.namespace_id
+        where r.kind = 'refund' and (h.job_id is null or h.status <> 'posted' or h.settled_amount <> r.amount)`);
     for (const r of holds.rows) out.push({ scope: 'hold', ...r });
     // Entries agree with their hold: every job entry has a hold in the same namespace, and the closing entry
     // matches the hold's status (posted: settle; voided: void; expired: hold_expire; pending: none).
@@ -382,7 +390,9 @@ export class CreditsRepository {
       d_paid: string;
     }>(`
       with d as (
-        select node_address, coalesce(sum(amount) filter (where kind = 'earning'), 0) as earned,
+        select node_address,
+               coalesce(sum(amount) filter (where kind in ('earning', 'network_expense')), 0)
+                 - coalesce(sum(amount) filter (where kind in ('earning_reversal', 'forfeit')), 0) as earned,
                coalesce(sum(amount) filter (where kind = 'payout'), 0) as paid
         from ledger_entries where node_address is not null group by node_address)
       select coalesce(b.node_address, d.node_address) as id, coalesce(b.earned, 0)::text as earned, coalesce(b.paid_out, 0)::text as paid_out,

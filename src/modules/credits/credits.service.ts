@@ -16,6 +16,7 @@ import {
   type LedgerOp,
   type OpResult,
 } from './ledger.js';
+import { qcExtraKeysOf, qcLocksNode, type QcLedgerOp } from './ledger-qc.js';
 
 export interface LedgerOptions {
   /** Bounded wait for a batch to fill; 0 with maxSize 1 disables batching. */
@@ -270,6 +271,29 @@ export class LedgerService {
       jobId: requireId(jobId, 'jobId'),
       amount: toMicro(amount, 'amount'),
     }),
+    /** Spot checks (see ledger-qc.ts): the network pays for a blind copy; a node found wrong loses the job. */
+    networkExpense: (nodeAddress: string, blindJobId: string, amount: bigint): LedgerOp => ({
+      kind: 'network_expense',
+      nodeAddress: requireId(nodeAddress, 'nodeAddress', isAddress),
+      jobId: requireId(blindJobId, 'blindJobId'),
+      amount: toMicro(amount, 'amount'),
+    }),
+    refund: (namespaceId: string, jobId: string): LedgerOp => ({
+      kind: 'refund',
+      namespaceId: requireId(namespaceId, 'namespaceId'),
+      jobId: requireId(jobId, 'jobId'),
+    }),
+    earningReversal: (nodeAddress: string, jobId: string, of: 'earning' | 'network_expense'): LedgerOp => ({
+      kind: 'earning_reversal',
+      nodeAddress: requireId(nodeAddress, 'nodeAddress', isAddress),
+      jobId: requireId(jobId, 'jobId'),
+      of,
+    }),
+    forfeit: (nodeAddress: string, idemKey: string): LedgerOp => ({
+      kind: 'forfeit',
+      nodeAddress: requireId(nodeAddress, 'nodeAddress', isAddress),
+      idemKey: requireKey(idemKey),
+    }),
   };
 
   async applyInTransaction(tx: PoolClient, ops: LedgerOp[]): Promise<Array<Outcome<OpResult>>> {
@@ -345,6 +369,15 @@ function isRetryableStoreError(err: unknown): boolean {
   return isAppError(err, 'store_unavailable');
 }
 
+function isQcOp(op: LedgerOp): op is QcLedgerOp {
+  return (
+    op.kind === 'network_expense' ||
+    op.kind === 'refund' ||
+    op.kind === 'earning_reversal' ||
+    op.kind === 'forfeit'
+  );
+}
+
 function collectIds(ops: LedgerOp[]) {
   const namespaceIds = new Set<string>();
   const nodeAddresses = new Set<string>();
@@ -356,10 +389,12 @@ function collectIds(ops: LedgerOp[]) {
     // Only a payout reads a node's totals (it may not exceed what is unpaid): earnings are added as deltas, so a
     // batch of settles and earnings locks no node row before its one upsert.
     const node = nodeOf(op);
-    if (node && op.kind === 'payout') nodeAddresses.add(node);
+    const qc = isQcOp(op);
+    if (node && (op.kind === 'payout' || (qc && qcLocksNode(op)))) nodeAddresses.add(node);
     const job = jobOf(op);
     if (job) jobIds.add(job);
     idemKeys.add(idemKeyOf(op));
+    if (qc) for (const k of qcExtraKeysOf(op)) idemKeys.add(k);
   }
   return {
     namespaceIds: [...namespaceIds].sort(),

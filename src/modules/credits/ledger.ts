@@ -1,5 +1,6 @@
 // Ledger operations and their rules (pure): applies operations, in order, to locked balances and holds in memory.
 import { AppError } from '../../platform/errors.js';
+import { applyQcOp, qcIdemKeyOf, type QcLedgerOp, type QcOpResult } from './ledger-qc.js';
 
 /** Integer micro-credits. */
 export type Micro = bigint;
@@ -15,7 +16,8 @@ export type LedgerOp =
   | { kind: 'hold_expire'; namespaceId: string; jobId: string }
   | { kind: 'storage_charge'; namespaceId: string; amount: Micro; idemKey: string }
   | { kind: 'earning'; nodeAddress: string; jobId: string; amount: Micro }
-  | { kind: 'payout'; nodeAddress: string; amount: Micro; idemKey: string };
+  | { kind: 'payout'; nodeAddress: string; amount: Micro; idemKey: string }
+  | QcLedgerOp;
 
 export type EntryKind =
   | 'topup'
@@ -28,7 +30,8 @@ export type EntryKind =
   | 'hold_expire'
   | 'storage_charge'
   | 'earning'
-  | 'payout';
+  | 'payout'
+  | QcLedgerOp['kind'];
 
 export interface NewEntry {
   kind: EntryKind;
@@ -89,7 +92,8 @@ export type OpResult =
   | { kind: 'reserve'; jobId: string; amount: Micro; expiresAt: Date; status: HoldStatus; replayed: boolean }
   | { kind: 'settle'; jobId: string; charged: Micro; released: Micro; replayed: boolean }
   | { kind: 'void' | 'hold_expire'; jobId: string; released: Micro; replayed: boolean }
-  | { kind: 'earning'; jobId: string; amount: Micro; replayed: boolean };
+  | { kind: 'earning'; jobId: string; amount: Micro; replayed: boolean }
+  | QcOpResult;
 
 /** Everything one batch transaction has loaded (and locked) and the writes it accumulates. */
 export interface BatchState {
@@ -119,6 +123,8 @@ export function idemKeyOf(op: LedgerOp): string {
     case 'hold_expire':
     case 'earning':
       return `${op.kind}:${op.jobId}`;
+    default:
+      return qcIdemKeyOf(op);
   }
 }
 
@@ -406,6 +412,11 @@ export function applyOp(state: BatchState, op: LedgerOp): OpResult {
       recordEntry(state, entry('payout', key, op.amount, { nodeAddress: op.nodeAddress }));
       return { kind: 'payout', amount: op.amount, replayed: false };
     }
+    default:
+      return applyQcOp(state, op, {
+        record: (e) => recordEntry(state, entry(e.kind, e.idemKey, e.amount, e)),
+        node: (address) => nodeBalanceOf(state, address),
+      });
   }
 }
 

@@ -21,6 +21,14 @@ export { choicesAsked, type FinishReason, type NodeChoice, type TokenLogprob, ty
 export { costMicro, flatPrice, reservationMicro, type JobPrice, type PriceQuoter } from './job-price.js';
 export { DeliveryError } from './jobs.attempt.js';
 export {
+  SpotChecks,
+  type CheckedJob,
+  type CheckOutcome,
+  type SpotCheckOptions,
+} from './spot-check.service.js';
+export { QcSettler, QC_ACTOR, type QcSettled, type QcVerdictInput } from './spot-check.settle.js';
+export { compareResults, SIMILARITY_THRESHOLD, withPinnedSeed } from './qc-compare.js';
+export {
   boundUsage,
   deltaBytes,
   MAX_BYTES_PER_TOKEN,

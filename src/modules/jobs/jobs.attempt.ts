@@ -7,6 +7,7 @@ import { classifyStoreError } from '../../stores/store-errors.js';
 import { observationOf, type Lease, type MatchmakingService, type Observation } from '../nodes/index.js';
 import type { AttemptCause, JobMessage } from '../routing/index.js';
 import type { NodeExecutor, NodeResult } from './job.js';
+import { withPinnedSeed } from './qc-compare.js';
 import { boundUsage } from './usage-bound.js';
 
 /** An executor may throw this to say why a delivery failed; any other error counts as the node's. */
@@ -238,7 +239,8 @@ export class Attempt {
     const timer = setTimeout(() => ac.abort(), this.deps.jobTimeoutMs);
     try {
       return await Promise.race([
-        this.deps.executor.run(lease, this.job, ac.signal),
+        // Every text job is delivered with its pinned seed, so a checked job and its blind copy look alike.
+        this.deps.executor.run(lease, withPinnedSeed(this.job), ac.signal),
         new Promise<never>((_, reject) =>
           // A backstop for an executor that ignores the signal: one that rejects on abort names its own cause
           // (a relay that lost its answer to a Redis drop is ours, not the node's), so it is given a turn first.

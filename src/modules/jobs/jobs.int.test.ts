@@ -13,7 +13,7 @@ import {
   randomAddress,
   registerNodes,
 } from '../../../test/live-harness.js';
-import { routingOptionsFor, waitFor } from '../../../test/routing-fixtures.js';
+import { routingOptionsFor, sleep, waitFor } from '../../../test/routing-fixtures.js';
 import { LedgerService } from '../credits/index.js';
 import type { Lease, NodesModule } from '../nodes/index.js';
 import { RoutingService, type JobMessage } from '../routing/index.js';
@@ -106,18 +106,27 @@ describe('job flow across the four stores', () => {
         }),
       ),
     );
-    // A job for a model nobody serves: it expires (TTL) and is refunded.
+    // A job for a model nobody serves: it expires (TTL) and is refunded. Its lane's consumer starts only once
+    // the TTL has passed (submit resolves after the publish, so enqueuedAt + ttl is behind us): it must find the
+    // job expired and never run it. Started at once, it could run the job within the TTL, and its handler's
+    // three failed attempts (retry delays 50 + 100 ms) would quarantine it before it expired.
+    const orphanTtlMs = 300;
     const orphan = await jobs.submit({
       namespaceId: ns!.id,
       model: 'nobody-serves-this',
       environment: 'testnet',
       priority: 'bulk',
       maxTokens: 100,
-      ttlMs: 300,
+      ttlMs: orphanTtlMs,
     });
+    await sleep(orphanTtlMs + 20);
+    let orphanRuns = 0;
     const expiryConsumer = await routing.startConsumer({
       serves: [{ environment: 'testnet', model: 'nobody-serves-this' }],
-      handler: async () => ({ kind: 'failed', reason: 'unreachable: no node serves it' }),
+      handler: async () => {
+        orphanRuns += 1;
+        return { kind: 'failed', reason: 'unreachable: no node serves it' };
+      },
       onExpired: jobs.onExpired,
       concurrency: 1,
       lanePrefetch: 1,
@@ -139,6 +148,7 @@ describe('job flow across the four stores', () => {
     expect(retried.length).toBeGreaterThan(0);
     for (const s of retried) expect(good).toContain(runs.get(s.jobId)!.at(-1));
     expect(runs.has(orphan.jobId)).toBe(false);
+    expect(orphanRuns).toBe(0);
 
     // Exactly one settlement per job, none for the expired one; reserved = 0; the ledger verifies.
     const settles = await db.pool.query<{ job_id: string; n: number }>(

@@ -7,7 +7,8 @@ import type { Metrics } from '../../platform/metrics.js';
 import type { RecurringTask } from '../../platform/tasks.js';
 import type { Stores } from '../../stores/stores.js';
 import type { LedgerService } from '../credits/index.js';
-import type { MatchmakingService } from '../nodes/index.js';
+import type { AuditService } from '../audit/index.js';
+import type { MatchmakingService, NodeAdminService } from '../nodes/index.js';
 import type { RoutingService } from '../routing/index.js';
 import type { JobRecordSink } from './job-records.js';
 import { JobResults } from './job-results.js';
@@ -16,6 +17,8 @@ import { createRecentJobsTask } from './jobs.recovery.js';
 import type { NodeExecutor } from './job.js';
 import type { PriceQuoter } from './job-price.js';
 import { JobsService } from './jobs.service.js';
+import { SpotChecks } from './spot-check.service.js';
+import { QcSettler } from './spot-check.settle.js';
 import { createResultRetentionTask, createStaleJobsTask } from './jobs.tasks.js';
 
 export interface JobsModule {
@@ -65,9 +68,37 @@ export function createJobsModule(deps: {
   records: JobRecordSink;
   /** The price table in force (without one, every job pays PRICE_PER_TOKEN_MICRO per token). */
   prices?: PriceQuoter;
+  /** Spot checks (off when both QC sample shares are 0): node flags and operators, and the audit log. */
+  admin: NodeAdminService;
+  audit: AuditService;
 }): JobsModule {
   const { config: c, log, records } = deps;
   const { pool } = deps.stores;
+  const spotChecks =
+    c.QC_SAMPLE_BASIS_POINTS + c.QC_PROBATION_SAMPLE_BASIS_POINTS > 0
+      ? new SpotChecks({
+          matchmaking: deps.matchmaking,
+          admin: deps.admin,
+          executor: deps.executor,
+          log,
+          settler: new QcSettler({
+            pool,
+            ledger: deps.ledger,
+            admin: deps.admin,
+            audit: deps.audit,
+            matchmaking: deps.matchmaking,
+            records,
+            log,
+            shadowBanFailures: c.QC_SHADOW_BAN_FAILURES,
+          }),
+          options: {
+            sampleBasisPoints: c.QC_SAMPLE_BASIS_POINTS,
+            probationSampleBasisPoints: c.QC_PROBATION_SAMPLE_BASIS_POINTS,
+            nodeSharePercent: BigInt(c.NODE_SHARE_PERCENT),
+            jobTimeoutMs: c.JOB_ATTEMPT_TIMEOUT_MS,
+          },
+        })
+      : undefined;
   const jobs = new JobsService({
     pool,
     ledger: deps.ledger,
@@ -79,6 +110,7 @@ export function createJobsModule(deps: {
     metrics: deps.metrics,
     records,
     ...(deps.prices ? { prices: deps.prices } : {}),
+    ...(spotChecks ? { spotChecks } : {}),
     options: {
       pricePerTokenMicro: BigInt(c.PRICE_PER_TOKEN_MICRO),
       nodeSharePercent: BigInt(c.NODE_SHARE_PERCENT),

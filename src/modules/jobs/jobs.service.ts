@@ -21,6 +21,8 @@ import { JobCommits, type JobCommitOptions } from './jobs.commits.js';
 import { fallbackEvent, type JobRecordSink } from './job-records.js';
 import { parseStoredResult, type JobResult, type JobResults } from './job-results.js';
 import { JobsRepository, type JobRow, type TerminalStatus } from './jobs.repository.js';
+import { withPinnedSeed } from './qc-compare.js';
+import type { SpotChecks } from './spot-check.service.js';
 
 export type { NodeExecutor, NodeResult } from './job.js';
 
@@ -116,6 +118,8 @@ export class JobsService {
       results?: JobResults;
       records?: JobRecordSink;
       metrics?: Metrics;
+      /** Spot-check verification of a sampled share of succeeded jobs (after the client was answered). */
+      spotChecks?: SpotChecks;
     },
   ) {
     this.log = deps.log.child({ component: 'jobs' });
@@ -272,6 +276,8 @@ export class JobsService {
         new Promise((r) => setTimeout(r, Math.max(1, until - Date.now()))),
       ]);
     }
+    // Spot checks started here settle before the stores close (what is left is only a sample that is lost).
+    await this.deps.spotChecks?.drain(Math.max(0, until - Date.now()));
     return this.inFlight.size;
   }
 
@@ -328,6 +334,15 @@ export class JobsService {
     const charged = cost < hold ? cost : hold;
     const closed = await this.close(job, { status: 'succeeded', ...out, charged });
     if (!closed.closed) this.log.info({ jobId: job.jobId }, 'result discarded: the job was closed otherwise');
+    // The client has its answer (close stored it): a sampled check runs from here, off the consumer's path.
+    else if (closed.status === 'succeeded')
+      this.deps.spotChecks?.consider({
+        message: withPinnedSeed(message),
+        lease: out.lease,
+        result,
+        charged,
+        price: job.price ?? this.flat,
+      });
     return { kind: 'done' };
   }
 

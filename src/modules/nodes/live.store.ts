@@ -232,6 +232,43 @@ export class LiveStore {
     };
   }
 
+  /**
+   * Leases a node of one cell for a blind copy (live_select_check.lua): any usable node serving the model outside
+   * `excludeNodes`, shadow-banned ones included (only those with `bannedOnly`); `start` spreads the choice.
+   */
+  async selectCheckInCell(
+    base: string,
+    req: { jobId: string; environment: Environment; model: string; excludeNodes: string[] },
+    start: number,
+    bannedOnly: boolean,
+  ): Promise<Lease | undefined> {
+    const r = asArray(
+      await runScript(
+        this.redis,
+        getScript('live_select_check'),
+        [base],
+        [
+          req.jobId,
+          req.model,
+          this.opts.leaseTtlMs,
+          this.opts.heartbeatTtlMs,
+          req.excludeNodes.join(','),
+          start,
+          bannedOnly ? '1' : '0',
+        ],
+      ),
+    );
+    if (r[0] !== 'OK') return undefined;
+    const [, node, token, exp] = r;
+    return {
+      jobId: req.jobId,
+      environment: req.environment,
+      nodeAddress: str(node),
+      fencingToken: str(token),
+      expiresAtMs: Number(exp),
+    };
+  }
+
   /** Ends a lease (batched with releases arriving together: see ReleaseBatcher). */
   release(lease: Omit<Lease, 'expiresAtMs'>, outcome: 'ok' | 'failed'): Promise<ReleaseReply> {
     return this.releases.release(

@@ -1,4 +1,5 @@
 // Select-and-lease over the cells of an environment, lease completion with fencing, failure penalties.
+import { randomInt } from 'node:crypto';
 import { isAddress, isEnvironment } from '../../config/vocabulary.js';
 import { AppError } from '../../platform/errors.js';
 import type { Logger } from '../../platform/logger.js';
@@ -57,6 +58,43 @@ export class MatchmakingService {
       }
     }
     return undefined;
+  }
+
+  /**
+   * Leases a node for a blind copy of a job (a spot check): any usable node serving the model outside
+   * `excludeNodes` (shadow-banned nodes included, preferred with `preferBanned`), chosen at random; no Subcloud or
+   * region preference (the copy only has to run somewhere independent). Undefined when none is free.
+   */
+  async leaseForCheck(req: {
+    jobId: string;
+    environment: JobRequirements['environment'];
+    model: string;
+    excludeNodes: string[];
+    preferBanned: boolean;
+  }): Promise<Lease | undefined> {
+    validate(req);
+    const { live } = this.deps;
+    const start = randomInt(0, 1 << 30);
+    const cells = cellOrder(req.jobId, live.opts.cells);
+    // Preferred: a shadow-banned node in any cell first, then any usable node.
+    for (const bannedOnly of req.preferBanned ? [true, false] : [false]) {
+      for (const c of cells) {
+        const base = live.keys.liveCellBase(req.environment, c);
+        const lease = await live.selectCheckInCell(base, req, start, bannedOnly);
+        if (lease) return lease;
+      }
+    }
+    return undefined;
+  }
+
+  /** Adds a spot check's comparison to a node's measured reputation (in memory, flushed in batches). */
+  observe(environment: JobRequirements['environment'], nodeAddress: string, o: Observation): void {
+    this.deps.reputation?.observe(environment, nodeAddress, o);
+  }
+
+  /** Whether a node is still on probation (its first attempts): its jobs are spot-checked more often. */
+  async onProbation(nodeAddress: string): Promise<boolean> {
+    return (await this.deps.reputation?.view(nodeAddress))?.probation ?? false;
   }
 
   /** Cells by the best score of the pool searched (a heuristic: the top node may fail other filters). */

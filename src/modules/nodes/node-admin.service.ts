@@ -71,6 +71,29 @@ export class NodeAdminService {
     this.log.info({ nodeId: f.nodeAddress, flag: f.flag, setBy: f.setBy, expiresAt }, 'node flag set');
   }
 
+  /**
+   * Writes a flag inside the caller's transaction (a spot check's verdict and its shadow-ban commit together);
+   * the caller mirrors it with mirrorFlag after the commit (a lost mirror is healed by the flag reconcile task).
+   */
+  async persistFlag(
+    tx: PoolClient,
+    f: { nodeAddress: string; flag: NodeFlag; setBy: string; reason?: string },
+  ): Promise<void> {
+    // Driver errors are already translated at the store boundary (the pool's query wrapper).
+    await this.repo.upsertFlag(tx, { ...f, expiresAt: null });
+  }
+
+  async mirrorFlag(nodeAddress: string, flag: NodeFlag): Promise<void> {
+    const node = await this.requireNode(nodeAddress);
+    await this.deps.live.mirrorFlag(node.environment, nodeAddress, flag, 'set', null);
+    this.log.info({ nodeId: nodeAddress, flag }, 'node flag set by a spot check');
+  }
+
+  /** The nodes of the operator accounts of `addresses` (a blind copy never goes to the same operator). */
+  operatorNodes(addresses: string[]): Promise<string[]> {
+    return this.repo.findOperatorNodes(this.deps.pool, addresses);
+  }
+
   async clearFlag(nodeAddress: string, flag: NodeFlag, clearedBy: string): Promise<boolean> {
     const node = await this.requireNode(nodeAddress);
     const removed = await this.repo.deleteFlag(this.deps.pool, nodeAddress, flag);

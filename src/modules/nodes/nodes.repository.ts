@@ -158,6 +158,17 @@ export class NodesRepository {
     );
   }
 
+  /** Every node bound to the same operator account as `addresses` (each unbound node stands for itself). */
+  async findOperatorNodes(db: Queryable, addresses: string[]): Promise<string[]> {
+    const r = await db.query<{ address: string }>(
+      `select n.address from nodes n
+        where n.address = any($1::text[])
+           or n.account_id in (select account_id from nodes where address = any($1::text[]) and account_id is not null)`,
+      [addresses],
+    );
+    return [...new Set([...addresses, ...r.rows.map((x) => x.address)])];
+  }
+
   async deleteFlag(db: Queryable, nodeAddress: string, flag: NodeFlag): Promise<boolean> {
     const r = await db.query('delete from node_flags where node_address = $1 and flag = $2', [
       nodeAddress,

@@ -60,7 +60,7 @@ export class ReputationService {
       p = { environment, attempts: 0, sums: emptySums() };
       this.pending.set(nodeAddress, p);
     }
-    p.attempts += 1;
+    if (o.kind !== 'qc') p.attempts += 1;
     addObservation(p.sums, o);
     this.schedule();
   }

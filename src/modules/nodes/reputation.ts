@@ -32,7 +32,12 @@ export type FailureKind = 'error' | 'timeout' | 'disconnect';
 /** What the network saw of one attempt that reached a node (the network's own failures are never counted). */
 export type Observation =
   | { kind: 'ok'; latencyMs: number; tokensOut: number; valid: boolean }
-  | { kind: 'failed'; failure: FailureKind };
+  | { kind: 'failed'; failure: FailureKind }
+  /**
+   * A spot check's comparison (a validity observation, not an attempt): `agreed: false` penalizes both nodes of
+   * a disagreement at once; `restore` gives back the penalty of the node a tie-break found right.
+   */
+  | { kind: 'qc'; agreed: boolean; restore?: boolean };
 
 /** Decayed sums of one node as of a time (all in "decayed attempts" or their weighted values). */
 export interface ReputationSums {
@@ -65,6 +70,11 @@ export const emptySums = (): ReputationSums => ({
 
 /** Adds one observation to a delta (observations of one flush are counted at the flush time). */
 export function addObservation(d: ReputationSums, o: Observation): void {
+  if (o.kind === 'qc') {
+    d.validOk += o.agreed ? 1 : 0;
+    d.validN += o.restore ? 0 : 1;
+    return;
+  }
   if (o.kind === 'failed') {
     if (o.failure === 'error') d.failError += 1;
     else if (o.failure === 'timeout') d.failTimeout += 1;

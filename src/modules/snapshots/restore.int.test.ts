@@ -35,6 +35,7 @@ const networkTables = [
   'retention_plan_events',
   'space_plan_changes',
   'node_reputation',
+  'qc_checks',
 ];
 
 /** Rows in every table of `networkTables`, plus a grace deadline: values a restore could get wrong (doubles, json). */
@@ -82,6 +83,15 @@ async function insertNetworkTables(pool: Pool, ids: string[], accountId: string)
        latency_sum_ms, latency_n, tokens, token_seconds, valid_ok, valid_n, score, probation)
      select address, '2026-04-14T12:00:00.654321Z', 17, 0.1, 1.0 / 3, 1e-300, 2.5e300, 12345.678901234567, 0.30000000000000004,
        -0.0, 7, 3, 4, 6789, false from nodes order by address limit 2`,
+  );
+  await pool.query(
+    `insert into qc_checks (job_id, namespace_id, model, environment, rule, verdict, node_a, node_b, node_c,
+       blind_job_id, tie_job_id, wrong_node, similarity, decided_at)
+     values (gen_random_uuid(), $1, 'llama3-8b', 'testnet', 'similarity', 'original_wrong', '0xa', '0xb', '0xc',
+       gen_random_uuid(), gen_random_uuid(), '0xa', 0.30000000000000004, '2026-04-14T12:00:00.000001Z'),
+       (gen_random_uuid(), $2, 'llama3-8b', 'mainnet', 'exact', 'agreed', '0xa', '0xb', null,
+       gen_random_uuid(), null, null, 1, '2026-04-14T12:00:01Z')`,
+    [ids[0], ids[1]],
   );
 }
 

@@ -5,7 +5,10 @@ import type { LedgerTotals, Manifest } from './manifest.js';
 export type { LedgerTotals } from './manifest.js';
 
 // The same derivation as the credits module's ledger verify (credits.repository findMismatches).
-const ADDS_AVAILABLE = new Set(['topup', 'bonus', 'release', 'void', 'hold_expire']);
+// (refund: a spot check gave a settled charge back; network_expense, earning_reversal, forfeit: issue 16.)
+const ADDS_AVAILABLE = new Set(['topup', 'bonus', 'release', 'void', 'hold_expire', 'refund']);
+const ADDS_EARNED = new Set(['earning', 'network_expense']);
+const TAKES_EARNED = new Set(['earning_reversal', 'forfeit']);
 const TAKES_AVAILABLE = new Set(['reserve', 'bonus_expire', 'storage_charge']);
 const CLOSES_HOLD = new Set(['settle', 'release', 'void', 'hold_expire']);
 
@@ -147,7 +150,8 @@ export class DeepChecker {
     if (node !== null) {
       let d = this.nodeDerived.get(node);
       if (!d) this.nodeDerived.set(node, (d = { earned: new Sum(), paid: new Sum() }));
-      if (kind === 'earning') d.earned.add(a);
+      if (ADDS_EARNED.has(kind)) d.earned.add(a);
+      if (TAKES_EARNED.has(kind)) d.earned.sub(a);
       if (kind === 'payout') d.paid.add(a);
     }
   }

@@ -9,6 +9,7 @@ import type { Redis } from './client.js';
 export const scriptNames = [
   'live_heartbeat',
   'live_select_lease',
+  'live_select_check',
   'live_release',
   'live_sweep',
   'live_flag',
